@@ -1,0 +1,63 @@
+"""The protocol every executor (process, docker, podman, apptainer) implements."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+TIMEOUT_EXIT_CODE = 124
+
+
+@dataclass(frozen=True)
+class ExecRequest:
+    """One attempt of one task, as an executor sees it.
+
+    `argv` is the full argument vector (command followed by body and headers JSON); it is never given
+    to a shell. `work_dir` is a fresh host directory that the program sees as its work directory
+    (mounted at `/work` in containers).
+    """
+
+    argv: list[str]
+    env: dict[str, str]
+    work_dir: Path
+    name: str
+    image: str | None = None
+    volumes: list[str] = field(default_factory=list)
+    timeout_s: float | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ExecResult:
+    """What an executor observed about one attempt."""
+
+    exit_code: int
+    stdout: bytes = b""
+    stderr: bytes = b""
+    timed_out: bool = False
+    signal: int | None = None
+    started_at_us: int = 0
+    finished_at_us: int = 0
+    container_id: str | None = None
+    cpu_user_s: float | None = None
+    cpu_system_s: float | None = None
+    peak_memory_bytes: int | None = None
+    read_bytes: int | None = None
+    write_bytes: int | None = None
+    error: str | None = None
+
+
+StartedCallback = Callable[[str | None], None]
+"""Called once the program runs, with the container id (None for a plain process)."""
+
+
+class Executor(Protocol):
+    """Runs one attempt to completion; never raises for a failing user program."""
+
+    name: str
+
+    def run(self, request: ExecRequest, on_started: StartedCallback) -> ExecResult: ...
+
+    def close(self) -> None: ...
