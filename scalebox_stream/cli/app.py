@@ -1,0 +1,61 @@
+"""`scalebox app ...`: inspect app files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scalebox_stream.spec import AppSpec, ModuleSpec, SpecError, load_app
+
+app = typer.Typer(help="Inspect app files.", no_args_is_help=True)
+
+EXIT_INVALID = 2
+
+
+@app.callback()
+def _group() -> None:
+    """Inspect app files."""
+
+
+@app.command("validate")
+def validate(
+    file: Annotated[Path, typer.Argument(help="The app file (app.yaml).")],
+    env_file: Annotated[list[Path] | None, typer.Option(
+        "--env-file", "-e", help="Extra KEY=value file for ${VAR} templating (repeatable).")] = None,
+) -> None:
+    """Check an app file; print a summary, or every problem with its file, line and field (exit 2)."""
+    if not file.is_file():
+        what = "is a directory, not an app file" if file.is_dir() else "no such file"
+        typer.echo(f"error: {file}: {what}", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    try:
+        spec = load_app(file, env_files=env_file or ())
+    except SpecError as exc:
+        for issue in exc.issues:
+            typer.echo(str(issue), err=True)
+        count = len(exc.issues)
+        typer.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    typer.echo(summary(spec))
+
+
+def summary(spec: AppSpec) -> str:
+    """A few lines describing an app: name, entry module, then one line per module."""
+    head = f"app {spec.name}" + (f" ({spec.label})" if spec.label else "")
+    lines = [f"{head}: {len(spec.modules)} module{'s' if len(spec.modules) != 1 else ''}, "
+             f"entry {spec.entry_module()}" + (f", main router {spec.main_router}" if spec.main_router else "")]
+    width = max(len(name) for name in spec.modules)
+    for name, module in spec.modules.items():
+        sinks = ",".join(spec.sinks_of(name)) or "-"
+        lines.append(f"  {name:<{width}}  {_runs(module)}  slots={module.slots}  sinks={sinks}")
+    return "\n".join(lines)
+
+
+def _runs(module: ModuleSpec) -> str:
+    """`docker myorg/calc:v1 /app/bin/run.sh` or `process /abs/run.sh --flag`."""
+    command = " ".join(module.command)
+    if module.executor == "process":
+        return f"process {command}"
+    return f"{module.executor} {module.image} {command}"

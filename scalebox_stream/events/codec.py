@@ -1,0 +1,70 @@
+"""Avro single-object encoding of events with fastavro, and schema resolution for older writers."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro.schema import parse_schema
+
+from scalebox_stream.events.envelope import Event
+from scalebox_stream.events.schemas import SINGLE_OBJECT_MAGIC, envelope_schema, single_object_header
+
+
+class DecodeError(ValueError):
+    """Raised for bytes that are not an event this codec knows how to read."""
+
+
+class EventCodec:
+    """Encodes events with the current schema; decodes any registered (older or current) writer schema."""
+
+    def __init__(self, schema: dict[str, Any] | None = None) -> None:
+        self._schema = parse_schema(schema if schema is not None else envelope_schema())
+        self._header = single_object_header(self._schema)
+        self._writers: dict[bytes, dict[str, Any]] = {self._header[2:]: self._schema}
+
+    @property
+    def header(self) -> bytes:
+        """The single-object header of the current schema."""
+        return self._header
+
+    def register_writer(self, schema: dict[str, Any]) -> bytes:
+        """Make records written with `schema` (an older version, say) decodable; returns its fingerprint."""
+        parsed = parse_schema(schema)
+        fp = single_object_header(parsed)[2:]
+        self._writers[fp] = parsed
+        return fp
+
+    def encode(self, event: Event) -> bytes:
+        """Encode one event as Avro single-object bytes."""
+        buf = io.BytesIO()
+        buf.write(self._header)
+        schemaless_writer(buf, self._schema, event.to_record())
+        return buf.getvalue()
+
+    def encode_with(self, schema: dict[str, Any], record: dict[str, Any]) -> bytes:
+        """Encode a raw record with another writer schema (tests and tools)."""
+        parsed = parse_schema(schema)
+        buf = io.BytesIO()
+        buf.write(single_object_header(parsed))
+        schemaless_writer(buf, parsed, record)
+        return buf.getvalue()
+
+    def decode(self, data: bytes) -> Event:
+        """Decode single-object bytes into an Event, resolving the writer schema by fingerprint."""
+        if data is None or len(data) < 10 or data[:2] != SINGLE_OBJECT_MAGIC:
+            raise DecodeError("not Avro single-object encoded (bad magic or too short)")
+        writer = self._writers.get(bytes(data[2:10]))
+        if writer is None:
+            raise DecodeError(f"unknown writer schema fingerprint {bytes(data[2:10]).hex()}")
+        try:
+            record = schemaless_reader(
+                io.BytesIO(data[10:]),
+                writer,
+                self._schema if writer is not self._schema else None,
+                return_record_name=True,
+            )
+        except Exception as exc:  # fastavro raises a variety of errors on corrupt input
+            raise DecodeError(f"corrupt Avro record: {exc}") from exc
+        return Event.from_record(record)

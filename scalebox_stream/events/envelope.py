@@ -1,0 +1,80 @@
+"""The event envelope shared by every state change, and helpers to build events."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+NAMESPACE = "sbx.events"
+SCHEMA_VERSION = 1
+
+
+def now_us() -> int:
+    """Current wall-clock time in microseconds since the epoch."""
+    return time.time_ns() // 1000
+
+
+@dataclass
+class Event:
+    """One event: envelope fields plus a typed payload (`event_type` names the payload record)."""
+
+    event_type: str
+    app: str
+    payload: dict[str, Any]
+    module: str = ""
+    task_id: str = ""
+    attempt: int = 0
+    cluster: str = ""
+    host: str = ""
+    producer: str = ""
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    occurred_at: int = field(default_factory=now_us)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_record(self) -> dict[str, Any]:
+        """The Avro record, with the payload tagged by its record name."""
+        return {
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "occurred_at": self.occurred_at,
+            "app": self.app,
+            "module": self.module,
+            "task_id": self.task_id,
+            "attempt": self.attempt,
+            "cluster": self.cluster,
+            "host": self.host,
+            "producer": self.producer,
+            "schema_version": self.schema_version,
+            "payload": (f"{NAMESPACE}.{self.event_type}", self.payload),
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Event:
+        """Build an Event from a decoded Avro record (payload as a `(name, dict)` pair)."""
+        name, payload = record["payload"]
+        return cls(
+            event_type=name.rsplit(".", 1)[-1],
+            app=record["app"],
+            payload=payload,
+            module=record["module"],
+            task_id=record["task_id"],
+            attempt=record["attempt"],
+            cluster=record["cluster"],
+            host=record["host"],
+            producer=record["producer"],
+            event_id=record["event_id"],
+            occurred_at=record["occurred_at"],
+            schema_version=record["schema_version"],
+        )
+
+
+def child_task_id(parent_task_id: str, position: int) -> str:
+    """Deterministic id of the `position`-th task emitted by a parent, so duplicates are recognisable."""
+    return str(uuid.uuid5(uuid.UUID(parent_task_id), f"out/{position}"))
+
+
+def new_task_id() -> str:
+    """A fresh task id for tasks created from outside (CLI, start tasks)."""
+    return str(uuid.uuid4())
