@@ -1,0 +1,1 @@
+"""Thin wrappers over confluent-kafka: topic naming, client configuration."""

@@ -1,0 +1,44 @@
+"""Client configurations: one place that says how agents, the projector and the CLI talk to Kafka."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def producer_config(bootstrap: str, transactional_id: str | None = None, **extra: Any) -> dict[str, Any]:
+    """An idempotent producer; transactional when `transactional_id` is given."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 2,
+        "compression.type": "lz4",
+    }
+    if transactional_id:
+        config["transactional.id"] = transactional_id
+        config["transaction.timeout.ms"] = 60000
+    config.update(extra)
+    return config
+
+
+def consumer_config(bootstrap: str, group_id: str, **extra: Any) -> dict[str, Any]:
+    """A read-committed consumer that never commits on its own."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "max.poll.interval.ms": 300000,
+        "session.timeout.ms": 45000,
+        "fetch.wait.max.ms": 50,
+    }
+    config.update(extra)
+    return config
+
+
+def admin_config(bootstrap: str) -> dict[str, Any]:
+    """Admin client configuration."""
+    return {"bootstrap.servers": bootstrap}

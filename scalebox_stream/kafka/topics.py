@@ -1,0 +1,48 @@
+"""Topic names and topic creation."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+EVENTS_TOPIC = "sbx.events"
+DEAD_LETTER_TOPIC = "sbx.dlq"
+APPS_TOPIC = "sbx.apps"
+TASK_TOPIC_PARTITIONS = 4
+EVENTS_TOPIC_PARTITIONS = 3
+
+
+def task_topic(app: str, module: str) -> str:
+    """The topic holding the tasks of one module."""
+    return f"sbx.tasks.{app}.{module}"
+
+
+def module_group(app: str, module: str) -> str:
+    """The consumer group shared by every agent of one module."""
+    return f"sbx.agents.{app}.{module}"
+
+
+def ensure_topics(admin: AdminClient, topics: dict[str, int], compacted: frozenset[str] = frozenset(),
+                  timeout_s: float = 30.0) -> None:
+    """Create the topics that do not exist yet (name -> partitions); existing ones are left alone."""
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    wanted = [
+        NewTopic(name, num_partitions=partitions, replication_factor=1,
+                 config={"cleanup.policy": "compact"} if name in compacted else {})
+        for name, partitions in topics.items() if name not in existing
+    ]
+    if not wanted:
+        return
+    for name, future in admin.create_topics(wanted, operation_timeout=timeout_s).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise RuntimeError(f"cannot create topic {name}: {exc}") from exc
+
+
+def ensure_app_topics(admin: AdminClient, app: str, modules: list[str]) -> None:
+    """Create the shared topics and one task topic per module of an app."""
+    topics = {EVENTS_TOPIC: EVENTS_TOPIC_PARTITIONS, DEAD_LETTER_TOPIC: 1, APPS_TOPIC: 1}
+    topics.update({task_topic(app, m): TASK_TOPIC_PARTITIONS for m in modules})
+    ensure_topics(admin, topics, compacted=frozenset({APPS_TOPIC}))

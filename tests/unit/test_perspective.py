@@ -1,0 +1,79 @@
+"""Perspective files: timestamps, byte counts, task-exec.json, text capping."""
+
+import json
+
+import pytest
+
+from scalebox_stream.agent.perspective import (
+    PerspectiveError,
+    cap_text,
+    parse_timestamp,
+    parse_timestamp_lines,
+    read_perspective,
+)
+
+BASE = 1698141600 * 1_000_000  # 2023-10-24T10:00:00Z
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2023-10-24T10:00:00Z", BASE),
+        ("2023-10-24T10:00:00.123Z", BASE + 123000),
+        ("2023-10-24T10:00:00.123456Z", BASE + 123456),
+        ("2023-10-24T10:00:00.123456789Z", BASE + 123456),
+        ("2023-10-24T18:00:00,5+08:00", BASE + 500000),
+        ("2023-10-24T18:00:00.123456+0800", BASE + 123456),
+        ("2023-10-24 10:00:00", BASE),
+    ],
+)
+def test_timestamp_forms(text, expected):
+    assert parse_timestamp(text) == expected
+
+
+def test_timestamp_lines_with_labels_and_comma_fractions():
+    lines = "2023-10-24T10:00:00Z,begin\n\n2023-10-24T10:00:00,25Z,end\n2023-10-24T10:00:01Z\n"
+    assert parse_timestamp_lines(lines) == [(BASE, "begin"), (BASE + 250000, "end"), (BASE + 1_000_000, None)]
+
+
+def test_bad_timestamp_names_line():
+    with pytest.raises(PerspectiveError, match="line 2"):
+        parse_timestamp_lines("2023-10-24T10:00:00Z\nyesterday,label")
+
+
+def test_read_perspective_files(tmp_path):
+    (tmp_path / "a.dat").write_bytes(b"x" * 100)
+    (tmp_path / "b.dat").write_bytes(b"y" * 7)
+    (tmp_path / "input-files.txt").write_text("a.dat\n")
+    (tmp_path / "output-files.txt").write_text(f"{tmp_path / 'b.dat'}\n")
+    (tmp_path / "custom-out.txt").write_bytes(b"25\n")
+    (tmp_path / "timestamps.txt").write_text("2023-10-24T10:00:00Z,t0\n")
+    p = read_perspective(tmp_path)
+    assert (p.input_bytes, p.output_bytes, p.custom_out) == (100, 7, b"25\n")
+    assert p.timestamps == [(BASE, "t0")]
+    assert p.problems == []
+
+
+def test_task_exec_json_and_problems_are_collected(tmp_path):
+    (tmp_path / "task-exec.json").write_text(json.dumps({
+        "statusCode": 0, "inputBytes": 10, "outputBytes": 20, "messageText": "hello",
+        "timestamps": ["2023-10-24T10:00:00Z,a", {"timestamp": "2023-10-24T10:00:01Z", "label": "b"}],
+    }))
+    (tmp_path / "input-files.txt").write_text("missing.dat\n")
+    p = read_perspective(tmp_path)
+    assert (p.status_code, p.message_text, p.output_bytes) == (0, "hello", 20)
+    assert p.timestamps == [(BASE, "a"), (BASE + 1_000_000, "b")]
+    assert p.input_bytes == 10
+    assert len(p.problems) == 1 and "missing.dat" in p.problems[0]
+
+
+def test_corrupt_task_exec_is_a_problem_not_a_crash(tmp_path):
+    (tmp_path / "task-exec.json").write_text("{not json")
+    assert read_perspective(tmp_path).problems
+
+
+def test_cap_text_keeps_the_right_end_and_escapes_invalid_utf8():
+    data = b"A" * 10 + b"\xff\xfe" + b"Z" * 10
+    assert cap_text(data, 5, "HEAD") == "ZZZZZ"
+    assert cap_text(data, 5, "TAIL") == "AAAAA"
+    assert cap_text(data, 100) == "A" * 10 + "\\xff\\xfe" + "Z" * 10
