@@ -1,0 +1,73 @@
+"""``scalebox local up|down|status``: run Kafka and PostgreSQL on this machine."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from scalebox_stream.local import services
+
+app = typer.Typer(
+    help="Run a single-node Kafka (KRaft) and an embedded PostgreSQL on this machine.",
+    no_args_is_help=True,
+)
+
+
+def _fail(exc: services.LocalServiceError) -> typer.Exit:
+    """Print the error without a traceback; exit 2 for a missing prerequisite, 1 otherwise."""
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(2 if isinstance(exc, services.MissingPrerequisite) else 1)
+
+
+@app.command()
+def up(
+    kafka_port: Annotated[int | None, typer.Option(help="Kafka broker port [default: 19092]")] = None,
+    controller_port: Annotated[int | None, typer.Option(help="Controller port [default: 19093]")] = None,
+    pg_port: Annotated[int | None, typer.Option(help="PostgreSQL port [default: 15432]")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each service")] = 90.0,
+) -> None:
+    """Start Kafka and PostgreSQL (no-op if running) and print how to reach them."""
+    try:
+        ends = services.up(kafka_port, controller_port, pg_port, timeout=timeout)
+    except services.LocalServiceError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"kafka bootstrap: {ends.kafka_bootstrap}")
+    typer.echo(f"postgres dsn:    {ends.pg_dsn}")
+
+
+@app.command()
+def down() -> None:
+    """Stop Kafka and PostgreSQL (data is kept)."""
+    try:
+        stopped = services.down()
+    except services.LocalServiceError as exc:
+        raise _fail(exc) from None
+    for name, was_running in stopped.items():
+        typer.echo(f"{name}: {'stopped' if was_running else 'was not running'}")
+
+
+def _mb(n: Any) -> str:
+    return f"{n / 2**20:.0f} MiB" if isinstance(n, int) else "?"
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
+    """Show what runs where: pid, address, data dir."""
+    info = services.status()
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    typer.echo(f"home: {info['home']}")
+    k, p = info["kafka"], info["postgres"]
+    if k["running"]:
+        typer.echo(f"kafka:    running pid={k['pid']} bootstrap={k['bootstrap']} rss={_mb(k['rss_bytes'])}")
+        typer.echo(f"          data={k['data_dir']} log={k['log']}")
+    else:
+        typer.echo(f"kafka:    stopped (data={k['data_dir']})")
+    if p["running"]:
+        typer.echo(f"postgres: running pid={p['pid']} dsn={p['dsn']} rss={_mb(p['rss_bytes'])}")
+        typer.echo(f"          data={p['data_dir']} log={p['log']}")
+    else:
+        typer.echo(f"postgres: stopped (data={p['data_dir']})")

@@ -1,0 +1,364 @@
+"""A single-node Apache Kafka 4.x (KRaft, combined broker+controller) run from Maven-fetched jars."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from scalebox_stream.local import home
+
+HOST = "127.0.0.1"
+DEFAULT_PORT = 19092
+DEFAULT_CONTROLLER_PORT = 19093
+MIN_JAVA = 17
+HEAP = "-Xmx768m"
+MAIN_CLASS = "kafka.Kafka"
+POM = Path(__file__).with_name("maven") / "pom.xml"
+INSTALL_HINT = "apt-get install openjdk-17-jre-headless maven"
+
+
+@dataclass(frozen=True)
+class KafkaInfo:
+    """Where the broker runs."""
+
+    pid: int
+    port: int
+    controller_port: int
+    bootstrap: str
+    config: str
+    data_dir: str
+    log: str
+
+
+def kafka_dir() -> Path:
+    """``$SCALEBOX_HOME/kafka``."""
+    path = home.scalebox_home() / "kafka"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# --- prerequisites -------------------------------------------------------------------------------
+
+
+def find_java() -> str | None:
+    """The ``java`` to use: ``$JAVA_HOME/bin/java`` if set, else the one on PATH."""
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and os.access(Path(java_home, "bin", "java"), os.X_OK):
+        return str(Path(java_home, "bin", "java"))
+    return shutil.which("java")
+
+
+def parse_java_major(version_output: str) -> int | None:
+    """Major version from ``java -version`` output (``"1.8.0_392"`` -> 8, ``"17.0.15"`` -> 17)."""
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', version_output)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+def java_major(java: str) -> int | None:
+    """Run ``java -version`` and return its major version (None if it cannot be run)."""
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return parse_java_major(out.stderr + out.stdout)
+
+
+def check_prerequisites(need_mvn: bool) -> str:
+    """Return the java executable, or raise MissingPrerequisite naming what to install."""
+    problems: list[str] = []
+    java = find_java()
+    if java is None:
+        problems.append(f"java (>= {MIN_JAVA}) not found on PATH")
+    else:
+        major = java_major(java)
+        if major is None or major < MIN_JAVA:
+            found = f"Java {major}" if major else "Java of unknown version"
+            problems.append(f"{java} is {found}, Kafka 4 needs Java >= {MIN_JAVA}")
+    if need_mvn and shutil.which("mvn") is None:
+        problems.append("mvn (Apache Maven, fetches the Kafka jars) not found on PATH")
+    if problems:
+        raise home.MissingPrerequisite(
+            "Cannot start the local Kafka: " + "; ".join(problems) + f".\nInstall with: {INSTALL_HINT}"
+        )
+    assert java is not None
+    return java
+
+
+# --- jars ----------------------------------------------------------------------------------------
+
+
+def lib_dir() -> Path:
+    """``$SCALEBOX_HOME/kafka/lib``."""
+    return kafka_dir() / "lib"
+
+
+def _pom_digest() -> str:
+    return hashlib.sha256(POM.read_bytes()).hexdigest()
+
+
+def jars_complete() -> bool:
+    """True if ``lib/`` holds a finished fetch of the current pom."""
+    marker = lib_dir() / ".complete"
+    return marker.is_file() and marker.read_text().strip() == _pom_digest()
+
+
+def ensure_jars() -> Path:
+    """Fetch the broker jars with Maven into ``lib/`` unless a complete fetch of this pom is there."""
+    lib = lib_dir()
+    if jars_complete():
+        return lib
+    if shutil.which("mvn") is None:
+        raise home.MissingPrerequisite(f"mvn not found on PATH.\nInstall with: {INSTALL_HINT}")
+    tmp = lib.with_name("lib.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={tmp}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0 or not any(tmp.glob("kafka_2.13-*.jar")):
+        raise home.LocalServiceError(
+            f"Fetching Kafka jars failed ({' '.join(cmd)}):\n{(proc.stdout + proc.stderr)[-4000:]}"
+        )
+    (tmp / ".complete").write_text(_pom_digest() + "\n")
+    shutil.rmtree(lib, ignore_errors=True)
+    tmp.rename(lib)
+    return lib
+
+
+# --- config --------------------------------------------------------------------------------------
+
+LOG4J2 = """\
+status = warn
+appender.file.type = RollingFile
+appender.file.name = file
+appender.file.fileName = {logs}/server.log
+appender.file.filePattern = {logs}/server.log.%i
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+appender.file.policies.type = Policies
+appender.file.policies.size.type = SizeBasedTriggeringPolicy
+appender.file.policies.size.size = 20MB
+appender.file.strategy.type = DefaultRolloverStrategy
+appender.file.strategy.max = 3
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.apache.name = org.apache.kafka
+logger.apache.level = INFO
+"""
+
+
+def render_properties(port: int, controller_port: int, data_dir: Path) -> str:
+    """``server.properties`` for one combined broker+controller node with single-node-safe settings."""
+    settings: dict[str, Any] = {
+        "process.roles": "broker,controller",
+        "node.id": 1,
+        "controller.quorum.bootstrap.servers": f"{HOST}:{controller_port}",
+        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(data_dir),
+        "num.partitions": 1,
+        "auto.create.topics.enable": "false",
+        "default.replication.factor": 1,
+        "min.insync.replicas": 1,
+        "offsets.topic.replication.factor": 1,
+        "offsets.topic.num.partitions": 8,
+        "transaction.state.log.replication.factor": 1,
+        "transaction.state.log.min.isr": 1,
+        "transaction.state.log.num.partitions": 8,
+        "share.coordinator.state.topic.replication.factor": 1,
+        "share.coordinator.state.topic.min.isr": 1,
+        "share.coordinator.state.topic.num.partitions": 4,
+        "group.initial.rebalance.delay.ms": 0,
+        "log.retention.hours": 168,
+        "num.network.threads": 2,
+        "num.io.threads": 4,
+    }
+    body = "\n".join(f"{k}={v}" for k, v in settings.items())
+    return f"# Written by `scalebox local up`; regenerated on every start.\n{body}\n"
+
+
+def write_config(port: int, controller_port: int) -> Path:
+    """Write ``server.properties`` and ``log4j2.properties`` under ``$SCALEBOX_HOME/kafka``."""
+    base = kafka_dir()
+    (base / "logs").mkdir(exist_ok=True)
+    (base / "log4j2.properties").write_text(LOG4J2.format(logs=base / "logs"))
+    config = base / "server.properties"
+    config.write_text(render_properties(port, controller_port, base / "data"))
+    return config
+
+
+def _random_cluster_id() -> str:
+    """A Kafka-style base64url UUID (22 chars, not starting with '-')."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
+def _jvm(java: str, heap: str, main: str) -> list[str]:
+    base = kafka_dir()
+    return [
+        java,
+        heap,
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        "-Dlog4j2.shutdownHookEnabled=false",  # keep logging through Kafka's own shutdown hook
+        f"-Dlog4j2.configurationFile={base / 'log4j2.properties'}",
+        f"-Dkafka.logs.dir={base / 'logs'}",
+        "-cp",
+        str(lib_dir() / "*"),
+        main,
+    ]
+
+
+def ensure_formatted(java: str, config: Path) -> None:
+    """Format the KRaft storage (standalone dynamic quorum) once, on first start."""
+    data = kafka_dir() / "data"
+    if (data / "meta.properties").exists():
+        return
+    cmd = _jvm(java, "-Xmx256m", "kafka.tools.StorageTool")
+    cmd += ["format", "--standalone", "--ignore-formatted", "-t", _random_cluster_id(), "-c", str(config)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=kafka_dir())
+    if proc.returncode != 0:
+        raise home.LocalServiceError(f"Formatting Kafka storage failed:\n{proc.stdout}{proc.stderr}")
+
+
+# --- lifecycle -----------------------------------------------------------------------------------
+
+
+_LAUNCHER = """
+import subprocess, sys
+with open(sys.argv[1], "ab") as log:
+    proc = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, close_fds=True)
+print(proc.pid)
+"""
+
+
+def spawn_daemon(cmd: list[str], log: Path, cwd: Path) -> int:
+    """Start ``cmd`` detached (new session, reparented to init via a short-lived launcher); return its pid."""
+    out = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, str(log), *cmd], cwd=cwd, capture_output=True, text=True, check=True
+    )
+    return int(out.stdout.strip())
+
+
+def _marker() -> str:
+    """Command-line fragment identifying our broker process."""
+    return str(kafka_dir() / "server.properties")
+
+
+def running() -> KafkaInfo | None:
+    """The broker recorded in the state file if its process is alive; clears a stale record."""
+    rec = home.load_state().get("kafka")
+    if not rec:
+        return None
+    if home.pid_alive(rec.get("pid"), _marker()):
+        return KafkaInfo(**rec)
+    home.update_state("kafka", None)
+    return None
+
+
+def _broker_answers(bootstrap: str, timeout: float) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    try:
+        return bool(admin.list_topics(timeout=timeout).brokers)
+    except Exception:
+        return False
+
+
+def _failure(msg: str) -> home.LocalServiceError:
+    logs = kafka_dir() / "logs"
+    return home.LocalServiceError(
+        f"{msg}\n--- {logs / 'kafka.out'} ---\n{home.tail(logs / 'kafka.out', 20)}"
+        f"\n--- {logs / 'server.log'} ---\n{home.tail(logs / 'server.log', 40)}"
+    )
+
+
+def wait_ready(info: KafkaInfo, timeout: float) -> None:
+    """Block until the broker answers a metadata request; raise with the log tail if it dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not home.pid_alive(info.pid):
+            raise _failure(f"Kafka (pid {info.pid}) exited during startup.")
+        if home.port_in_use(info.port) and _broker_answers(info.bootstrap, timeout=3):
+            return
+        time.sleep(0.3)
+    raise _failure(f"Kafka (pid {info.pid}) did not answer on {info.bootstrap} within {timeout:.0f}s.")
+
+
+def start(port: int = DEFAULT_PORT, controller_port: int = DEFAULT_CONTROLLER_PORT, timeout: float = 90.0) -> KafkaInfo:
+    """Start the broker as a detached daemon (idempotent) and wait until it answers."""
+    current = running()
+    if current is not None:
+        wait_ready(current, timeout)
+        return current
+    java = check_prerequisites(need_mvn=not jars_complete())
+    for p in (port, controller_port):
+        if home.port_in_use(p):
+            raise home.LocalServiceError(f"Port {HOST}:{p} is already in use by another program.")
+    ensure_jars()
+    config = write_config(port, controller_port)
+    ensure_formatted(java, config)
+    base = kafka_dir()
+    pid = spawn_daemon([*_jvm(java, HEAP, MAIN_CLASS), str(config)], base / "logs" / "kafka.out", cwd=base)
+    info = KafkaInfo(
+        pid=pid,
+        port=port,
+        controller_port=controller_port,
+        bootstrap=f"{HOST}:{port}",
+        config=str(config),
+        data_dir=str(base / "data"),
+        log=str(base / "logs" / "server.log"),
+    )
+    home.update_state("kafka", asdict(info))
+    try:
+        wait_ready(info, timeout)
+    except home.LocalServiceError:
+        stop(grace=10)
+        raise
+    return info
+
+
+def stop(grace: float = 60.0) -> bool:
+    """SIGTERM the broker (controlled shutdown), SIGKILL after ``grace`` seconds. True if one was running."""
+    info = running()
+    if info is None:
+        return False
+    os.kill(info.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and home.pid_alive(info.pid):
+        time.sleep(0.2)
+    if home.pid_alive(info.pid):
+        os.kill(info.pid, signal.SIGKILL)
+        while home.pid_alive(info.pid):
+            time.sleep(0.1)
+    home.update_state("kafka", None)
+    return True
+
+
+def status() -> dict[str, Any]:
+    """What runs where: pid, bootstrap address, data dir, log, RSS."""
+    info = running()
+    if info is None:
+        return {"running": False, "data_dir": str(kafka_dir() / "data")}
+    return {"running": True, **asdict(info), "rss_bytes": home.rss_bytes(info.pid)}

@@ -1,0 +1,65 @@
+"""``scalebox local up|down|status``: the local Kafka + PostgreSQL pair as one unit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from scalebox_stream.local import home, kafka, postgres
+from scalebox_stream.local.home import LocalServiceError, MissingPrerequisite
+
+__all__ = ["Endpoints", "LocalServiceError", "MissingPrerequisite", "down", "ensure_running", "status", "up"]
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """How clients reach the local services."""
+
+    kafka_bootstrap: str
+    pg_dsn: str
+
+
+def _port(section: str, key: str, given: int | None, default: int) -> int:
+    """An explicit port, else the one used last time (kept in the state file), else the default."""
+    if given is not None:
+        return given
+    return int(home.load_state().get("ports", {}).get(f"{section}.{key}", default))
+
+
+def up(
+    kafka_port: int | None = None,
+    controller_port: int | None = None,
+    pg_port: int | None = None,
+    timeout: float = 90.0,
+) -> Endpoints:
+    """Start both services unless running (idempotent) and return their endpoints."""
+    with home.home_lock():
+        kafka.check_prerequisites(need_mvn=not kafka.jars_complete() and kafka.running() is None)
+        ports = {
+            "kafka.port": _port("kafka", "port", kafka_port, kafka.DEFAULT_PORT),
+            "kafka.controller_port": _port("kafka", "controller_port", controller_port, kafka.DEFAULT_CONTROLLER_PORT),
+            "postgres.port": _port("postgres", "port", pg_port, postgres.DEFAULT_PORT),
+        }
+        pg = postgres.start(ports["postgres.port"], timeout=timeout)
+        broker = kafka.start(ports["kafka.port"], ports["kafka.controller_port"], timeout=timeout)
+        home.update_state("ports", ports)
+        return Endpoints(kafka_bootstrap=broker.bootstrap, pg_dsn=pg.dsn)
+
+
+def down() -> dict[str, bool]:
+    """Stop both services; returns which ones were running."""
+    with home.home_lock():
+        return {"kafka": kafka.stop(), "postgres": postgres.stop()}
+
+
+def status() -> dict[str, Any]:
+    """What runs where, as a JSON-able dict: ``{"home", "kafka": {...}, "postgres": {...}}``."""
+    return {"home": str(home.scalebox_home()), "kafka": kafka.status(), "postgres": postgres.status()}
+
+
+def ensure_running() -> Endpoints:
+    """Endpoints of the running services, starting them first if needed (for other commands and tests)."""
+    broker, pg = kafka.running(), postgres.running()
+    if broker is not None and pg is not None:
+        return Endpoints(kafka_bootstrap=broker.bootstrap, pg_dsn=pg.dsn)
+    return up()

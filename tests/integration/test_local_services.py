@@ -1,0 +1,65 @@
+"""The real local Kafka + PostgreSQL started by ``scalebox local up`` (no mocks)."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from scalebox_stream.local import services
+
+pytestmark = pytest.mark.integration
+
+
+def test_up_twice_returns_same_endpoints_and_broker_answers(local_endpoints: services.Endpoints) -> None:
+    first = services.up()
+    second = services.up()
+    assert first == second == local_endpoints
+    metadata = AdminClient({"bootstrap.servers": first.kafka_bootstrap}).list_topics(timeout=10)
+    assert list(metadata.brokers) == [1]
+
+
+def test_produce_consume_round_trip(local_endpoints: services.Endpoints) -> None:
+    bootstrap = local_endpoints.kafka_bootstrap
+    topic = f"test-local-{uuid.uuid4().hex[:12]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(timeout=30)
+    try:
+        producer = Producer({"bootstrap.servers": bootstrap})
+        sent = [f"message-{i}".encode() for i in range(3)]
+        for value in sent:
+            producer.produce(topic, value=value, key=b"k")
+        assert producer.flush(30) == 0
+
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+        consumer.subscribe([topic])
+        received: list[bytes] = []
+        try:
+            for _ in range(60):
+                msg = consumer.poll(1.0)
+                if msg is not None and msg.error() is None:
+                    received.append(msg.value())
+                if len(received) == len(sent):
+                    break
+        finally:
+            consumer.close()
+        assert received == sent
+    finally:
+        admin.delete_topics([topic])[topic].result(timeout=30)
+
+
+def test_postgres_select_one(local_endpoints: services.Endpoints) -> None:
+    with psycopg.connect(local_endpoints.pg_dsn, connect_timeout=10) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+        assert conn.execute("select current_database()").fetchone() == ("scalebox",)
+
+
+def test_status_reports_both_running(local_endpoints: services.Endpoints) -> None:
+    info = services.status()
+    assert info["kafka"]["running"] and info["postgres"]["running"]
+    assert info["kafka"]["bootstrap"] == local_endpoints.kafka_bootstrap
+    assert info["postgres"]["dsn"] == local_endpoints.pg_dsn
+    assert info["kafka"]["pid"] > 0 and info["postgres"]["pid"] > 0
