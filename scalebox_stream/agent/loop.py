@@ -143,7 +143,7 @@ class Agent:
             "executor": self.executor.name, "pid": os.getpid()},
             module=self.module.name, cluster=self.identity.cluster, host=self.identity.host,
             producer=self.identity.agent_id)
-        self._outbox.put((EVENTS_TOPIC, self.identity.agent_id, self.codec.encode(event)))
+        self._outbox.put(OutMessage(EVENTS_TOPIC, self.identity.agent_id, self.codec.encode(event)))
 
     # ----- partitions --------------------------------------------------------------------------------
 

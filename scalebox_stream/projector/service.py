@@ -48,7 +48,9 @@ class Projector:
         self.topic = topic
         self.codec = EventCodec()
         self.stats = ProjectorStats()
-        self.consumer = Consumer(consumer_config(bootstrap, group, **{"enable.partition.eof": True}))
+        # Eager assignment: on_assign replaces the positions with the ones PostgreSQL holds.
+        self.consumer = Consumer(consumer_config(
+            bootstrap, group, **{"enable.partition.eof": True, "partition.assignment.strategy": "range"}))
         self.dead_letter_producer = Producer(producer_config(bootstrap))
         self.conn = self._connect(wait_s=60)
         migrate(self.conn)

@@ -1,0 +1,96 @@
+"""`scalebox run APP_YAML [BODY ...]`: deploy an app, run it to completion on local agents, summarize."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import typer
+from confluent_kafka import Producer
+from rich.console import Console
+
+from scalebox_stream.cli.common import KafkaOption, PgOption, connections, fail
+from scalebox_stream.events import Event, EventCodec
+from scalebox_stream.kafka.config import producer_config
+from scalebox_stream.kafka.task_publisher import flush_or_fail, publish_task
+from scalebox_stream.kafka.topics import EVENTS_TOPIC
+from scalebox_stream.launch.children import Children
+from scalebox_stream.launch.deploy import deploy
+from scalebox_stream.launch.progress import table, wait_for_run
+from scalebox_stream.spec import SpecError, load_app
+from scalebox_stream.spec.model import AppSpec
+
+
+def start_tasks(spec: AppSpec, bodies: list[str], module: str | None) -> list[tuple[str, str]]:
+    """(module, body) pairs to send: the given bodies (`-` reads stdin lines), else every start_task."""
+    if bodies:
+        if bodies == ["-"]:
+            bodies = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        target = module or spec.entry_module()
+        return [(target, body) for body in bodies]
+    return [(name, body) for name, m in spec.modules.items() for body in m.start_task
+            if module is None or name == module]
+
+
+def run(
+    app_file: Path = typer.Argument(..., help="The app.yaml to run."),
+    bodies: list[str] = typer.Argument(None, help="Start task bodies ('-' reads lines from stdin)."),
+    module: str | None = typer.Option(None, "--module", "-m", help="Module that receives the bodies."),
+    env_file: list[Path] = typer.Option([], "--env-file", "-e", help="Extra env files for ${VAR} templating."),
+    timeout: float | None = typer.Option(None, "--timeout", help="Give up after this many seconds."),
+    kafka: str | None = KafkaOption,
+    pg: str | None = PgOption,
+) -> None:
+    """Run an app to completion: exit 0 only if every task succeeded."""
+    console = Console(stderr=True)
+    try:
+        spec = load_app(app_file, tuple(env_file))
+    except FileNotFoundError as exc:
+        fail(f"{exc.filename}: no such file")
+    except SpecError as exc:
+        fail(str(exc))
+    if module is not None and module not in spec.modules:
+        fail(f"app {spec.name!r} has no module {module!r}")
+    sends = start_tasks(spec, bodies or [], module)
+    if not sends:
+        fail("nothing to run: give task bodies or set start_task in the app file")
+    conns = connections(kafka, pg)
+    started = time.monotonic()
+    deploy(spec, tuple(env_file), conns.kafka, conns.pg)
+    from scalebox_stream.local.home import scalebox_home
+
+    children = Children(scalebox_home() / "logs" / spec.name, {"SCALEBOX_KAFKA": conns.kafka,
+                                                               "SCALEBOX_PG": conns.pg})
+    try:
+        children.start("projector", ["projector"])
+        for name, m in spec.modules.items():
+            children.start(f"agent-{name}", ["agent", "--app", spec.name, "--module", name,
+                                             "--app-file", str(app_file), *sum((["-e", str(e)] for e in env_file), []),
+                                             "--slots", str(m.slots)])
+        producer, codec = Producer(producer_config(conns.kafka)), EventCodec()
+        roots = [publish_task(producer, codec, spec.name, target, body) for target, body in sends]
+        flush_or_fail(producer)
+        console.print(f"[bold]{spec.name}[/]: sent {len(roots)} task(s); agents and projector logs in "
+                      f"{children.log_dir}")
+
+        def check_children() -> None:
+            dead = children.first_dead()
+            if dead is not None:
+                raise RuntimeError(f"{dead.name} exited with code {dead.exited()}:\n{dead.log_tail()}")
+
+        state = wait_for_run(conns.pg, roots, spec.name, check_children, timeout, console)
+        producer.produce(EVENTS_TOPIC, key=spec.name, value=codec.encode(Event(
+            "AppFinished", spec.name, {"succeeded": state.succeeded, "failed": state.failed}, producer="cli")))
+        flush_or_fail(producer)
+    except (RuntimeError, TimeoutError) as exc:
+        fail(str(exc), code=1)
+    except KeyboardInterrupt:
+        console.print("interrupted; stopping agents")
+        raise typer.Exit(130) from None
+    finally:
+        children.stop()
+    console.print(table(state, f"{spec.name}: finished in {time.monotonic() - started:.1f}s"))
+    if state.failed:
+        console.print(f"[red]{state.failed} task(s) failed[/]")
+        raise typer.Exit(1)

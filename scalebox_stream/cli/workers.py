@@ -1,0 +1,88 @@
+"""`scalebox agent`, `scalebox projector` and `scalebox replay`: the long-running processes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import psycopg
+import typer
+
+from scalebox_stream.cli.common import KafkaOption, PgOption, connections, fail, setup_logging
+from scalebox_stream.spec import SpecError, load_app
+
+
+def agent(
+    app_name: str = typer.Option(..., "--app", help="App name (looked up in the sbx.apps topic)."),
+    module: str = typer.Option(..., "--module", help="The module this agent serves."),
+    app_file: Path | None = typer.Option(None, "--app-file", help="Load the app from this file instead."),
+    env_file: list[Path] = typer.Option([], "--env-file", "-e"),
+    slots: int | None = typer.Option(None, "--slots", min=1, help="Concurrent slots (default: the module's)."),
+    host: str | None = typer.Option(None, "--host", help="Host name to act as (default: this machine's)."),
+    work_root: Path | None = typer.Option(None, "--work-root", help="Where task work directories are made."),
+    grace: float = typer.Option(30.0, "--grace", help="Seconds in-flight tasks get after SIGTERM."),
+    kafka: str | None = typer.Option(None, "--kafka", help="Kafka bootstrap (env SCALEBOX_KAFKA)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run one agent of one module until SIGTERM."""
+    from scalebox_stream.agent.identity import AgentIdentity
+    from scalebox_stream.agent.loop import Agent, AgentOptions
+    from scalebox_stream.kafka.app_registry import lookup_app
+    from scalebox_stream.local.home import scalebox_home
+
+    setup_logging(verbose)
+    bootstrap = kafka or os.environ.get("SCALEBOX_KAFKA") or connections(None, None).kafka
+    env_files: tuple[Path, ...] = tuple(env_file)
+    if app_file is None:
+        record = lookup_app(bootstrap, app_name)
+        if record is None:
+            fail(f"app {app_name!r} is not deployed (no record in sbx.apps); give --app-file")
+        app_file, env_files = record.source, env_files or record.env_files
+    try:
+        spec = load_app(app_file, env_files)
+    except SpecError as exc:
+        fail(str(exc))
+    if spec.name != app_name:
+        fail(f"{app_file} defines app {spec.name!r}, not {app_name!r}")
+    if module not in spec.modules:
+        fail(f"app {app_name!r} has no module {module!r} (modules: {', '.join(spec.modules)})")
+    identity = AgentIdentity(app_name, module, **({"host": host} if host else {}))
+    options = AgentOptions(slots=slots or spec.modules[module].slots,
+                           work_root=work_root or scalebox_home() / "work", grace_seconds=grace)
+    Agent(spec, identity, bootstrap, options).run()
+
+
+def projector(
+    batch_size: int = typer.Option(1000, "--batch-size", min=1),
+    until_caught_up: bool = typer.Option(False, "--until-caught-up", help="Exit once every partition is read."),
+    kafka: str | None = KafkaOption,
+    pg: str | None = PgOption,
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Project the events topic into PostgreSQL (the task perspective)."""
+    from scalebox_stream.projector.service import Projector
+
+    setup_logging(verbose)
+    conns = connections(kafka, pg)
+    stats = Projector(conns.kafka, conns.pg, batch_size=batch_size).run(until_caught_up=until_caught_up)
+    typer.echo(f"projected {stats.events} event(s) in {stats.batches} batch(es); "
+               f"{stats.dead_letters} dead-lettered", err=True)
+
+
+def replay(
+    batch_size: int = typer.Option(1000, "--batch-size", min=1),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    kafka: str | None = KafkaOption,
+    pg: str | None = PgOption,
+) -> None:
+    """Drop the projection and rebuild it from the log (stop running projectors first)."""
+    from scalebox_stream.projector.migrate import drop_projection
+    from scalebox_stream.projector.service import Projector
+
+    conns = connections(kafka, pg)
+    if not yes:
+        typer.confirm("Drop the task perspective tables and rebuild them from Kafka?", abort=True)
+    with psycopg.connect(conns.pg, autocommit=True) as conn:
+        drop_projection(conn)
+    stats = Projector(conns.kafka, conns.pg, batch_size=batch_size).run(until_caught_up=True, install_signals=False)
+    typer.echo(f"replayed {stats.events} event(s) ({stats.applied} applied, {stats.dead_letters} dead-lettered)")

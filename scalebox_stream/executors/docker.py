@@ -1,0 +1,272 @@
+"""Runs a task attempt in a fresh Docker container (one container per attempt)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+from docker.models.containers import Container
+
+from scalebox_stream.executors.base import TIMEOUT_EXIT_CODE, ExecRequest, ExecResult, StartedCallback
+from scalebox_stream.executors.process import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    EXECUTOR_ERROR_EXIT_CODE,
+    OutputCapture,
+    now_us,
+)
+
+MANAGED_LABEL = "scalebox.managed"
+CONTAINER_WORK_DIR = "/work"
+CGROUP_V1_ROOT = Path("/sys/fs/cgroup")
+CGROUP_PARENT = "scalebox"
+VALID_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")  # Docker's rule for container names
+
+
+@dataclass
+class _Usage:
+    cpu_user_s: float | None = None
+    cpu_system_s: float | None = None
+    peak_memory_bytes: int | None = None
+    read_bytes: int | None = None
+    write_bytes: int | None = None
+
+
+class _TaskCgroup:
+    """A per-attempt parent cgroup (cgroup v1, cgroupfs driver) that outlives the container's own.
+
+    runc deletes a container's cgroup as soon as it stops, so its counters are gone before we could
+    read them. Docker is asked to nest the container under `/scalebox/<name>`; v1 charges CPU, memory
+    and block IO hierarchically, so this parent keeps the totals after the container has exited.
+    """
+
+    def __init__(self, name: str, root: Path = CGROUP_V1_ROOT) -> None:
+        self.root = root
+        self.rel = f"{CGROUP_PARENT}/{name}"
+
+    @property
+    def docker_parent(self) -> str:
+        return "/" + self.rel
+
+    def _read(self, controller: str, file: str) -> str | None:
+        try:
+            return (self.root / controller / self.rel / file).read_text()
+        except OSError:
+            return None
+
+    def usage(self) -> _Usage:
+        u = _Usage()
+        user, system = self._read("cpuacct", "cpuacct.usage_user"), self._read("cpuacct", "cpuacct.usage_sys")
+        if user is not None and system is not None:
+            u.cpu_user_s, u.cpu_system_s = int(user) / 1e9, int(system) / 1e9
+        peak = self._read("memory", "memory.max_usage_in_bytes")
+        if peak is not None:
+            u.peak_memory_bytes = int(peak)
+        blkio = self._read("blkio", "blkio.throttle.io_service_bytes_recursive")
+        if blkio is not None:
+            u.read_bytes, u.write_bytes = _sum_blkio(blkio, "Read"), _sum_blkio(blkio, "Write")
+        return u
+
+    def remove(self) -> None:
+        """Removes the (empty) parent in every hierarchy; leftovers are harmless."""
+        for d in self.root.glob(f"*/{self.rel}"):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+
+
+def _sum_blkio(text: str, op: str) -> int:
+    return sum(int(p[2]) for line in text.splitlines() if len(p := line.split()) == 3 and p[1] == op)
+
+
+class DockerExecutor:
+    """One container per attempt, through the Docker Engine API (`docker` SDK).
+
+    The command is given as an argv list (never a shell). The host work dir is mounted at /work.
+    The container is always removed, also on errors; Docker failures (missing image, API errors) come
+    back as exit code 125 with `error` set.
+    """
+
+    name = "docker"
+
+    def __init__(
+        self,
+        client: docker.DockerClient | None = None,
+        network_mode: str = "none",
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+        cgroup_stats: bool | None = None,
+    ) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self.network_mode = network_mode
+        self.max_output_bytes = max_output_bytes
+        self._cgroup_stats = cgroup_stats
+
+    @property
+    def client(self) -> docker.DockerClient:
+        with self._lock:
+            if self._client is None:
+                self._client = docker.from_env(max_pool_size=64)
+            return self._client
+
+    def _use_cgroups(self) -> bool:
+        """Per-attempt parent cgroups need cgroup v1, the cgroupfs driver and root."""
+        if self._cgroup_stats is None:
+            v1 = (CGROUP_V1_ROOT / "cpuacct").is_dir() and (CGROUP_V1_ROOT / "memory").is_dir()
+            driver = self.client.info().get("CgroupDriver") if v1 and os.geteuid() == 0 else None
+            self._cgroup_stats = driver == "cgroupfs"
+        return self._cgroup_stats
+
+    def run(self, request: ExecRequest, on_started: StartedCallback) -> ExecResult:
+        started = now_us()
+        container: Container | None = None
+        cgroup = _TaskCgroup(request.name if VALID_NAME.fullmatch(request.name) else "_invalid")
+        try:
+            use_cgroups = self._use_cgroups()
+            container = self._create(self._create_args(request, cgroup, use_cgroups))
+            started = now_us()
+            container.start()
+            on_started(container.id)
+            code, timed_out = self._wait(container, request.timeout_s)
+            result = self._collect(container, code, timed_out, started, now_us())
+            if use_cgroups:
+                _apply_usage(result, cgroup.usage())
+            return result
+        except docker.errors.ImageNotFound as e:
+            return _error(f"image not found: {request.image}: {_explain(e)}", started, container)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+            return _error(f"docker: {_explain(e)}", started, container)
+        finally:
+            if container is not None:
+                with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
+                    container.remove(force=True)
+            cgroup.remove()
+
+    def reap_orphans(self, labels: dict[str, str]) -> list[str]:
+        """Force-removes managed containers with these labels (left by a crashed agent)."""
+        return reap_orphans(labels, self.client)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def _create_args(self, request: ExecRequest, cgroup: _TaskCgroup, use_cgroups: bool) -> dict[str, Any]:
+        if not request.image:
+            raise docker.errors.DockerException("the docker executor needs an image")
+        if not VALID_NAME.fullmatch(request.name):  # also keeps the cgroup path inside /scalebox
+            raise docker.errors.DockerException(f"invalid container name {request.name!r}")
+        work_dir = Path(request.work_dir).resolve()
+        args: dict[str, Any] = {
+            "image": request.image,
+            "command": list(request.argv),
+            "environment": {**request.env, "WORK_DIR": CONTAINER_WORK_DIR},
+            "volumes": [f"{work_dir}:{CONTAINER_WORK_DIR}:rw", *request.volumes],
+            "working_dir": CONTAINER_WORK_DIR,
+            "name": request.name,
+            "labels": {**request.labels, MANAGED_LABEL: "true"},
+            "network_mode": self.network_mode,
+            "user": "0:0",
+            "stdin_open": False,
+            "tty": False,
+        }
+        if use_cgroups:
+            args["cgroup_parent"] = cgroup.docker_parent
+        return args
+
+    def _create(self, args: dict[str, Any]) -> Container:
+        """Creates the container; a leftover with the same name (a crashed agent's) is removed first."""
+        try:
+            return self.client.containers.create(**args)
+        except docker.errors.APIError as e:
+            if e.status_code != 409:  # 409 Conflict: the name is in use
+                raise
+        self.client.api.remove_container(args["name"], force=True)
+        return self.client.containers.create(**args)
+
+    @staticmethod
+    def _wait(container: Container, timeout_s: float | None) -> tuple[int, bool]:
+        """Waits for the exit; on timeout kills the container. Returns (exit code, timed out)."""
+        limit = timeout_s if timeout_s is not None and timeout_s > 0 else None
+        deadline = None if limit is None else time.monotonic() + limit
+        try:
+            return int(container.wait(timeout=limit)["StatusCode"]), False
+        except requests.exceptions.RequestException:
+            if deadline is None or time.monotonic() < deadline - 0.05:
+                raise  # not our timeout: the daemon went away
+        try:
+            container.kill()
+        except docker.errors.APIError:  # it ended on its own just now
+            return int(container.wait(timeout=30)["StatusCode"]), False
+        container.wait(timeout=30)
+        return TIMEOUT_EXIT_CODE, True
+
+    def _collect(self, container: Container, code: int, timed_out: bool, started: int, finished: int) -> ExecResult:
+        container.reload()
+        state = container.attrs.get("State", {})
+        result = ExecResult(
+            exit_code=code,
+            stdout=self._logs(container, stdout=True),
+            stderr=self._logs(container, stdout=False),
+            timed_out=timed_out,
+            signal=9 if timed_out else None,
+            # Our clock, not State.StartedAt/FinishedAt: for short runs Docker may record the start
+            # after the exit.
+            started_at_us=started,
+            finished_at_us=finished,
+            container_id=container.id,
+        )
+        if state.get("OOMKilled"):
+            result.error = "out of memory (OOM killed)"
+        return result
+
+    def _logs(self, container: Container, stdout: bool) -> bytes:
+        capture = OutputCapture(self.max_output_bytes)
+        for chunk in container.logs(stdout=stdout, stderr=not stdout, stream=True, follow=False):
+            capture.feed(chunk)
+        return capture.value()
+
+
+def reap_orphans(labels: dict[str, str], client: docker.DockerClient | None = None) -> list[str]:
+    """Force-removes containers labelled `scalebox.managed=true` plus `labels`; returns their names."""
+    client = client or docker.from_env()
+    filters = [f"{MANAGED_LABEL}=true", *(f"{k}={v}" for k, v in labels.items())]
+    removed = []
+    for c in client.containers.list(all=True, filters={"label": filters}):
+        with contextlib.suppress(docker.errors.NotFound):
+            c.remove(force=True)
+            removed.append(c.name)
+        _TaskCgroup(c.name).remove()
+    return removed
+
+
+def _apply_usage(result: ExecResult, usage: _Usage) -> None:
+    result.cpu_user_s = usage.cpu_user_s
+    result.cpu_system_s = usage.cpu_system_s
+    result.peak_memory_bytes = usage.peak_memory_bytes
+    result.read_bytes = usage.read_bytes
+    result.write_bytes = usage.write_bytes
+
+
+def _explain(e: Exception) -> str:
+    if isinstance(e, docker.errors.APIError) and e.explanation:
+        return str(e.explanation)
+    return str(e) or type(e).__name__
+
+
+def _error(message: str, started: int, container: Container | None) -> ExecResult:
+    return ExecResult(
+        exit_code=EXECUTOR_ERROR_EXIT_CODE,
+        error=message,
+        started_at_us=started,
+        finished_at_us=now_us(),
+        container_id=container.id if container is not None else None,
+    )

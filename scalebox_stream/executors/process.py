@@ -1,0 +1,206 @@
+"""Runs a task attempt as a plain host process (no container)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+from scalebox_stream.executors.base import TIMEOUT_EXIT_CODE, ExecRequest, ExecResult, StartedCallback
+
+DEFAULT_MAX_OUTPUT_BYTES = 1 << 20
+INHERITED_ENV = ("PATH", "HOME", "LANG")
+EXECUTOR_ERROR_EXIT_CODE = 125
+
+
+def now_us() -> int:
+    """Wall-clock time in microseconds since the epoch."""
+    return time.time_ns() // 1000
+
+
+def _head_tail(head: bytes, tail: bytes, omitted: int) -> bytes:
+    if omitted <= 0:
+        return head + tail
+    return head + f"\n...[{omitted} bytes omitted]...\n".encode() + tail
+
+
+class OutputCapture:
+    """Keeps the head and the tail of a byte stream fed in chunks, at most `limit` bytes in all."""
+
+    def __init__(self, limit: int = DEFAULT_MAX_OUTPUT_BYTES) -> None:
+        self._head_limit = limit // 2
+        self._tail_limit = limit - self._head_limit
+        self._head = bytearray()
+        self._tail = bytearray()
+        self._total = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self._total += len(chunk)
+        room = self._head_limit - len(self._head)
+        if room > 0:
+            self._head += chunk[:room]
+            chunk = chunk[room:]
+        if chunk:
+            self._tail += chunk
+            if len(self._tail) > self._tail_limit:
+                del self._tail[: len(self._tail) - self._tail_limit]
+
+    def value(self) -> bytes:
+        omitted = self._total - len(self._head) - len(self._tail)
+        return _head_tail(bytes(self._head), bytes(self._tail), omitted)
+
+
+def read_capped(f: BinaryIO, limit: int = DEFAULT_MAX_OUTPUT_BYTES) -> bytes:
+    """Reads a file's head and tail, at most `limit` bytes in all, skipping the middle."""
+    size = f.seek(0, os.SEEK_END)
+    f.seek(0)
+    if size <= limit:
+        return f.read()
+    head = f.read(limit // 2)
+    tail_len = limit - limit // 2
+    f.seek(size - tail_len)
+    return _head_tail(head, f.read(), size - len(head) - tail_len)
+
+
+class _GroupKiller:
+    """Kills a process group on timeout: SIGTERM, then SIGKILL after a grace period.
+
+    Signals are sent only while `done` is False, which the caller sets before it reaps the group
+    leader, so the process group id cannot have been reused by then.
+    """
+
+    def __init__(self, pgid: int, grace_s: float) -> None:
+        self.pgid = pgid
+        self.grace_s = grace_s
+        self.timed_out = False
+        self.done = False
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+
+    def signal(self, sig: int) -> None:
+        with self.lock:
+            if not self.done:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.pgid, sig)
+
+    def on_timeout(self) -> None:
+        with self.lock:
+            if self.done:
+                return
+            self.timed_out = True
+        self.signal(signal.SIGTERM)
+        if not self.stop.wait(self.grace_s):
+            self.signal(signal.SIGKILL)
+
+
+class ProcessExecutor:
+    """One host process per attempt, in its own session and process group.
+
+    When the program ends (or times out) any process it left in its group is killed, as a container's
+    end would. stdout and stderr go to temporary files, so a chatty program can neither block on a full
+    pipe nor fill the agent's memory; the head and tail of each are kept (`max_output_bytes`).
+    """
+
+    name = "process"
+
+    def __init__(self, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES, kill_grace_s: float = 2.0) -> None:
+        self.max_output_bytes = max_output_bytes
+        self.kill_grace_s = kill_grace_s
+
+    def run(self, request: ExecRequest, on_started: StartedCallback) -> ExecResult:
+        started = now_us()
+        if not request.argv:
+            return _error(127, "empty argv", started)
+        if not request.work_dir.is_dir():
+            return _error(EXECUTOR_ERROR_EXIT_CODE, f"work dir {request.work_dir} does not exist", started)
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            try:
+                proc = subprocess.Popen(
+                    request.argv,
+                    cwd=request.work_dir,
+                    env=self._environment(request),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,
+                )
+            except FileNotFoundError as e:
+                return _error(127, f"command not found: {e}", started)
+            except (PermissionError, OSError) as e:
+                return _error(126, f"cannot execute: {e}", started)
+            result = self._wait(proc, request, on_started, started)
+            result.stdout = read_capped(out, self.max_output_bytes)
+            result.stderr = read_capped(err, self.max_output_bytes)
+            return result
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    @staticmethod
+    def _environment(request: ExecRequest) -> dict[str, str]:
+        env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+        env.update(request.env)
+        env["WORK_DIR"] = str(Path(request.work_dir).resolve())
+        return env
+
+    def _wait(
+        self,
+        proc: subprocess.Popen[bytes],
+        request: ExecRequest,
+        on_started: StartedCallback,
+        started: int,
+    ) -> ExecResult:
+        killer = _GroupKiller(proc.pid, self.kill_grace_s)
+        timer: threading.Timer | None = None
+        if request.timeout_s is not None and request.timeout_s > 0:
+            timer = threading.Timer(request.timeout_s, killer.on_timeout)
+            timer.daemon = True
+            timer.start()
+        try:
+            on_started(None)
+            # Wait without reaping: the zombie leader keeps the process group id reserved while the
+            # rest of the group is killed.
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            killer.signal(signal.SIGKILL)  # leftovers of the group, or everything if on_started raised
+            with killer.lock:
+                killer.done = True
+            killer.stop.set()
+            if timer is not None and timer.is_alive():
+                timer.join()
+            _, status, rusage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            agent_peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # >= its peak at the fork
+        finished = now_us()
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        if killer.timed_out:
+            code = TIMEOUT_EXIT_CODE
+        elif sig is not None:
+            code = 128 + sig
+        else:
+            code = os.WEXITSTATUS(status)
+        return ExecResult(
+            exit_code=code,
+            timed_out=killer.timed_out,
+            signal=sig,
+            started_at_us=started,
+            finished_at_us=finished,
+            cpu_user_s=rusage.ru_utime,
+            cpu_system_s=rusage.ru_stime,
+            # A child's ru_maxrss starts at the agent's own peak RSS (Linux records the old address
+            # space's high-water mark at exec), so a lower peak cannot be measured this way.
+            peak_memory_bytes=rusage.ru_maxrss * 1024 if rusage.ru_maxrss > agent_peak_kib else None,
+        )
+
+
+def _error(code: int, message: str, started: int) -> ExecResult:
+    return ExecResult(exit_code=code, error=message, started_at_us=started, finished_at_us=now_us())

@@ -1,0 +1,69 @@
+"""Child processes (agents, projector) started by `scalebox run`, each logging to its own file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Child:
+    """One supervised child process."""
+
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def exited(self) -> int | None:
+        """The exit code if the child has ended, else None."""
+        return self.process.poll()
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the child's log."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class Children:
+    """Starts `scalebox` subcommands as children and stops them all together."""
+
+    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
+        self.log_dir = log_dir
+        self.env = {**os.environ, **env}
+        self.children: list[Child] = []
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    def start(self, name: str, args: list[str]) -> Child:
+        """Start `python -m scalebox_stream.cli.main ARGS` with output to `<log_dir>/<name>.log`."""
+        log_path = self.log_dir / f"{name}.log"
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen([sys.executable, "-m", "scalebox_stream.cli.main", *args],
+                                       stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                       env=self.env, start_new_session=True)
+        child = Child(name, process, log_path)
+        self.children.append(child)
+        return child
+
+    def first_dead(self) -> Child | None:
+        """A child that ended on its own, if any."""
+        return next((c for c in self.children if c.exited() is not None), None)
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        """SIGTERM every child, wait up to `grace_s`, then SIGKILL their process groups."""
+        for child in self.children:
+            if child.exited() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for child in self.children:
+            try:
+                child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(child.process.pid, signal.SIGKILL)
+                child.process.wait()
