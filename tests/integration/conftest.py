@@ -35,3 +35,6 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
 def pg_dsn(request: pytest.FixtureRequest) -> str:
     """PostgreSQL DSN: ``$SCALEBOX_PG`` or the local server."""
     return os.environ.get("SCALEBOX_PG") or request.getfixturevalue("local_endpoints").pg_dsn
+
+
+from docker_fixtures import busybox_image, docker_available, docker_client, example_images  # noqa: E402,F401

@@ -1,0 +1,50 @@
+"""Helpers for pipeline tests: run the real `scalebox` CLI against the test services."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class CliResult:
+    """Exit code and output of one CLI call."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
+def scalebox(args: list[str], kafka: str, pg: str, timeout: float = 300, stdin: str | None = None,
+             home: Path | None = None) -> CliResult:
+    """Run `scalebox ARGS` in a child process with the test services."""
+    env = {**os.environ, "SCALEBOX_KAFKA": kafka, "SCALEBOX_PG": pg}
+    if home is not None:
+        env["SCALEBOX_HOME"] = str(home)
+    proc = subprocess.run([sys.executable, "-m", "scalebox_stream.cli.main", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env, input=stdin, cwd=REPO)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def list_tasks(kafka: str, pg: str, app: str, module: str | None = None, since: datetime | None = None) -> list[dict]:
+    """`scalebox task list --json` parsed."""
+    args = ["task", "list", "--app", app, "--json"]
+    if module:
+        args += ["--module", module]
+    if since:
+        args += ["--since", since.strftime("%Y-%m-%dT%H:%M:%S")]
+    result = scalebox(args, kafka, pg)
+    assert result.code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def utc_now() -> datetime:
+    """Now, as the naive UTC time `--since` takes (whole seconds, rounded down)."""
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)

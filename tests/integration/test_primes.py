@@ -1,0 +1,40 @@
+"""The primes example end to end on real Kafka, PostgreSQL and (for the docker variant) Docker."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline import REPO, list_tasks, scalebox, utc_now
+
+EXPECTED = {
+    "000000001_000000100": 25, "000000101_000000200": 21, "000000201_000000300": 16, "000000301_000000400": 16,
+    "000000401_000000500": 17, "000000501_000000600": 14, "000000601_000000700": 16, "000000701_000000800": 14,
+    "000000801_000000900": 15, "000000901_000001000": 14,
+}
+
+
+def _run_primes(app_file: str, kafka: str, pg: str) -> list[dict]:
+    since = utc_now()
+    result = scalebox(["run", app_file, "1000"], kafka, pg)
+    assert result.code == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    calc = [t for t in list_tasks(kafka, pg, "primes", "calc", since) if t["body"] in EXPECTED]
+    return calc
+
+
+def _check(calc: list[dict]) -> None:
+    assert len(calc) == 10
+    assert all(t["status"] == "succeeded" and t["exit_code"] == 0 and t["attempts"] == 1 for t in calc)
+    assert {t["body"]: int(t["custom_out"]) for t in calc} == EXPECTED
+    assert sum(int(t["custom_out"]) for t in calc) == 168
+
+
+def test_primes_with_the_process_executor(kafka_bootstrap, pg_dsn):
+    _check(_run_primes(str(REPO / "examples/primes/app-process.yaml"), kafka_bootstrap, pg_dsn))
+
+
+@pytest.mark.usefixtures("example_images")
+def test_primes_with_the_docker_executor(kafka_bootstrap, pg_dsn, docker_client):
+    before = {c.id for c in docker_client.containers.list(all=True, filters={"label": "scalebox.app=primes"})}
+    _check(_run_primes(str(REPO / "examples/primes/app.yaml"), kafka_bootstrap, pg_dsn))
+    after = {c.id for c in docker_client.containers.list(all=True, filters={"label": "scalebox.app=primes"})}
+    assert after <= before, "the docker executor left containers behind"
