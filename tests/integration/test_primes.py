@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from pipeline import REPO, list_tasks, scalebox, utc_now
 
 EXPECTED = {

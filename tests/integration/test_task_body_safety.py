@@ -6,7 +6,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from pipeline import list_tasks, scalebox, utc_now
 
 ECHO_ARGS = """#!/bin/sh
