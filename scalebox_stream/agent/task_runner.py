@@ -116,7 +116,7 @@ class TaskRunner:
                   "scalebox.task_id": created.task_id, "scalebox.agent": self.identity.agent_id}
         return ExecRequest(argv=argv, env=env, work_dir=work_dir, name=name, image=self.module.image,
                            volumes=list(self.module.volumes), timeout_s=self.module.task_max_seconds,
-                           labels=labels)
+                           labels=labels, keep_output_bytes=self.module.output_text_size)
 
     def _children(self, created: Event, messages: list[SinkMessage]) -> tuple[list[Event], str | None]:
         """TaskCreated events for the emitted messages, or an error if one has nowhere to go."""
@@ -159,8 +159,10 @@ class TaskRunner:
             "timed_out": result.timed_out, "error": error or problems,
             "stdout": cap_text(result.stdout, cap, mode), "stderr": cap_text(result.stderr, cap, mode),
             "custom_out": cap_text(perspective.custom_out, cap, mode),
-            "message_text": perspective.message_text, "stdout_bytes": len(result.stdout),
-            "stderr_bytes": len(result.stderr), "status_code": perspective.status_code,
+            "message_text": perspective.message_text,
+            "stdout_bytes": len(result.stdout) if result.stdout_total is None else result.stdout_total,
+            "stderr_bytes": len(result.stderr) if result.stderr_total is None else result.stderr_total,
+            "status_code": perspective.status_code,
             "input_bytes": perspective.input_bytes, "output_bytes": perspective.output_bytes,
             "read_bytes": result.read_bytes, "write_bytes": result.write_bytes,
             "cpu_user_s": result.cpu_user_s, "cpu_system_s": result.cpu_system_s,

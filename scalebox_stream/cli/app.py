@@ -9,14 +9,44 @@ import typer
 
 from scalebox_stream.spec import AppSpec, ModuleSpec, SpecError, load_app
 
-app = typer.Typer(help="Inspect app files.", no_args_is_help=True)
+app = typer.Typer(help="Inspect apps and app files.", no_args_is_help=True)
 
 EXIT_INVALID = 2
 
 
 @app.callback()
 def _group() -> None:
-    """Inspect app files."""
+    """Inspect apps and app files."""
+
+
+@app.command("list")
+def list_apps(
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON array for scripts.")] = False,
+    kafka: Annotated[str | None, typer.Option("--kafka", help="Kafka bootstrap (env SCALEBOX_KAFKA).")] = None,
+    pg: Annotated[str | None, typer.Option("--pg", help="PostgreSQL DSN (env SCALEBOX_PG).")] = None,
+) -> None:
+    """Deployed apps with their modules and task counts."""
+    import psycopg
+    from rich.console import Console
+    from rich.table import Table
+
+    from scalebox_stream.cli.common import connections, print_json
+    from scalebox_stream.projector import queries
+
+    with psycopg.connect(connections(kafka, pg).pg) as conn:
+        rows = queries.list_apps(conn)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("app", "modules", "tasks", "succeeded", "failed", "in flight", "deployed", "finished")
+    for r in rows:
+        table.add_row(r["app"], ", ".join(r["modules"]), str(r["tasks"]), str(r["succeeded"]), str(r["failed"]),
+                      str(r["in_flight"]), _when(r["deployed_at"]), _when(r["finished_at"]))
+    Console().print(table)
+
+
+def _when(value: object) -> str:
+    return "" if value is None else f"{value:%Y-%m-%d %H:%M:%S}"
 
 
 @app.command("validate")

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -42,6 +43,8 @@ def _json_default(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, Decimal):
+        return float(value)
     return str(value)
 
 

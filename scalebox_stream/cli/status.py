@@ -11,13 +11,32 @@ from scalebox_stream.cli.common import KafkaOption, PgOption, connections, print
 from scalebox_stream.projector import queries
 
 COLUMNS = ("created", "waiting", "running", "succeeded", "failed", "attempts")
+TIMINGS = ("queue_wait", "run_time")
+PERCENTILES = ("p50", "p95", "p99")
+
+
+def with_timings(rows: list[dict], timings: dict[tuple[str, str], dict]) -> list[dict]:
+    """Rows with `queue_wait` and `run_time` percentile maps (seconds) added."""
+    for r in rows:
+        t = timings.get((r["app"], r["module"]), {})
+        for name in TIMINGS:
+            values = t.get(name) or [None] * len(PERCENTILES)
+            r[name] = dict(zip(PERCENTILES, values, strict=True))
+    return rows
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.1f}s"
 
 
 def status_table(rows: list[dict], title: str | None = None) -> Table:
-    """A per-module table of task counts."""
-    table = Table("app", "module", *COLUMNS, title=title)
+    """A per-module table of task counts and queue-wait / run-time percentiles."""
+    table = Table("app", "module", *COLUMNS, "queue wait p50/p95/p99", "run time p50/p95/p99", title=title)
     for r in rows:
-        table.add_row(r.get("app", ""), r["module"], *(str(r[c]) for c in COLUMNS))
+        timing = ["/".join(_seconds(r[name][p]) for p in PERCENTILES) for name in TIMINGS]
+        table.add_row(r.get("app", ""), r["module"], *(str(r[c]) for c in COLUMNS), *timing)
     return table
 
 
@@ -30,7 +49,7 @@ def status(
     """Show per-module task counts."""
     conns = connections(kafka, pg)
     with psycopg.connect(conns.pg) as conn:
-        rows = queries.module_status(conn, app_name)
+        rows = with_timings(queries.module_status(conn, app_name), queries.module_timings(conn, app_name))
     if as_json:
         print_json(rows)
     else:

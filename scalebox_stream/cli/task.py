@@ -86,3 +86,85 @@ def _text(value: object) -> str:
 def _short(value: str | None, width: int = 40) -> str:
     text = (value or "").strip().replace("\n", " ")
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _task_or_fail(conn: psycopg.Connection, task_id: str) -> dict:
+    task = queries.find_task(conn, task_id)
+    if task is None:
+        fail(f"no task {task_id!r} (or the prefix is ambiguous)", code=1)
+    return task
+
+
+RUN_SECTIONS = {
+    "identity": ("cluster", "host", "slot", "agent", "executor", "image", "container_id"),
+    "outcome": ("status", "exit_code", "signal", "timed_out", "retry_rule", "error", "status_code"),
+    "i/o": ("input_bytes", "output_bytes", "read_bytes", "write_bytes", "stdout_bytes", "stderr_bytes"),
+    "resources": ("cpu_user_s", "cpu_system_s", "peak_memory_bytes"),
+    "times": ("created_at", "accepted_at", "started_at", "finished_at", "recorded_at", "queue_wait_s", "run_s",
+              "end_to_end_s"),
+}
+
+
+@app.command("show")
+def show(
+    task_id: str = typer.Argument(..., help="Task id (or a unique prefix)."),
+    as_json: bool = typer.Option(False, "--json"),
+    kafka: str | None = KafkaOption,
+    pg: str | None = PgOption,
+) -> None:
+    """Every attempt of a task with every recorded field, stdout and stderr included."""
+    with psycopg.connect(connections(kafka, pg).pg) as conn:
+        task = _task_or_fail(conn, task_id)
+        runs = queries.attempts_of(conn, task["task_id"])
+        children = queries.descendants(conn, task["task_id"])
+    if as_json:
+        print_json({**task, "attempts_detail": runs, "children": [c["task_id"] for c in children
+                                                                 if c["edge_parent"] == task["task_id"]]})
+        return
+    console = Console()
+    console.print(f"[bold]task {task['task_id']}[/]  {task['app']}/{task['module']}  status [bold]{task['status']}"
+                  f"[/]  attempts {task['attempts']}  parent {task['parent_task_id'] or '-'}")
+    console.print(f"body: {task['body']!r}\nheaders: {task['headers']}")
+    for run in runs:
+        console.rule(f"attempt {run['attempt']}")
+        for section, fields in RUN_SECTIONS.items():
+            console.print(f"[bold]{section}[/]: " + "  ".join(f"{f}={_text(run[f])}" for f in fields
+                                                               if run[f] is not None))
+        stamps = ", ".join(f"{s.get('label') or '-'}@{s['at']}" for s in run["user_timestamps"])
+        console.print(f"[bold]user timestamps[/]: {stamps or '-'}")
+        for name in ("custom_out", "message_text", "stdout", "stderr"):
+            if run[name]:
+                console.print(f"[bold]{name}[/]:")
+                console.print(run[name], markup=False, highlight=False)
+
+
+@app.command("lineage")
+def lineage(
+    task_id: str = typer.Argument(..., help="Task id (or a unique prefix)."),
+    as_json: bool = typer.Option(False, "--json"),
+    kafka: str | None = KafkaOption,
+    pg: str | None = PgOption,
+) -> None:
+    """A task's ancestors and descendants as a tree."""
+    from rich.tree import Tree
+
+    with psycopg.connect(connections(kafka, pg).pg) as conn:
+        task = _task_or_fail(conn, task_id)
+        up = queries.ancestors(conn, task["task_id"])
+        down = queries.descendants(conn, task["task_id"])
+    if as_json:
+        print_json({"ancestors": up, "task": task, "descendants": down})
+        return
+
+    def label(t: dict, mark: bool = False) -> str:
+        text = f"{t['module']} {t['task_id'][:8]} {_short(t['body'], 30)!r} [{t['status']}]"
+        return f"[bold]{text}[/]" if mark else text
+
+    root = tree = Tree(label(up[0]) if up else label(task, True))
+    for ancestor in up[1:]:
+        tree = tree.add(label(ancestor))
+    node = tree.add(label(task, True)) if up else root
+    nodes = {task["task_id"]: node}
+    for child in down:
+        nodes[child["task_id"]] = nodes[child["edge_parent"]].add(label(child))
+    Console().print(root)

@@ -27,6 +27,8 @@ class ExecRequest:
     volumes: list[str] = field(default_factory=list)
     timeout_s: float | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    keep_output_bytes: int | None = None
+    """Keep at least this many bytes of each end of stdout and stderr (None: the executor's default)."""
 
 
 @dataclass
@@ -36,6 +38,9 @@ class ExecResult:
     exit_code: int
     stdout: bytes = b""
     stderr: bytes = b""
+    stdout_total: int | None = None
+    """Bytes the program wrote to stdout, before any capping (None: unknown, use len(stdout))."""
+    stderr_total: int | None = None
     timed_out: bool = False
     signal: int | None = None
     started_at_us: int = 0

@@ -135,7 +135,8 @@ class DockerExecutor:
             container.start()
             on_started(container.id)
             code, timed_out = self._wait(container, request.timeout_s)
-            result = self._collect(container, code, timed_out, started, now_us())
+            result = self._collect(container, code, timed_out, started, now_us(),
+                                   max(self.max_output_bytes, 2 * (request.keep_output_bytes or 0)))
             if use_cgroups:
                 _apply_usage(result, cgroup.usage())
             return result
@@ -209,13 +210,17 @@ class DockerExecutor:
         container.wait(timeout=30)
         return TIMEOUT_EXIT_CODE, True
 
-    def _collect(self, container: Container, code: int, timed_out: bool, started: int, finished: int) -> ExecResult:
+    def _collect(self, container: Container, code: int, timed_out: bool, started: int, finished: int,
+                 limit: int) -> ExecResult:
         container.reload()
         state = container.attrs.get("State", {})
+        stdout, stderr = self._logs(container, True, limit), self._logs(container, False, limit)
         result = ExecResult(
             exit_code=code,
-            stdout=self._logs(container, stdout=True),
-            stderr=self._logs(container, stdout=False),
+            stdout=stdout.value(),
+            stderr=stderr.value(),
+            stdout_total=stdout.total,
+            stderr_total=stderr.total,
             timed_out=timed_out,
             signal=9 if timed_out else None,
             # Our clock, not State.StartedAt/FinishedAt: for short runs Docker may record the start
@@ -228,11 +233,12 @@ class DockerExecutor:
             result.error = "out of memory (OOM killed)"
         return result
 
-    def _logs(self, container: Container, stdout: bool) -> bytes:
-        capture = OutputCapture(self.max_output_bytes)
+    @staticmethod
+    def _logs(container: Container, stdout: bool, limit: int) -> OutputCapture:
+        capture = OutputCapture(limit)
         for chunk in container.logs(stdout=stdout, stderr=not stdout, stream=True, follow=False):
             capture.feed(chunk)
-        return capture.value()
+        return capture
 
 
 def reap_orphans(labels: dict[str, str], client: docker.DockerClient | None = None) -> list[str]:

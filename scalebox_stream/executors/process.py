@@ -52,6 +52,11 @@ class OutputCapture:
             if len(self._tail) > self._tail_limit:
                 del self._tail[: len(self._tail) - self._tail_limit]
 
+    @property
+    def total(self) -> int:
+        """Bytes fed so far."""
+        return self._total
+
     def value(self) -> bytes:
         omitted = self._total - len(self._head) - len(self._tail)
         return _head_tail(bytes(self._head), bytes(self._tail), omitted)
@@ -136,8 +141,9 @@ class ProcessExecutor:
             except (PermissionError, OSError) as e:
                 return _error(126, f"cannot execute: {e}", started)
             result = self._wait(proc, request, on_started, started)
-            result.stdout = read_capped(out, self.max_output_bytes)
-            result.stderr = read_capped(err, self.max_output_bytes)
+            limit = max(self.max_output_bytes, 2 * (request.keep_output_bytes or 0))
+            result.stdout, result.stdout_total = read_capped(out, limit), out.seek(0, os.SEEK_END)
+            result.stderr, result.stderr_total = read_capped(err, limit), err.seek(0, os.SEEK_END)
             return result
 
     def close(self) -> None:
@@ -158,6 +164,7 @@ class ProcessExecutor:
         started: int,
     ) -> ExecResult:
         killer = _GroupKiller(proc.pid, self.kill_grace_s)
+        io: dict[str, int] = {}
         timer: threading.Timer | None = None
         if request.timeout_s is not None and request.timeout_s > 0:
             timer = threading.Timer(request.timeout_s, killer.on_timeout)
@@ -168,6 +175,7 @@ class ProcessExecutor:
             # Wait without reaping: the zombie leader keeps the process group id reserved while the
             # rest of the group is killed.
             os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+            io = read_proc_io(proc.pid)
         finally:
             if timer is not None:
                 timer.cancel()
@@ -194,12 +202,23 @@ class ProcessExecutor:
             signal=sig,
             started_at_us=started,
             finished_at_us=finished,
+            read_bytes=io.get("rchar"),
+            write_bytes=io.get("wchar"),
             cpu_user_s=rusage.ru_utime,
             cpu_system_s=rusage.ru_stime,
             # A child's ru_maxrss starts at the agent's own peak RSS (Linux records the old address
             # space's high-water mark at exec), so a lower peak cannot be measured this way.
             peak_memory_bytes=rusage.ru_maxrss * 1024 if rusage.ru_maxrss > agent_peak_kib else None,
         )
+
+
+def read_proc_io(pid: int) -> dict[str, int]:
+    """The I/O counters of a process (a zombie's too, which include its reaped children); {} if unreadable."""
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            return {key: int(value) for key, value in (line.split(":", 1) for line in f if ":" in line)}
+    except (OSError, ValueError):
+        return {}
 
 
 def _error(code: int, message: str, started: int) -> ExecResult:

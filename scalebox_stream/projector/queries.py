@@ -74,3 +74,75 @@ def task_runs(conn: psycopg.Connection, task_id: str) -> list[dict[str, Any]]:
     """Every attempt of one task, first to last."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute("SELECT * FROM task_runs WHERE task_id = %s ORDER BY attempt", (task_id,)).fetchall()
+
+
+_DERIVED = """extract(epoch FROM (r.started_at - r.created_at))::float8 AS queue_wait_s,
+    extract(epoch FROM (r.finished_at - r.started_at))::float8 AS run_s,
+    extract(epoch FROM (r.finished_at - r.created_at))::float8 AS end_to_end_s"""
+
+
+def find_task(conn: psycopg.Connection, prefix: str) -> dict[str, Any] | None:
+    """A task by id or unambiguous id prefix (at least 6 characters)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(f"SELECT {_TASK_COLUMNS}, t.headers FROM tasks t WHERE t.task_id::text LIKE %s LIMIT 2",
+                           (prefix.lower() + "%",)).fetchall()
+    return rows[0] if len(rows) == 1 else None
+
+
+def attempts_of(conn: psycopg.Connection, task_id: str) -> list[dict[str, Any]]:
+    """Every attempt of one task with every recorded field and the derived durations, first to last."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(f"SELECT r.*, {_DERIVED} FROM task_runs r WHERE r.task_id = %s ORDER BY r.attempt",
+                           (task_id,)).fetchall()
+
+
+def ancestors(conn: psycopg.Connection, task_id: str) -> list[dict[str, Any]]:
+    """The chain of parents of a task, root first (the task itself excluded)."""
+    sql = f"""WITH RECURSIVE up(task_id, depth) AS (
+                  SELECT parent_task_id, 1 FROM tasks WHERE task_id = %s AND parent_task_id IS NOT NULL
+                  UNION ALL
+                  SELECT t.parent_task_id, up.depth + 1 FROM up JOIN tasks t ON t.task_id = up.task_id
+                  WHERE t.parent_task_id IS NOT NULL AND up.depth < 1000)
+              SELECT {_TASK_COLUMNS} FROM up JOIN tasks t ON t.task_id = up.task_id ORDER BY up.depth DESC"""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(sql, (task_id,)).fetchall()
+
+
+def descendants(conn: psycopg.Connection, task_id: str) -> list[dict[str, Any]]:
+    """Every task emitted (transitively) from a task, with its parent id, in emission order."""
+    sql = f"""WITH RECURSIVE down(task_id, parent, position, depth) AS (
+                  SELECT child_task_id, parent_task_id, position, 1 FROM task_edges WHERE parent_task_id = %s
+                  UNION ALL
+                  SELECT e.child_task_id, e.parent_task_id, e.position, d.depth + 1
+                  FROM task_edges e JOIN down d ON e.parent_task_id = d.task_id WHERE d.depth < 1000)
+              SELECT {_TASK_COLUMNS}, down.parent::text AS edge_parent, down.position
+              FROM down JOIN tasks t ON t.task_id = down.task_id ORDER BY down.depth, down.position"""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(sql, (task_id,)).fetchall()
+
+
+def list_apps(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Deployed apps with their task counts."""
+    sql = """SELECT a.app, a.modules, a.source, a.deployed_at, a.finished_at,
+                    count(t.task_id) AS tasks,
+                    count(t.task_id) FILTER (WHERE t.status = 'succeeded') AS succeeded,
+                    count(t.task_id) FILTER (WHERE t.status = 'failed') AS failed,
+                    count(t.task_id) FILTER (WHERE t.status <> ALL(%s)) AS in_flight
+             FROM apps a LEFT JOIN tasks t ON t.app = a.app
+             GROUP BY a.app ORDER BY a.deployed_at DESC NULLS LAST"""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(sql, (list(TERMINAL),)).fetchall()
+
+
+def module_timings(conn: psycopg.Connection, app: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per app and module: p50/p95/p99 of attempt queue wait and run time, in seconds."""
+    sql = """SELECT app, module,
+                    percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP
+                        (ORDER BY extract(epoch FROM (started_at - created_at))::float8) AS queue_wait,
+                    percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP
+                        (ORDER BY extract(epoch FROM (finished_at - started_at))::float8) AS run_time
+             FROM task_runs WHERE (%(app)s::text IS NULL OR app = %(app)s) AND status_rank = 3
+             GROUP BY app, module"""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(sql, {"app": app}).fetchall()
+    return {(r["app"], r["module"]): r for r in rows}
