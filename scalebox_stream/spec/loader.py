@@ -8,17 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import FieldError, SpecError, SpecIssue
+from .errors import SpecError, SpecIssue, error_messages
 from .model import AppSpec
 from .normalize import Normalized, normalize_app
 from .templating import collect_variables, render
 from .yamlsrc import Path_, parse_yaml
-
-_SCALARS = (str, int, float, bool, type(None))
 
 
 def load_app(path: Path, env_files: Sequence[Path] = (), environ: Mapping[str, str] | None = None) -> AppSpec:
@@ -66,29 +63,7 @@ def parse_app(text: str, *, file: str, app_dir: Path, source: Path) -> AppSpec:
 def _validation_issues(exc: ValidationError, norm: Normalized, file: str,
                        lines: dict[Path_, int]) -> list[SpecIssue]:
     """Map pydantic errors (model locs) to issues (raw paths and lines)."""
-    issues: list[SpecIssue] = []
-    for error in exc.errors(include_url=False):
-        loc = tuple(error["loc"])
-        cause = (error.get("ctx") or {}).get("error")
-        if isinstance(cause, FieldError):
-            for sub, message in cause.issues:
-                issues.append(_issue(file, lines, norm.raw_path(loc + sub), message))
-            continue
-        if error["type"] == "value_error" and cause is not None:
-            message = str(cause)
-        elif error["type"] == "missing":
-            message = "required field is missing"
-        else:
-            message = error["msg"] + _shown_input(error.get("input"))
-        issues.append(_issue(file, lines, norm.raw_path(loc), message))
-    return issues
-
-
-def _shown_input(value: Any) -> str:
-    """` (got 'two')` for a short scalar input, else nothing."""
-    if isinstance(value, _SCALARS) and len(repr(value)) <= 60:
-        return f" (got {value!r})"
-    return ""
+    return [_issue(file, lines, norm.raw_path(loc), message) for loc, message in error_messages(exc)]
 
 
 def _issue(file: str, lines: dict[Path_, int], path: Path_, message: str) -> SpecIssue:

@@ -3,6 +3,17 @@
 Validators that need the app directory (relative program paths, `FILE:` start tasks) read it from the
 validation context `{"app_dir": Path}`; without one they use the current directory. Validators raise
 `FieldError` to point at a precise sub-field; the loader maps it to the YAML line.
+
+Task policy keys of a module (the policies themselves are in `scalebox_stream.policy`):
+
+| key | meaning |
+| --- | --- |
+| `task_max_seconds` | per attempt: the run is killed after this many seconds (exit code 124) |
+| `task_deadline_seconds` | overall, across attempts, from the task's creation; attempts are shortened to fit |
+| `queue_timeout_seconds` | max wait between an attempt's creation and its start |
+| `retry_rules` | Scalebox retry rules `['1:3','2:2','*']` (`spec.retry_rules`) |
+| `retry` | structured retry rules, `max_attempts`, `backoff` (`spec.retry_spec`) |
+| `error_budget` | `{max_failures, window}`: stop admitting tasks after too many failures (`spec.error_budget`) |
 """
 
 from __future__ import annotations
@@ -15,8 +26,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from scalebox_stream.policy.retry import RetryPolicy
+
+from .error_budget import ErrorBudgetSpec
 from .errors import FieldError
 from .retry_rules import RetryRule, parse_rules
+from .retry_spec import RetrySpec, build_retry_policy
 
 Executor = Literal["docker", "podman", "apptainer", "process"]
 CONTAINER_EXECUTORS = ("docker", "podman", "apptainer")
@@ -67,7 +82,11 @@ class ModuleSpec(BaseModel):
     environments: dict[str, str] = Field(default_factory=dict)
     volumes: list[str] = Field(default_factory=list)
     task_max_seconds: float | None = Field(default=None, gt=0)
+    task_deadline_seconds: float | None = Field(default=None, gt=0)
+    queue_timeout_seconds: float | None = Field(default=None, gt=0)
     retry_rules: list[RetryRule] = Field(default_factory=list)
+    retry: RetrySpec | None = None
+    error_budget: ErrorBudgetSpec | None = None
     start_task: list[str] = Field(default_factory=list)
     output_text_size: int = Field(default=DEFAULT_OUTPUT_TEXT_SIZE, gt=0, le=MAX_OUTPUT_TEXT_SIZE)
     text_trunc_mode: Literal["HEAD", "TAIL"] = "HEAD"  # Scalebox: HEAD drops the head (keeps the tail)
@@ -153,7 +172,8 @@ class ModuleSpec(BaseModel):
                              "parallel tasks per agent, e.g. slots: 2")
         return _reject_bool(value)
 
-    @field_validator("task_max_seconds", "output_text_size", mode="before")
+    @field_validator("task_max_seconds", "task_deadline_seconds", "queue_timeout_seconds", "output_text_size",
+                     mode="before")
     @classmethod
     def _numbers(cls, value: Any) -> Any:
         return _reject_bool(value)
@@ -286,6 +306,19 @@ class ModuleSpec(BaseModel):
                 raise FieldError.at(("command",), "the process executor needs a command")
             raise FieldError.at((), "a module needs an image or a command")
         return self
+
+    @model_validator(mode="after")
+    def _check_retry_forms(self) -> ModuleSpec:
+        """Scalebox `retry_rules` and structured `retry.rules` exclude each other."""
+        if self.retry is not None and self.retry.rules is not None and "retry_rules" in self.model_fields_set:
+            raise FieldError.at(("retry", "rules"), "give either retry_rules (Scalebox form) or retry.rules, "
+                                                    "not both")
+        return self
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy from `retry.rules` or `retry_rules`, with `retry`'s max_attempts and backoff."""
+        return build_retry_policy(self.retry, self.retry_rules)
 
 
 class AppSpec(BaseModel):

@@ -19,7 +19,7 @@ APP_FIELDS = frozenset({"name", "label", "main_router", "modules"})
 MODULE_FIELDS = frozenset({
     "image", "command", "executor", "slots", "sink_modules", "environments", "volumes",
     "task_max_seconds", "retry_rules", "start_task", "output_text_size", "text_trunc_mode", "pod_id",
-    "task_dist_mode",
+    "task_dist_mode", "task_deadline_seconds", "queue_timeout_seconds", "retry", "error_budget",
 })
 NESTS = frozenset({"arguments", "parameters"})
 IGNORED = frozenset({"label", "comment", "comments", "version", "cluster"})

@@ -1,6 +1,6 @@
-"""The contiguous-watermark offset tracker."""
+"""The contiguous-watermark offset tracker and its commit-metadata lease record."""
 
-from scalebox_stream.agent.offsets import PartitionTracker, parse_metadata
+from scalebox_stream.agent.offsets import PartitionState, PartitionTracker, parse_metadata
 
 
 def test_watermark_advances_only_over_contiguous_finished_offsets():
@@ -10,7 +10,7 @@ def test_watermark_advances_only_over_contiguous_finished_offsets():
     t.finish(12)
     t.finish(13)
     assert t.watermark == 10
-    assert parse_metadata(t.watermark, t.metadata()) == {12, 13}
+    assert parse_metadata(t.watermark, t.metadata()).done == {12, 13}
     t.finish(10)
     assert t.watermark == 11
     t.finish(11)
@@ -19,21 +19,28 @@ def test_watermark_advances_only_over_contiguous_finished_offsets():
     assert t.in_flight == 0
 
 
-def test_redelivery_skips_offsets_finished_beyond_the_watermark():
+def test_redelivery_skips_finished_offsets_and_sees_lost_attempts():
     first = PartitionTracker(0)
     for o in range(5):
-        first.start(o)
+        first.start(o, attempt=1 if o != 2 else 3)
     for o in (1, 3, 4):
         first.finish(o)
     committed, meta = first.watermark, first.metadata()
-    second = PartitionTracker(committed, parse_metadata(committed, meta))
+    state = parse_metadata(committed, meta)
+    assert state == PartitionState(done={1, 3, 4}, running={0: 1, 2: 3})
+    second = PartitionTracker(committed, state)
     assert [o for o in range(5) if not second.is_done(o)] == [0, 2]
-    second.start(0)
+    assert (second.lost_attempt(0), second.lost_attempt(2), second.lost_attempt(1)) == (1, 3, None)
+    second.start(0, attempt=2)
+    assert second.lost_attempt(0) is None
+    # offset 2 is still lost (not yet redelivered to this owner), so it stays in the record
+    assert parse_metadata(second.watermark, second.metadata()).running == {0: 2, 2: 3}
     second.finish(0)
     assert second.watermark == 2
 
 
-def test_unknown_metadata_is_ignored():
-    assert parse_metadata(5, "something else") == set()
-    assert parse_metadata(5, "sbx1:1,x") == set()
-    assert parse_metadata(5, None) == set()
+def test_unknown_or_damaged_metadata_is_ignored():
+    assert parse_metadata(5, "something else") == PartitionState()
+    assert parse_metadata(5, "sbx2:1,x;") == PartitionState()
+    assert parse_metadata(5, None) == PartitionState()
+    assert parse_metadata(5, "sbx2:;0@2") == PartitionState(running={5: 2})

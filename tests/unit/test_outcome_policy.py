@@ -1,6 +1,9 @@
 """The pure attempt-outcome policy (Scalebox retry feature semantics)."""
 
-from scalebox_stream.policy.outcome import classify, decide
+from types import SimpleNamespace
+
+from scalebox_stream.policy.outcome import AttemptVerdict, classify, decide, decide_attempt, within_deadline
+from scalebox_stream.policy.retry import Backoff, RetryPolicy
 from scalebox_stream.spec.retry_rules import parse_rules
 
 RULES = parse_rules("['1:3','2:2','*']")
@@ -29,3 +32,34 @@ def test_classify():
     assert classify(0, False, None) == "succeeded"
     assert classify(3, False, None) == "failed"
     assert classify(125, False, "no such image") == "error"
+
+
+def test_verdict_defaults_for_old_callers() -> None:
+    verdict = decide(RULES, 1, 1, False, None)
+    assert verdict.delay_s == 0.0 and "retry 1 of 3" in verdict.reason
+    assert decide(RULES, 1, 0, False, "bad sink line").outcome == "error"
+    assert not decide(RULES, 1, 0, False, "bad sink line").retry
+
+
+def test_decide_attempt_with_backoff_and_reason() -> None:
+    policy = RetryPolicy.from_scalebox(RULES, backoff=Backoff(initial_s=2, factor=2, max_s=60, jitter=0.5),
+                                       max_attempts=3)
+    first = decide_attempt(policy, 1, 1, 0.3, False, None, 0.5)
+    assert first == AttemptVerdict("failed", True, "1:3", 2.0, first.reason)
+    assert decide_attempt(policy, 2, 1, 0.3, False, None, 0.0).delay_s == 2.0  # 4 s - 50 %
+    last = decide_attempt(policy, 3, 1, 0.3, False, None, 0.5)
+    assert not last.retry and "max_attempts 3" in last.reason
+    ok = decide_attempt(policy, 1, 0, 0.3, False, None, 0.5)
+    assert ok == AttemptVerdict("succeeded", False, "", 0.0, "succeeded")
+    timed_out = decide_attempt(policy, 1, 124, 60.0, True, None, 0.5)
+    assert timed_out.outcome == "timed_out" and timed_out.retry and timed_out.rule == "*:1"
+
+
+def test_within_deadline() -> None:
+    module = SimpleNamespace(task_max_seconds=None, task_deadline_seconds=100, queue_timeout_seconds=None)
+    verdict = AttemptVerdict("failed", True, "1:3", 30.0, "retry")
+    assert within_deadline(verdict, module, 0, 60) == verdict
+    cancelled = within_deadline(verdict, module, 0, 70)
+    assert not cancelled.retry and cancelled.delay_s == 0 and "deadline" in cancelled.reason
+    final = AttemptVerdict("failed", False)
+    assert within_deadline(final, module, 0, 500) is final
