@@ -2,12 +2,15 @@
 
 The poll thread owns the consumer and a transactional producer. Slots are worker threads that run one
 attempt each. Whatever a slot produces (lifecycle events, the attempt's report, child tasks) is handed
-back to the poll thread, which publishes it together with the partition watermarks in one Kafka
-transaction, so a task's outputs, its events and its offset commit land together or not at all.
+back to the poll thread, which publishes it together with the partition positions in one Kafka
+transaction, so a task's outputs, its events and its offset commit land together or not at all. The
+commit metadata also records which attempts are running (see `offsets`), which is how the next owner
+of a partition recognises the attempts of an agent that died.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import queue
@@ -16,7 +19,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -24,7 +27,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.offsets import PartitionTracker, parse_metadata
 from scalebox_stream.agent.task_runner import OutMessage, TaskMessage, TaskRunner
-from scalebox_stream.events import DecodeError, Event, EventCodec
+from scalebox_stream.events import DecodeError, Event, EventCodec, now_us
 from scalebox_stream.executors import make_executor
 from scalebox_stream.kafka.config import consumer_config, producer_config
 from scalebox_stream.kafka.topics import DEAD_LETTER_TOPIC, EVENTS_TOPIC, module_group, task_topic
@@ -33,6 +36,11 @@ from scalebox_stream.spec.model import AppSpec
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 30.0
+LOST_EXIT_CODE = 123
+"""Scalebox's code for an attempt whose agent went away (its 'global timeout')."""
+MAX_LOST_ATTEMPTS = 3
+"""A task whose attempts are lost this many times (it may be killing its agents) fails."""
+MAX_DELAYED = 1000
 
 
 @dataclass
@@ -48,7 +56,7 @@ class AgentOptions:
 
 @dataclass
 class _Done:
-    """A finished offset waiting to be published: an attempt that ran, or a dead-lettered message."""
+    """A finished offset waiting to be published: an attempt that ran, or one that needed no run."""
 
     partition: int
     offset: int
@@ -63,6 +71,7 @@ class Agent:
         self.spec = spec
         self.identity = identity
         self.options = options
+        self.bootstrap = bootstrap
         self.codec = EventCodec()
         self.module = spec.modules[identity.module]
         self.executor = make_executor(self.module.executor)
@@ -71,19 +80,28 @@ class Agent:
         self.topic = task_topic(spec.name, identity.module)
         self.consumer = Consumer(consumer_config(
             bootstrap, module_group(spec.name, identity.module),
-            **{"client.id": identity.agent_id, **options.consumer_overrides}))
-        self.producer = Producer(producer_config(bootstrap, transactional_id=f"sbx-agent-{identity.agent_id}"))
+            **{"client.id": identity.agent_id, "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000,
+               **options.consumer_overrides}))
+        self.producer = self._new_producer()
         self.slots = ThreadPoolExecutor(max_workers=options.slots, thread_name_prefix="slot")
         self._free_slots: deque[int] = deque(range(options.slots))
         self._outbox: queue.SimpleQueue[OutMessage] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
         self._trackers: dict[int, PartitionTracker] = {}
         self._waiting: deque[TaskMessage] = deque()
+        self._delayed: list[tuple[int, int, TaskMessage]] = []
         self._in_flight = 0
         self._paused = False
         self._stop = threading.Event()
+        self._abandon = False
         self._last_heartbeat = 0.0
         self.poison_count = 0
+        self.assignments = 0
+
+    def _new_producer(self) -> Producer:
+        producer = Producer(producer_config(self.bootstrap, transactional_id=f"sbx-agent-{self.identity.agent_id}"))
+        producer.init_transactions(60)
+        return producer
 
     # ----- lifecycle -------------------------------------------------------------------------------
 
@@ -95,7 +113,6 @@ class Agent:
         """Run until a stop is requested, then drain and close."""
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
-        self.producer.init_transactions(30)
         self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_revoke)
         self._lifecycle("started")
@@ -111,30 +128,35 @@ class Agent:
             self.consumer.close()
             self.slots.shutdown(wait=False, cancel_futures=True)
             self.executor.close()
+            log.info("agent %s stopped", self.identity.agent_id)
 
     def _step(self) -> None:
         """One turn of the poll loop: publish what finished, admit work, poll."""
         self._publish()
+        self._release_due()
         self._start_waiting()
         self._pause_or_resume()
-        message = self.consumer.poll(0.05 if self._in_flight else 0.2)
+        message = self.consumer.poll(0.05 if self._in_flight or self._delayed else 0.2)
         if message is not None:
             self._on_message(message)
         if time.monotonic() - self._last_heartbeat > HEARTBEAT_SECONDS:
             self._lifecycle("heartbeat")
 
     def _drain(self) -> None:
-        """Graceful stop: let in-flight tasks finish within the grace period, then hand the rest back."""
+        """Graceful stop: let running tasks finish within the grace period, then hand the rest back."""
         self.consumer.pause(self.consumer.assignment())
         self._waiting.clear()
+        self._delayed.clear()
         deadline = time.monotonic() + self.options.grace_seconds
         while self._in_flight and time.monotonic() < deadline:
             self.consumer.poll(0.1)
             self._publish()
-        self._publish()
         if self._in_flight:
-            log.warning("%d task(s) still running after the grace period; they will be redelivered",
-                        self._in_flight)
+            log.warning("%d task(s) still running after the %.0fs grace period: killed and handed back",
+                        self._in_flight, self.options.grace_seconds)
+            self._abandon = True
+            self.executor.abort()
+        self._publish()
 
     def _lifecycle(self, state: str) -> None:
         self._last_heartbeat = time.monotonic()
@@ -148,21 +170,25 @@ class Agent:
     # ----- partitions --------------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        committed = consumer.committed(partitions, timeout=30)
-        for tp in committed:
+        self.assignments += 1
+        log.info("partitions assigned: %s", [tp.partition for tp in partitions])
+        for tp in consumer.committed(partitions, timeout=30):
             start = tp.offset if tp.offset >= 0 else 0
             self._trackers[tp.partition] = PartitionTracker(start, parse_metadata(start, tp.metadata))
         if self._paused:
             consumer.pause(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("partitions revoked: %s", [tp.partition for tp in partitions])
         self._publish()
         for tp in partitions:
             self._trackers.pop(tp.partition, None)
         self._waiting = deque(t for t in self._waiting if t.partition in self._trackers)
+        self._delayed = [d for d in self._delayed if d[2].partition in self._trackers]
+        heapq.heapify(self._delayed)
 
     def _pause_or_resume(self) -> None:
-        full = self._in_flight + len(self._waiting) >= self.options.slots
+        full = (self._in_flight + len(self._waiting) >= self.options.slots or len(self._delayed) >= MAX_DELAYED)
         if full and not self._paused:
             self.consumer.pause(self.consumer.assignment())
             self._paused = True
@@ -179,10 +205,7 @@ class Agent:
                 log.warning("consumer error: %s", error)
             return
         tracker = self._trackers.get(message.partition())
-        if tracker is None:
-            return
-        if tracker.is_done(message.offset()):
-            tracker.skip(message.offset())
+        if tracker is None or tracker.is_done(message.offset()):
             return
         try:
             event = self.codec.decode(message.value())
@@ -191,9 +214,34 @@ class Agent:
         except DecodeError as exc:
             self._dead_letter(message, str(exc))
             return
-        tracker.start(message.offset())
-        self._waiting.append(TaskMessage(event, message.topic(), message.partition(), message.offset()))
-        self._start_waiting()
+        task = TaskMessage(event, message.topic(), message.partition(), message.offset())
+        lost = tracker.lost_attempt(task.offset)
+        if lost is not None:
+            task = self._after_lost_attempt(task, lost)
+            if task is None:
+                return
+        tracker.start(task.offset, task.event.attempt)
+        not_before = task.event.payload.get("not_before")
+        if not_before and not_before > now_us():
+            heapq.heappush(self._delayed, (not_before, task.offset, task))
+        else:
+            self._waiting.append(task)
+            self._start_waiting()
+
+    def _after_lost_attempt(self, task: TaskMessage, lost: int) -> TaskMessage | None:
+        """Record the attempt a dead agent was running as lost; the next attempt, or None if given up."""
+        created = task.event
+        log.warning("task %s attempt %d was lost with its agent; recording it", created.task_id, lost)
+        records = [self.runner.lost_report(created, lost, LOST_EXIT_CODE)]
+        if lost >= MAX_LOST_ATTEMPTS + created.attempt - 1:
+            records.append(self.runner.to_events(self.runner.event("TaskFailed", created.task_id, lost, {
+                "attempts": lost, "reason": f"lost {MAX_LOST_ATTEMPTS} times (agents died running it)"})))
+            self._trackers[task.partition].start(task.offset, lost)
+            self._done.put(_Done(task.partition, task.offset, records, ran_in_slot=False))
+            return None
+        for record in records:
+            self._outbox.put(record)
+        return replace(task, event=replace(created, attempt=lost + 1))
 
     def _dead_letter(self, message: Message, reason: str) -> None:
         """Park an undecodable message on the dead-letter topic and move on."""
@@ -205,6 +253,11 @@ class Agent:
         self._trackers[message.partition()].start(message.offset())
         record = OutMessage(DEAD_LETTER_TOPIC, message.key() or b"", message.value() or b"", headers)
         self._done.put(_Done(message.partition(), message.offset(), [record], ran_in_slot=False))
+
+    def _release_due(self) -> None:
+        now = now_us()
+        while self._delayed and self._delayed[0][0] <= now:
+            self._waiting.append(heapq.heappop(self._delayed)[2])
 
     def _start_waiting(self) -> None:
         while self._waiting and self._free_slots and not self._stop.is_set():
@@ -220,38 +273,37 @@ class Agent:
     def _run_in_slot(self, task: TaskMessage, slot: int) -> None:
         try:
             records = self.runner.run(task, slot, self._outbox.put)
-        except Exception:  # never lose the slot: the task is reported as an engine error
+        except Exception:  # never lose the slot: the attempt stays unreported and will be redelivered
             log.exception("slot %d crashed on task %s", slot, task.event.task_id)
             records = []
-        self._done.put(_Done(task.partition, task.offset, records))
+        if not self._abandon:
+            self._done.put(_Done(task.partition, task.offset, records))
         self._free_slots.append(slot)
 
     # ----- publishing --------------------------------------------------------------------------------
 
     def _publish(self) -> None:
-        """Publish pending records and advance the watermarks, in one transaction."""
+        """Publish pending records and the partition positions, in one transaction."""
         finished: list[_Done] = []
         while not self._done.empty():
-            finished.append(self._done.get())
+            done = self._done.get()
+            if done.partition in self._trackers:
+                finished.append(done)
+                continue
+            # The partition moved to another agent, which sees this attempt as lost and runs it again:
+            # publishing these outputs too would duplicate them.
+            log.warning("dropping the report of offset %d: partition %d was revoked", done.offset, done.partition)
+            if done.ran_in_slot:
+                self._in_flight -= 1
         records: list[OutMessage] = []
         while not self._outbox.empty():
             records.append(self._outbox.get())
         if not finished and not records:
             return
-        for done in finished:
-            records.extend(done.records)
         try:
-            self._transact(records, finished)
+            self._transact(records + [r for d in finished for r in d.records], finished)
         except KafkaException as exc:
-            if exc.args[0].fatal():
-                raise
-            log.error("transaction failed (%s); aborted, retrying", exc)
-            self.producer.abort_transaction(30)
-            for record in records[: len(records) - sum(len(d.records) for d in finished)]:
-                self._outbox.put(record)
-            for done in finished:
-                self._done.put(done)
-            time.sleep(0.5)
+            self._recover(exc, records, finished)
             return
         for done in finished:
             if done.ran_in_slot:
@@ -261,12 +313,28 @@ class Agent:
         self.producer.begin_transaction()
         for record in records:
             self.producer.produce(record.topic, key=record.key, value=record.value, headers=record.headers)
-        if finished:
-            for done in finished:
-                tracker = self._trackers.get(done.partition)
-                if tracker is not None:
-                    tracker.finish(done.offset)
-            offsets = [TopicPartition(self.topic, p, t.watermark, t.metadata()) for p, t in self._trackers.items()]
-            if offsets:
-                self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
+        for done in finished:
+            tracker = self._trackers.get(done.partition)
+            if tracker is not None:
+                tracker.finish(done.offset)
+        offsets = [TopicPartition(self.topic, p, t.watermark, t.metadata()) for p, t in self._trackers.items()]
+        if offsets:
+            self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
         self.producer.commit_transaction(60)
+
+    def _recover(self, exc: KafkaException, records: list[OutMessage], finished: list[_Done]) -> None:
+        """Abort, keep everything for the next try; a fatal producer error gets a new producer."""
+        error = exc.args[0]
+        log.error("transaction failed (%s); retrying", error)
+        try:
+            if error.fatal():
+                raise KafkaException(error)
+            self.producer.abort_transaction(30)
+        except KafkaException:
+            log.warning("replacing the producer after a fatal error")
+            self.producer = self._new_producer()
+        for record in records:
+            self._outbox.put(record)
+        for done in finished:
+            self._done.put(done)
+        time.sleep(0.5)

@@ -1,47 +1,63 @@
-"""Out-of-order completion tracking for one partition: commit the contiguous watermark only.
+"""Out-of-order completion tracking for one partition, and the lease record kept in commit metadata.
 
 Tasks of one partition finish in any order when several slots serve it. The committable offset is the
-lowest offset not yet finished; offsets finished beyond it travel in the commit metadata, so that after a
-rebalance or a crash the next owner skips them instead of running them (and emitting outputs) again.
+lowest offset not yet finished. The commit metadata (committed with every agent transaction) carries
+what lies beyond it: offsets already finished — so the next owner skips them instead of running them
+and emitting their outputs again — and offsets running at that moment with their attempt numbers — so
+that, if this agent dies, the next owner knows those attempts were lost and runs the next attempt.
 """
 
 from __future__ import annotations
 
-METADATA_PREFIX = "sbx1:"
-MAX_METADATA_CHARS = 3000
+from dataclasses import dataclass, field
+
+METADATA_PREFIX = "sbx2:"
+MAX_METADATA_CHARS = 3500
+
+
+@dataclass
+class PartitionState:
+    """What a previous owner recorded: offsets finished beyond the watermark, attempts still running."""
+
+    done: set[int] = field(default_factory=set)
+    running: dict[int, int] = field(default_factory=dict)
 
 
 class PartitionTracker:
     """Offsets started and finished in one partition since its assignment."""
 
-    def __init__(self, start: int, already_done: set[int] | None = None) -> None:
+    def __init__(self, start: int, previous: PartitionState | None = None) -> None:
+        previous = previous or PartitionState()
         self.watermark = start
-        self._in_flight: set[int] = set()
-        self._done: set[int] = {o for o in (already_done or set()) if o >= start}
+        self._in_flight: dict[int, int] = {}
+        self._done: set[int] = {o for o in previous.done if o >= start}
+        self._lost: dict[int, int] = {o: a for o, a in previous.running.items() if o >= start}
         self._advance()
 
     def is_done(self, offset: int) -> bool:
         """True if this offset ran to completion before (it must be skipped)."""
         return offset < self.watermark or offset in self._done
 
-    def start(self, offset: int) -> None:
-        """A task at `offset` was handed to a slot."""
-        self._in_flight.add(offset)
+    def lost_attempt(self, offset: int) -> int | None:
+        """The attempt a previous owner was running at this offset when it went away, if any."""
+        return self._lost.get(offset)
+
+    def start(self, offset: int, attempt: int = 1) -> None:
+        """A task at `offset` was accepted for `attempt`."""
+        self._in_flight[offset] = attempt
+        self._lost.pop(offset, None)
 
     def finish(self, offset: int) -> None:
         """The task at `offset` finished (its events and outputs are produced)."""
-        self._in_flight.discard(offset)
+        self._in_flight.pop(offset, None)
+        self._lost.pop(offset, None)
         if offset >= self.watermark:
             self._done.add(offset)
         self._advance()
 
-    def skip(self, offset: int) -> None:
-        """An offset that needs no run (done before, or a poison message already dead-lettered)."""
-        self.finish(offset)
-
     @property
     def in_flight(self) -> int:
-        """Number of offsets handed to slots and not yet finished."""
+        """Number of offsets accepted and not yet finished."""
         return len(self._in_flight)
 
     def _advance(self) -> None:
@@ -50,19 +66,27 @@ class PartitionTracker:
             self.watermark += 1
 
     def metadata(self) -> str:
-        """Finished offsets beyond the watermark, as deltas, to store with the committed offset."""
-        if not self._done:
+        """`sbx2:<done deltas>;<running delta@attempt>` relative to the watermark ('' when nothing to say)."""
+        running = {**self._lost, **self._in_flight}
+        if not self._done and not running:
             return ""
-        deltas = ",".join(str(o - self.watermark) for o in sorted(self._done))
-        text = METADATA_PREFIX + deltas
-        return text if len(text) <= MAX_METADATA_CHARS else ""
+        done = ",".join(str(o - self.watermark) for o in sorted(self._done))
+        live = ",".join(f"{o - self.watermark}@{a}" for o, a in sorted(running.items()))
+        text = f"{METADATA_PREFIX}{done};{live}"
+        return text if len(text) <= MAX_METADATA_CHARS else f"{METADATA_PREFIX};{live}"[:MAX_METADATA_CHARS]
 
 
-def parse_metadata(committed: int, metadata: str | None) -> set[int]:
-    """Finished offsets beyond `committed` recorded in commit metadata (unknown formats give none)."""
+def parse_metadata(committed: int, metadata: str | None) -> PartitionState:
+    """The state recorded in commit metadata (unknown or damaged formats give an empty state)."""
+    state = PartitionState()
     if not metadata or not metadata.startswith(METADATA_PREFIX):
-        return set()
+        return state
+    done, _, live = metadata[len(METADATA_PREFIX):].partition(";")
     try:
-        return {committed + int(d) for d in metadata[len(METADATA_PREFIX) :].split(",") if d}
+        state.done = {committed + int(d) for d in done.split(",") if d}
+        for item in filter(None, live.split(",")):
+            delta, _, attempt = item.partition("@")
+            state.running[committed + int(delta)] = int(attempt)
     except ValueError:
-        return set()
+        return PartitionState()
+    return state

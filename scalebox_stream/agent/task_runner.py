@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,8 @@ from scalebox_stream.agent.sink import SinkLineError, SinkMessage, parse_sink_fi
 from scalebox_stream.events import Event, EventCodec, child_task_id, now_us
 from scalebox_stream.executors.base import ExecRequest, ExecResult, Executor
 from scalebox_stream.kafka.topics import EVENTS_TOPIC, task_topic
-from scalebox_stream.policy.outcome import AttemptVerdict, decide
+from scalebox_stream.policy.outcome import AttemptVerdict, decide_attempt, within_deadline
+from scalebox_stream.policy.timeouts import attempt_timeout, queue_expired
 from scalebox_stream.spec.model import AppSpec, ModuleSpec
 
 log = logging.getLogger(__name__)
@@ -69,8 +71,14 @@ class TaskRunner:
         """Run the attempt; `publish` sends lifecycle events early; returns the final records."""
         created = task.event
         work_dir = self._fresh_work_dir(created.task_id, created.attempt)
-        request = self._request(created, slot, work_dir)
         started_at = now_us()
+        expired = self._expiry(created, started_at / 1e6)
+        if expired is not None:
+            try:
+                return self._report(created, slot, work_dir, expired, started_at, may_retry=False)
+            finally:
+                shutil.rmtree(work_dir, ignore_errors=True)
+        request = self._request(created, slot, work_dir)
 
         def on_started(container_id: str | None) -> None:
             nonlocal started_at
@@ -89,6 +97,37 @@ class TaskRunner:
         finally:
             if not self.keep_work_dirs:
                 shutil.rmtree(work_dir, ignore_errors=True)
+
+    @staticmethod
+    def task_created_s(created: Event) -> float:
+        """When attempt 1 of the task was created, in seconds since the epoch."""
+        return (created.payload.get("task_created_at") or created.occurred_at) / 1e6
+
+    def _expiry(self, created: Event, now_s: float) -> ExecResult | None:
+        """A result for an attempt that must not start (queue timeout or task deadline passed), else None."""
+        due_s = max(created.occurred_at, created.payload.get("not_before") or 0) / 1e6
+        if queue_expired(self.module, due_s, now_s):
+            reason = f"queue timeout: waited {now_s - due_s:.1f}s > queue_timeout_seconds"
+        elif (limit := attempt_timeout(self.module, self.task_created_s(created), now_s)) is not None and limit <= 0:
+            reason = "task deadline passed before the attempt could start"
+        else:
+            return None
+        now = int(now_s * 1e6)
+        return ExecResult(exit_code=124, timed_out=True, error=reason, started_at_us=now, finished_at_us=now)
+
+    def lost_report(self, created: Event, attempt: int, exit_code: int) -> OutMessage:
+        """The report of an attempt whose agent went away before reporting it."""
+        now = now_us()
+        return self.to_events(self.event("TaskFinished", created.task_id, attempt, {
+            "agent": self.identity.agent_id, "slot": -1, "executor": self.executor.name, "image": self.module.image,
+            "container_id": None, "outcome": "lost", "exit_code": exit_code, "signal": None, "timed_out": False,
+            "error": "attempt lost: its agent stopped without reporting it; detected by "
+                     f"{self.identity.agent_id} from the partition's lease record",
+            "stdout": "", "stderr": "", "custom_out": "", "message_text": None, "stdout_bytes": 0,
+            "stderr_bytes": 0, "status_code": None, "input_bytes": None, "output_bytes": None, "read_bytes": None,
+            "write_bytes": None, "cpu_user_s": None, "cpu_system_s": None, "peak_memory_bytes": None,
+            "started_at": now, "finished_at": now, "user_timestamps": [], "emitted_task_ids": [],
+            "emitted_modules": []}))
 
     def _fresh_work_dir(self, task_id: str, attempt: int) -> Path:
         path = self.work_root / self.spec.name / self.module.name / f"{task_id}.{attempt}"
@@ -114,8 +153,9 @@ class TaskRunner:
         name = f"sbx-{self.spec.name}-{self.module.name}-{created.task_id}-{created.attempt}"
         labels = {"scalebox.app": self.spec.name, "scalebox.module": self.module.name,
                   "scalebox.task_id": created.task_id, "scalebox.agent": self.identity.agent_id}
+        timeout = attempt_timeout(self.module, self.task_created_s(created), now_us() / 1e6)
         return ExecRequest(argv=argv, env=env, work_dir=work_dir, name=name, image=self.module.image,
-                           volumes=list(self.module.volumes), timeout_s=self.module.task_max_seconds,
+                           volumes=list(self.module.volumes), timeout_s=timeout,
                            labels=labels, keep_output_bytes=self.module.output_text_size)
 
     def _children(self, created: Event, messages: list[SinkMessage]) -> tuple[list[Event], str | None]:
@@ -132,13 +172,13 @@ class TaskRunner:
             child_id = child_task_id(created.task_id, position)
             children.append(Event("TaskCreated", self.spec.name, {
                 "body": message.body, "headers": headers, "parent_task_id": created.task_id,
-                "not_before": None, "topic": task_topic(self.spec.name, target)},
+                "not_before": None, "topic": task_topic(self.spec.name, target), "task_created_at": 0},
                 module=target, task_id=child_id, attempt=1, cluster=self.identity.cluster,
                 host=self.identity.host, producer=self.identity.agent_id))
         return children, None
 
     def _report(self, created: Event, slot: int, work_dir: Path, result: ExecResult,
-                started_at: int) -> list[OutMessage]:
+                started_at: int, may_retry: bool = True) -> list[OutMessage]:
         perspective = read_perspective(work_dir)
         error = result.error
         children: list[Event] = []
@@ -149,7 +189,7 @@ class TaskRunner:
                 children, error = self._children(created, parse_sink_file(text, self.spec.modules))
             except SinkLineError as exc:
                 error = str(exc)
-        verdict = decide(self.module.retry_rules, created.attempt, result.exit_code, result.timed_out, error)
+        verdict = self._verdict(created, result, error, may_retry)
         cap, mode = self.module.output_text_size, self.module.text_trunc_mode
         problems = "; ".join(perspective.problems) or None
         finished = self.event("TaskFinished", created.task_id, created.attempt, {
@@ -180,14 +220,25 @@ class TaskRunner:
         records.extend(self._follow_up(created, verdict, result.exit_code, error))
         return records
 
+    def _verdict(self, created: Event, result: ExecResult, error: str | None, may_retry: bool) -> AttemptVerdict:
+        duration_s = max(0, (result.finished_at_us or 0) - (result.started_at_us or 0)) / 1e6
+        verdict = decide_attempt(self.module.retry_policy, created.attempt, result.exit_code, duration_s,
+                                 result.timed_out, error, random.random())
+        if not may_retry:
+            return AttemptVerdict(verdict.outcome, retry=False, reason=error or verdict.reason)
+        return within_deadline(verdict, self.module, self.task_created_s(created), now_us() / 1e6)
+
     def _follow_up(self, created: Event, verdict: AttemptVerdict, exit_code: int,
                    error: str | None) -> list[OutMessage]:
         """A retry (the same task as attempt n+1) or the terminal event."""
         task_id, attempt = created.task_id, created.attempt
         if verdict.retry:
             retry = self.event("TaskRetryScheduled", task_id, attempt,
-                               {"rule": verdict.rule, "delay_s": 0.0, "next_attempt": attempt + 1})
-            again = Event("TaskCreated", self.spec.name, dict(created.payload), module=self.module.name,
+                               {"rule": verdict.rule, "delay_s": verdict.delay_s, "next_attempt": attempt + 1})
+            payload = {**created.payload, "task_created_at": created.payload.get("task_created_at")
+                       or created.occurred_at, "not_before": now_us() + int(verdict.delay_s * 1e6)
+                       if verdict.delay_s > 0 else None}
+            again = Event("TaskCreated", self.spec.name, payload, module=self.module.name,
                           task_id=task_id, attempt=attempt + 1, cluster=self.identity.cluster,
                           host=self.identity.host, producer=self.identity.agent_id)
             topic = created.payload["topic"] or task_topic(self.spec.name, self.module.name)

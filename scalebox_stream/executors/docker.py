@@ -108,6 +108,7 @@ class DockerExecutor:
         self.network_mode = network_mode
         self.max_output_bytes = max_output_bytes
         self._cgroup_stats = cgroup_stats
+        self._active: dict[str, Container] = {}
 
     @property
     def client(self) -> docker.DockerClient:
@@ -132,6 +133,7 @@ class DockerExecutor:
             use_cgroups = self._use_cgroups()
             container = self._create(self._create_args(request, cgroup, use_cgroups))
             started = now_us()
+            self._active[container.id] = container
             container.start()
             on_started(container.id)
             code, timed_out = self._wait(container, request.timeout_s)
@@ -146,6 +148,7 @@ class DockerExecutor:
             return _error(f"docker: {_explain(e)}", started, container)
         finally:
             if container is not None:
+                self._active.pop(container.id, None)
                 with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
                     container.remove(force=True)
             cgroup.remove()
@@ -153,6 +156,12 @@ class DockerExecutor:
     def reap_orphans(self, labels: dict[str, str]) -> list[str]:
         """Force-removes managed containers with these labels (left by a crashed agent)."""
         return reap_orphans(labels, self.client)
+
+    def abort(self) -> None:
+        """Kill every container still running an attempt."""
+        for container in list(self._active.values()):
+            with contextlib.suppress(docker.errors.APIError):
+                container.kill()
 
     def close(self) -> None:
         with self._lock:

@@ -118,6 +118,7 @@ class ProcessExecutor:
     def __init__(self, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES, kill_grace_s: float = 2.0) -> None:
         self.max_output_bytes = max_output_bytes
         self.kill_grace_s = kill_grace_s
+        self._active: set[_GroupKiller] = set()
 
     def run(self, request: ExecRequest, on_started: StartedCallback) -> ExecResult:
         started = now_us()
@@ -146,6 +147,11 @@ class ProcessExecutor:
             result.stderr, result.stderr_total = read_capped(err, limit), err.seek(0, os.SEEK_END)
             return result
 
+    def abort(self) -> None:
+        """SIGKILL the process group of every attempt still running."""
+        for killer in list(self._active):
+            killer.signal(signal.SIGKILL)
+
     def close(self) -> None:
         """Nothing to release."""
 
@@ -164,6 +170,7 @@ class ProcessExecutor:
         started: int,
     ) -> ExecResult:
         killer = _GroupKiller(proc.pid, self.kill_grace_s)
+        self._active.add(killer)
         io: dict[str, int] = {}
         timer: threading.Timer | None = None
         if request.timeout_s is not None and request.timeout_s > 0:
@@ -182,6 +189,7 @@ class ProcessExecutor:
             killer.signal(signal.SIGKILL)  # leftovers of the group, or everything if on_started raised
             with killer.lock:
                 killer.done = True
+            self._active.discard(killer)
             killer.stop.set()
             if timer is not None and timer.is_alive():
                 timer.join()

@@ -16,7 +16,7 @@ def publish_task(producer: Producer, codec: EventCodec, app: str, module: str, b
     task_id = new_task_id()
     topic = task_topic(app, module)
     event = Event("TaskCreated", app, {"body": body, "headers": dict(headers or {}), "parent_task_id": None,
-                                       "not_before": None, "topic": topic},
+                                       "not_before": None, "topic": topic, "task_created_at": 0},
                   module=module, task_id=task_id, attempt=1, host=socket.gethostname(), producer=producer_id)
     value = codec.encode(event)
     producer.produce(topic, key=task_id, value=value)
