@@ -21,6 +21,7 @@ def agent(
     host: str | None = typer.Option(None, "--host", help="Host name to act as (default: this machine's)."),
     work_root: Path | None = typer.Option(None, "--work-root", help="Where task work directories are made."),
     grace: float = typer.Option(30.0, "--grace", help="Seconds in-flight tasks get after SIGTERM."),
+    consumer_config: list[str] = typer.Option([], "--consumer-config", help="librdkafka consumer KEY=VALUE."),
     kafka: str | None = typer.Option(None, "--kafka", help="Kafka bootstrap (env SCALEBOX_KAFKA)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -47,8 +48,12 @@ def agent(
     if module not in spec.modules:
         fail(f"app {app_name!r} has no module {module!r} (modules: {', '.join(spec.modules)})")
     identity = AgentIdentity(app_name, module, **({"host": host} if host else {}))
+    overrides = dict(item.split("=", 1) for item in consumer_config if "=" in item)
+    if len(overrides) != len(consumer_config):
+        fail("--consumer-config takes KEY=VALUE")
     options = AgentOptions(slots=slots or spec.modules[module].slots,
-                           work_root=work_root or scalebox_home() / "work", grace_seconds=grace)
+                           work_root=work_root or scalebox_home() / "work", grace_seconds=grace,
+                           consumer_overrides=overrides)
     Agent(spec, identity, bootstrap, options).run()
 
 
