@@ -29,7 +29,7 @@ class Cluster:
         self.spec = load_app(app_file)
         deploy(self.spec, (), kafka, pg)
         self.children = Children(log_dir, {"SCALEBOX_KAFKA": kafka, "SCALEBOX_PG": pg})
-        self.producer, self.codec = Producer(producer_config(kafka)), EventCodec()
+        self.producer, self.codec = Producer(producer_config(kafka, log_level=2)), EventCodec()
         self._count = 0
 
     def start_agent(self, module: str, slots: int = 1, *extra: str) -> Child:

@@ -6,9 +6,9 @@ import time
 import uuid
 
 import pytest
+from cluster import Cluster, agent_pid
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from cluster import Cluster, agent_pid
 from scalebox_stream.kafka.topics import DEAD_LETTER_TOPIC, task_topic
 
 SLOW_THEN_EMIT = """#!/bin/sh

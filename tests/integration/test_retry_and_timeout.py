@@ -8,7 +8,6 @@ import time
 import uuid
 
 import pytest
-
 from pipeline import list_tasks, scalebox, utc_now
 
 RETRY_PROGRAM = """#!/bin/sh

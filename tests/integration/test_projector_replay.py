@@ -1,0 +1,149 @@
+"""Replay rebuilds the projection exactly: a real run (children, a retry, a failure), projected in small
+batches, then dropped and replayed in big ones, gives byte-identical tables.
+
+The run's events are copied from the shared `sbx.events` into a topic of their own (other tests write to
+`sbx.events` too), and projected into a database of their own."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from pipeline import scalebox
+
+from scalebox_stream.events import DecodeError, Event, EventCodec
+from scalebox_stream.kafka.config import admin_config, producer_config
+from scalebox_stream.kafka.topics import EVENTS_TOPIC, ensure_topics
+from scalebox_stream.projector import verify
+from scalebox_stream.projector.migrate import drop_projection
+from scalebox_stream.projector.service import Projector
+
+SPLIT = """#!/bin/sh
+# body N: emits N work tasks
+i=1
+while [ "$i" -le "$1" ]; do echo "work,item-$i" >>"$WORK_DIR/sink-tasks.txt"; i=$((i + 1)); done
+echo "split into $1"
+"""
+WORK = """#!/bin/sh
+# item-2 fails its first attempt (then succeeds), item-3 always fails, the others succeed
+echo "working on $1 (attempt $ATTEMPT)"
+echo "$1 done" >"$WORK_DIR/custom-out.txt"
+echo "2024-01-02T03:04:05Z,begin" >"$WORK_DIR/timestamps.txt"
+[ "$1" = item-3 ] && exit 3
+[ "$1" = item-2 ] && [ "$ATTEMPT" = 1 ] && exit 1
+exit 0
+"""
+
+
+def write_app(directory: Path, name: str) -> Path:
+    """A two-module process-executor app: split -> work (retries on exit 1, not on exit 3)."""
+    for module, script in (("split", SPLIT), ("work", WORK)):
+        path = directory / module / "run.sh"
+        path.parent.mkdir(parents=True)
+        path.write_text(script)
+        path.chmod(0o755)
+    app = directory / "app.yaml"
+    app.write_text(f"""name: {name}
+modules:
+  split:
+    command: ./split/run.sh
+    sink_modules: [work]
+  work:
+    command: ./work/run.sh
+    slots: 2
+    retry_rules: ['1:2']
+""")
+    return app
+
+
+def run_app(kafka: str, pg: str, directory: Path, items: int = 4) -> tuple[str, int]:
+    """Run the app once; returns its name and the time (ms) just before it started."""
+    name = f"replay-{uuid.uuid4().hex[:8]}"
+    since_ms = int(time.time() * 1000) - 5000
+    result = scalebox(["run", str(write_app(directory, name)), str(items)], kafka, pg)
+    assert result.code == 1, f"item-3 should fail the run\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return name, since_ms
+
+
+def app_events(kafka: str, app: str, since_ms: int) -> list[tuple[bytes, bytes, Event]]:
+    """(key, value, decoded event) of every event of `app` in `sbx.events` since `since_ms`, per partition in order."""
+    codec = EventCodec()
+    consumer = Consumer({"bootstrap.servers": kafka, "group.id": f"probe-{uuid.uuid4().hex}",
+                         "enable.partition.eof": True, "isolation.level": "read_committed"})
+    try:
+        partitions = consumer.list_topics(EVENTS_TOPIC, timeout=10).topics[EVENTS_TOPIC].partitions
+        starts = consumer.offsets_for_times([TopicPartition(EVENTS_TOPIC, p, since_ms) for p in partitions], 10)
+        live = [tp for tp in starts if tp.offset >= 0]
+        consumer.assign(live)
+        out, done = [], set()
+        while len(done) < len(live):
+            m = consumer.poll(10)
+            assert m is not None, "reading sbx.events timed out"
+            if m.error():
+                done.add(m.partition())
+                continue
+            try:
+                event = codec.decode(m.value())
+            except DecodeError:
+                continue
+            if event.app == app:
+                out.append((m.key(), m.value(), event))
+    finally:
+        consumer.close()
+    return out
+
+
+def copy_to_topic(kafka: str, records: list[tuple[bytes, bytes, Event]], topic: str) -> None:
+    """Write the records to a new topic (3 partitions, same keys: per-task order is kept)."""
+    ensure_topics(AdminClient(admin_config(kafka)), {topic: 3})
+    producer = Producer(producer_config(kafka))
+    for key, value, _ in records:
+        producer.produce(topic, key=key, value=value)
+    assert producer.flush(30) == 0
+
+
+def test_replay_rebuilds_identical_tables(kafka_bootstrap, pg_dsn, tmp_path):
+    app, since_ms = run_app(kafka_bootstrap, pg_dsn, tmp_path)
+    records = app_events(kafka_bootstrap, app, since_ms)
+    types = {e.event_type for _, _, e in records}
+    assert {"AppDeployed", "TaskCreated", "TaskAccepted", "TaskStarted", "TaskFinished", "TaskRetryScheduled",
+            "TaskSucceeded", "TaskFailed", "AgentLifecycle"} <= types, types
+    topic = f"sbx.test.replay.{app}"
+    copy_to_topic(kafka_bootstrap, records, topic)
+
+    db = f"replay_{app.replace('-', '_')}"
+    dsn = verify.create_database(pg_dsn, db)
+    try:
+        incremental = Projector(kafka_bootstrap, dsn, batch_size=3, group=f"sbx.test.{app}.a", topic=topic)
+        stats = incremental.run(until_caught_up=True, install_signals=False)
+        assert stats.applied == len(records) and stats.batches > 3
+        with psycopg.connect(dsn) as conn:
+            before = verify.table_digests(conn)
+            tasks = {body: (status, attempts, exit_code, custom_out) for body, status, attempts, exit_code, custom_out
+                     in conn.execute("SELECT body, status, attempts, exit_code, custom_out FROM tasks")}
+            runs = conn.execute("SELECT count(*) FROM task_runs").fetchone()[0]
+            edges = conn.execute("SELECT count(*) FROM task_edges").fetchone()[0]
+            stamps = conn.execute("SELECT user_timestamps FROM task_runs WHERE status_rank = 3 LIMIT 1").fetchone()[0]
+
+        # `scalebox replay --yes` does exactly this: drop the projection, project the log from the start
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            drop_projection(conn)
+        replayed = Projector(kafka_bootstrap, dsn, batch_size=1000, group=f"sbx.test.{app}.b", topic=topic)
+        replayed.run(until_caught_up=True, install_signals=False)
+        with psycopg.connect(dsn) as conn:
+            after = verify.table_digests(conn)
+    finally:
+        verify.drop_database(pg_dsn, db)
+
+    assert tasks == {
+        "4": ("succeeded", 1, 0, ""), "item-1": ("succeeded", 1, 0, "item-1 done\n"),
+        "item-2": ("succeeded", 2, 0, "item-2 done\n"), "item-3": ("failed", 1, 3, "item-3 done\n"),
+        "item-4": ("succeeded", 1, 0, "item-4 done\n")}, tasks
+    assert runs == 6 and edges == 4
+    assert stamps and stamps[0]["label"] == "begin"
+    assert after == before, {t: (before[t], after[t]) for t in before if before[t] != after[t]}
+    assert after["applied_events"][0] == len(records)
