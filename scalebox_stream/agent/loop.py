@@ -26,11 +26,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.offsets import PartitionTracker, parse_metadata
-from scalebox_stream.agent.task_runner import OutMessage, TaskMessage, TaskRunner
+from scalebox_stream.agent.task_runner import AttemptReport, OutMessage, TaskMessage, TaskRunner
 from scalebox_stream.events import DecodeError, Event, EventCodec, now_us
 from scalebox_stream.executors import make_executor
 from scalebox_stream.kafka.config import consumer_config, producer_config
+from scalebox_stream.kafka.control import Command, CommandListener, send_command
 from scalebox_stream.kafka.topics import DEAD_LETTER_TOPIC, EVENTS_TOPIC, module_group, task_topic
+from scalebox_stream.policy.budget import ErrorBudget
 from scalebox_stream.spec.model import AppSpec
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class _Done:
     offset: int
     records: list[OutMessage]
     ran_in_slot: bool = True
+    outcome: str = ""
 
 
 class Agent:
@@ -97,6 +100,9 @@ class Agent:
         self._last_heartbeat = 0.0
         self.poison_count = 0
         self.assignments = 0
+        self.budget = ErrorBudget.from_spec(self.module.error_budget) if self.module.error_budget else None
+        self.suspended = False
+        self.commands = CommandListener(bootstrap, spec.name, identity.module)
 
     def _new_producer(self) -> Producer:
         producer = Producer(producer_config(self.bootstrap, transactional_id=f"sbx-agent-{self.identity.agent_id}"))
@@ -126,6 +132,7 @@ class Agent:
             self._lifecycle("stopped")
             self._publish()
             self.consumer.close()
+            self.commands.close()
             self.slots.shutdown(wait=False, cancel_futures=True)
             self.executor.close()
             log.info("agent %s stopped", self.identity.agent_id)
@@ -133,6 +140,7 @@ class Agent:
     def _step(self) -> None:
         """One turn of the poll loop: publish what finished, admit work, poll."""
         self._publish()
+        self._obey_commands()
         self._release_due()
         self._start_waiting()
         self._pause_or_resume()
@@ -188,7 +196,8 @@ class Agent:
         heapq.heapify(self._delayed)
 
     def _pause_or_resume(self) -> None:
-        full = (self._in_flight + len(self._waiting) >= self.options.slots or len(self._delayed) >= MAX_DELAYED)
+        full = (self._in_flight + len(self._waiting) >= self.options.slots or len(self._delayed) >= MAX_DELAYED
+                or self.suspended)
         if full and not self._paused:
             self.consumer.pause(self.consumer.assignment())
             self._paused = True
@@ -260,7 +269,7 @@ class Agent:
             self._waiting.append(heapq.heappop(self._delayed)[2])
 
     def _start_waiting(self) -> None:
-        while self._waiting and self._free_slots and not self._stop.is_set():
+        while self._waiting and self._free_slots and not self._stop.is_set() and not self.suspended:
             task = self._waiting.popleft()
             slot = self._free_slots.popleft()
             self._in_flight += 1
@@ -272,12 +281,12 @@ class Agent:
 
     def _run_in_slot(self, task: TaskMessage, slot: int) -> None:
         try:
-            records = self.runner.run(task, slot, self._outbox.put)
+            report = self.runner.run(task, slot, self._outbox.put)
         except Exception:  # never lose the slot: the attempt stays unreported and will be redelivered
             log.exception("slot %d crashed on task %s", slot, task.event.task_id)
-            records = []
+            report = AttemptReport([], "error")
         if not self._abandon:
-            self._done.put(_Done(task.partition, task.offset, records))
+            self._done.put(_Done(task.partition, task.offset, report.records, outcome=report.outcome))
         self._free_slots.append(slot)
 
     # ----- publishing --------------------------------------------------------------------------------
@@ -308,6 +317,39 @@ class Agent:
         for done in finished:
             if done.ran_in_slot:
                 self._in_flight -= 1
+                self._count_against_budget(done.outcome)
+
+    # ----- error budget and commands -----------------------------------------------------------------
+
+    def _count_against_budget(self, outcome: str) -> None:
+        if self.budget is None or self.suspended or self.budget.state.tripped:
+            return
+        if self.budget.record(outcome, time.time()).tripped:
+            reason = (f"error budget spent: {self.budget.max_failures} failed attempts within "
+                      f"{self.budget.window_s:g}s")
+            log.error("suspending module %s: %s", self.module.name, reason)
+            producer = Producer(producer_config(self.bootstrap))
+            send_command(producer, Command(self.spec.name, self.module.name, "suspend", reason))
+            producer.flush(10)
+            self._set_suspended(True, reason)
+
+    def _obey_commands(self) -> None:
+        for command in self.commands.poll():
+            if command.command == "suspend" and not self.suspended:
+                self._set_suspended(True, command.reason or "suspended by command")
+            elif command.command == "resume" and self.suspended:
+                if self.budget is not None:
+                    self.budget.resume()
+                self._set_suspended(False, command.reason or "resumed by command")
+
+    def _set_suspended(self, suspended: bool, reason: str) -> None:
+        self.suspended = suspended
+        log.warning("module %s %s: %s", self.module.name, "suspended" if suspended else "resumed", reason)
+        self._outbox.put(self.runner.to_events(Event(
+            "ModuleState", self.spec.name, {"state": "suspended" if suspended else "resumed", "reason": reason,
+                                            "agent": self.identity.agent_id},
+            module=self.module.name, task_id=f"module:{self.module.name}", cluster=self.identity.cluster,
+            host=self.identity.host, producer=self.identity.agent_id)))
 
     def _transact(self, records: list[OutMessage], finished: list[_Done]) -> None:
         self.producer.begin_transaction()

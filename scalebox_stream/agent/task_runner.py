@@ -35,6 +35,14 @@ class OutMessage(NamedTuple):
 
 
 @dataclass(frozen=True)
+class AttemptReport:
+    """The records that report one attempt, and its outcome label."""
+
+    records: list[OutMessage]
+    outcome: str
+
+
+@dataclass(frozen=True)
 class TaskMessage:
     """A task as consumed from its topic."""
 
@@ -67,7 +75,7 @@ class TaskRunner:
         """The record that puts an event on the events topic."""
         return OutMessage(EVENTS_TOPIC, event.task_id, self.codec.encode(event))
 
-    def run(self, task: TaskMessage, slot: int, publish: Callable[[OutMessage], None]) -> list[OutMessage]:
+    def run(self, task: TaskMessage, slot: int, publish: Callable[[OutMessage], None]) -> AttemptReport:
         """Run the attempt; `publish` sends lifecycle events early; returns the final records."""
         created = task.event
         work_dir = self._fresh_work_dir(created.task_id, created.attempt)
@@ -178,7 +186,7 @@ class TaskRunner:
         return children, None
 
     def _report(self, created: Event, slot: int, work_dir: Path, result: ExecResult,
-                started_at: int, may_retry: bool = True) -> list[OutMessage]:
+                started_at: int, may_retry: bool = True) -> AttemptReport:
         perspective = read_perspective(work_dir)
         error = result.error
         children: list[Event] = []
@@ -218,7 +226,7 @@ class TaskRunner:
             records.append(OutMessage(child.payload["topic"], child.task_id, value))
             records.append(OutMessage(EVENTS_TOPIC, child.task_id, value))
         records.extend(self._follow_up(created, verdict, result.exit_code, error))
-        return records
+        return AttemptReport(records, verdict.outcome)
 
     def _verdict(self, created: Event, result: ExecResult, error: str | None, may_retry: bool) -> AttemptVerdict:
         duration_s = max(0, (result.finished_at_us or 0) - (result.started_at_us or 0)) / 1e6

@@ -5,13 +5,14 @@ from __future__ import annotations
 import typer
 
 from scalebox_stream.cli import app as app_cmds
-from scalebox_stream.cli import local, run, status, task, workers
+from scalebox_stream.cli import local, module, run, status, task, workers
 
 app = typer.Typer(name="scalebox", help="Run containerized pipelines of modules over Kafka.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(local.app, name="local")
 app.add_typer(app_cmds.app, name="app")
 app.add_typer(task.app, name="task")
+app.add_typer(module.app, name="module")
 app.command("run")(run.run)
 app.command("status")(status.status)
 app.command("agent")(workers.agent)

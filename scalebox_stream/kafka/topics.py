@@ -8,6 +8,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 EVENTS_TOPIC = "sbx.events"
 DEAD_LETTER_TOPIC = "sbx.dlq"
 APPS_TOPIC = "sbx.apps"
+CONTROL_TOPIC = "sbx.control"
 TASK_TOPIC_PARTITIONS = 4
 EVENTS_TOPIC_PARTITIONS = 3
 
@@ -43,6 +44,6 @@ def ensure_topics(admin: AdminClient, topics: dict[str, int], compacted: frozens
 
 def ensure_app_topics(admin: AdminClient, app: str, modules: list[str]) -> None:
     """Create the shared topics and one task topic per module of an app."""
-    topics = {EVENTS_TOPIC: EVENTS_TOPIC_PARTITIONS, DEAD_LETTER_TOPIC: 1, APPS_TOPIC: 1}
+    topics = {EVENTS_TOPIC: EVENTS_TOPIC_PARTITIONS, DEAD_LETTER_TOPIC: 1, APPS_TOPIC: 1, CONTROL_TOPIC: 1}
     topics.update({task_topic(app, m): TASK_TOPIC_PARTITIONS for m in modules})
     ensure_topics(admin, topics, compacted=frozenset({APPS_TOPIC}))

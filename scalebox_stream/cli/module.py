@@ -1,0 +1,44 @@
+"""`scalebox module suspend|resume`: stop or restart the admission of a module's tasks on every agent."""
+
+from __future__ import annotations
+
+import typer
+from confluent_kafka import Producer
+
+from scalebox_stream.cli.common import KafkaOption, PgOption, connections
+from scalebox_stream.kafka.config import producer_config
+from scalebox_stream.kafka.control import Command, send_command
+from scalebox_stream.kafka.task_publisher import flush_or_fail
+
+app = typer.Typer(help="Suspend or resume a module.", no_args_is_help=True)
+
+
+def _send(app_name: str, module: str, command: str, reason: str, kafka: str | None, pg: str | None) -> None:
+    producer = Producer(producer_config(connections(kafka, pg).kafka))
+    send_command(producer, Command(app_name, module, command, reason))
+    flush_or_fail(producer)
+    typer.echo(f"{command} sent to the agents of {app_name}/{module}")
+
+
+@app.command("resume")
+def resume(
+    app_name: str = typer.Option(..., "--app"),
+    module: str = typer.Option(..., "--module"),
+    reason: str = typer.Option("resumed from the CLI", "--reason"),
+    kafka: str | None = KafkaOption,
+    pg: str | None = PgOption,
+) -> None:
+    """Resume a module whose error budget was spent (or that was suspended by hand)."""
+    _send(app_name, module, "resume", reason, kafka, pg)
+
+
+@app.command("suspend")
+def suspend(
+    app_name: str = typer.Option(..., "--app"),
+    module: str = typer.Option(..., "--module"),
+    reason: str = typer.Option("suspended from the CLI", "--reason"),
+    kafka: str | None = KafkaOption,
+    pg: str | None = PgOption,
+) -> None:
+    """Stop a module's agents from starting tasks (running ones finish) until resumed."""
+    _send(app_name, module, "suspend", reason, kafka, pg)

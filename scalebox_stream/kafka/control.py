@@ -1,0 +1,59 @@
+"""The `sbx.control` topic: commands to every agent of a module (suspend, resume)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
+
+from scalebox_stream.kafka.topics import CONTROL_TOPIC
+
+COMMANDS = ("suspend", "resume")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command for the agents of one module."""
+
+    app: str
+    module: str
+    command: str
+    reason: str = ""
+
+
+def send_command(producer: Producer, command: Command) -> None:
+    """Publish a command (the caller flushes)."""
+    if command.command not in COMMANDS:
+        raise ValueError(f"unknown command {command.command!r} (known: {', '.join(COMMANDS)})")
+    value = json.dumps({"command": command.command, "reason": command.reason})
+    producer.produce(CONTROL_TOPIC, key=f"{command.app}/{command.module}", value=value.encode())
+
+
+class CommandListener:
+    """Reads the commands for one module published from now on (never blocks)."""
+
+    def __init__(self, bootstrap: str, app: str, module: str) -> None:
+        self.key = f"{app}/{module}".encode()
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"sbx.control.{uuid.uuid4().hex}",
+                                  "enable.auto.commit": False, "log_level": 3})
+        self.consumer.assign([TopicPartition(CONTROL_TOPIC, 0, OFFSET_END)])
+
+    def poll(self) -> list[Command]:
+        """Commands that arrived since the last call."""
+        commands = []
+        for message in self.consumer.consume(100, timeout=0):
+            if message.error() or message.key() != self.key:
+                continue
+            try:
+                data = json.loads(message.value())
+                app, module = self.key.decode().split("/", 1)
+                commands.append(Command(app, module, data["command"], data.get("reason", "")))
+            except (ValueError, KeyError):
+                continue
+        return commands
+
+    def close(self) -> None:
+        """Leave."""
+        self.consumer.close()
