@@ -164,7 +164,7 @@ class TaskRunner:
         timeout = attempt_timeout(self.module, self.task_created_s(created), now_us() / 1e6)
         return ExecRequest(argv=argv, env=env, work_dir=work_dir, name=name, image=self.module.image,
                            volumes=list(self.module.volumes), timeout_s=timeout,
-                           labels=labels, keep_output_bytes=self.module.output_text_size)
+                           labels=labels, keep_output_bytes=self.module.output_text_size, slot=slot)
 
     def _children(self, created: Event, messages: list[SinkMessage]) -> tuple[list[Event], str | None]:
         """TaskCreated events for the emitted messages, or an error if one has nowhere to go."""

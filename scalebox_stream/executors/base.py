@@ -29,6 +29,8 @@ class ExecRequest:
     labels: dict[str, str] = field(default_factory=dict)
     keep_output_bytes: int | None = None
     """Keep at least this many bytes of each end of stdout and stderr (None: the executor's default)."""
+    slot: int = 0
+    """The agent slot running the attempt (slot-mode executors keep one container per slot)."""
 
 
 @dataclass

@@ -1,126 +1,101 @@
-"""How each event type changes the task perspective: order-insensitive, rank-guarded upserts.
+"""Merging a batch's deltas into PostgreSQL: one set-based statement per table.
 
-Events of one task arrive in order (they share a key), but a batch is applied grouped by event type,
-and a child's placeholder row can come from its parent's report before its own TaskCreated. Every
-statement is therefore monotonic: a row only moves forward in `status_rank`, so any application order of
-the same set of events gives the same rows.
+`fold.py` reduces a batch to at most one delta per row; each table then gets a single statement that
+takes every delta as arrays (`unnest`), updates the rows that exist and inserts the missing ones that a
+creating event (TaskCreated, an attempt's first event, a parent's placeholder) allows. The SQL repeats
+the fold's rules (least, greatest, first or last non-null, highest rank), so the rows do not depend on
+how the log was cut into batches. Rare events (apps, agents) keep one small statement per event.
 """
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
-from collections.abc import Iterable
-
 import psycopg
 
 from scalebox_stream.events import Event
+from scalebox_stream.projector.fold import FINISHED_FIELDS, TERMINAL_RANK, Fold, fold, task_rank
 
-TERMINAL_RANK = 10**12
-STAGE = {"created": 0, "accepted": 1, "running": 2, "ended": 3, "retrying": 4}
-
-
-def _ts(us: int | None) -> float | None:
-    return None if us is None else us / 1e6
+__all__ = ["EXPECT_FRESH_SQLSTATE", "TERMINAL_RANK", "apply_events", "apply_fold", "record_event_ids_expecting_fresh",
+           "record_new_event_ids", "task_rank"]
 
 
-def task_rank(attempt: int, stage: str) -> int:
-    """Monotonic rank of a task's status: later attempts outrank earlier ones; terminal beats all."""
-    return max(attempt, 1) * 10 + STAGE[stage]
+def _ts(column: str) -> str:
+    """SQL turning a µs-since-epoch bigint into an exact timestamptz (NULL stays NULL)."""
+    return f"(timestamptz 'epoch' + {column} * interval '1 microsecond')"
 
 
-_TASK_UPSERT = """
-INSERT INTO tasks (task_id, app, module, body, headers, parent_task_id, status, status_rank, attempts, created_at)
-VALUES (%(task_id)s, %(app)s, %(module)s, %(body)s, %(headers)s, %(parent)s, %(status)s, %(rank)s, %(attempts)s,
-        to_timestamp(%(created_at)s))
-ON CONFLICT (task_id) DO UPDATE SET
-    body = COALESCE(tasks.body, EXCLUDED.body),
-    headers = CASE WHEN tasks.body IS NULL THEN EXCLUDED.headers ELSE tasks.headers END,
-    parent_task_id = COALESCE(tasks.parent_task_id, EXCLUDED.parent_task_id),
-    created_at = LEAST(tasks.created_at, EXCLUDED.created_at),
-    status = CASE WHEN EXCLUDED.status_rank > tasks.status_rank THEN EXCLUDED.status ELSE tasks.status END,
-    status_rank = GREATEST(tasks.status_rank, EXCLUDED.status_rank),
-    attempts = GREATEST(tasks.attempts, EXCLUDED.attempts)
-"""
-
-_TASK_STATUS = """
-UPDATE tasks SET status = %(status)s, status_rank = %(rank)s, attempts = GREATEST(attempts, %(attempts)s)
-WHERE task_id = %(task_id)s AND status_rank < %(rank)s
-"""
-
-_TASK_RESULT = """
-UPDATE tasks SET exit_code = %(exit_code)s, host = %(host)s, custom_out = %(custom_out)s,
-       attempts = GREATEST(attempts, %(attempt)s)
-WHERE task_id = %(task_id)s AND attempts <= %(attempt)s
-"""
-
-_TASK_TERMINAL = """
-UPDATE tasks SET status = %(status)s, status_rank = %(rank)s, attempts = GREATEST(attempts, %(attempts)s),
-       finished_at = to_timestamp(%(at)s)
-WHERE task_id = %(task_id)s AND status_rank < %(rank)s
-"""
-
-_RUN_CREATED = """
-INSERT INTO task_runs (task_id, attempt, app, module, status, status_rank, created_at)
-VALUES (%(task_id)s, %(attempt)s, %(app)s, %(module)s, 'created', 0, to_timestamp(%(at)s))
-ON CONFLICT (task_id, attempt) DO UPDATE SET created_at = EXCLUDED.created_at
-"""
-
-_RUN_ACCEPTED = """
-INSERT INTO task_runs (task_id, attempt, app, module, cluster, host, slot, agent, status, status_rank, accepted_at)
-VALUES (%(task_id)s, %(attempt)s, %(app)s, %(module)s, %(cluster)s, %(host)s, %(slot)s, %(agent)s, 'accepted', 1,
-        to_timestamp(%(at)s))
-ON CONFLICT (task_id, attempt) DO UPDATE SET
-    cluster = EXCLUDED.cluster, host = EXCLUDED.host, slot = EXCLUDED.slot, agent = EXCLUDED.agent,
-    accepted_at = EXCLUDED.accepted_at,
-    status = CASE WHEN task_runs.status_rank < 1 THEN 'accepted' ELSE task_runs.status END,
-    status_rank = GREATEST(task_runs.status_rank, 1)
-"""
-
-_RUN_STARTED = """
-INSERT INTO task_runs (task_id, attempt, app, module, cluster, host, slot, agent, executor, image, container_id,
-                       status, status_rank, started_at)
-VALUES (%(task_id)s, %(attempt)s, %(app)s, %(module)s, %(cluster)s, %(host)s, %(slot)s, %(agent)s, %(executor)s,
-        %(image)s, %(container_id)s, 'running', 2, to_timestamp(%(started_at)s))
-ON CONFLICT (task_id, attempt) DO UPDATE SET
-    executor = EXCLUDED.executor, image = EXCLUDED.image,
-    container_id = COALESCE(EXCLUDED.container_id, task_runs.container_id),
-    started_at = COALESCE(task_runs.started_at, EXCLUDED.started_at),
-    status = CASE WHEN task_runs.status_rank < 2 THEN 'running' ELSE task_runs.status END,
-    status_rank = GREATEST(task_runs.status_rank, 2)
-"""
-
-_FINISHED_COLUMNS = (
-    "cluster", "host", "slot", "agent", "executor", "image", "container_id", "exit_code", "signal", "timed_out",
-    "error", "stdout", "stderr", "custom_out", "message_text", "stdout_bytes", "stderr_bytes", "status_code",
-    "input_bytes", "output_bytes", "read_bytes", "write_bytes", "cpu_user_s", "cpu_system_s",
-    "peak_memory_bytes", "user_timestamps",
+_TASK_MERGE = f"""
+WITH d AS (
+    SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::bool[], %b::text[], %b::jsonb[], %b::uuid[],
+                         %b::bigint[], %b::text[], %b::bigint[], %b::bigint[], %b::int[], %b::int[], %b::int[],
+                         %b::text[], %b::text[])
+        AS d(task_id, app, module, creates, body, headers, parent, created_at, status, rank, finished_at,
+             attempts, result_attempt, exit_code, host, custom_out)
+), u AS (
+    UPDATE tasks t SET
+        body = COALESCE(t.body, d.body),
+        headers = CASE WHEN t.body IS NULL AND d.body IS NOT NULL THEN d.headers ELSE t.headers END,
+        parent_task_id = COALESCE(t.parent_task_id, d.parent),
+        created_at = LEAST(t.created_at, {_ts("d.created_at")}),
+        status = CASE WHEN d.rank > t.status_rank THEN d.status ELSE t.status END,
+        finished_at = CASE WHEN d.rank > t.status_rank THEN {_ts("d.finished_at")} ELSE t.finished_at END,
+        status_rank = GREATEST(t.status_rank, d.rank),
+        attempts = GREATEST(t.attempts, d.attempts),
+        exit_code = CASE WHEN d.result_attempt >= t.attempts THEN d.exit_code ELSE t.exit_code END,
+        host = CASE WHEN d.result_attempt >= t.attempts THEN d.host ELSE t.host END,
+        custom_out = CASE WHEN d.result_attempt >= t.attempts THEN d.custom_out ELSE t.custom_out END
+    FROM d WHERE t.task_id = d.task_id
+    RETURNING t.task_id
 )
-
-_RUN_FINISHED = f"""
-INSERT INTO task_runs (task_id, attempt, app, module, status, status_rank, started_at, finished_at, recorded_at,
-                       {", ".join(_FINISHED_COLUMNS)})
-VALUES (%(task_id)s, %(attempt)s, %(app)s, %(module)s, %(outcome)s, 3, to_timestamp(%(started_at)s),
-        to_timestamp(%(finished_at)s), to_timestamp(%(recorded_at)s),
-        {", ".join(f"%({c})s" for c in _FINISHED_COLUMNS)})
-ON CONFLICT (task_id, attempt) DO UPDATE SET
-    status = EXCLUDED.status, status_rank = 3,
-    started_at = COALESCE(task_runs.started_at, EXCLUDED.started_at),
-    finished_at = EXCLUDED.finished_at, recorded_at = EXCLUDED.recorded_at,
-    {", ".join(f"{c} = EXCLUDED.{c}" for c in _FINISHED_COLUMNS if c != "container_id")},
-    container_id = COALESCE(EXCLUDED.container_id, task_runs.container_id)
+INSERT INTO tasks (task_id, app, module, body, headers, parent_task_id, status, status_rank, attempts, exit_code,
+                   host, custom_out, created_at, finished_at)
+SELECT task_id, app, module, body, COALESCE(headers, '{{}}'), parent, status, rank, attempts, exit_code, host,
+       custom_out, {_ts("created_at")}, {_ts("finished_at")}
+FROM d WHERE creates AND task_id NOT IN (SELECT task_id FROM u)
 """
 
-_RUN_RETRY = "UPDATE task_runs SET retry_rule = %(rule)s WHERE task_id = %(task_id)s AND attempt = %(attempt)s"
+_FINISHED_TYPES = ("int", "int", "bool", "text", "text", "text", "text", "text", "bigint", "bigint", "int",
+                   "bigint", "bigint", "bigint", "bigint", "float8", "float8", "bigint")
+_FIN_COLUMNS = (*FINISHED_FIELDS, "user_timestamps")
+_FIN_ARRAYS = ", ".join(f"%b::{t}[]" for t in (*_FINISHED_TYPES, "jsonb", "bigint", "bigint"))
 
-_EDGE = """
+_RUN_MERGE = f"""
+WITH d AS (
+    SELECT * FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::text[], %b::bool[], %b::text[], %b::text[],
+                         %b::int[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::int[],
+                         %b::bigint[], %b::bigint[], %b::bigint[], %b::text[], %b::bool[], {_FIN_ARRAYS})
+        AS d(task_id, attempt, app, module, creates, cluster, host, slot, agent, executor, image, container_id,
+             status, rank, created_at, accepted_at, started_at, retry_rule, fin, {", ".join(_FIN_COLUMNS)},
+             finished_at, recorded_at)
+), u AS (
+    UPDATE task_runs r SET
+        cluster = COALESCE(d.cluster, r.cluster), host = COALESCE(d.host, r.host),
+        slot = COALESCE(d.slot, r.slot), agent = COALESCE(d.agent, r.agent),
+        executor = COALESCE(d.executor, r.executor), image = COALESCE(d.image, r.image),
+        container_id = COALESCE(d.container_id, r.container_id),
+        status = CASE WHEN d.rank >= r.status_rank THEN d.status ELSE r.status END,
+        status_rank = GREATEST(r.status_rank, d.rank),
+        created_at = LEAST(r.created_at, {_ts("d.created_at")}),
+        accepted_at = COALESCE({_ts("d.accepted_at")}, r.accepted_at),
+        started_at = COALESCE(r.started_at, {_ts("d.started_at")}),
+        retry_rule = COALESCE(d.retry_rule, r.retry_rule),
+        {", ".join(f"{c} = CASE WHEN d.fin THEN d.{c} ELSE r.{c} END" for c in _FIN_COLUMNS)},
+        finished_at = CASE WHEN d.fin THEN {_ts("d.finished_at")} ELSE r.finished_at END,
+        recorded_at = CASE WHEN d.fin THEN {_ts("d.recorded_at")} ELSE r.recorded_at END
+    FROM d WHERE r.task_id = d.task_id AND r.attempt = d.attempt
+    RETURNING r.task_id, r.attempt
+)
+INSERT INTO task_runs (task_id, attempt, app, module, cluster, host, slot, agent, executor, image, container_id,
+                       status, status_rank, created_at, accepted_at, started_at, retry_rule,
+                       {", ".join(_FIN_COLUMNS)}, finished_at, recorded_at)
+SELECT task_id, attempt, app, module, cluster, host, slot, agent, executor, image, container_id,
+       status, rank, {_ts("created_at")}, {_ts("accepted_at")}, {_ts("started_at")}, retry_rule,
+       {", ".join(_FIN_COLUMNS[:-1])}, COALESCE(user_timestamps, '[]'), {_ts("finished_at")}, {_ts("recorded_at")}
+FROM d WHERE creates AND (task_id, attempt) NOT IN (SELECT task_id, attempt FROM u)
+"""
+
+_EDGE_MERGE = """
 INSERT INTO task_edges (parent_task_id, child_task_id, child_module, position)
-VALUES (%(parent)s, %(child)s, %(module)s, %(position)s) ON CONFLICT DO NOTHING
-"""
-
-_PLACEHOLDER = """
-INSERT INTO tasks (task_id, app, module, parent_task_id, status, status_rank, attempts)
-VALUES (%(child)s, %(app)s, %(module)s, %(parent)s, 'created', 10, 0) ON CONFLICT (task_id) DO NOTHING
+SELECT * FROM unnest(%b::uuid[], %b::uuid[], %b::text[], %b::int[]) ON CONFLICT DO NOTHING
 """
 
 _AGENT = """
@@ -142,71 +117,51 @@ ON CONFLICT (app) DO UPDATE SET modules = EXCLUDED.modules, source = EXCLUDED.so
 
 _APP_FINISHED = "UPDATE apps SET finished_at = to_timestamp(%(at)s) WHERE app = %(app)s"
 
-
-def _base(e: Event) -> dict:
-    return {"task_id": e.task_id, "attempt": e.attempt, "app": e.app, "module": e.module, "cluster": e.cluster,
-            "host": e.host, "at": _ts(e.occurred_at)}
+_RARE = {"AgentLifecycle": _AGENT, "AppDeployed": _APP_DEPLOYED, "AppFinished": _APP_FINISHED}
 
 
-def statements(events: Iterable[Event]) -> dict[str, list[dict]]:
-    """Group the parameter sets of every statement the events call for, in a fixed statement order."""
-    out: dict[str, list[dict]] = defaultdict(list)
-    for e in events:
-        p = e.payload
-        base = _base(e)
-        kind = e.event_type
-        if kind == "TaskCreated":
-            stage = "created" if e.attempt <= 1 else "retrying"
-            out[_TASK_UPSERT].append({**base, "body": p["body"], "headers": json.dumps(p["headers"]),
-                                      "parent": p["parent_task_id"], "status": stage,
-                                      "rank": task_rank(e.attempt, "created"), "attempts": 0,
-                                      "created_at": base["at"]})
-            out[_RUN_CREATED].append(base)
-        elif kind == "TaskAccepted":
-            out[_RUN_ACCEPTED].append({**base, "slot": p["slot"], "agent": p["agent"]})
-            out[_TASK_STATUS].append({**base, "status": "accepted", "rank": task_rank(e.attempt, "accepted"),
-                                      "attempts": e.attempt})
-        elif kind == "TaskStarted":
-            out[_RUN_STARTED].append({**base, **p, "started_at": _ts(p["started_at"])})
-            out[_TASK_STATUS].append({**base, "status": "running", "rank": task_rank(e.attempt, "running"),
-                                      "attempts": e.attempt})
-        elif kind == "TaskFinished":
-            row = {**base, **p, "started_at": _ts(p["started_at"]), "finished_at": _ts(p["finished_at"]),
-                   "recorded_at": base["at"],
-                   "user_timestamps": json.dumps([{"at": t["at"], "label": t["label"]} for t in p["user_timestamps"]])}
-            out[_RUN_FINISHED].append(row)
-            out[_TASK_RESULT].append(row)
-            for position, (child, module) in enumerate(zip(p["emitted_task_ids"], p["emitted_modules"], strict=True)):
-                link = {"parent": e.task_id, "child": child, "module": module, "position": position, "app": e.app}
-                out[_EDGE].append(link)
-                out[_PLACEHOLDER].append(link)
-        elif kind == "TaskRetryScheduled":
-            out[_RUN_RETRY].append({**base, "rule": p["rule"]})
-            out[_TASK_STATUS].append({**base, "status": "retrying", "rank": task_rank(e.attempt, "retrying"),
-                                      "attempts": e.attempt})
-        elif kind in ("TaskSucceeded", "TaskFailed"):
-            status = "succeeded" if kind == "TaskSucceeded" else "failed"
-            out[_TASK_TERMINAL].append({**base, "status": status, "rank": TERMINAL_RANK, "attempts": p["attempts"]})
-        elif kind == "AgentLifecycle":
-            out[_AGENT].append({**base, **p})
-        elif kind == "AppDeployed":
-            out[_APP_DEPLOYED].append({**base, **p})
-        elif kind == "AppFinished":
-            out[_APP_FINISHED].append(base)
-    return out
+def _columns(rows: list[tuple]) -> list[list]:
+    """Transpose rows into one list per column (the arrays `unnest` zips back together)."""
+    return [list(c) for c in zip(*rows, strict=True)]
 
 
-STATEMENT_ORDER = (_APP_DEPLOYED, _TASK_UPSERT, _PLACEHOLDER, _EDGE, _RUN_CREATED, _RUN_ACCEPTED, _RUN_STARTED,
-                   _RUN_FINISHED, _RUN_RETRY, _TASK_RESULT, _TASK_STATUS, _TASK_TERMINAL, _AGENT, _APP_FINISHED)
+def task_params(f: Fold) -> list[list]:
+    """The `_TASK_MERGE` arrays of a fold."""
+    return _columns([(t.task_id, t.app, t.module, t.creates, t.body, t.headers, t.parent, t.created_at, t.status,
+                      t.rank, t.finished_at, t.attempts, t.result_attempt, t.exit_code, t.host, t.custom_out)
+                     for t in f.tasks.values()])
+
+
+_NO_FINISH = (None,) * (len(_FIN_COLUMNS) + 2)
+
+
+def run_params(f: Fold) -> list[list]:
+    """The `_RUN_MERGE` arrays of a fold."""
+    return _columns([(r.task_id, r.attempt, r.app, r.module, r.creates, r.cluster, r.host, r.slot, r.agent,
+                      r.executor, r.image, r.container_id, r.status, r.rank, r.created_at, r.accepted_at,
+                      r.started_at, r.retry_rule, r.finished is not None, *(r.finished or _NO_FINISH))
+                     for r in f.runs.values()])
+
+
+def _rare_params(e: Event) -> dict:
+    return {"app": e.app, "module": e.module, "host": e.host, "at": e.occurred_at / 1e6, **e.payload}
+
+
+def apply_fold(cur: psycopg.Cursor, f: Fold) -> None:
+    """Merge a fold's deltas into the projection (inside the caller's transaction)."""
+    if f.tasks:
+        cur.execute(_TASK_MERGE, task_params(f))
+    if f.runs:
+        cur.execute(_RUN_MERGE, run_params(f))
+    if f.edges:
+        cur.execute(_EDGE_MERGE, _columns([(p, c, m, pos) for (p, c), (m, pos) in f.edges.items()]))
+    for e in f.rare:
+        cur.execute(_RARE[e.event_type], _rare_params(e))
 
 
 def apply_events(cur: psycopg.Cursor, events: list[Event]) -> None:
-    """Apply events to the projection (inside the caller's transaction)."""
-    grouped = statements(events)
-    for sql in STATEMENT_ORDER:
-        params = grouped.get(sql)
-        if params:
-            cur.executemany(sql, params)
+    """Apply events (in log order) to the projection (inside the caller's transaction)."""
+    apply_fold(cur, fold(events))
 
 
 def record_new_event_ids(cur: psycopg.Cursor, events: list[Event]) -> set[str]:
@@ -215,10 +170,29 @@ def record_new_event_ids(cur: psycopg.Cursor, events: list[Event]) -> set[str]:
         return set()
     cur.execute(
         """INSERT INTO applied_events (event_id, event_type, task_id, occurred_at)
-           SELECT e, t, k, to_timestamp(o / 1e6)
-           FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::bigint[]) AS x(e, t, k, o)
+           SELECT e, t, k, timestamptz 'epoch' + o * interval '1 microsecond'
+           FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::bigint[]) AS x(e, t, k, o)
            ON CONFLICT (event_id) DO NOTHING RETURNING event_id::text""",
         ([e.event_id for e in events], [e.event_type for e in events], [e.task_id for e in events],
          [e.occurred_at for e in events]),
     )
     return {row[0] for row in cur.fetchall()}
+
+
+EXPECT_FRESH_SQLSTATE = "SBX01"
+
+
+def record_event_ids_expecting_fresh(cur: psycopg.Cursor, events: list[Event]) -> None:
+    """Insert the batch's event ids, aborting the transaction (SQLSTATE SBX01) if any was applied before.
+
+    Needs no answer from the server, so it can be pipelined with the rest of the batch."""
+    cur.execute(
+        """WITH ins AS (
+               INSERT INTO applied_events (event_id, event_type, task_id, occurred_at)
+               SELECT e, t, k, timestamptz 'epoch' + o * interval '1 microsecond'
+               FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::bigint[]) AS x(e, t, k, o)
+               ON CONFLICT (event_id) DO NOTHING RETURNING 1)
+           SELECT projector_expect_fresh((SELECT count(*) FROM ins), %b)""",
+        ([e.event_id for e in events], [e.event_type for e in events], [e.task_id for e in events],
+         [e.occurred_at for e in events], len(events)),
+    )

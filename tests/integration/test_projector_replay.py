@@ -69,22 +69,30 @@ def run_app(kafka: str, pg: str, directory: Path, items: int = 4) -> tuple[str, 
     return name, since_ms
 
 
-def app_events(kafka: str, app: str, since_ms: int) -> list[tuple[bytes, bytes, Event]]:
-    """(key, value, decoded event) of every event of `app` in `sbx.events` since `since_ms`, per partition in order."""
+def app_events(kafka: str, app: str, since_ms: int, timeout_s: float = 60) -> list[tuple[bytes, bytes, Event]]:
+    """(key, value, decoded event) of every event of `app` in `sbx.events` since `since_ms`, per partition in order.
+
+    Reads each partition up to its end as of the call; with read_committed, another test's open transaction
+    can hold that end back for a while, so partition EOFs before it are not the end."""
     codec = EventCodec()
     consumer = Consumer({"bootstrap.servers": kafka, "group.id": f"probe-{uuid.uuid4().hex}",
                          "enable.partition.eof": True, "isolation.level": "read_committed"})
     try:
         partitions = consumer.list_topics(EVENTS_TOPIC, timeout=10).topics[EVENTS_TOPIC].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(EVENTS_TOPIC, p), timeout=10)[1] for p in partitions}
         starts = consumer.offsets_for_times([TopicPartition(EVENTS_TOPIC, p, since_ms) for p in partitions], 10)
         live = [tp for tp in starts if tp.offset >= 0]
         consumer.assign(live)
         out, done = [], set()
+        deadline = time.monotonic() + timeout_s
         while len(done) < len(live):
-            m = consumer.poll(10)
-            assert m is not None, "reading sbx.events timed out"
+            assert time.monotonic() < deadline, "reading sbx.events timed out"
+            m = consumer.poll(1)
+            if m is None:
+                continue
             if m.error():
-                done.add(m.partition())
+                if m.offset() >= ends[m.partition()]:
+                    done.add(m.partition())
                 continue
             try:
                 event = codec.decode(m.value())
