@@ -23,15 +23,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.offsets import PartitionTracker, parse_metadata
 from scalebox_stream.agent.task_runner import AttemptReport, OutMessage, TaskMessage, TaskRunner
 from scalebox_stream.events import DecodeError, Event, EventCodec, now_us
 from scalebox_stream.executors import make_executor
-from scalebox_stream.kafka.config import consumer_config, producer_config
+from scalebox_stream.kafka.config import admin_config, consumer_config, producer_config
 from scalebox_stream.kafka.control import Command, CommandListener, send_command
-from scalebox_stream.kafka.topics import DEAD_LETTER_TOPIC, EVENTS_TOPIC, module_group, task_topic
+from scalebox_stream.kafka.topics import (
+    DEAD_LETTER_TOPIC,
+    EVENTS_TOPIC,
+    HOST_TOPIC_PARTITIONS,
+    ensure_topics,
+    module_group,
+    task_topic,
+)
 from scalebox_stream.policy.budget import ErrorBudget
 from scalebox_stream.spec.model import AppSpec
 
@@ -60,7 +68,7 @@ class AgentOptions:
 class _Done:
     """A finished offset waiting to be published: an attempt that ran, or one that needed no run."""
 
-    partition: int
+    source: tuple[str, int]
     offset: int
     records: list[OutMessage]
     ran_in_slot: bool = True
@@ -80,7 +88,8 @@ class Agent:
         self.executor = make_executor(self.module.executor)
         self.runner = TaskRunner(spec, identity, self.executor, self.codec, options.work_root,
                                  options.keep_work_dirs)
-        self.topic = task_topic(spec.name, identity.module)
+        self.topics = [task_topic(spec.name, identity.module),
+                       task_topic(spec.name, identity.module, host=identity.host)]
         self.consumer = Consumer(consumer_config(
             bootstrap, module_group(spec.name, identity.module),
             **{"client.id": identity.agent_id, "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000,
@@ -90,7 +99,7 @@ class Agent:
         self._free_slots: deque[int] = deque(range(options.slots))
         self._outbox: queue.SimpleQueue[OutMessage] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
-        self._trackers: dict[int, PartitionTracker] = {}
+        self._trackers: dict[tuple[str, int], PartitionTracker] = {}
         self._waiting: deque[TaskMessage] = deque()
         self._delayed: list[tuple[int, int, TaskMessage]] = []
         self._in_flight = 0
@@ -119,10 +128,11 @@ class Agent:
         """Run until a stop is requested, then drain and close."""
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
-        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+        ensure_topics(AdminClient(admin_config(self.bootstrap)), {self.topics[1]: HOST_TOPIC_PARTITIONS})
+        self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_revoke)
         self._lifecycle("started")
-        log.info("agent %s serving %s with %d %s slot(s)", self.identity.agent_id, self.topic,
+        log.info("agent %s serving %s with %d %s slot(s)", self.identity.agent_id, " and ".join(self.topics),
                  self.options.slots, self.executor.name)
         try:
             while not self._stop.is_set():
@@ -179,20 +189,20 @@ class Agent:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assignments += 1
-        log.info("partitions assigned: %s", [tp.partition for tp in partitions])
+        log.info("partitions assigned: %s", [f"{tp.topic}[{tp.partition}]" for tp in partitions])
         for tp in consumer.committed(partitions, timeout=30):
             start = tp.offset if tp.offset >= 0 else 0
-            self._trackers[tp.partition] = PartitionTracker(start, parse_metadata(start, tp.metadata))
+            self._trackers[(tp.topic, tp.partition)] = PartitionTracker(start, parse_metadata(start, tp.metadata))
         if self._paused:
             consumer.pause(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("partitions revoked: %s", [tp.partition for tp in partitions])
+        log.info("partitions revoked: %s", [f"{tp.topic}[{tp.partition}]" for tp in partitions])
         self._publish()
         for tp in partitions:
-            self._trackers.pop(tp.partition, None)
-        self._waiting = deque(t for t in self._waiting if t.partition in self._trackers)
-        self._delayed = [d for d in self._delayed if d[2].partition in self._trackers]
+            self._trackers.pop((tp.topic, tp.partition), None)
+        self._waiting = deque(t for t in self._waiting if t.source in self._trackers)
+        self._delayed = [d for d in self._delayed if d[2].source in self._trackers]
         heapq.heapify(self._delayed)
 
     def _pause_or_resume(self) -> None:
@@ -213,7 +223,7 @@ class Agent:
             if error.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error: %s", error)
             return
-        tracker = self._trackers.get(message.partition())
+        tracker = self._trackers.get((message.topic(), message.partition()))
         if tracker is None or tracker.is_done(message.offset()):
             return
         try:
@@ -245,8 +255,8 @@ class Agent:
         if lost >= MAX_LOST_ATTEMPTS + created.attempt - 1:
             records.append(self.runner.to_events(self.runner.event("TaskFailed", created.task_id, lost, {
                 "attempts": lost, "reason": f"lost {MAX_LOST_ATTEMPTS} times (agents died running it)"})))
-            self._trackers[task.partition].start(task.offset, lost)
-            self._done.put(_Done(task.partition, task.offset, records, ran_in_slot=False))
+            self._trackers[task.source].start(task.offset, lost)
+            self._done.put(_Done(task.source, task.offset, records, ran_in_slot=False))
             return None
         for record in records:
             self._outbox.put(record)
@@ -259,9 +269,10 @@ class Agent:
         headers = [("error", reason.encode()), ("source_topic", message.topic().encode()),
                    ("source_partition", str(message.partition()).encode()),
                    ("source_offset", str(message.offset()).encode()), ("agent", self.identity.agent_id.encode())]
-        self._trackers[message.partition()].start(message.offset())
+        source = (message.topic(), message.partition())
+        self._trackers[source].start(message.offset())
         record = OutMessage(DEAD_LETTER_TOPIC, message.key() or b"", message.value() or b"", headers)
-        self._done.put(_Done(message.partition(), message.offset(), [record], ran_in_slot=False))
+        self._done.put(_Done(source, message.offset(), [record], ran_in_slot=False))
 
     def _release_due(self) -> None:
         now = now_us()
@@ -286,7 +297,7 @@ class Agent:
             log.exception("slot %d crashed on task %s", slot, task.event.task_id)
             report = AttemptReport([], "error")
         if not self._abandon:
-            self._done.put(_Done(task.partition, task.offset, report.records, outcome=report.outcome))
+            self._done.put(_Done(task.source, task.offset, report.records, outcome=report.outcome))
         self._free_slots.append(slot)
 
     # ----- publishing --------------------------------------------------------------------------------
@@ -296,12 +307,12 @@ class Agent:
         finished: list[_Done] = []
         while not self._done.empty():
             done = self._done.get()
-            if done.partition in self._trackers:
+            if done.source in self._trackers:
                 finished.append(done)
                 continue
             # The partition moved to another agent, which sees this attempt as lost and runs it again:
             # publishing these outputs too would duplicate them.
-            log.warning("dropping the report of offset %d: partition %d was revoked", done.offset, done.partition)
+            log.warning("dropping the report of %s@%d: the partition was revoked", done.source, done.offset)
             if done.ran_in_slot:
                 self._in_flight -= 1
         records: list[OutMessage] = []
@@ -356,10 +367,10 @@ class Agent:
         for record in records:
             self.producer.produce(record.topic, key=record.key, value=record.value, headers=record.headers)
         for done in finished:
-            tracker = self._trackers.get(done.partition)
+            tracker = self._trackers.get(done.source)
             if tracker is not None:
                 tracker.finish(done.offset)
-        offsets = [TopicPartition(self.topic, p, t.watermark, t.metadata()) for p, t in self._trackers.items()]
+        offsets = [TopicPartition(topic, p, t.watermark, t.metadata()) for (topic, p), t in self._trackers.items()]
         if offsets:
             self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
         self.producer.commit_transaction(60)

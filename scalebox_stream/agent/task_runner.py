@@ -51,6 +51,11 @@ class TaskMessage:
     partition: int
     offset: int
 
+    @property
+    def source(self) -> tuple[str, int]:
+        """The topic partition it came from."""
+        return self.topic, self.partition
+
 
 class TaskRunner:
     """Turns a TaskCreated event into an executed attempt and the records that report it."""

@@ -13,9 +13,18 @@ TASK_TOPIC_PARTITIONS = 4
 EVENTS_TOPIC_PARTITIONS = 3
 
 
-def task_topic(app: str, module: str) -> str:
-    """The topic holding the tasks of one module."""
-    return f"sbx.tasks.{app}.{module}"
+HOST_TOPIC_PARTITIONS = 2
+
+
+def task_topic(app: str, module: str, host: str | None = None) -> str:
+    """The topic holding the tasks of one module (those bound to one host, with `host`)."""
+    base = f"sbx.tasks.{app}.{module}"
+    return base if host is None else f"{base}.host.{topic_safe(host)}"
+
+
+def topic_safe(name: str) -> str:
+    """A host name usable inside a topic name (letters, digits, '.', '_', '-')."""
+    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
 
 
 def module_group(app: str, module: str) -> str:

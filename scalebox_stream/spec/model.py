@@ -14,6 +14,18 @@ Task policy keys of a module (the policies themselves are in `scalebox_stream.po
 | `retry_rules` | Scalebox retry rules `['1:3','2:2','*']` (`spec.retry_rules`) |
 | `retry` | structured retry rules, `max_attempts`, `backoff` (`spec.retry_spec`) |
 | `error_budget` | `{max_failures, window}`: stop admitting tasks after too many failures (`spec.error_budget`) |
+
+Flow-control and placement keys:
+
+| key | meaning |
+| --- | --- |
+| `check` | admission command run on the agent's host before each attempt (argv + body, headers); 0 admits |
+| `dir_quota_gb` | `{dir: GB}`: admit only while each directory's total size is below GB (Scalebox `/dir~GB` too) |
+| `free_space_gb` | `{dir: GB}`: admit only while the partition holding each directory has GB free |
+| `max_tasks_per_host` | tasks of this module in flight at once on one host, across all its agents there |
+| `max_backlog` | producers of this module's tasks slow down while more than this many wait |
+| `host_wait_seconds` | HOST-BOUND: how long a task waits for an agent of its host (default 30) |
+| `on_missing_host` | HOST-BOUND: then `fail` (default) or `reroute` to any host |
 """
 
 from __future__ import annotations
@@ -92,6 +104,62 @@ class ModuleSpec(BaseModel):
     text_trunc_mode: Literal["HEAD", "TAIL"] = "HEAD"  # Scalebox: HEAD drops the head (keeps the tail)
     pod_id: str | None = None
     task_dist_mode: Literal["DEFAULT", "HOST-BOUND", "SLOT-BOUND"] = "DEFAULT"
+    check: list[str] = Field(default_factory=list)
+    dir_quota_gb: dict[str, float] = Field(default_factory=dict)
+    free_space_gb: dict[str, float] = Field(default_factory=dict)
+    max_tasks_per_host: int | None = Field(default=None, ge=1)
+    max_backlog: int | None = Field(default=None, ge=1)
+    host_wait_seconds: float = Field(default=30.0, ge=0)
+    on_missing_host: Literal["fail", "reroute"] = "fail"
+
+    @field_validator("check", mode="before")
+    @classmethod
+    def _split_check(cls, value: Any) -> Any:
+        """Like `command`: a string is split without a shell."""
+        if isinstance(value, str):
+            try:
+                return shlex.split(value)
+            except ValueError as exc:
+                raise ValueError(f"cannot split check: {exc}") from None
+        return value
+
+    @field_validator("check")
+    @classmethod
+    def _resolve_check(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        """A relative check program (`./check.sh`) is resolved against the app dir and must exist."""
+        if value and "/" in value[0] and not os.path.isabs(value[0]):
+            path = (_app_dir(info) / value[0]).resolve()
+            if not path.exists():
+                raise ValueError(f"check program {value[0]!r} not found (looked for {path})")
+            return [str(path), *value[1:]]
+        return value
+
+    @field_validator("dir_quota_gb", "free_space_gb", mode="before")
+    @classmethod
+    def _dir_limits(cls, value: Any) -> Any:
+        """A mapping, Scalebox's JSON string `{"/dir": GB}`, or its older `/dir~GB` form."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("{"):
+                import json
+
+                try:
+                    return json.loads(text)
+                except ValueError as exc:
+                    raise ValueError(f"not a JSON object: {exc}") from None
+            directory, sep, gb = text.rpartition("~")
+            if not sep:
+                raise ValueError("expected {dir: GB}, a JSON object or '/dir~GB'")
+            return {directory: gb}
+        return value
+
+    @field_validator("dir_quota_gb", "free_space_gb")
+    @classmethod
+    def _absolute_dirs(cls, value: dict[str, float]) -> dict[str, float]:
+        for directory, gb in value.items():
+            if not os.path.isabs(directory) or gb < 0:
+                raise ValueError(f"{directory!r}: expected an absolute directory and a number of GB >= 0")
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -20,13 +20,16 @@ MODULE_FIELDS = frozenset({
     "image", "command", "executor", "slots", "sink_modules", "environments", "volumes",
     "task_max_seconds", "retry_rules", "start_task", "output_text_size", "text_trunc_mode", "pod_id",
     "task_dist_mode", "task_deadline_seconds", "queue_timeout_seconds", "retry", "error_budget",
+    "check", "dir_quota_gb", "free_space_gb", "max_tasks_per_host", "max_backlog", "host_wait_seconds",
+    "on_missing_host",
 })
 NESTS = frozenset({"arguments", "parameters"})
 IGNORED = frozenset({"label", "comment", "comments", "version", "cluster"})
 ALIASES = {
     "base_image": "image", "sink_jobs": "sink_modules", "start_message": "start_task",
     "task_timeout_seconds": "task_max_seconds", "message_router": "main_router", "jobs": "modules",
-    "variables": "arguments", "paths": "volumes", "hosts": "slots",
+    "variables": "arguments", "paths": "volumes", "hosts": "slots", "space_free_gb": "free_space_gb",
+    "dir_limit_gb": "dir_quota_gb", "dir_free_gb": "free_space_gb",
 }
 UNSUPPORTED = frozenset({
     # app level
@@ -35,7 +38,7 @@ UNSUPPORTED = frozenset({
     # module level
     "sink_vmodules", "schedule_mode", "input_datasets", "output_datasets", "resource_claim",
     "grpc_server", "local_ip_index", "task_min_seconds", "poll_interval_seconds", "max_idle_polls",
-    "dir_quota_gb", "free_space_gb", "task_batch_size", "batch_atomic", "heartbeat_seconds",
+    "task_batch_size", "batch_atomic", "heartbeat_seconds",
     "timezone_mode", "max_slot_workdir_gb", "slot_options", "priority", "key_group_regex",
     "key_group_index", "initial_task_status", "initial_slot_status", "slot_recoverable",
     "slot_max_retries", "slot_timeout_minutes", "task_global_timeout_scale", "main_router_index",

@@ -11,7 +11,7 @@ from scalebox_stream.events.schemas import envelope_schema
 
 def _created(**overrides):
     payload = {"body": "$(touch /tmp/x); y", "headers": {"k": "v"}, "parent_task_id": None,
-               "not_before": None, "topic": "sbx.tasks.a.m"}
+               "not_before": None, "topic": "sbx.tasks.a.m", "task_created_at": 0}
     payload.update(overrides)
     return Event("TaskCreated", "app", payload, module="m", task_id=new_task_id(), attempt=1, host="h1")
 
@@ -46,7 +46,7 @@ def test_record_from_older_schema_is_read_with_defaults():
     """A TaskCreated written before `topic` existed decodes with the field's default."""
     old = copy.deepcopy(envelope_schema())
     created = next(s for s in old["fields"][-1]["type"] if s["name"] == "sbx.events.TaskCreated")
-    created["fields"] = [f for f in created["fields"] if f["name"] != "topic"]
+    created["fields"] = [f for f in created["fields"] if f["name"] not in ("topic", "task_created_at")]
     old_envelope_fields = [f for f in old["fields"] if f["name"] != "cluster"]
     old["fields"] = old_envelope_fields
     codec = EventCodec()
@@ -55,6 +55,7 @@ def test_record_from_older_schema_is_read_with_defaults():
     record.pop("cluster")
     payload = dict(record["payload"][1])
     payload.pop("topic")
+    payload.pop("task_created_at")
     record["payload"] = ("sbx.events.TaskCreated", payload)
     decoded = codec.decode(codec.encode_with(old, record))
     assert decoded.payload["topic"] == ""
