@@ -32,6 +32,7 @@ from scalebox_stream.events import DecodeError, Event, EventCodec, now_us
 from scalebox_stream.executors import make_executor
 from scalebox_stream.kafka.config import admin_config, consumer_config, producer_config
 from scalebox_stream.kafka.control import Command, CommandListener, send_command
+from scalebox_stream.kafka.membership import HostDirectory
 from scalebox_stream.kafka.topics import (
     DEAD_LETTER_TOPIC,
     EVENTS_TOPIC,
@@ -85,14 +86,15 @@ class Agent:
         self.bootstrap = bootstrap
         self.codec = EventCodec()
         self.module = spec.modules[identity.module]
-        self.executor = make_executor(self.module.executor)
+        self.executor = make_executor(self.module.executor, container_mode=self.module.container_mode)
         self.runner = TaskRunner(spec, identity, self.executor, self.codec, options.work_root,
-                                 options.keep_work_dirs)
+                                 options.keep_work_dirs, HostDirectory(bootstrap))
         self.topics = [task_topic(spec.name, identity.module),
                        task_topic(spec.name, identity.module, host=identity.host)]
         self.consumer = Consumer(consumer_config(
             bootstrap, module_group(spec.name, identity.module),
             **{"client.id": identity.agent_id, "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000,
+               "topic.metadata.refresh.interval.ms": 5000,
                **options.consumer_overrides}))
         self.producer = self._new_producer()
         self.slots = ThreadPoolExecutor(max_workers=options.slots, thread_name_prefix="slot")

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from scalebox_stream.agent.identity import AgentIdentity
+from scalebox_stream.agent.outputs import Children, NoSinkError, OutputRouter
 from scalebox_stream.agent.perspective import cap_text, read_perspective
-from scalebox_stream.agent.sink import SinkLineError, SinkMessage, parse_sink_file
-from scalebox_stream.events import Event, EventCodec, child_task_id, now_us
+from scalebox_stream.agent.sink import SinkLineError, parse_sink_file
+from scalebox_stream.events import Event, EventCodec, now_us
 from scalebox_stream.executors.base import ExecRequest, ExecResult, Executor
+from scalebox_stream.kafka.membership import HostDirectory
 from scalebox_stream.kafka.topics import EVENTS_TOPIC, task_topic
 from scalebox_stream.policy.outcome import AttemptVerdict, decide_attempt, within_deadline
 from scalebox_stream.policy.timeouts import attempt_timeout, queue_expired
@@ -61,7 +63,7 @@ class TaskRunner:
     """Turns a TaskCreated event into an executed attempt and the records that report it."""
 
     def __init__(self, spec: AppSpec, identity: AgentIdentity, executor: Executor, codec: EventCodec,
-                 work_root: Path, keep_work_dirs: bool = False) -> None:
+                 work_root: Path, keep_work_dirs: bool = False, directory: HostDirectory | None = None) -> None:
         self.spec = spec
         self.module: ModuleSpec = spec.modules[identity.module]
         self.identity = identity
@@ -69,6 +71,7 @@ class TaskRunner:
         self.codec = codec
         self.work_root = work_root
         self.keep_work_dirs = keep_work_dirs
+        self.outputs = OutputRouter(spec, identity, directory)
 
     def event(self, event_type: str, task_id: str, attempt: int, payload: dict, **kw: str) -> Event:
         """An event stamped with this agent's identity."""
@@ -130,17 +133,28 @@ class TaskRunner:
 
     def lost_report(self, created: Event, attempt: int, exit_code: int) -> OutMessage:
         """The report of an attempt whose agent went away before reporting it."""
+        return self._synthetic_finish(created, attempt, "lost", exit_code,
+                                      "attempt lost: its agent stopped without reporting it; detected by "
+                                      f"{self.identity.agent_id} from the partition's lease record")
+
+    def _never_ran(self, child: Event, problem: str) -> list[OutMessage]:
+        """Records that fail a child task which could not be placed."""
+        failed = self.event("TaskFailed", child.task_id, 1, {"attempts": 1, "reason": problem}, module=child.module)
+        return [self._synthetic_finish(child, 1, "error", 125, problem), self.to_events(failed)]
+
+    def _synthetic_finish(self, created: Event, attempt: int, outcome: str, exit_code: int,
+                          error: str) -> OutMessage:
+        """A TaskFinished for an attempt this agent did not run itself."""
         now = now_us()
         return self.to_events(self.event("TaskFinished", created.task_id, attempt, {
             "agent": self.identity.agent_id, "slot": -1, "executor": self.executor.name, "image": self.module.image,
-            "container_id": None, "outcome": "lost", "exit_code": exit_code, "signal": None, "timed_out": False,
-            "error": "attempt lost: its agent stopped without reporting it; detected by "
-                     f"{self.identity.agent_id} from the partition's lease record",
+            "container_id": None, "outcome": outcome, "exit_code": exit_code, "signal": None, "timed_out": False,
+            "error": error,
             "stdout": "", "stderr": "", "custom_out": "", "message_text": None, "stdout_bytes": 0,
             "stderr_bytes": 0, "status_code": None, "input_bytes": None, "output_bytes": None, "read_bytes": None,
             "write_bytes": None, "cpu_user_s": None, "cpu_system_s": None, "peak_memory_bytes": None,
             "started_at": now, "finished_at": now, "user_timestamps": [], "emitted_task_ids": [],
-            "emitted_modules": []}))
+            "emitted_modules": []}, module=created.module))
 
     def _fresh_work_dir(self, task_id: str, attempt: int) -> Path:
         path = self.work_root / self.spec.name / self.module.name / f"{task_id}.{attempt}"
@@ -171,36 +185,17 @@ class TaskRunner:
                            volumes=list(self.module.volumes), timeout_s=timeout,
                            labels=labels, keep_output_bytes=self.module.output_text_size, slot=slot)
 
-    def _children(self, created: Event, messages: list[SinkMessage]) -> tuple[list[Event], str | None]:
-        """TaskCreated events for the emitted messages, or an error if one has nowhere to go."""
-        default = self.spec.sinks_of(self.module.name)
-        children = []
-        for position, message in enumerate(messages):
-            target = message.module or (default[0] if default else None)
-            if target is None:
-                return [], f"output {position + 1} has no module: {self.module.name} has no sink_modules " \
-                           "and the app has no main_router"
-            headers = {**message.headers, "from_module": self.module.name,
-                       "from_host": self.identity.host, "from_ip": self.identity.ip}
-            child_id = child_task_id(created.task_id, position)
-            children.append(Event("TaskCreated", self.spec.name, {
-                "body": message.body, "headers": headers, "parent_task_id": created.task_id,
-                "not_before": None, "topic": task_topic(self.spec.name, target), "task_created_at": 0},
-                module=target, task_id=child_id, attempt=1, cluster=self.identity.cluster,
-                host=self.identity.host, producer=self.identity.agent_id))
-        return children, None
-
     def _report(self, created: Event, slot: int, work_dir: Path, result: ExecResult,
                 started_at: int, may_retry: bool = True) -> AttemptReport:
         perspective = read_perspective(work_dir)
         error = result.error
-        children: list[Event] = []
+        children = Children()
         if result.exit_code == 0 and not result.timed_out and not error:
             sink_file = work_dir / "sink-tasks.txt"
             try:
                 text = sink_file.read_text(errors="backslashreplace") if sink_file.exists() else ""
-                children, error = self._children(created, parse_sink_file(text, self.spec.modules))
-            except SinkLineError as exc:
+                children = self.outputs.children(created, parse_sink_file(text, self.spec.modules))
+            except (SinkLineError, NoSinkError) as exc:
                 error = str(exc)
         verdict = self._verdict(created, result, error, may_retry)
         cap, mode = self.module.output_text_size, self.module.text_trunc_mode
@@ -222,14 +217,17 @@ class TaskRunner:
             "peak_memory_bytes": result.peak_memory_bytes,
             "started_at": result.started_at_us or started_at, "finished_at": result.finished_at_us or now_us(),
             "user_timestamps": [{"at": at, "label": label} for at, label in perspective.timestamps],
-            "emitted_task_ids": [c.task_id for c in children],
-            "emitted_modules": [c.module for c in children],
+            "emitted_task_ids": [c.task_id for c in children.all],
+            "emitted_modules": [c.module for c in children.all],
         })
         records = [self.to_events(finished)]
-        for child in children:
+        for child in children.placed:
             value = self.codec.encode(child)
             records.append(OutMessage(child.payload["topic"], child.task_id, value))
             records.append(OutMessage(EVENTS_TOPIC, child.task_id, value))
+        for child, problem in children.unplaceable:
+            records.append(OutMessage(EVENTS_TOPIC, child.task_id, self.codec.encode(child)))
+            records.extend(self._never_ran(child, problem))
         records.extend(self._follow_up(created, verdict, result.exit_code, error))
         return AttemptReport(records, verdict.outcome)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -49,6 +51,17 @@ def ensure_topics(admin: AdminClient, topics: dict[str, int], compacted: frozens
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise RuntimeError(f"cannot create topic {name}: {exc}") from exc
+    _await_metadata(admin, {t.topic for t in wanted}, timeout_s)
+
+
+def _await_metadata(admin: AdminClient, names: set[str], timeout_s: float) -> None:
+    """Wait until new topics show in the cluster metadata with their partitions (clients see them then)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        topics = admin.list_topics(timeout=timeout_s).topics
+        if all(n in topics and topics[n].error is None and topics[n].partitions for n in names):
+            return
+        time.sleep(0.1)
 
 
 def ensure_app_topics(admin: AdminClient, app: str, modules: list[str]) -> None:
