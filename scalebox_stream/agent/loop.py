@@ -25,6 +25,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from scalebox_stream.agent.admission import Admission
 from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.offsets import PartitionTracker, parse_metadata
 from scalebox_stream.agent.task_runner import AttemptReport, OutMessage, TaskMessage, TaskRunner
@@ -41,6 +42,7 @@ from scalebox_stream.kafka.topics import (
     module_group,
     task_topic,
 )
+from scalebox_stream.policy.admission import recheck_delay
 from scalebox_stream.policy.budget import ErrorBudget
 from scalebox_stream.spec.model import AppSpec
 
@@ -114,6 +116,11 @@ class Agent:
         self.budget = ErrorBudget.from_spec(self.module.error_budget) if self.module.error_budget else None
         self.suspended = False
         self.commands = CommandListener(bootstrap, spec.name, identity.module)
+        locks = options.work_root.parent / "locks" / identity.host / f"{spec.name}.{self.module.name}"
+        self.admission = Admission(self.module, {"APP": spec.name, "MODULE_NAME": self.module.name,
+                                                 "HOST_NAME": identity.host, **self.module.environments}, locks)
+        self._refused: queue.SimpleQueue[tuple[TaskMessage, str]] = queue.SimpleQueue()
+        self._started: queue.SimpleQueue[TaskMessage] = queue.SimpleQueue()
 
     def _new_producer(self) -> Producer:
         producer = Producer(producer_config(self.bootstrap, transactional_id=f"sbx-agent-{self.identity.agent_id}"))
@@ -241,7 +248,7 @@ class Agent:
             task = self._after_lost_attempt(task, lost)
             if task is None:
                 return
-        tracker.start(task.offset, task.event.attempt)
+        tracker.start(task.offset)
         not_before = task.event.payload.get("not_before")
         if not_before and not_before > now_us():
             heapq.heappush(self._delayed, (not_before, task.offset, task))
@@ -257,7 +264,7 @@ class Agent:
         if lost >= MAX_LOST_ATTEMPTS + created.attempt - 1:
             records.append(self.runner.to_events(self.runner.event("TaskFailed", created.task_id, lost, {
                 "attempts": lost, "reason": f"lost {MAX_LOST_ATTEMPTS} times (agents died running it)"})))
-            self._trackers[task.source].start(task.offset, lost)
+            self._trackers[task.source].start(task.offset)
             self._done.put(_Done(task.source, task.offset, records, ran_in_slot=False))
             return None
         for record in records:
@@ -277,6 +284,13 @@ class Agent:
         self._done.put(_Done(source, message.offset(), [record], ran_in_slot=False))
 
     def _release_due(self) -> None:
+        while not self._refused.empty():
+            task, reason = self._refused.get()
+            self._in_flight -= 1
+            task = replace(task, refusals=task.refusals + 1)
+            delay = recheck_delay(task.refusals)
+            log.info("task %s not admitted (%s); re-check in %.1fs", task.event.task_id, reason, delay)
+            heapq.heappush(self._delayed, (now_us() + int(delay * 1e6), task.offset, task))
         now = now_us()
         while self._delayed and self._delayed[0][0] <= now:
             self._waiting.append(heapq.heappop(self._delayed)[2])
@@ -286,18 +300,29 @@ class Agent:
             task = self._waiting.popleft()
             slot = self._free_slots.popleft()
             self._in_flight += 1
-            accepted = self.runner.event("TaskAccepted", task.event.task_id, task.event.attempt, {
-                "agent": self.identity.agent_id, "slot": slot, "topic": task.topic,
-                "partition": task.partition, "offset": task.offset})
-            self._outbox.put(self.runner.to_events(accepted))
+            if task.refusals == 0:
+                accepted = self.runner.event("TaskAccepted", task.event.task_id, task.event.attempt, {
+                    "agent": self.identity.agent_id, "slot": slot, "topic": task.topic,
+                    "partition": task.partition, "offset": task.offset})
+                self._outbox.put(self.runner.to_events(accepted))
             self.slots.submit(self._run_in_slot, task, slot)
 
     def _run_in_slot(self, task: TaskMessage, slot: int) -> None:
+        token = None
         try:
+            if self.admission.active:
+                verdict, token = self.admission.check(task.event)
+                if not verdict.admitted:
+                    self._refused.put((task, verdict.reason))
+                    self._free_slots.append(slot)
+                    return
+            self._started.put(task)
             report = self.runner.run(task, slot, self._outbox.put)
         except Exception:  # never lose the slot: the attempt stays unreported and will be redelivered
             log.exception("slot %d crashed on task %s", slot, task.event.task_id)
             report = AttemptReport([], "error")
+        finally:
+            self.admission.release(token)
         if not self._abandon:
             self._done.put(_Done(task.source, task.offset, report.records, outcome=report.outcome))
         self._free_slots.append(slot)
@@ -306,6 +331,11 @@ class Agent:
 
     def _publish(self) -> None:
         """Publish pending records and the partition positions, in one transaction."""
+        while not self._started.empty():
+            task = self._started.get()
+            tracker = self._trackers.get(task.source)
+            if tracker is not None:
+                tracker.mark_running(task.offset, task.event.attempt)
         finished: list[_Done] = []
         while not self._done.empty():
             done = self._done.get()

@@ -29,7 +29,8 @@ class PartitionTracker:
     def __init__(self, start: int, previous: PartitionState | None = None) -> None:
         previous = previous or PartitionState()
         self.watermark = start
-        self._in_flight: dict[int, int] = {}
+        self._in_flight: set[int] = set()
+        self._running: dict[int, int] = {}
         self._done: set[int] = {o for o in previous.done if o >= start}
         self._lost: dict[int, int] = {o: a for o, a in previous.running.items() if o >= start}
         self._advance()
@@ -42,14 +43,20 @@ class PartitionTracker:
         """The attempt a previous owner was running at this offset when it went away, if any."""
         return self._lost.get(offset)
 
-    def start(self, offset: int, attempt: int = 1) -> None:
-        """A task at `offset` was accepted for `attempt`."""
-        self._in_flight[offset] = attempt
+    def start(self, offset: int) -> None:
+        """The task at `offset` was received; it holds the watermark back until it finishes."""
+        self._in_flight.add(offset)
         self._lost.pop(offset, None)
+
+    def mark_running(self, offset: int, attempt: int) -> None:
+        """`attempt` of the task at `offset` started running: if this agent dies, it was lost."""
+        if offset in self._in_flight:
+            self._running[offset] = attempt
 
     def finish(self, offset: int) -> None:
         """The task at `offset` finished (its events and outputs are produced)."""
-        self._in_flight.pop(offset, None)
+        self._in_flight.discard(offset)
+        self._running.pop(offset, None)
         self._lost.pop(offset, None)
         if offset >= self.watermark:
             self._done.add(offset)
@@ -57,7 +64,7 @@ class PartitionTracker:
 
     @property
     def in_flight(self) -> int:
-        """Number of offsets accepted and not yet finished."""
+        """Number of offsets received and not yet finished."""
         return len(self._in_flight)
 
     def _advance(self) -> None:
@@ -67,7 +74,7 @@ class PartitionTracker:
 
     def metadata(self) -> str:
         """`sbx2:<done deltas>;<running delta@attempt>` relative to the watermark ('' when nothing to say)."""
-        running = {**self._lost, **self._in_flight}
+        running = {**self._lost, **self._running}
         if not self._done and not running:
             return ""
         done = ",".join(str(o - self.watermark) for o in sorted(self._done))

@@ -52,6 +52,7 @@ class TaskMessage:
     topic: str
     partition: int
     offset: int
+    refusals: int = 0
 
     @property
     def source(self) -> tuple[str, int]:
@@ -101,7 +102,8 @@ class TaskRunner:
             started_at = now_us()
             publish(self.to_events(self.event("TaskStarted", created.task_id, created.attempt, {
                 "agent": self.identity.agent_id, "slot": slot, "executor": self.executor.name,
-                "image": self.module.image, "container_id": container_id, "started_at": started_at})))
+                "image": self.module.image, "container_id": container_id, "started_at": started_at,
+                "admission_refusals": task.refusals})))
 
         try:
             result = self.executor.run(request, on_started)

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import io
+import time
 from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.schema import parse_schema
 
 from scalebox_stream.events.envelope import Event
-from scalebox_stream.events.schemas import SINGLE_OBJECT_MAGIC, envelope_schema, single_object_header
+from scalebox_stream.events.schemas import (
+    SINGLE_OBJECT_MAGIC,
+    envelope_schema,
+    known_writer_schemas,
+    single_object_header,
+)
+
+RELOAD_INTERVAL_S = 5.0
 
 
 class DecodeError(ValueError):
@@ -23,6 +31,8 @@ class EventCodec:
         self._schema = parse_schema(schema if schema is not None else envelope_schema())
         self._header = single_object_header(self._schema)
         self._writers: dict[bytes, dict[str, Any]] = {self._header[2:]: self._schema}
+        self._last_reload = 0.0
+        self._reload()
 
     @property
     def header(self) -> bytes:
@@ -35,6 +45,12 @@ class EventCodec:
         fp = single_object_header(parsed)[2:]
         self._writers[fp] = parsed
         return fp
+
+    def _reload(self) -> None:
+        """Learn writer schemas added to `schemas/` since start (a newer agent's, older versions kept)."""
+        self._last_reload = time.monotonic()
+        for schema in known_writer_schemas():
+            self.register_writer(schema)
 
     def encode(self, event: Event) -> bytes:
         """Encode one event as Avro single-object bytes."""
@@ -56,6 +72,9 @@ class EventCodec:
         if data is None or len(data) < 10 or data[:2] != SINGLE_OBJECT_MAGIC:
             raise DecodeError("not Avro single-object encoded (bad magic or too short)")
         writer = self._writers.get(bytes(data[2:10]))
+        if writer is None and time.monotonic() - self._last_reload > RELOAD_INTERVAL_S:
+            self._reload()
+            writer = self._writers.get(bytes(data[2:10]))
         if writer is None:
             raise DecodeError(f"unknown writer schema fingerprint {bytes(data[2:10]).hex()}")
         try:

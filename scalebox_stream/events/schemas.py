@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +27,16 @@ def envelope_schema(directory: Path | None = None) -> dict[str, Any]:
     """The parsed envelope schema, with every payload record resolved from its own file."""
     path = (directory or schema_dir()) / f"{ENVELOPE_NAME}.avsc"
     return load_schema(str(path))
+
+
+def known_writer_schemas(directory: Path | None = None) -> list[dict[str, Any]]:
+    """Every envelope version on disk: the current files, read afresh, and `history/*.avsc` (expanded)."""
+    base = directory or schema_dir()
+    schemas: list[dict[str, Any]] = []
+    for path in [base / f"{ENVELOPE_NAME}.avsc", *sorted((base / "history").glob("*.avsc"))]:
+        with contextlib.suppress(Exception):  # a file being edited: keep what we know
+            schemas.append(load_schema(str(path), _write_hint=False))
+    return schemas
 
 
 def single_object_header(schema: dict[str, Any]) -> bytes:

@@ -85,3 +85,19 @@ def test_schema_files_are_valid_json_with_docs(tmp_path):
     for path in schema_dir().glob("*.avsc"):
         schema = json.loads(path.read_text())
         assert f"{schema['namespace']}.{schema['name']}.avsc" == path.name
+
+
+def test_current_envelope_is_kept_in_history():
+    """Run `python -m scalebox_stream.events.snapshot` after changing a schema."""
+    from scalebox_stream.events.schemas import schema_dir
+
+    fingerprint = EventCodec().header[2:].hex()
+    assert (schema_dir() / "history" / f"{fingerprint}.avsc").exists()
+
+
+def test_every_historical_version_is_registered():
+    from scalebox_stream.events.schemas import known_writer_schemas, single_object_header
+
+    codec = EventCodec()
+    for schema in known_writer_schemas():
+        assert single_object_header(schema)[2:] in codec._writers

@@ -21,17 +21,21 @@ def test_watermark_advances_only_over_contiguous_finished_offsets():
 
 def test_redelivery_skips_finished_offsets_and_sees_lost_attempts():
     first = PartitionTracker(0)
-    for o in range(5):
-        first.start(o, attempt=1 if o != 2 else 3)
+    for o in range(6):
+        first.start(o)
+        if o < 5:
+            first.mark_running(o, attempt=1 if o != 2 else 3)
     for o in (1, 3, 4):
         first.finish(o)
     committed, meta = first.watermark, first.metadata()
     state = parse_metadata(committed, meta)
-    assert state == PartitionState(done={1, 3, 4}, running={0: 1, 2: 3})
+    assert state == PartitionState(done={1, 3, 4}, running={0: 1, 2: 3}), "offset 5 was received, never run"
     second = PartitionTracker(committed, state)
-    assert [o for o in range(5) if not second.is_done(o)] == [0, 2]
+    assert [o for o in range(6) if not second.is_done(o)] == [0, 2, 5]
+    assert second.lost_attempt(5) is None
     assert (second.lost_attempt(0), second.lost_attempt(2), second.lost_attempt(1)) == (1, 3, None)
-    second.start(0, attempt=2)
+    second.start(0)
+    second.mark_running(0, 2)
     assert second.lost_attempt(0) is None
     # offset 2 is still lost (not yet redelivered to this owner), so it stays in the record
     assert parse_metadata(second.watermark, second.metadata()).running == {0: 2, 2: 3}
