@@ -45,12 +45,16 @@ WITH d AS (
         custom_out = CASE WHEN d.result_attempt >= t.attempts THEN d.custom_out ELSE t.custom_out END
     FROM d WHERE t.task_id = d.task_id
     RETURNING t.task_id
+), new AS (
+    SELECT * FROM d WHERE creates AND task_id NOT IN (SELECT task_id FROM u)
+), ins AS (
+    INSERT INTO tasks (task_id, app, module, body, headers, parent_task_id, status, status_rank, attempts,
+                       exit_code, host, custom_out, created_at, finished_at)
+    SELECT task_id, app, module, body, COALESCE(headers, '{{}}'), parent, status, rank, attempts, exit_code, host,
+           custom_out, {_ts("created_at")}, {_ts("finished_at")}
+    FROM new ON CONFLICT (task_id) DO NOTHING RETURNING 1
 )
-INSERT INTO tasks (task_id, app, module, body, headers, parent_task_id, status, status_rank, attempts, exit_code,
-                   host, custom_out, created_at, finished_at)
-SELECT task_id, app, module, body, COALESCE(headers, '{{}}'), parent, status, rank, attempts, exit_code, host,
-       custom_out, {_ts("created_at")}, {_ts("finished_at")}
-FROM d WHERE creates AND task_id NOT IN (SELECT task_id FROM u)
+SELECT projector_expect_placed((SELECT count(*) FROM ins), (SELECT count(*) FROM new))
 """
 
 _FINISHED_TYPES = ("int", "int", "bool", "text", "text", "text", "text", "text", "bigint", "bigint", "int",
@@ -83,14 +87,19 @@ WITH d AS (
         recorded_at = CASE WHEN d.fin THEN {_ts("d.recorded_at")} ELSE r.recorded_at END
     FROM d WHERE r.task_id = d.task_id AND r.attempt = d.attempt
     RETURNING r.task_id, r.attempt
+), new AS (
+    SELECT * FROM d WHERE creates AND (task_id, attempt) NOT IN (SELECT task_id, attempt FROM u)
+), ins AS (
+    INSERT INTO task_runs (task_id, attempt, app, module, cluster, host, slot, agent, executor, image,
+                           container_id, status, status_rank, created_at, accepted_at, started_at, retry_rule,
+                           {", ".join(_FIN_COLUMNS)}, finished_at, recorded_at)
+    SELECT task_id, attempt, app, module, cluster, host, slot, agent, executor, image, container_id,
+           status, rank, {_ts("created_at")}, {_ts("accepted_at")}, {_ts("started_at")}, retry_rule,
+           {", ".join(_FIN_COLUMNS[:-1])}, COALESCE(user_timestamps, '[]'), {_ts("finished_at")},
+           {_ts("recorded_at")}
+    FROM new ON CONFLICT (task_id, attempt) DO NOTHING RETURNING 1
 )
-INSERT INTO task_runs (task_id, attempt, app, module, cluster, host, slot, agent, executor, image, container_id,
-                       status, status_rank, created_at, accepted_at, started_at, retry_rule,
-                       {", ".join(_FIN_COLUMNS)}, finished_at, recorded_at)
-SELECT task_id, attempt, app, module, cluster, host, slot, agent, executor, image, container_id,
-       status, rank, {_ts("created_at")}, {_ts("accepted_at")}, {_ts("started_at")}, retry_rule,
-       {", ".join(_FIN_COLUMNS[:-1])}, COALESCE(user_timestamps, '[]'), {_ts("finished_at")}, {_ts("recorded_at")}
-FROM d WHERE creates AND (task_id, attempt) NOT IN (SELECT task_id, attempt FROM u)
+SELECT projector_expect_placed((SELECT count(*) FROM ins), (SELECT count(*) FROM new))
 """
 
 _EDGE_MERGE = """
@@ -179,7 +188,8 @@ def record_new_event_ids(cur: psycopg.Cursor, events: list[Event]) -> set[str]:
     return {row[0] for row in cur.fetchall()}
 
 
-EXPECT_FRESH_SQLSTATE = "SBX01"
+EXPECT_FRESH_SQLSTATE = "SBX01"  # some events of the batch were applied before: redo it ids first
+CONCURRENT_INSERT_SQLSTATE = "SBX02"  # another projector inserted one of the batch's rows meanwhile: retry
 
 
 def record_event_ids_expecting_fresh(cur: psycopg.Cursor, events: list[Event]) -> None:

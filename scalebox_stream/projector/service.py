@@ -268,12 +268,20 @@ class Projector:
         self._pipeline = self.conn.pipeline()
         self._pipeline.__enter__()
         self._pending = batch
-        with self.conn.cursor() as cur:
-            cur.execute("BEGIN")
-            record_event_ids_expecting_fresh(cur, [e for _, e in batch.events])
-            apply_fold(cur, batch.fold)
-            self._store_positions(cur, batch.positions)
-            cur.execute("COMMIT")
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute("BEGIN")
+                record_event_ids_expecting_fresh(cur, [e for _, e in batch.events])
+                apply_fold(cur, batch.fold)
+                self._store_positions(cur, batch.positions)
+                cur.execute("COMMIT")
+        except Exception as exc:  # refused while being sent (a value psycopg cannot send, say)
+            self._abandon()
+            if is_outage(exc, self.conn):
+                raise _Outage(str(exc)) from exc
+            self._rollback()
+            log.warning("batch refused (%s: %s); applying it again", type(exc).__name__, str(exc).strip())
+            self._write(batch)
 
     def _confirm(self) -> None:
         """Wait for the batch in flight; if the server refused it, apply it again the careful way."""
@@ -286,12 +294,17 @@ class Projector:
         except Exception as exc:
             if is_outage(exc, self.conn):
                 raise _Outage(str(exc)) from exc
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             if getattr(exc, "sqlstate", None) != EXPECT_FRESH_SQLSTATE:
                 log.warning("batch failed (%s: %s); applying it again", type(exc).__name__, str(exc).strip())
             self._write(batch)
             return
         self._done(batch, [e for _, e in batch.events], [])
+
+    def _rollback(self) -> None:
+        """End a transaction the server or the client aborted."""
+        if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            self.conn.execute("ROLLBACK")
 
     def _abandon(self) -> None:
         """Forget the batch in flight (its outcome is read back from the stored positions)."""

@@ -71,8 +71,11 @@ def test_bad_events_are_dead_lettered_and_the_rest_is_projected(kafka_bootstrap,
     bad_edges = Event("TaskFinished", app, {**next(e for e in good if e.event_type == "TaskFinished").payload,
                                             "emitted_task_ids": [str(uuid.uuid4())], "emitted_modules": []},
                       module="calc", task_id=str(uuid.uuid4()), attempt=1)
+    nul_body = Event("TaskCreated", app, {"body": "a\x00b", "headers": {}, "parent_task_id": None, "not_before": None,
+                                          "topic": "t"}, module="calc", task_id=str(uuid.uuid4()), attempt=1)
     raw = [codec.encode(e) for e in good]
-    raw[10:10] = [b"not avro at all", codec.header + b"\xff\xff\xff", codec.encode(bad_task), codec.encode(bad_edges)]
+    raw[10:10] = [b"not avro at all", codec.header + b"\xff\xff\xff", codec.encode(bad_task), codec.encode(bad_edges),
+                  codec.encode(nul_body)]
     ensure_topics(AdminClient(admin_config(kafka_bootstrap)), {topic: 1})
     producer = Producer(producer_config(kafka_bootstrap))
     for value in raw:
@@ -89,25 +92,26 @@ def test_bad_events_are_dead_lettered_and_the_rest_is_projected(kafka_bootstrap,
         undecodable_before = _metric(port, "scalebox_projector_dead_letters_total", '{reason="undecodable"}')
         unprojectable_before = _metric(port, "scalebox_projector_dead_letters_total", '{reason="unprojectable"}')
         stats = projector.run(until_caught_up=True, install_signals=False)
-        assert stats.dead_letters == 4
+        assert stats.dead_letters == 5
         assert stats.applied == len(good)
         with psycopg.connect(dsn) as conn:
             reasons = [r for (r,) in conn.execute('SELECT reason FROM dead_letters ORDER BY "offset"')]
             n_events = conn.execute("SELECT count(*) FROM applied_events").fetchone()[0]
             statuses = dict(conn.execute("SELECT status, count(*) FROM tasks GROUP BY status").fetchall())
-        assert [r.split(":")[0] for r in reasons] == ["undecodable", "undecodable", "unprojectable", "unprojectable"]
+        assert [r.split(":")[0] for r in reasons] == ["undecodable"] * 2 + ["unprojectable"] * 3
         assert "uuid" in reasons[2].lower() and "emitted" in reasons[3]
+        assert "0x00" in reasons[4] or "NUL" in reasons[4]
         assert n_events == len(good)
         assert set(statuses) <= {"succeeded", "failed"}, statuses
         assert _metric(port, "scalebox_projector_dead_letters_total", '{reason="undecodable"}') \
             == undecodable_before + 2
         assert _metric(port, "scalebox_projector_dead_letters_total", '{reason="unprojectable"}') \
-            == unprojectable_before + 2
+            == unprojectable_before + 3
         assert _metric(port, "scalebox_projector_events_total", '{event_type="TaskFinished"}') > 0
     finally:
         verify.drop_database(pg_dsn, db)
 
     dead = _dlq_records(kafka_bootstrap, dlq_start, topic)
-    assert sorted(int(h["source_offset"]) for h in dead) == [10, 11, 12, 13]
+    assert sorted(int(h["source_offset"]) for h in dead) == [10, 11, 12, 13, 14]
     assert all(h["error"] and h["consumer"] == "projector" and h["source_partition"] == "0" for h in dead)
-    assert sorted(h["kind"] for h in dead) == ["undecodable", "undecodable", "unprojectable", "unprojectable"]
+    assert sorted(h["kind"] for h in dead) == ["undecodable"] * 2 + ["unprojectable"] * 3

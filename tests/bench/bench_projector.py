@@ -1,0 +1,115 @@
+"""Projector throughput: replay a synthetic log into fresh databases at batch sizes 1, 100 and 1000.
+
+    python tests/bench/bench_projector.py [--events N] [--prefix N] [--smoke] [--kafka ...] [--pg ...]
+
+Writes about N realistic events (task lifecycles with children, retries and ~200-byte stdout) to a fresh
+topic, then projects them into a fresh database per batch size and prints events/s and the ratio to batch
+size 1 (the in-run baseline). Batch size 1 runs over the first `--prefix` events only (it is slow); the
+output says so. Every run's tables are digested: the projection must not depend on the batch size.
+Not collected by pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+
+import psycopg
+
+from scalebox_stream.projector import verify, workload
+from scalebox_stream.projector.service import Projector
+
+SIZES = (1, 100, 1000)
+
+
+@dataclass
+class Result:
+    """One replay."""
+
+    batch_size: int
+    events: int
+    seconds: float
+    rate: float
+    digests: dict[str, tuple[int, str]]
+
+
+def replay(bootstrap: str, pg: str, topic: str, batch_size: int, tag: str) -> Result:
+    """Project `topic` into a fresh database with `batch_size`; drop the database afterwards."""
+    name = f"bench_{tag}_{batch_size}"
+    dsn = verify.create_database(pg, name)
+    try:
+        projector = Projector(bootstrap, dsn, batch_size=batch_size, group=f"sbx.bench.{tag}.{batch_size}",
+                              topic=topic)
+        stats = projector.run(until_caught_up=True, install_signals=False)
+        with psycopg.connect(dsn) as conn:
+            digests = verify.table_digests(conn)
+    finally:
+        verify.drop_database(pg, name)
+    seconds = (stats.last_batch_at or 0) - (stats.first_batch_at or 0)
+    return Result(batch_size, stats.events, seconds, stats.rate(), digests)
+
+
+def compare(results: list[Result]) -> list[str]:
+    """Tables whose digests differ between runs over the same events (without the offsets table)."""
+    by_events: dict[int, list[Result]] = {}
+    for r in results:
+        by_events.setdefault(r.events, []).append(r)
+    bad = []
+    for group in by_events.values():
+        for r in group[1:]:
+            for table, digest in r.digests.items():
+                if table != "projector_offsets" and digest != group[0].digests[table]:
+                    bad.append(f"{table} (batch {r.batch_size} vs {group[0].batch_size})")
+    return bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--prefix", type=int, default=5_000, help="events replayed at batch size 1")
+    parser.add_argument("--smoke", action="store_true", help="~5k events, every batch size on all of them")
+    parser.add_argument("--kafka", default=os.environ.get("SCALEBOX_KAFKA", "127.0.0.1:19092"))
+    parser.add_argument("--pg", default=os.environ.get("SCALEBOX_PG", "postgresql://postgres@127.0.0.1:15432/scalebox"))
+    parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    args = parser.parse_args(argv)
+    n_events, prefix = (5_000, 5_000) if args.smoke else (args.events, min(args.prefix, args.events))
+    tag = uuid.uuid4().hex[:8]
+    events = list(workload.generate(n_events, app=f"bench-{tag}"))
+    if args.smoke:
+        prefix = len(events)
+    full, head = f"sbx.bench.{tag}.full", f"sbx.bench.{tag}.prefix"
+    started = time.monotonic()
+    workload.produce(args.kafka, full, events)
+    if prefix < len(events):
+        workload.produce(args.kafka, head, events[:prefix])
+    print(f"wrote {len(events)} events to {full} in {time.monotonic() - started:.1f}s"
+          + (f" (and the first {prefix} to {head})" if prefix < len(events) else ""), flush=True)
+    results = []
+    for size in SIZES:
+        topic = head if size == 1 and prefix < len(events) else full
+        r = replay(args.kafka, args.pg, topic, size, tag)
+        results.append(r)
+        print(f"batch {size:>5}: {r.events:>7} events in {r.seconds:7.2f}s = {r.rate:9.0f} events/s", flush=True)
+    base = results[0].rate or 1.0
+    print("\nbatch size | events | events/s | ratio to batch 1")
+    for r in results:
+        note = " (prefix)" if r.batch_size == 1 and r.events < len(events) else ""
+        print(f"{r.batch_size:>10} | {r.events:>6}{note} | {r.rate:>8.0f} | {r.rate / base:6.1f}x")
+    counts = {r.batch_size: {t: d[0] for t, d in r.digests.items()} for r in results}
+    differing = compare(results)
+    if args.json:
+        print(json.dumps({"rates": {r.batch_size: r.rate for r in results}, "counts": counts}))
+    if differing:
+        print("PROJECTIONS DIFFER: " + ", ".join(differing), file=sys.stderr)
+        return 1
+    print("projections identical across batch sizes (same events)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

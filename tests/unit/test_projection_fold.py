@@ -1,0 +1,139 @@
+"""The fold's rules: ranks, and the batch size (how the log is cut) never changing the combined effect."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+import pytest
+
+from scalebox_stream.events import Event
+from scalebox_stream.projector.apply import run_params, task_params
+from scalebox_stream.projector.fold import (
+    TERMINAL_RANK,
+    Fold,
+    RunDelta,
+    TaskDelta,
+    fold,
+    task_rank,
+)
+from scalebox_stream.projector.workload import generate
+
+
+def test_ranks_order_attempts_then_stages_and_terminal_beats_all():
+    assert task_rank(0, "created") == task_rank(1, "created") == 10
+    assert task_rank(1, "created") < task_rank(1, "accepted") < task_rank(1, "running") < task_rank(1, "retrying")
+    assert task_rank(1, "retrying") < task_rank(2, "created") < task_rank(2, "accepted")
+    assert task_rank(10**6, "retrying") < TERMINAL_RANK
+
+
+def _merge_task(old: TaskDelta, new: TaskDelta) -> TaskDelta:
+    """The SQL merge of `apply._TASK_MERGE`, written in Python (old = the stored row)."""
+    take_result = new.result_attempt is not None and new.result_attempt >= old.attempts
+    newer = new.rank is not None and (old.rank is None or new.rank > old.rank)
+    return dataclasses.replace(
+        old, creates=old.creates or new.creates,
+        body=old.body if old.body is not None else new.body,
+        headers=new.headers if old.body is None and new.body is not None else old.headers,
+        parent=old.parent or new.parent,
+        created_at=min(x for x in (old.created_at, new.created_at) if x is not None)
+        if (old.created_at, new.created_at) != (None, None) else None,
+        status=new.status if newer else old.status, rank=new.rank if newer else old.rank,
+        finished_at=new.finished_at if newer else old.finished_at, attempts=max(old.attempts, new.attempts),
+        result_attempt=new.result_attempt if take_result else old.result_attempt,
+        exit_code=new.exit_code if take_result else old.exit_code, host=new.host if take_result else old.host,
+        custom_out=new.custom_out if take_result else old.custom_out)
+
+
+def _visible(d: TaskDelta) -> tuple:
+    """The columns a `tasks` row keeps (not the fold's bookkeeping)."""
+    return (d.body, d.headers, d.parent, d.created_at, d.status, d.rank, d.finished_at, d.attempts, d.exit_code,
+            d.host, d.custom_out)
+
+
+@pytest.mark.parametrize("cut", [1, 2, 7, 50])
+def test_folding_in_pieces_then_merging_equals_folding_at_once(cut):
+    events = list(generate(600, seed=3))
+    whole = fold(events)
+    merged: dict[str, TaskDelta] = {}
+    for start in range(0, len(events), cut):
+        for task_id, delta in fold(events[start:start + cut]).tasks.items():
+            merged[task_id] = _merge_task(merged[task_id], delta) if task_id in merged else delta
+    assert {k: _visible(v) for k, v in merged.items()} == {k: _visible(v) for k, v in whole.tasks.items()}
+
+
+def _ev(kind: str, task: str, attempt: int, at: int, **payload) -> Event:
+    return Event(kind, "app", payload, module="m", task_id=task, attempt=attempt, host="h", occurred_at=at)
+
+
+def _finished(task: str, attempt: int, at: int, exit_code: int, children: list[str] = ()) -> Event:
+    p = {k: None for k in ("image", "container_id", "signal", "error", "message_text", "status_code", "input_bytes",
+                           "output_bytes", "read_bytes", "write_bytes", "cpu_user_s", "cpu_system_s",
+                           "peak_memory_bytes")}
+    p.update(agent="a", slot=0, executor="process", outcome="succeeded" if exit_code == 0 else "failed",
+             exit_code=exit_code, timed_out=False, stdout="o", stderr="", custom_out=f"c{attempt}", stdout_bytes=1,
+             stderr_bytes=0, started_at=at - 1, finished_at=at, user_timestamps=[],
+             emitted_task_ids=list(children), emitted_modules=["calc"] * len(children))
+    return _ev("TaskFinished", task, attempt, at, **p)
+
+
+def test_a_retried_task_folds_to_its_last_attempt():
+    t = str(uuid.uuid4())
+    f = fold([
+        _ev("TaskCreated", t, 1, 1, body="b", headers={"k": "v"}, parent_task_id=None, not_before=None, topic="x"),
+        _ev("TaskAccepted", t, 1, 2, agent="a", slot=1, topic="x", partition=0, offset=0),
+        _finished(t, 1, 3, 1),
+        _ev("TaskRetryScheduled", t, 1, 4, rule="1:2", delay_s=0.0, next_attempt=2),
+        _ev("TaskAccepted", t, 2, 5, agent="a", slot=0, topic="x", partition=0, offset=1),
+        _finished(t, 2, 6, 0),
+        _ev("TaskSucceeded", t, 2, 7, attempts=2),
+    ])
+    task = f.tasks[t]
+    assert (task.status, task.rank, task.attempts, task.exit_code, task.custom_out, task.finished_at) == (
+        "succeeded", TERMINAL_RANK, 2, 0, "c2", 7)
+    assert task.creates and task.body == "b" and task.headers == '{"k": "v"}' and task.created_at == 1
+    first, second = f.runs[(t, 1)], f.runs[(t, 2)]
+    assert (first.status, first.rank, first.retry_rule, first.slot) == ("failed", 3, "1:2", 0)  # the finisher
+    assert (second.status, second.creates, second.created_at, second.accepted_at) == ("succeeded", True, None, 5)
+
+
+def test_a_late_result_of_an_earlier_attempt_does_not_replace_the_later_one():
+    t = str(uuid.uuid4())
+    f = Fold()
+    for e in (_ev("TaskAccepted", t, 2, 1, agent="a", slot=0, topic="x", partition=0, offset=0), _finished(t, 1, 2, 9)):
+        f.add(e)
+    assert f.tasks[t].exit_code is None and f.tasks[t].attempts == 2
+    assert not f.tasks[t].creates  # status events alone never insert a task row
+
+
+def test_children_get_edges_and_placeholders():
+    parent, child = str(uuid.uuid4()), str(uuid.uuid4())
+    f = fold([_finished(parent, 1, 5, 0, [child])])
+    assert f.edges == {(parent, child): ("calc", 0)}
+    placeholder = f.tasks[child]
+    assert (placeholder.creates, placeholder.parent, placeholder.module, placeholder.status) == (
+        True, parent, "calc", "created")
+
+
+def test_inconsistent_emitted_lists_are_refused():
+    bad = _finished(str(uuid.uuid4()), 1, 5, 0, [str(uuid.uuid4())])
+    bad.payload["emitted_modules"] = []
+    with pytest.raises(ValueError, match="emitted"):
+        fold([bad])
+
+
+def test_params_are_one_array_per_column_of_equal_length():
+    f = fold(list(generate(300, seed=5)))
+    for params in (task_params(f), run_params(f)):
+        assert len({len(column) for column in params}) == 1
+    assert len(task_params(f)) == len(dataclasses.fields(TaskDelta))
+    assert len(run_params(f)[0]) == len(f.runs) and isinstance(f.runs[next(iter(f.runs))], RunDelta)
+
+
+def test_two_spellings_of_a_task_id_fold_into_one_row():
+    t = str(uuid.uuid4())
+    f = fold([_ev("TaskAccepted", t, 1, 1, agent="a", slot=0, topic="x", partition=0, offset=0),
+              _ev("TaskStarted", t.upper(), 1, 2, agent="a", slot=0, executor="process", image=None,
+                  container_id=None, started_at=2)])
+    assert list(f.tasks) == [t] and list(f.runs) == [(t, 1)]
+    assert fold([_ev("TaskSucceeded", "not-a-uuid", 1, 1, attempts=1)]).tasks["not-a-uuid"].status == "succeeded"
