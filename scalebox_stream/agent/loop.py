@@ -31,6 +31,7 @@ from scalebox_stream.agent.offsets import PartitionTracker, parse_metadata
 from scalebox_stream.agent.task_runner import AttemptReport, OutMessage, TaskMessage, TaskRunner
 from scalebox_stream.events import DecodeError, Event, EventCodec, now_us
 from scalebox_stream.executors import make_executor
+from scalebox_stream.kafka.backlog import BacklogWatcher
 from scalebox_stream.kafka.config import admin_config, consumer_config, producer_config
 from scalebox_stream.kafka.control import Command, CommandListener, send_command
 from scalebox_stream.kafka.membership import HostDirectory
@@ -96,7 +97,7 @@ class Agent:
         self.consumer = Consumer(consumer_config(
             bootstrap, module_group(spec.name, identity.module),
             **{"client.id": identity.agent_id, "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000,
-               "topic.metadata.refresh.interval.ms": 5000,
+               "topic.metadata.refresh.interval.ms": 5000, "enable.partition.eof": True,
                **options.consumer_overrides}))
         self.producer = self._new_producer()
         self.slots = ThreadPoolExecutor(max_workers=options.slots, thread_name_prefix="slot")
@@ -107,6 +108,7 @@ class Agent:
         self._waiting: deque[TaskMessage] = deque()
         self._delayed: list[tuple[int, int, TaskMessage]] = []
         self._in_flight = 0
+        self._offsets_dirty = False
         self._paused = False
         self._stop = threading.Event()
         self._abandon = False
@@ -121,6 +123,9 @@ class Agent:
                                                  "HOST_NAME": identity.host, **self.module.environments}, locks)
         self._refused: queue.SimpleQueue[tuple[TaskMessage, str]] = queue.SimpleQueue()
         self._started: queue.SimpleQueue[TaskMessage] = queue.SimpleQueue()
+        bounds = {m: spec.modules[m].max_backlog for m in spec.sinks_of(self.module.name)
+                  if spec.modules[m].max_backlog}
+        self.downstream = BacklogWatcher(bootstrap, spec.name, bounds)
 
     def _new_producer(self) -> Producer:
         producer = Producer(producer_config(self.bootstrap, transactional_id=f"sbx-agent-{self.identity.agent_id}"))
@@ -152,6 +157,7 @@ class Agent:
             self._publish()
             self.consumer.close()
             self.commands.close()
+            self.downstream.close()
             self.slots.shutdown(wait=False, cancel_futures=True)
             self.executor.close()
             log.info("agent %s stopped", self.identity.agent_id)
@@ -216,7 +222,7 @@ class Agent:
 
     def _pause_or_resume(self) -> None:
         full = (self._in_flight + len(self._waiting) >= self.options.slots or len(self._delayed) >= MAX_DELAYED
-                or self.suspended)
+                or self.suspended or self._blocked_downstream())
         if full and not self._paused:
             self.consumer.pause(self.consumer.assignment())
             self._paused = True
@@ -231,6 +237,8 @@ class Agent:
         if error is not None:
             if error.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error: %s", error)
+            elif (tracker := self._trackers.get((message.topic(), message.partition()))) is not None:
+                self._offsets_dirty |= tracker.reached_end(message.offset())
             return
         tracker = self._trackers.get((message.topic(), message.partition()))
         if tracker is None or tracker.is_done(message.offset()):
@@ -295,8 +303,13 @@ class Agent:
         while self._delayed and self._delayed[0][0] <= now:
             self._waiting.append(heapq.heappop(self._delayed)[2])
 
+    def _blocked_downstream(self) -> bool:
+        """Backpressure: a module this one feeds has more tasks waiting than its `max_backlog`."""
+        return self.downstream.over_bound() is not None
+
     def _start_waiting(self) -> None:
-        while self._waiting and self._free_slots and not self._stop.is_set() and not self.suspended:
+        while (self._waiting and self._free_slots and not self._stop.is_set() and not self.suspended
+               and not self._blocked_downstream()):
             task = self._waiting.popleft()
             slot = self._free_slots.popleft()
             self._in_flight += 1
@@ -305,6 +318,7 @@ class Agent:
                     "agent": self.identity.agent_id, "slot": slot, "topic": task.topic,
                     "partition": task.partition, "offset": task.offset})
                 self._outbox.put(self.runner.to_events(accepted))
+            self.downstream.note_started()
             self.slots.submit(self._run_in_slot, task, slot)
 
     def _run_in_slot(self, task: TaskMessage, slot: int) -> None:
@@ -350,8 +364,9 @@ class Agent:
         records: list[OutMessage] = []
         while not self._outbox.empty():
             records.append(self._outbox.get())
-        if not finished and not records:
+        if not finished and not records and not self._offsets_dirty:
             return
+        self._offsets_dirty = False
         try:
             self._transact(records + [r for d in finished for r in d.records], finished)
         except KafkaException as exc:

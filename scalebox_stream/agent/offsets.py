@@ -29,6 +29,7 @@ class PartitionTracker:
     def __init__(self, start: int, previous: PartitionState | None = None) -> None:
         previous = previous or PartitionState()
         self.watermark = start
+        self._next_expected = start
         self._in_flight: set[int] = set()
         self._running: dict[int, int] = {}
         self._done: set[int] = {o for o in previous.done if o >= start}
@@ -44,9 +45,28 @@ class PartitionTracker:
         return self._lost.get(offset)
 
     def start(self, offset: int) -> None:
-        """The task at `offset` was received; it holds the watermark back until it finishes."""
+        """The task at `offset` was received; it holds the watermark back until it finishes.
+
+        Offsets skipped on the way (transaction markers, aborted records: never delivered) count as done.
+        """
+        if offset > self._next_expected:
+            self._done.update(o for o in range(self._next_expected, offset) if o not in self._in_flight)
+        self._next_expected = max(self._next_expected, offset + 1)
         self._in_flight.add(offset)
         self._lost.pop(offset, None)
+        self._advance()
+
+    def reached_end(self, end: int) -> bool:
+        """The consumer reached the partition's end at `end`: offsets not delivered before it are done.
+
+        Returns True if the watermark moved (a commit would tell the group something new).
+        """
+        before = self.watermark
+        if end > self._next_expected:
+            self._done.update(o for o in range(self._next_expected, end) if o not in self._in_flight)
+            self._next_expected = end
+        self._advance()
+        return self.watermark != before
 
     def mark_running(self, offset: int, attempt: int) -> None:
         """`attempt` of the task at `offset` started running: if this agent dies, it was lost."""

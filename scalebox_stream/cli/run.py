@@ -11,12 +11,14 @@ from confluent_kafka import Producer
 from rich.console import Console
 
 from scalebox_stream.cli.common import KafkaOption, PgOption, connections, fail
+from scalebox_stream.cli.task import parse_headers
 from scalebox_stream.events import Event, EventCodec
 from scalebox_stream.kafka.config import producer_config
-from scalebox_stream.kafka.task_publisher import flush_or_fail, publish_task
+from scalebox_stream.kafka.task_publisher import flush_or_fail
 from scalebox_stream.kafka.topics import EVENTS_TOPIC
 from scalebox_stream.launch.children import Children
 from scalebox_stream.launch.deploy import deploy
+from scalebox_stream.launch.feed import feed
 from scalebox_stream.launch.progress import table, wait_for_run
 from scalebox_stream.spec import SpecError, load_app
 from scalebox_stream.spec.model import AppSpec
@@ -38,6 +40,7 @@ def run(
     bodies: list[str] = typer.Argument(None, help="Start task bodies ('-' reads lines from stdin)."),
     module: str | None = typer.Option(None, "--module", "-m", help="Module that receives the bodies."),
     env_file: list[Path] = typer.Option([], "--env-file", "-e", help="Extra env files for ${VAR} templating."),
+    header: list[str] = typer.Option([], "--header", "-H", help="Header key=value for the start tasks."),
     timeout: float | None = typer.Option(None, "--timeout", help="Give up after this many seconds."),
     kafka: str | None = KafkaOption,
     pg: str | None = PgOption,
@@ -69,8 +72,7 @@ def run(
                                              "--app-file", str(app_file), *sum((["-e", str(e)] for e in env_file), []),
                                              "--slots", str(m.slots)])
         producer, codec = Producer(producer_config(conns.kafka)), EventCodec()
-        roots = [publish_task(producer, codec, spec.name, target, body) for target, body in sends]
-        flush_or_fail(producer)
+        roots = feed(spec, sends, producer, conns.kafka, parse_headers(header))
         console.print(f"[bold]{spec.name}[/]: sent {len(roots)} task(s); agents and projector logs in "
                       f"{children.log_dir}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -31,6 +32,14 @@ class Child:
             return ""
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the parent dies, so a killed `scalebox run` leaves no agents behind."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Children:
     """Starts `scalebox` subcommands as children and stops them all together."""
 
@@ -46,7 +55,7 @@ class Children:
         with open(log_path, "ab") as log:
             process = subprocess.Popen([sys.executable, "-m", "scalebox_stream.cli.main", *args],
                                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                       env=self.env, start_new_session=True)
+                                       env=self.env, start_new_session=True, preexec_fn=_die_with_parent)
         child = Child(name, process, log_path)
         self.children.append(child)
         return child

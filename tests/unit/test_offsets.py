@@ -48,3 +48,32 @@ def test_unknown_or_damaged_metadata_is_ignored():
     assert parse_metadata(5, "sbx2:1,x;") == PartitionState()
     assert parse_metadata(5, None) == PartitionState()
     assert parse_metadata(5, "sbx2:;0@2") == PartitionState(running={5: 2})
+
+
+def test_offsets_never_delivered_do_not_hold_the_watermark():
+    """Transaction markers take offsets that a read-committed consumer never sees."""
+    t = PartitionTracker(0)
+    t.start(0)
+    t.finish(0)
+    t.start(2)  # offset 1 is a commit marker
+    assert t.watermark == 2
+    t.start(5)  # 3 and 4: marker and an aborted record
+    t.finish(5)
+    assert t.watermark == 2
+    t.finish(2)
+    assert t.watermark == 6
+    assert t.metadata() == ""
+
+
+def test_reaching_the_end_moves_past_a_trailing_marker():
+    t = PartitionTracker(0)
+    t.start(0)
+    t.finish(0)
+    assert t.watermark == 1
+    assert t.reached_end(2) is True  # offset 1 was the commit marker
+    assert t.watermark == 2
+    assert t.reached_end(2) is False
+    t.start(3)
+    assert t.reached_end(5) is False, "offset 3 is still running"
+    t.finish(3)
+    assert t.watermark == 5
