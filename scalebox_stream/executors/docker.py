@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,27 +15,22 @@ import requests.exceptions
 from docker.models.containers import Container
 
 from scalebox_stream.executors.base import TIMEOUT_EXIT_CODE, ExecRequest, ExecResult, StartedCallback
-from scalebox_stream.executors.process import (
-    DEFAULT_MAX_OUTPUT_BYTES,
-    EXECUTOR_ERROR_EXIT_CODE,
-    OutputCapture,
-    now_us,
+from scalebox_stream.executors.docker_common import (
+    CGROUP_V1_ROOT,
+    CONTAINER_WORK_DIR,
+    MANAGED_LABEL,
+    VALID_NAME,
+    Usage,
+    apply_usage,
+    error_result,
+    explain,
+    sum_blkio,
 )
+from scalebox_stream.executors.process import DEFAULT_MAX_OUTPUT_BYTES, OutputCapture, now_us
 
-MANAGED_LABEL = "scalebox.managed"
-CONTAINER_WORK_DIR = "/work"
-CGROUP_V1_ROOT = Path("/sys/fs/cgroup")
+__all__ = ["CONTAINER_WORK_DIR", "MANAGED_LABEL", "VALID_NAME", "DockerExecutor", "reap_orphans"]
+
 CGROUP_PARENT = "scalebox"
-VALID_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")  # Docker's rule for container names
-
-
-@dataclass
-class _Usage:
-    cpu_user_s: float | None = None
-    cpu_system_s: float | None = None
-    peak_memory_bytes: int | None = None
-    read_bytes: int | None = None
-    write_bytes: int | None = None
 
 
 class _TaskCgroup:
@@ -62,8 +55,8 @@ class _TaskCgroup:
         except OSError:
             return None
 
-    def usage(self) -> _Usage:
-        u = _Usage()
+    def usage(self) -> Usage:
+        u = Usage()
         user, system = self._read("cpuacct", "cpuacct.usage_user"), self._read("cpuacct", "cpuacct.usage_sys")
         if user is not None and system is not None:
             u.cpu_user_s, u.cpu_system_s = int(user) / 1e9, int(system) / 1e9
@@ -72,7 +65,7 @@ class _TaskCgroup:
             u.peak_memory_bytes = int(peak)
         blkio = self._read("blkio", "blkio.throttle.io_service_bytes_recursive")
         if blkio is not None:
-            u.read_bytes, u.write_bytes = _sum_blkio(blkio, "Read"), _sum_blkio(blkio, "Write")
+            u.read_bytes, u.write_bytes = sum_blkio(blkio, "Read"), sum_blkio(blkio, "Write")
         return u
 
     def remove(self) -> None:
@@ -80,10 +73,6 @@ class _TaskCgroup:
         for d in self.root.glob(f"*/{self.rel}"):
             with contextlib.suppress(OSError):
                 d.rmdir()
-
-
-def _sum_blkio(text: str, op: str) -> int:
-    return sum(int(p[2]) for line in text.splitlines() if len(p := line.split()) == 3 and p[1] == op)
 
 
 class DockerExecutor:
@@ -140,12 +129,12 @@ class DockerExecutor:
             result = self._collect(container, code, timed_out, started, now_us(),
                                    max(self.max_output_bytes, 2 * (request.keep_output_bytes or 0)))
             if use_cgroups:
-                _apply_usage(result, cgroup.usage())
+                apply_usage(result, cgroup.usage())
             return result
         except docker.errors.ImageNotFound as e:
-            return _error(f"image not found: {request.image}: {_explain(e)}", started, container)
+            return _error(f"image not found: {request.image}: {explain(e)}", started, container)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-            return _error(f"docker: {_explain(e)}", started, container)
+            return _error(f"docker: {explain(e)}", started, container)
         finally:
             if container is not None:
                 self._active.pop(container.id, None)
@@ -263,25 +252,5 @@ def reap_orphans(labels: dict[str, str], client: docker.DockerClient | None = No
     return removed
 
 
-def _apply_usage(result: ExecResult, usage: _Usage) -> None:
-    result.cpu_user_s = usage.cpu_user_s
-    result.cpu_system_s = usage.cpu_system_s
-    result.peak_memory_bytes = usage.peak_memory_bytes
-    result.read_bytes = usage.read_bytes
-    result.write_bytes = usage.write_bytes
-
-
-def _explain(e: Exception) -> str:
-    if isinstance(e, docker.errors.APIError) and e.explanation:
-        return str(e.explanation)
-    return str(e) or type(e).__name__
-
-
 def _error(message: str, started: int, container: Container | None) -> ExecResult:
-    return ExecResult(
-        exit_code=EXECUTOR_ERROR_EXIT_CODE,
-        error=message,
-        started_at_us=started,
-        finished_at_us=now_us(),
-        container_id=container.id if container is not None else None,
-    )
+    return error_result(message, started, container.id if container is not None else None)

@@ -26,6 +26,10 @@ Flow-control and placement keys:
 | `max_backlog` | producers of this module's tasks slow down while more than this many wait |
 | `host_wait_seconds` | HOST-BOUND: how long a task waits for an agent of its host (default 30) |
 | `on_missing_host` | HOST-BOUND: then `fail` (default) or `reroute` to any host |
+
+`container_mode` (docker only): `task` (default) runs one container per attempt; `slot` keeps one
+long-lived container per agent slot that runs the slot's tasks one after another (`setup.sh` once when
+it starts, `teardown.sh` once when the agent stops).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from .retry_spec import RetrySpec, build_retry_policy
 
 Executor = Literal["docker", "podman", "apptainer", "process"]
 CONTAINER_EXECUTORS = ("docker", "podman", "apptainer")
+SLOT_MODE_EXECUTORS = ("docker",)
 DEFAULT_COMMAND = "/app/bin/run.sh"
 DEFAULT_OUTPUT_TEXT_SIZE = 65536
 MAX_OUTPUT_TEXT_SIZE = 1 << 30
@@ -111,6 +116,7 @@ class ModuleSpec(BaseModel):
     max_backlog: int | None = Field(default=None, ge=1)
     host_wait_seconds: float = Field(default=30.0, ge=0)
     on_missing_host: Literal["fail", "reroute"] = "fail"
+    container_mode: Literal["task", "slot"] = "task"
 
     @field_validator("check", mode="before")
     @classmethod
@@ -359,6 +365,11 @@ class ModuleSpec(BaseModel):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("container_mode", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("pod_id", mode="before")
     @classmethod
     def _pod_id(cls, value: Any) -> Any:
@@ -373,6 +384,9 @@ class ModuleSpec(BaseModel):
             if self.image:
                 raise FieldError.at(("command",), "the process executor needs a command")
             raise FieldError.at((), "a module needs an image or a command")
+        if self.container_mode == "slot" and self.executor not in SLOT_MODE_EXECUTORS:
+            raise FieldError.at(("container_mode",), f"container_mode 'slot' needs the docker executor "
+                                                      f"(this module uses the {self.executor} executor)")
         return self
 
     @model_validator(mode="after")

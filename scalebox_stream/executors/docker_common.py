@@ -1,0 +1,55 @@
+"""Helpers shared by the docker executors (one container per attempt, one per slot)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker.errors
+
+from scalebox_stream.executors.base import ExecResult
+from scalebox_stream.executors.process import EXECUTOR_ERROR_EXIT_CODE, now_us
+
+MANAGED_LABEL = "scalebox.managed"
+CONTAINER_WORK_DIR = "/work"
+CGROUP_V1_ROOT = Path("/sys/fs/cgroup")
+VALID_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")  # Docker's rule for container names
+
+
+@dataclass
+class Usage:
+    """Resource counters of a cgroup (None: not available)."""
+
+    cpu_user_s: float | None = None
+    cpu_system_s: float | None = None
+    peak_memory_bytes: int | None = None
+    read_bytes: int | None = None
+    write_bytes: int | None = None
+
+
+def sum_blkio(text: str, op: str) -> int:
+    """Total bytes of one operation (Read, Write) in a v1 `blkio.*io_service_bytes*` file."""
+    return sum(int(p[2]) for line in text.splitlines() if len(p := line.split()) == 3 and p[1] == op)
+
+
+def apply_usage(result: ExecResult, usage: Usage) -> None:
+    """Copies the counters onto a result."""
+    result.cpu_user_s = usage.cpu_user_s
+    result.cpu_system_s = usage.cpu_system_s
+    result.peak_memory_bytes = usage.peak_memory_bytes
+    result.read_bytes = usage.read_bytes
+    result.write_bytes = usage.write_bytes
+
+
+def explain(e: Exception) -> str:
+    """A Docker error as one line (the daemon's explanation when there is one)."""
+    if isinstance(e, docker.errors.APIError) and e.explanation:
+        return str(e.explanation)
+    return str(e) or type(e).__name__
+
+
+def error_result(message: str, started: int, container_id: str | None) -> ExecResult:
+    """An attempt the engine could not run: exit code 125 with `error` set."""
+    return ExecResult(exit_code=EXECUTOR_ERROR_EXIT_CODE, error=message, started_at_us=started,
+                      finished_at_us=now_us(), container_id=container_id)
