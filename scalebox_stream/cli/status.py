@@ -33,10 +33,13 @@ def _seconds(value: float | None) -> str:
 
 def status_table(rows: list[dict], title: str | None = None) -> Table:
     """A per-module table of task counts and queue-wait / run-time percentiles."""
-    table = Table("app", "module", *COLUMNS, "queue wait p50/p95/p99", "run time p50/p95/p99", title=title)
+    table = Table("app", "module", "state", *COLUMNS, "queue wait p50/p95/p99", "run time p50/p95/p99",
+                  title=title)
     for r in rows:
         timing = ["/".join(_seconds(r[name][p]) for p in PERCENTILES) for name in TIMINGS]
-        table.add_row(r.get("app", ""), r["module"], *(str(r[c]) for c in COLUMNS), *timing)
+        state = r.get("state", "active")
+        table.add_row(r.get("app", ""), r["module"], f"[red]{state}[/]" if state == "suspended" else state,
+                      *(str(r[c]) for c in COLUMNS), *timing)
     return table
 
 

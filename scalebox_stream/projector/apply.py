@@ -66,9 +66,10 @@ _RUN_MERGE = f"""
 WITH d AS (
     SELECT * FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::text[], %b::bool[], %b::text[], %b::text[],
                          %b::int[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::int[],
-                         %b::bigint[], %b::bigint[], %b::bigint[], %b::text[], %b::bool[], {_FIN_ARRAYS})
+                         %b::bigint[], %b::bigint[], %b::bigint[], %b::text[], %b::int[], %b::bool[], {_FIN_ARRAYS})
         AS d(task_id, attempt, app, module, creates, cluster, host, slot, agent, executor, image, container_id,
-             status, rank, created_at, accepted_at, started_at, retry_rule, fin, {", ".join(_FIN_COLUMNS)},
+             status, rank, created_at, accepted_at, started_at, retry_rule, admission_refusals, fin,
+             {", ".join(_FIN_COLUMNS)},
              finished_at, recorded_at)
 ), u AS (
     UPDATE task_runs r SET
@@ -82,6 +83,7 @@ WITH d AS (
         accepted_at = COALESCE({_ts("d.accepted_at")}, r.accepted_at),
         started_at = COALESCE(r.started_at, {_ts("d.started_at")}),
         retry_rule = COALESCE(d.retry_rule, r.retry_rule),
+        admission_refusals = COALESCE(d.admission_refusals, r.admission_refusals),
         {", ".join(f"{c} = CASE WHEN d.fin THEN d.{c} ELSE r.{c} END" for c in _FIN_COLUMNS)},
         finished_at = CASE WHEN d.fin THEN {_ts("d.finished_at")} ELSE r.finished_at END,
         recorded_at = CASE WHEN d.fin THEN {_ts("d.recorded_at")} ELSE r.recorded_at END
@@ -92,9 +94,10 @@ WITH d AS (
 ), ins AS (
     INSERT INTO task_runs (task_id, attempt, app, module, cluster, host, slot, agent, executor, image,
                            container_id, status, status_rank, created_at, accepted_at, started_at, retry_rule,
-                           {", ".join(_FIN_COLUMNS)}, finished_at, recorded_at)
+                           admission_refusals, {", ".join(_FIN_COLUMNS)}, finished_at, recorded_at)
     SELECT task_id, attempt, app, module, cluster, host, slot, agent, executor, image, container_id,
            status, rank, {_ts("created_at")}, {_ts("accepted_at")}, {_ts("started_at")}, retry_rule,
+           admission_refusals,
            {", ".join(_FIN_COLUMNS[:-1])}, COALESCE(user_timestamps, '[]'), {_ts("finished_at")},
            {_ts("recorded_at")}
     FROM new ON CONFLICT (task_id, attempt) DO NOTHING RETURNING 1
@@ -126,7 +129,15 @@ ON CONFLICT (app) DO UPDATE SET modules = EXCLUDED.modules, source = EXCLUDED.so
 
 _APP_FINISHED = "UPDATE apps SET finished_at = to_timestamp(%(at)s) WHERE app = %(app)s"
 
-_RARE = {"AgentLifecycle": _AGENT, "AppDeployed": _APP_DEPLOYED, "AppFinished": _APP_FINISHED}
+_MODULE_STATE = """
+INSERT INTO module_states (app, module, state, reason, agent, changed_at)
+VALUES (%(app)s, %(module)s, %(state)s, %(reason)s, %(agent)s, to_timestamp(%(at)s))
+ON CONFLICT (app, module) DO UPDATE SET state = EXCLUDED.state, reason = EXCLUDED.reason, agent = EXCLUDED.agent,
+    changed_at = EXCLUDED.changed_at WHERE module_states.changed_at <= EXCLUDED.changed_at
+"""
+
+_RARE = {"AgentLifecycle": _AGENT, "AppDeployed": _APP_DEPLOYED, "AppFinished": _APP_FINISHED,
+         "ModuleState": _MODULE_STATE}
 
 
 def _columns(rows: list[tuple]) -> list[list]:
@@ -148,7 +159,8 @@ def run_params(f: Fold) -> list[list]:
     """The `_RUN_MERGE` arrays of a fold."""
     return _columns([(r.task_id, r.attempt, r.app, r.module, r.creates, r.cluster, r.host, r.slot, r.agent,
                       r.executor, r.image, r.container_id, r.status, r.rank, r.created_at, r.accepted_at,
-                      r.started_at, r.retry_rule, r.finished is not None, *(r.finished or _NO_FINISH))
+                      r.started_at, r.retry_rule, r.admission_refusals, r.finished is not None,
+                      *(r.finished or _NO_FINISH))
                      for r in f.runs.values()])
 
 

@@ -27,7 +27,7 @@ FINISHED_FIELDS = (
     "stdout_bytes", "stderr_bytes", "status_code", "input_bytes", "output_bytes", "read_bytes", "write_bytes",
     "cpu_user_s", "cpu_system_s", "peak_memory_bytes",
 )
-RARE_TYPES = frozenset({"AgentLifecycle", "AppDeployed", "AppFinished"})
+RARE_TYPES = frozenset({"AgentLifecycle", "AppDeployed", "AppFinished", "ModuleState"})
 
 
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -105,6 +105,7 @@ class RunDelta:
     started_at: int | None = None  # first non-null
     finished: tuple | None = None  # FINISHED_FIELDS + user_timestamps, finished_at, recorded_at: last wins
     retry_rule: str | None = None  # last non-null
+    admission_refusals: int | None = None  # last non-null
 
     def set_status(self, status: str, rank: int) -> None:
         """Move to `status` unless a higher rank is already known."""
@@ -192,6 +193,7 @@ def _started(f: Fold, e: Event) -> None:
     r.set_engine(p["executor"], p["image"], p["container_id"])
     if r.started_at is None:
         r.started_at = p["started_at"]
+    r.admission_refusals = p.get("admission_refusals", 0)
     r.set_status("running", RUN_RANK["running"])
     _task_progress(f, e, "running")
 
@@ -203,8 +205,9 @@ def _finished(f: Fold, e: Event) -> None:
         raise ValueError(f"TaskFinished {e.event_id}: {len(children)} emitted task ids but {len(modules)} modules")
     r = f.run(e)
     r.creates = True
-    r.set_identity(e, p["slot"], p["agent"])
-    r.set_engine(p["executor"], p["image"], p["container_id"])
+    if p["outcome"] != "lost":  # a lost attempt is reported by another agent: keep where it ran
+        r.set_identity(e, p["slot"], p["agent"])
+        r.set_engine(p["executor"], p["image"], p["container_id"])
     if r.started_at is None:
         r.started_at = p["started_at"]
     r.set_status(p["outcome"], RUN_RANK["ended"])

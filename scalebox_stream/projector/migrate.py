@@ -8,7 +8,7 @@ import psycopg
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 PROJECTION_TABLES = ("apps", "tasks", "task_runs", "task_edges", "agents", "applied_events",
-                     "projector_offsets", "dead_letters")
+                     "projector_offsets", "dead_letters", "module_states")
 _LOCK_KEY = 0x5CB0
 
 

@@ -40,13 +40,15 @@ def list_tasks(conn: psycopg.Connection, app: str | None = None, module: str | N
 
 def module_status(conn: psycopg.Connection, app: str | None = None) -> list[dict[str, Any]]:
     """Per app and module: tasks created, waiting, running, succeeded, failed; attempts."""
-    sql = """SELECT app, module, count(*) AS created,
-                    count(*) FILTER (WHERE status = ANY(%(waiting)s)) AS waiting,
-                    count(*) FILTER (WHERE status = ANY(%(running)s)) AS running,
-                    count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
-                    count(*) FILTER (WHERE status = 'failed') AS failed,
-                    coalesce(sum(attempts), 0) AS attempts
-             FROM tasks WHERE (%(app)s::text IS NULL OR app = %(app)s) GROUP BY app, module ORDER BY app, module"""
+    sql = """SELECT t.app, t.module, count(*) AS created,
+                    count(*) FILTER (WHERE t.status = ANY(%(waiting)s)) AS waiting,
+                    count(*) FILTER (WHERE t.status = ANY(%(running)s)) AS running,
+                    count(*) FILTER (WHERE t.status = 'succeeded') AS succeeded,
+                    count(*) FILTER (WHERE t.status = 'failed') AS failed,
+                    coalesce(sum(t.attempts), 0) AS attempts,
+                    coalesce(max(m.state), 'active') AS state, coalesce(max(m.reason), '') AS state_reason
+             FROM tasks t LEFT JOIN module_states m ON m.app = t.app AND m.module = t.module
+             WHERE (%(app)s::text IS NULL OR t.app = %(app)s) GROUP BY t.app, t.module ORDER BY t.app, t.module"""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(sql, {"app": app, "waiting": list(WAITING), "running": list(RUNNING)}).fetchall()
 

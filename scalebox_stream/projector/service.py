@@ -182,6 +182,11 @@ class Projector:
 
     def _recover(self) -> None:
         """Wait for PostgreSQL, reconnect if the connection is gone, and rewind to the stored positions."""
+        if not (self.conn.closed or self.conn.broken):
+            try:  # a transaction left aborted (by an error mid-pipeline) would refuse every statement
+                self._rollback()
+            except psycopg.Error:
+                self.conn.close()
         if self.conn.closed or self.conn.broken:
             self.conn.close()
             self.conn = self._connect(wait_s=-1)
