@@ -17,7 +17,7 @@ import queue
 import signal
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -55,6 +55,8 @@ LOST_EXIT_CODE = 123
 MAX_LOST_ATTEMPTS = 3
 """A task whose attempts are lost this many times (it may be killing its agents) fails."""
 MAX_DELAYED = 1000
+REVOKE_DRAIN_SECONDS = 10.0
+"""How long a rebalance waits for the running tasks of revoked partitions to finish and be committed."""
 
 
 @dataclass
@@ -123,6 +125,7 @@ class Agent:
                                                  "HOST_NAME": identity.host, **self.module.environments}, locks)
         self._refused: queue.SimpleQueue[tuple[TaskMessage, str]] = queue.SimpleQueue()
         self._started: queue.SimpleQueue[TaskMessage] = queue.SimpleQueue()
+        self._running_sources: Counter[tuple[str, int]] = Counter()
         bounds = {m: spec.modules[m].max_backlog for m in spec.sinks_of(self.module.name)
                   if spec.modules[m].max_backlog}
         self.downstream = BacklogWatcher(bootstrap, spec.name, bounds)
@@ -144,7 +147,7 @@ class Agent:
         signal.signal(signal.SIGINT, self.request_stop)
         ensure_topics(AdminClient(admin_config(self.bootstrap)), {self.topics[1]: HOST_TOPIC_PARTITIONS})
         self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_revoke)
+                                on_lost=self._on_lost)
         self._lifecycle("started")
         log.info("agent %s serving %s with %d %s slot(s)", self.identity.agent_id, " and ".join(self.topics),
                  self.options.slots, self.executor.name)
@@ -212,8 +215,24 @@ class Agent:
             consumer.pause(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Give partitions back: let their running tasks finish (within a budget) and commit, then let go."""
         log.info("partitions revoked: %s", [f"{tp.topic}[{tp.partition}]" for tp in partitions])
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        deadline = time.monotonic() + (0 if self._stop.is_set() else REVOKE_DRAIN_SECONDS)
         self._publish()
+        while any(self._running_sources[s] for s in revoked) and time.monotonic() < deadline:
+            time.sleep(0.02)
+            self._publish()
+        if any(self._running_sources[s] for s in revoked):
+            log.warning("tasks still running on revoked partitions: the next owner will run them again")
+        self._forget(partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions taken away without a revoke (session lost): nothing of theirs may be committed."""
+        log.warning("partitions lost: %s", [f"{tp.topic}[{tp.partition}]" for tp in partitions])
+        self._forget(partitions)
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._trackers.pop((tp.topic, tp.partition), None)
         self._waiting = deque(t for t in self._waiting if t.source in self._trackers)
@@ -295,6 +314,7 @@ class Agent:
         while not self._refused.empty():
             task, reason = self._refused.get()
             self._in_flight -= 1
+            self._running_sources[task.source] -= 1
             task = replace(task, refusals=task.refusals + 1)
             delay = recheck_delay(task.refusals)
             log.info("task %s not admitted (%s); re-check in %.1fs", task.event.task_id, reason, delay)
@@ -319,6 +339,7 @@ class Agent:
                     "partition": task.partition, "offset": task.offset})
                 self._outbox.put(self.runner.to_events(accepted))
             self.downstream.note_started()
+            self._running_sources[task.source] += 1
             self.slots.submit(self._run_in_slot, task, slot)
 
     def _run_in_slot(self, task: TaskMessage, slot: int) -> None:
@@ -361,6 +382,7 @@ class Agent:
             log.warning("dropping the report of %s@%d: the partition was revoked", done.source, done.offset)
             if done.ran_in_slot:
                 self._in_flight -= 1
+                self._running_sources[done.source] -= 1
         records: list[OutMessage] = []
         while not self._outbox.empty():
             records.append(self._outbox.get())
@@ -375,6 +397,7 @@ class Agent:
         for done in finished:
             if done.ran_in_slot:
                 self._in_flight -= 1
+                self._running_sources[done.source] -= 1
                 self._count_against_budget(done.outcome)
 
     # ----- error budget and commands -----------------------------------------------------------------

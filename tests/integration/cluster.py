@@ -80,6 +80,22 @@ class Cluster:
             time.sleep(0.1)
         raise TimeoutError(f"no rows for {sql!r} within {timeout_s}s")
 
+    def wait_for_members(self, module: str, count: int, timeout_s: float = 60.0) -> None:
+        """Wait until `count` agents of `module` hold partitions (the group is stable)."""
+        from confluent_kafka.admin import AdminClient
+
+        from scalebox_stream.kafka.topics import module_group
+
+        admin, group = AdminClient({"bootstrap.servers": self.kafka}), module_group(self.spec.name, module)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            description = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
+            if (str(description.state).endswith("STABLE")
+                    and sum(1 for m in description.members if m.assignment.topic_partitions) >= count):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"{count} agents of {module} did not join within {timeout_s}s")
+
     @staticmethod
     def kill(child: Child) -> None:
         """SIGKILL a child (no chance to clean up)."""

@@ -56,6 +56,7 @@ def test_max_tasks_per_host_is_shared_by_the_agents_of_a_host(tmp_path, kafka_bo
         c.start_projector()
         c.start_agent("busy", 2, "--host", "hx")
         c.start_agent("busy", 2, "--host", "hx")
+        c.wait_for_members("busy", 2)
         roots = c.send("busy", [f"t{i}" for i in range(6)])
         c.wait(roots, timeout_s=120)
         spans = c.query("SELECT r.started_at, r.finished_at FROM task_runs r JOIN tasks t USING (task_id) "
