@@ -43,6 +43,7 @@ from scalebox_stream.kafka.topics import (
     module_group,
     task_topic,
 )
+from scalebox_stream.kafka.transactions import TransactionalPublisher, TransactionHung
 from scalebox_stream.policy.admission import recheck_delay
 from scalebox_stream.policy.budget import ErrorBudget
 from scalebox_stream.spec.model import AppSpec
@@ -101,7 +102,7 @@ class Agent:
             **{"client.id": identity.agent_id, "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000,
                "topic.metadata.refresh.interval.ms": 5000, "enable.partition.eof": True,
                **options.consumer_overrides}))
-        self.producer = self._new_producer()
+        self.publisher = TransactionalPublisher(bootstrap, f"sbx-agent-{identity.agent_id}")
         self.slots = ThreadPoolExecutor(max_workers=options.slots, thread_name_prefix="slot")
         self._free_slots: deque[int] = deque(range(options.slots))
         self._outbox: queue.SimpleQueue[OutMessage] = queue.SimpleQueue()
@@ -129,11 +130,6 @@ class Agent:
         bounds = {m: spec.modules[m].max_backlog for m in spec.sinks_of(self.module.name)
                   if spec.modules[m].max_backlog}
         self.downstream = BacklogWatcher(bootstrap, spec.name, bounds)
-
-    def _new_producer(self) -> Producer:
-        producer = Producer(producer_config(self.bootstrap, transactional_id=f"sbx-agent-{self.identity.agent_id}"))
-        producer.init_transactions(60)
-        return producer
 
     # ----- lifecycle -------------------------------------------------------------------------------
 
@@ -391,7 +387,7 @@ class Agent:
         self._offsets_dirty = False
         try:
             self._transact(records + [r for d in finished for r in d.records], finished)
-        except KafkaException as exc:
+        except (KafkaException, TransactionHung) as exc:
             self._recover(exc, records, finished)
             return
         for done in finished:
@@ -433,29 +429,21 @@ class Agent:
             host=self.identity.host, producer=self.identity.agent_id)))
 
     def _transact(self, records: list[OutMessage], finished: list[_Done]) -> None:
-        self.producer.begin_transaction()
-        for record in records:
-            self.producer.produce(record.topic, key=record.key, value=record.value, headers=record.headers)
         for done in finished:
             tracker = self._trackers.get(done.source)
             if tracker is not None:
                 tracker.finish(done.offset)
         offsets = [TopicPartition(topic, p, t.watermark, t.metadata()) for (topic, p), t in self._trackers.items()]
-        if offsets:
-            self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
-        self.producer.commit_transaction(60)
+        self.publisher.publish(records, offsets, self.consumer.consumer_group_metadata() if offsets else None)
 
-    def _recover(self, exc: KafkaException, records: list[OutMessage], finished: list[_Done]) -> None:
+    def _recover(self, exc: Exception, records: list[OutMessage], finished: list[_Done]) -> None:
         """Abort, keep everything for the next try; a fatal producer error gets a new producer."""
-        error = exc.args[0]
-        log.error("transaction failed (%s); retrying", error)
-        try:
-            if error.fatal():
-                raise KafkaException(error)
-            self.producer.abort_transaction(30)
-        except KafkaException:
+        log.error("transaction failed (%s); retrying", exc)
+        if isinstance(exc, KafkaException) and exc.args[0].fatal():
             log.warning("replacing the producer after a fatal error")
-            self.producer = self._new_producer()
+            self.publisher.replace()
+        elif isinstance(exc, KafkaException):
+            self.publisher.abort()
         for record in records:
             self._outbox.put(record)
         for done in finished:

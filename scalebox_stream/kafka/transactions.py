@@ -1,0 +1,83 @@
+"""A transactional producer that publishes records and consumer offsets together, with a watchdog.
+
+librdkafka can block in `send_offsets_to_transaction` past its own timeout after a broker restart
+(confluentinc/librdkafka#5511: a stale group-coordinator cache entry). Each blocking transactional call
+therefore runs in a helper thread; if it does not return in time, the producer is replaced by a fresh
+one with the same transactional id (which fences the stuck one and aborts its open transaction) and the
+caller retries. Nothing is lost: the records were not committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from confluent_kafka import KafkaException, Producer, TopicPartition
+
+from scalebox_stream.kafka.config import producer_config
+
+log = logging.getLogger(__name__)
+
+WATCHDOG_GRACE_S = 5.0
+
+
+class TransactionHung(RuntimeError):
+    """A transactional call did not return; the producer was replaced."""
+
+
+class TransactionalPublisher:
+    """Publishes (topic, key, value, headers) records plus offsets in one transaction."""
+
+    def __init__(self, bootstrap: str, transactional_id: str, timeout_s: float = 10.0) -> None:
+        self.bootstrap, self.transactional_id, self.timeout_s = bootstrap, transactional_id, timeout_s
+        self.producer = self._new_producer()
+
+    def _new_producer(self) -> Producer:
+        producer = Producer(producer_config(self.bootstrap, transactional_id=self.transactional_id))
+        producer.init_transactions(60)
+        return producer
+
+    def replace(self) -> None:
+        """Start over with a fresh producer (fences the previous one)."""
+        self.producer = self._new_producer()
+
+    def publish(self, records: Iterable[Any], offsets: list[TopicPartition], group_metadata: Any) -> None:
+        """Produce the records and commit them with the offsets, atomically; raises KafkaException or
+        TransactionHung (the transaction is then not committed)."""
+        producer = self.producer
+        producer.begin_transaction()
+        for record in records:
+            producer.produce(record.topic, key=record.key, value=record.value, headers=record.headers)
+        if offsets:
+            self._guarded(lambda: producer.send_offsets_to_transaction(offsets, group_metadata, self.timeout_s))
+        self._guarded(lambda: producer.commit_transaction(self.timeout_s))
+
+    def abort(self) -> None:
+        """Abort the open transaction; a producer that cannot is replaced."""
+        try:
+            self._guarded(lambda: self.producer.abort_transaction(self.timeout_s))
+        except (KafkaException, TransactionHung) as exc:
+            log.warning("abort failed (%s); replacing the producer", exc)
+            self.replace()
+
+    def _guarded(self, call: Callable[[], None]) -> None:
+        outcome: list[BaseException | None] = []
+
+        def run() -> None:
+            try:
+                call()
+                outcome.append(None)
+            except BaseException as exc:  # handed to the caller's thread
+                outcome.append(exc)
+
+        worker = threading.Thread(target=run, name="txn-call", daemon=True)
+        worker.start()
+        worker.join(self.timeout_s + WATCHDOG_GRACE_S)
+        if worker.is_alive():
+            log.error("transactional call stuck for %.0fs; replacing the producer", self.timeout_s + WATCHDOG_GRACE_S)
+            self.replace()
+            raise TransactionHung("transactional call did not return")
+        if outcome and outcome[0] is not None:
+            raise outcome[0]
