@@ -71,3 +71,26 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] =
         typer.echo(f"          data={p['data_dir']} log={p['log']}")
     else:
         typer.echo(f"postgres: stopped (data={p['data_dir']})")
+
+
+@app.command()
+def repair(
+    max_minutes: Annotated[int, typer.Option(help="Abort transactions open longer than this")] = 2,
+) -> None:
+    """Abort transactions left hanging on the local broker (after a broker restart mid-transaction)."""
+    from scalebox_stream.local import hanging
+
+    info = services.status()["kafka"]
+    if not info.get("running"):
+        typer.echo("error: the local Kafka is not running", err=True)
+        raise typer.Exit(1)
+    try:
+        aborted = hanging.abort_hanging(info["bootstrap"], max_minutes)
+    except services.LocalServiceError as exc:
+        raise _fail(exc) from None
+    except RuntimeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for h in aborted:
+        typer.echo(f"aborted a hanging transaction on {h.topic}[{h.partition}] from offset {h.start_offset}")
+    typer.echo(f"{len(aborted)} hanging transaction(s) aborted")

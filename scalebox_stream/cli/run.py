@@ -20,8 +20,17 @@ from scalebox_stream.launch.children import Children
 from scalebox_stream.launch.deploy import deploy
 from scalebox_stream.launch.feed import feed
 from scalebox_stream.launch.progress import table, wait_for_run
+from scalebox_stream.local.hanging import HangingReaper
 from scalebox_stream.spec import SpecError, load_app
 from scalebox_stream.spec.model import AppSpec
+
+
+def local_reaper(bootstrap: str) -> HangingReaper | None:
+    """On the local broker, clear hanging transactions while the run lasts (see `local.hanging`)."""
+    from scalebox_stream.local import kafka as local_kafka
+
+    info = local_kafka.running()
+    return HangingReaper(bootstrap).start() if info is not None and info.bootstrap == bootstrap else None
 
 
 def start_tasks(spec: AppSpec, bodies: list[str], module: str | None) -> list[tuple[str, str]]:
@@ -81,7 +90,12 @@ def run(
             if dead is not None:
                 raise RuntimeError(f"{dead.name} exited with code {dead.exited()}:\n{dead.log_tail()}")
 
-        state = wait_for_run(conns.pg, roots, spec.name, check_children, timeout, console)
+        reaper = local_reaper(conns.kafka)
+        try:
+            state = wait_for_run(conns.pg, roots, spec.name, check_children, timeout, console)
+        finally:
+            if reaper is not None:
+                reaper.stop()
         producer.produce(EVENTS_TOPIC, key=spec.name, value=codec.encode(Event(
             "AppFinished", spec.name, {"succeeded": state.succeeded, "failed": state.failed}, producer="cli")))
         flush_or_fail(producer)

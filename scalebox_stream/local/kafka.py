@@ -25,6 +25,7 @@ MIN_JAVA = 17
 HEAP = "-Xmx768m"
 MAIN_CLASS = "kafka.Kafka"
 POM = Path(__file__).with_name("maven") / "pom.xml"
+TOOLS_POM = Path(__file__).with_name("maven") / "tools-pom.xml"
 INSTALL_HINT = "apt-get install openjdk-17-jre-headless maven"
 
 
@@ -106,35 +107,45 @@ def lib_dir() -> Path:
     return kafka_dir() / "lib"
 
 
-def _pom_digest() -> str:
-    return hashlib.sha256(POM.read_bytes()).hexdigest()
+def tools_dir() -> Path:
+    """``$SCALEBOX_HOME/kafka/tools``: Kafka's admin tools (kafka-transactions), apart from the broker's jars."""
+    return kafka_dir() / "tools"
 
 
-def jars_complete() -> bool:
-    """True if ``lib/`` holds a finished fetch of the current pom."""
-    marker = lib_dir() / ".complete"
-    return marker.is_file() and marker.read_text().strip() == _pom_digest()
+def _pom_digest(pom: Path = POM) -> str:
+    return hashlib.sha256(pom.read_bytes()).hexdigest()
 
 
-def ensure_jars() -> Path:
-    """Fetch the broker jars with Maven into ``lib/`` unless a complete fetch of this pom is there."""
-    lib = lib_dir()
-    if jars_complete():
+def jars_complete(lib: Path | None = None, pom: Path = POM) -> bool:
+    """True if ``lib`` (default: the broker's) holds a finished fetch of the current pom."""
+    marker = (lib or lib_dir()) / ".complete"
+    return marker.is_file() and marker.read_text().strip() == _pom_digest(pom)
+
+
+def ensure_jars(lib: Path | None = None, pom: Path = POM, expect: str = "kafka_2.13-*.jar") -> Path:
+    """Fetch a pom's jars with Maven into ``lib`` (default: the broker's) unless a complete fetch is there."""
+    lib = lib or lib_dir()
+    if jars_complete(lib, pom):
         return lib
     if shutil.which("mvn") is None:
         raise home.MissingPrerequisite(f"mvn not found on PATH.\nInstall with: {INSTALL_HINT}")
-    tmp = lib.with_name("lib.partial")
+    tmp = lib.with_name(lib.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    cmd = ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={tmp}"]
+    cmd = ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies", f"-DoutputDirectory={tmp}"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0 or not any(tmp.glob("kafka_2.13-*.jar")):
+    if proc.returncode != 0 or not any(tmp.glob(expect)):
         raise home.LocalServiceError(
             f"Fetching Kafka jars failed ({' '.join(cmd)}):\n{(proc.stdout + proc.stderr)[-4000:]}"
         )
-    (tmp / ".complete").write_text(_pom_digest() + "\n")
+    (tmp / ".complete").write_text(_pom_digest(pom) + "\n")
     shutil.rmtree(lib, ignore_errors=True)
     tmp.rename(lib)
     return lib
+
+
+def ensure_tools() -> Path:
+    """Fetch Kafka's admin tools (``tools-pom.xml``) into ``tools/``."""
+    return ensure_jars(tools_dir(), TOOLS_POM, "kafka-tools-*.jar")
 
 
 # --- config --------------------------------------------------------------------------------------

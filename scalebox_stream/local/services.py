@@ -42,6 +42,7 @@ def up(
         }
         pg = postgres.start(ports["postgres.port"], timeout=timeout)
         broker = kafka.start(ports["kafka.port"], ports["kafka.controller_port"], timeout=timeout)
+        kafka.ensure_tools()
         home.update_state("ports", ports)
         return Endpoints(kafka_bootstrap=broker.bootstrap, pg_dsn=pg.dsn)
 

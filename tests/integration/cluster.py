@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 from confluent_kafka import Producer
 
+from scalebox_stream.cli.run import local_reaper
 from scalebox_stream.events import EventCodec
 from scalebox_stream.kafka.config import producer_config
 from scalebox_stream.kafka.task_publisher import flush_or_fail, publish_task
@@ -30,6 +31,7 @@ class Cluster:
         deploy(self.spec, (), kafka, pg)
         self.children = Children(log_dir, {"SCALEBOX_KAFKA": kafka, "SCALEBOX_PG": pg})
         self.producer, self.codec = Producer(producer_config(kafka, log_level=2)), EventCodec()
+        self.reaper = local_reaper(kafka)  # as `scalebox run` does on the local broker
         self._count = 0
 
     def start_agent(self, module: str, slots: int = 1, *extra: str) -> Child:
@@ -115,6 +117,8 @@ class Cluster:
     def close(self) -> None:
         """Stop every child."""
         self.children.stop(grace_s=10)
+        if self.reaper is not None:
+            self.reaper.stop()
 
 
 def agent_pid(agent_id: str) -> int:
