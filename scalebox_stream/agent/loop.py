@@ -57,6 +57,8 @@ MAX_LOST_ATTEMPTS = 3
 """A task whose attempts are lost this many times (it may be killing its agents) fails."""
 MAX_DELAYED = 1000
 REVOKE_DRAIN_SECONDS = 10.0
+PUBLISH_INTERVAL_SECONDS = 0.02
+"""Lifecycle events alone wait this long to share a transaction; a finished task is published at once."""
 """How long a rebalance waits for the running tasks of revoked partitions to finish and be committed."""
 
 
@@ -111,6 +113,8 @@ class Agent:
         self._waiting: deque[TaskMessage] = deque()
         self._delayed: list[tuple[int, int, TaskMessage]] = []
         self._in_flight = 0
+        self._buffer_high, self._buffer_low = max(4, 2 * options.slots), options.slots
+        self._last_publish = 0.0
         self._offsets_dirty = False
         self._paused = False
         self._stop = threading.Event()
@@ -163,12 +167,14 @@ class Agent:
 
     def _step(self) -> None:
         """One turn of the poll loop: publish what finished, admit work, poll."""
-        self._publish()
+        if (not self._done.empty() or self._offsets_dirty
+                or time.monotonic() - self._last_publish >= PUBLISH_INTERVAL_SECONDS):
+            self._publish()
         self._obey_commands()
         self._release_due()
         self._start_waiting()
         self._pause_or_resume()
-        message = self.consumer.poll(0.05 if self._in_flight or self._delayed else 0.2)
+        message = self.consumer.poll(0.01 if self._in_flight or self._delayed else 0.1)
         if message is not None:
             self._on_message(message)
         if time.monotonic() - self._last_heartbeat > HEARTBEAT_SECONDS:
@@ -236,12 +242,17 @@ class Agent:
         heapq.heapify(self._delayed)
 
     def _pause_or_resume(self) -> None:
-        full = (self._in_flight + len(self._waiting) >= self.options.slots or len(self._delayed) >= MAX_DELAYED
-                or self.suspended or self._blocked_downstream())
-        if full and not self._paused:
+        """Pause fetching when enough tasks wait in memory, resume when few are left (hysteresis).
+
+        Pausing per task would be ruinous: after a resume librdkafka fetches again only after a delay.
+        Tasks buffered here are uncommitted, so a crash loses none of them.
+        """
+        hold = self.suspended or self._blocked_downstream() or len(self._delayed) >= MAX_DELAYED
+        buffered = len(self._waiting)
+        if not self._paused and (hold or buffered >= self._buffer_high):
             self.consumer.pause(self.consumer.assignment())
             self._paused = True
-        elif not full and self._paused:
+        elif self._paused and not hold and buffered <= self._buffer_low:
             self.consumer.resume(self.consumer.assignment())
             self._paused = False
 
@@ -382,6 +393,7 @@ class Agent:
         records: list[OutMessage] = []
         while not self._outbox.empty():
             records.append(self._outbox.get())
+        self._last_publish = time.monotonic()
         if not finished and not records and not self._offsets_dirty:
             return
         self._offsets_dirty = False
