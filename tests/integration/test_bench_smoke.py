@@ -1,0 +1,30 @@
+"""A short run of every benchmark, so CI knows they still work (the numbers are reported, not asserted)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pipeline import REPO
+
+
+def _smoke(script: str, *args: str, timeout: float = 600) -> str:
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "bench" / script), "--smoke", *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    assert proc.returncode == 0, f"{script} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def test_engine_latency_and_celery_benchmarks_run(kafka_bootstrap, pg_dsn):
+    out = _smoke("run_all.py", "--kafka", kafka_bootstrap, "--pg", pg_dsn)
+    print(out[-2500:])
+    assert "engine 2-stage" in out and "latency 3 modules p50" in out and "engine vs celery" in out
+
+
+@pytest.mark.usefixtures("example_images")
+def test_container_benchmark_runs():
+    out = _smoke("bench_containers.py")
+    print(out[-1500:])
+    assert "docker exec" in out
