@@ -43,7 +43,8 @@ class EventCodec:
         """Make records written with `schema` (an older version, say) decodable; returns its fingerprint."""
         parsed = parse_schema(schema)
         fp = single_object_header(parsed)[2:]
-        self._writers[fp] = parsed
+        if fp != self._header[2:]:  # the current schema keeps its own object: decoding skips resolution
+            self._writers[fp] = parsed
         return fp
 
     def _reload(self) -> None:
