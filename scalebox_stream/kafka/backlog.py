@@ -33,11 +33,12 @@ class BacklogMonitor:
         cached = self._cache.get(key)
         if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
             return cached[1]
-        value = self._measure(app, module)
+        value = self.measure(app, module)
         self._cache[key] = (time.monotonic(), value)
         return value
 
-    def _measure(self, app: str, module: str) -> int:
+    def measure(self, app: str, module: str) -> int:
+        """The backlog now (no cache)."""
         base = task_topic(app, module)
         metadata = self.consumer.list_topics(timeout=10).topics
         partitions = [TopicPartition(name, p) for name, topic in metadata.items()
@@ -84,7 +85,7 @@ class BacklogWatcher:
             measured = {}
             for module in self.bounds:
                 try:
-                    measured[module] = self._monitor._measure(self.app, module)
+                    measured[module] = self._monitor.measure(self.app, module)
                 except KafkaException:
                     continue
             with self._lock:
