@@ -60,6 +60,7 @@ def agent(
 def projector(
     batch_size: int = typer.Option(1000, "--batch-size", min=1),
     until_caught_up: bool = typer.Option(False, "--until-caught-up", help="Exit once every partition is read."),
+    metrics_port: int | None = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics on this port."),
     kafka: str | None = KafkaOption,
     pg: str | None = PgOption,
     verbose: bool = typer.Option(False, "--verbose", "-v"),
@@ -69,7 +70,8 @@ def projector(
 
     setup_logging(verbose)
     conns = connections(kafka, pg)
-    stats = Projector(conns.kafka, conns.pg, batch_size=batch_size).run(until_caught_up=until_caught_up)
+    stats = Projector(conns.kafka, conns.pg, batch_size=batch_size,
+                      metrics_port=metrics_port).run(until_caught_up=until_caught_up)
     typer.echo(f"projected {stats.events} event(s) in {stats.batches} batch(es); "
                f"{stats.dead_letters} dead-lettered", err=True)
 
