@@ -166,14 +166,13 @@ class Agent:
             log.info("agent %s stopped", self.identity.agent_id)
 
     def _step(self) -> None:
-        """One turn of the poll loop: admit work (so freed slots start at once), publish what finished, poll."""
-        self._obey_commands()
-        self._release_due()
-        self._start_waiting()
+        """One turn of the poll loop: publish what finished, admit work, poll."""
         if (not self._done.empty() or self._offsets_dirty
                 or time.monotonic() - self._last_publish >= PUBLISH_INTERVAL_SECONDS):
             self._publish()
-            self._start_waiting()
+        self._obey_commands()
+        self._release_due()
+        self._start_waiting()
         self._pause_or_resume()
         message = self.consumer.poll(0.01 if self._in_flight or self._delayed else 0.1)
         if message is not None:
