@@ -22,9 +22,9 @@ from scalebox_stream.executors.docker_common import (
     VALID_NAME,
     Usage,
     apply_usage,
+    cgroup_v1_usage,
     error_result,
     explain,
-    sum_blkio,
 )
 from scalebox_stream.executors.process import DEFAULT_MAX_OUTPUT_BYTES, OutputCapture, now_us
 
@@ -56,17 +56,7 @@ class _TaskCgroup:
             return None
 
     def usage(self) -> Usage:
-        u = Usage()
-        user, system = self._read("cpuacct", "cpuacct.usage_user"), self._read("cpuacct", "cpuacct.usage_sys")
-        if user is not None and system is not None:
-            u.cpu_user_s, u.cpu_system_s = int(user) / 1e9, int(system) / 1e9
-        peak = self._read("memory", "memory.max_usage_in_bytes")
-        if peak is not None:
-            u.peak_memory_bytes = int(peak)
-        blkio = self._read("blkio", "blkio.throttle.io_service_bytes_recursive")
-        if blkio is not None:
-            u.read_bytes, u.write_bytes = sum_blkio(blkio, "Read"), sum_blkio(blkio, "Write")
-        return u
+        return cgroup_v1_usage(self._read)
 
     def remove(self) -> None:
         """Removes the (empty) parent in every hierarchy; leftovers are harmless."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,21 @@ class Usage:
 def sum_blkio(text: str, op: str) -> int:
     """Total bytes of one operation (Read, Write) in a v1 `blkio.*io_service_bytes*` file."""
     return sum(int(p[2]) for line in text.splitlines() if len(p := line.split()) == 3 and p[1] == op)
+
+
+def cgroup_v1_usage(read: Callable[[str, str], str | None], with_peak: bool = True) -> Usage:
+    """CPU, peak memory and block I/O from cgroup v1 files; `read(controller, file)` gives a file or None."""
+    u = Usage()
+    user, system = read("cpuacct", "cpuacct.usage_user"), read("cpuacct", "cpuacct.usage_sys")
+    if user is not None and system is not None:
+        u.cpu_user_s, u.cpu_system_s = int(user) / 1e9, int(system) / 1e9
+    peak = read("memory", "memory.max_usage_in_bytes") if with_peak else None
+    if peak is not None:
+        u.peak_memory_bytes = int(peak)
+    blkio = read("blkio", "blkio.throttle.io_service_bytes_recursive")
+    if blkio is not None:
+        u.read_bytes, u.write_bytes = sum_blkio(blkio, "Read"), sum_blkio(blkio, "Write")
+    return u
 
 
 def apply_usage(result: ExecResult, usage: Usage) -> None:

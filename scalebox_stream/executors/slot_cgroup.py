@@ -14,7 +14,7 @@ import signal
 import time
 from pathlib import Path
 
-from scalebox_stream.executors.docker_common import CGROUP_V1_ROOT, Usage, sum_blkio
+from scalebox_stream.executors.docker_common import CGROUP_V1_ROOT, Usage, cgroup_v1_usage
 
 _PROCS_CONTROLLERS = ("pids", "memory", "cpuacct", "unified")
 
@@ -107,17 +107,7 @@ class ContainerCgroup:
 
     def usage(self, peak_valid: bool = True) -> Usage:
         """The counters now (v1): cumulative CPU and block I/O, and the memory peak since the reset."""
-        u = Usage()
-        user, system = self._value("cpuacct", "cpuacct.usage_user"), self._value("cpuacct", "cpuacct.usage_sys")
-        if user is not None and system is not None:
-            u.cpu_user_s, u.cpu_system_s = int(user) / 1e9, int(system) / 1e9
-        peak = self._value("memory", "memory.max_usage_in_bytes") if peak_valid else None
-        if peak is not None:
-            u.peak_memory_bytes = int(peak)
-        blkio = self._value("blkio", "blkio.throttle.io_service_bytes_recursive")
-        if blkio is not None:
-            u.read_bytes, u.write_bytes = sum_blkio(blkio, "Read"), sum_blkio(blkio, "Write")
-        return u
+        return cgroup_v1_usage(self._value, with_peak=peak_valid)
 
 
 def usage_delta(before: Usage, after: Usage) -> Usage:
