@@ -1,8 +1,9 @@
 """Merging a batch's deltas into PostgreSQL: one set-based statement per table.
 
-`fold.py` reduces a batch to at most one delta per row; each table then gets a single statement that
-takes every delta as arrays (`unnest`), updates the rows that exist and inserts the missing ones that a
-creating event (TaskCreated, an attempt's first event, a parent's placeholder) allows. The SQL repeats
+`fold.py` reduces a batch to at most one delta per row; the deltas are COPYed into session-local staging
+tables (psycopg formats the rows in C), and each table then gets a single statement that merges them: it
+updates the rows that exist and inserts the missing ones that a creating event (TaskCreated, an attempt's
+first event, a parent's placeholder) allows. The SQL repeats
 the fold's rules (least, greatest, first or last non-null, highest rank), so the rows do not depend on
 how the log was cut into batches. Rare events (apps, agents) keep one small statement per event.
 """
@@ -14,8 +15,9 @@ import psycopg
 from scalebox_stream.events import Event
 from scalebox_stream.projector.fold import FINISHED_FIELDS, TERMINAL_RANK, Fold, fold, task_rank
 
-__all__ = ["EXPECT_FRESH_SQLSTATE", "TERMINAL_RANK", "apply_events", "apply_fold", "record_event_ids_expecting_fresh",
-           "record_new_event_ids", "task_rank"]
+__all__ = ["SESSION_SETTINGS", "STAGING_TABLES", "TERMINAL_RANK", "apply_events", "apply_fold", "merge_staged",
+           "prepare_session", "record_new_event_ids", "record_staged_event_ids_expecting_fresh", "stage_event_ids",
+           "stage_fold", "task_rank"]
 
 
 def _ts(column: str) -> str:
@@ -23,13 +25,27 @@ def _ts(column: str) -> str:
     return f"(timestamptz 'epoch' + {column} * interval '1 microsecond')"
 
 
+# Session-local staging tables, one row per delta (`STAGING_TABLES`, created by `prepare_session`).
+_TASK_STAGE = (("task_id", "uuid"), ("app", "text"), ("module", "text"), ("creates", "bool"), ("body", "text"),
+               ("headers", "jsonb"), ("parent", "uuid"), ("created_at", "bigint"), ("status", "text"),
+               ("rank", "bigint"), ("finished_at", "bigint"), ("attempts", "int"), ("result_attempt", "int"),
+               ("exit_code", "int"), ("host", "text"), ("custom_out", "text"))
+_FINISHED_TYPES = ("int", "int", "bool", "text", "text", "text", "text", "text", "bigint", "bigint", "int",
+                   "bigint", "bigint", "bigint", "bigint", "float8", "float8", "bigint")
+_RUN_STAGE = (("task_id", "uuid"), ("attempt", "int"), ("app", "text"), ("module", "text"), ("creates", "bool"),
+              ("cluster", "text"), ("host", "text"), ("slot", "int"), ("agent", "text"), ("executor", "text"),
+              ("image", "text"), ("container_id", "text"), ("status", "text"), ("rank", "int"),
+              ("created_at", "bigint"), ("accepted_at", "bigint"), ("started_at", "bigint"), ("retry_rule", "text"),
+              ("admission_refusals", "int"), ("fin", "bool"), *zip(FINISHED_FIELDS, _FINISHED_TYPES, strict=True),
+              ("user_timestamps", "jsonb"), ("finished_at", "bigint"), ("recorded_at", "bigint"))
+_EDGE_STAGE = (("parent_task_id", "uuid"), ("child_task_id", "uuid"), ("child_module", "text"), ("position", "int"))
+_EVENT_STAGE = (("event_id", "uuid"), ("event_type", "text"), ("task_id", "text"), ("occurred_at", "bigint"))
+STAGING_TABLES = {"sbx_stage_tasks": _TASK_STAGE, "sbx_stage_runs": _RUN_STAGE, "sbx_stage_edges": _EDGE_STAGE,
+                  "sbx_stage_events": _EVENT_STAGE}
+
 _TASK_MERGE = f"""
 WITH d AS (
-    SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::bool[], %b::text[], %b::jsonb[], %b::uuid[],
-                         %b::bigint[], %b::text[], %b::bigint[], %b::bigint[], %b::int[], %b::int[], %b::int[],
-                         %b::text[], %b::text[])
-        AS d(task_id, app, module, creates, body, headers, parent, created_at, status, rank, finished_at,
-             attempts, result_attempt, exit_code, host, custom_out)
+    SELECT * FROM sbx_stage_tasks
 ), u AS (
     UPDATE tasks t SET
         body = COALESCE(t.body, d.body),
@@ -57,20 +73,11 @@ WITH d AS (
 SELECT projector_expect_placed((SELECT count(*) FROM ins), (SELECT count(*) FROM new))
 """
 
-_FINISHED_TYPES = ("int", "int", "bool", "text", "text", "text", "text", "text", "bigint", "bigint", "int",
-                   "bigint", "bigint", "bigint", "bigint", "float8", "float8", "bigint")
 _FIN_COLUMNS = (*FINISHED_FIELDS, "user_timestamps")
-_FIN_ARRAYS = ", ".join(f"%b::{t}[]" for t in (*_FINISHED_TYPES, "jsonb", "bigint", "bigint"))
 
 _RUN_MERGE = f"""
 WITH d AS (
-    SELECT * FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::text[], %b::bool[], %b::text[], %b::text[],
-                         %b::int[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::int[],
-                         %b::bigint[], %b::bigint[], %b::bigint[], %b::text[], %b::int[], %b::bool[], {_FIN_ARRAYS})
-        AS d(task_id, attempt, app, module, creates, cluster, host, slot, agent, executor, image, container_id,
-             status, rank, created_at, accepted_at, started_at, retry_rule, admission_refusals, fin,
-             {", ".join(_FIN_COLUMNS)},
-             finished_at, recorded_at)
+    SELECT * FROM sbx_stage_runs
 ), u AS (
     UPDATE task_runs r SET
         cluster = COALESCE(d.cluster, r.cluster), host = COALESCE(d.host, r.host),
@@ -107,7 +114,7 @@ SELECT projector_expect_placed((SELECT count(*) FROM ins), (SELECT count(*) FROM
 
 _EDGE_MERGE = """
 INSERT INTO task_edges (parent_task_id, child_task_id, child_module, position)
-SELECT * FROM unnest(%b::uuid[], %b::uuid[], %b::text[], %b::int[]) ON CONFLICT DO NOTHING
+SELECT * FROM sbx_stage_edges ON CONFLICT DO NOTHING
 """
 
 _AGENT = """
@@ -140,28 +147,69 @@ _RARE = {"AgentLifecycle": _AGENT, "AppDeployed": _APP_DEPLOYED, "AppFinished": 
          "ModuleState": _MODULE_STATE}
 
 
-def _columns(rows: list[tuple]) -> list[list]:
-    """Transpose rows into one list per column (the arrays `unnest` zips back together)."""
-    return [list(c) for c in zip(*rows, strict=True)]
+# The projector's session: a commit need not wait for the disk (a crash loses at most the last few
+# batches, and their positions with them, so they are projected again), and a merge probes the tables'
+# indexes once per staged row rather than hashing a whole (ever-growing) table per batch.
+SESSION_SETTINGS = {"synchronous_commit": "off", "enable_hashjoin": "off", "enable_mergejoin": "off"}
 
 
-def task_params(f: Fold) -> list[list]:
-    """The `_TASK_MERGE` arrays of a fold."""
-    return _columns([(t.task_id, t.app, t.module, t.creates, t.body, t.headers, t.parent, t.created_at, t.status,
-                      t.rank, t.finished_at, t.attempts, t.result_attempt, t.exit_code, t.host, t.custom_out)
-                     for t in f.tasks.values()])
+def prepare_session(conn: psycopg.Connection) -> None:
+    """Apply `SESSION_SETTINGS` and create the staging tables (once per connection, outside a transaction).
+
+    Committing empties the staging tables in place; TRUNCATE would give them new files, and so invalidate
+    every cached plan."""
+    for name, value in SESSION_SETTINGS.items():
+        conn.execute(f"SET {name} = {value}")
+    for name, columns in STAGING_TABLES.items():
+        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({', '.join(f'{c} {t}' for c, t in columns)})"
+                     " ON COMMIT DELETE ROWS")
+
+
+def task_rows(f: Fold) -> list[tuple]:
+    """The `sbx_stage_tasks` rows of a fold."""
+    return [(t.task_id, t.app, t.module, t.creates, t.body, t.headers, t.parent, t.created_at, t.status,
+             t.rank, t.finished_at, t.attempts, t.result_attempt, t.exit_code, t.host, t.custom_out)
+            for t in f.tasks.values()]
 
 
 _NO_FINISH = (None,) * (len(_FIN_COLUMNS) + 2)
 
 
-def run_params(f: Fold) -> list[list]:
-    """The `_RUN_MERGE` arrays of a fold."""
-    return _columns([(r.task_id, r.attempt, r.app, r.module, r.creates, r.cluster, r.host, r.slot, r.agent,
-                      r.executor, r.image, r.container_id, r.status, r.rank, r.created_at, r.accepted_at,
-                      r.started_at, r.retry_rule, r.admission_refusals, r.finished is not None,
-                      *(r.finished or _NO_FINISH))
-                     for r in f.runs.values()])
+def run_rows(f: Fold) -> list[tuple]:
+    """The `sbx_stage_runs` rows of a fold."""
+    return [(r.task_id, r.attempt, r.app, r.module, r.creates, r.cluster, r.host, r.slot, r.agent,
+             r.executor, r.image, r.container_id, r.status, r.rank, r.created_at, r.accepted_at,
+             r.started_at, r.retry_rule, r.admission_refusals, r.finished is not None,
+             *(r.finished or _NO_FINISH))
+            for r in f.runs.values()]
+
+
+def _copy(cur: psycopg.Cursor, table: str, rows: list[tuple]) -> None:
+    with cur.copy(f"COPY {table} FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def stage_fold(cur: psycopg.Cursor, f: Fold) -> None:
+    """COPY a fold's deltas into the (empty) staging tables; waits for the server, so it is not pipelined."""
+    if f.tasks:
+        _copy(cur, "sbx_stage_tasks", task_rows(f))
+    if f.runs:
+        _copy(cur, "sbx_stage_runs", run_rows(f))
+    if f.edges:
+        _copy(cur, "sbx_stage_edges", [(p, c, m, pos) for (p, c), (m, pos) in f.edges.items()])
+
+
+def merge_staged(cur: psycopg.Cursor, f: Fold) -> None:
+    """Merge the staged deltas of `f` and apply its rare events (no answers needed: can be pipelined)."""
+    if f.tasks:
+        cur.execute(_TASK_MERGE)
+    if f.runs:
+        cur.execute(_RUN_MERGE)
+    if f.edges:
+        cur.execute(_EDGE_MERGE)
+    for e in f.rare:
+        cur.execute(_RARE[e.event_type], _rare_params(e))
 
 
 def _rare_params(e: Event) -> dict:
@@ -169,15 +217,12 @@ def _rare_params(e: Event) -> dict:
 
 
 def apply_fold(cur: psycopg.Cursor, f: Fold) -> None:
-    """Merge a fold's deltas into the projection (inside the caller's transaction)."""
-    if f.tasks:
-        cur.execute(_TASK_MERGE, task_params(f))
-    if f.runs:
-        cur.execute(_RUN_MERGE, run_params(f))
-    if f.edges:
-        cur.execute(_EDGE_MERGE, _columns([(p, c, m, pos) for (p, c), (m, pos) in f.edges.items()]))
-    for e in f.rare:
-        cur.execute(_RARE[e.event_type], _rare_params(e))
+    """Merge a fold's deltas into the projection (inside the caller's transaction, which may have merged
+    others before: the staging tables are emptied first)."""
+    for table in STAGING_TABLES:
+        cur.execute(f"DELETE FROM {table}")
+    stage_fold(cur, f)
+    merge_staged(cur, f)
 
 
 def apply_events(cur: psycopg.Cursor, events: list[Event]) -> None:
@@ -200,21 +245,16 @@ def record_new_event_ids(cur: psycopg.Cursor, events: list[Event]) -> set[str]:
     return {row[0] for row in cur.fetchall()}
 
 
-EXPECT_FRESH_SQLSTATE = "SBX01"  # some events of the batch were applied before: redo it ids first
+def stage_event_ids(cur: psycopg.Cursor, events: list[Event]) -> None:
+    """COPY the batch's event ids into `sbx_stage_events` (waits for the server)."""
+    _copy(cur, "sbx_stage_events", [(e.event_id, e.event_type, e.task_id, e.occurred_at) for e in events])
+
+
+def record_staged_event_ids_expecting_fresh(cur: psycopg.Cursor) -> None:
+    """Insert the staged event ids; an id applied before aborts the transaction with a unique violation
+    (the projector then applies the batch again the careful way). Needs no answer: can be pipelined."""
+    cur.execute(f"""INSERT INTO applied_events (event_id, event_type, task_id, occurred_at)
+                    SELECT event_id, event_type, task_id, {_ts("occurred_at")} FROM sbx_stage_events""")
+
+
 CONCURRENT_INSERT_SQLSTATE = "SBX02"  # another projector inserted one of the batch's rows meanwhile: retry
-
-
-def record_event_ids_expecting_fresh(cur: psycopg.Cursor, events: list[Event]) -> None:
-    """Insert the batch's event ids, aborting the transaction (SQLSTATE SBX01) if any was applied before.
-
-    Needs no answer from the server, so it can be pipelined with the rest of the batch."""
-    cur.execute(
-        """WITH ins AS (
-               INSERT INTO applied_events (event_id, event_type, task_id, occurred_at)
-               SELECT e, t, k, timestamptz 'epoch' + o * interval '1 microsecond'
-               FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::bigint[]) AS x(e, t, k, o)
-               ON CONFLICT (event_id) DO NOTHING RETURNING 1)
-           SELECT projector_expect_fresh((SELECT count(*) FROM ins), %b)""",
-        ([e.event_id for e in events], [e.event_type for e in events], [e.task_id for e in events],
-         [e.occurred_at for e in events], len(events)),
-    )

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from scalebox_stream.events import Event
-from scalebox_stream.projector.apply import run_params, task_params
+from scalebox_stream.projector.apply import STAGING_TABLES, run_rows, task_rows
 from scalebox_stream.projector.fold import (
     TERMINAL_RANK,
     Fold,
@@ -122,12 +122,12 @@ def test_inconsistent_emitted_lists_are_refused():
         fold([bad])
 
 
-def test_params_are_one_array_per_column_of_equal_length():
+def test_staged_rows_match_their_staging_tables():
     f = fold(list(generate(300, seed=5)))
-    for params in (task_params(f), run_params(f)):
-        assert len({len(column) for column in params}) == 1
-    assert len(task_params(f)) == len(dataclasses.fields(TaskDelta))
-    assert len(run_params(f)[0]) == len(f.runs) and isinstance(f.runs[next(iter(f.runs))], RunDelta)
+    assert {len(row) for row in task_rows(f)} == {len(STAGING_TABLES["sbx_stage_tasks"])}
+    assert {len(row) for row in run_rows(f)} == {len(STAGING_TABLES["sbx_stage_runs"])}
+    assert len(STAGING_TABLES["sbx_stage_tasks"]) == len(dataclasses.fields(TaskDelta))
+    assert len(run_rows(f)) == len(f.runs) and isinstance(f.runs[next(iter(f.runs))], RunDelta)
 
 
 def test_two_spellings_of_a_task_id_fold_into_one_row():
