@@ -1,11 +1,13 @@
 """The agent: one consumer of a module's task topic, N slots, a poll loop that never blocks.
 
-The poll thread owns the consumer and a transactional producer. Slots are worker threads that run one
-attempt each. Whatever a slot produces (lifecycle events, the attempt's report, child tasks) is handed
-back to the poll thread, which publishes it together with the partition positions in one Kafka
-transaction, so a task's outputs, its events and its offset commit land together or not at all. The
-commit metadata also records which attempts are running (see `offsets`), which is how the next owner
-of a partition recognises the attempts of an agent that died.
+The poll thread owns the consumer and a transactional producer. It fetches tasks into a small buffer;
+slots are worker threads that run one attempt at a time and, when one ends, take the next buffered task
+themselves (so a slot never waits for the poll thread's transaction). Whatever a slot produces (lifecycle
+events, the attempt's report, child tasks) is handed back to the poll thread, which publishes everything
+that finished meanwhile together with the partition positions in one Kafka transaction, so a task's
+outputs, its events and its offset commit land together or not at all. The commit metadata also records
+which attempts are running (see `offsets`), which is how the next owner of a partition recognises the
+attempts of an agent that died.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -57,9 +60,16 @@ MAX_LOST_ATTEMPTS = 3
 """A task whose attempts are lost this many times (it may be killing its agents) fails."""
 MAX_DELAYED = 1000
 REVOKE_DRAIN_SECONDS = 10.0
+"""How long a rebalance waits for the running tasks of revoked partitions to finish and be committed."""
+BUFFER_MIN = 64
+"""Tasks fetched ahead: each poll takes what brings the buffer to max(BUFFER_MIN, 8 per slot), or one task
+when it is there already; fetching pauses at 4 times that and resumes back at it. Pausing is for slow
+tasks only: librdkafka fetches a resumed partition again only after up to a second. Buffered tasks are not
+committed, so a crash loses none of them."""
+SWITCH_INTERVAL_S = 0.0005
+"""The interpreter's thread switch interval in an agent (Python's default is 5 ms)."""
 PUBLISH_INTERVAL_SECONDS = 0.02
 """Lifecycle events alone wait this long to share a transaction; a finished task is published at once."""
-"""How long a rebalance waits for the running tasks of revoked partitions to finish and be committed."""
 
 
 @dataclass
@@ -113,7 +123,10 @@ class Agent:
         self._waiting: deque[TaskMessage] = deque()
         self._delayed: list[tuple[int, int, TaskMessage]] = []
         self._in_flight = 0
-        self._buffer_high, self._buffer_low = max(4, 2 * options.slots), options.slots
+        self._buffer_target = max(BUFFER_MIN, 8 * options.slots)
+        self._buffer_cap = 4 * self._buffer_target
+        # Guards what slot threads and the poll thread both change: the buffer, free slots, counts, budget.
+        self._dispatch = threading.RLock()
         self._last_publish = 0.0
         self._offsets_dirty = False
         self._paused = False
@@ -143,6 +156,9 @@ class Agent:
 
     def run(self) -> None:
         """Run until a stop is requested, then drain and close."""
+        # A slot whose task just ended must not wait the default 5 ms for the interpreter lock while
+        # another thread runs Python: that wait was longer than a short task.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
         ensure_topics(AdminClient(admin_config(self.bootstrap)), {self.topics[1]: HOST_TOPIC_PARTITIONS})
@@ -163,6 +179,8 @@ class Agent:
             self.downstream.close()
             self.slots.shutdown(wait=False, cancel_futures=True)
             self.executor.close()
+            if not self._in_flight:
+                self.runner.remove_slot_work_dirs()
             log.info("agent %s stopped", self.identity.agent_id)
 
     def _step(self) -> None:
@@ -174,16 +192,19 @@ class Agent:
         self._release_due()
         self._start_waiting()
         self._pause_or_resume()
-        message = self.consumer.poll(0.01 if self._in_flight or self._delayed else 0.1)
-        if message is not None:
+        room = max(1, self._buffer_target - len(self._waiting))
+        # While tasks run, come back soon to publish what they finish (the wait ends early on new tasks).
+        for message in self.consumer.consume(room, 0.005 if self._in_flight or self._delayed else 0.1):
             self._on_message(message)
+        self._start_waiting()
         if time.monotonic() - self._last_heartbeat > HEARTBEAT_SECONDS:
             self._lifecycle("heartbeat")
 
     def _drain(self) -> None:
         """Graceful stop: let running tasks finish within the grace period, then hand the rest back."""
         self.consumer.pause(self.consumer.assignment())
-        self._waiting.clear()
+        with self._dispatch:
+            self._waiting.clear()
         self._delayed.clear()
         deadline = time.monotonic() + self.options.grace_seconds
         while self._in_flight and time.monotonic() < deadline:
@@ -220,6 +241,8 @@ class Agent:
         """Give partitions back: let their running tasks finish (within a budget) and commit, then let go."""
         log.info("partitions revoked: %s", [f"{tp.topic}[{tp.partition}]" for tp in partitions])
         revoked = {(tp.topic, tp.partition) for tp in partitions}
+        with self._dispatch:  # no slot may start another task of theirs
+            self._waiting = deque(t for t in self._waiting if t.source not in revoked)
         deadline = time.monotonic() + (0 if self._stop.is_set() else REVOKE_DRAIN_SECONDS)
         self._publish()
         while any(self._running_sources[s] for s in revoked) and time.monotonic() < deadline:
@@ -235,9 +258,10 @@ class Agent:
         self._forget(partitions)
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            self._trackers.pop((tp.topic, tp.partition), None)
-        self._waiting = deque(t for t in self._waiting if t.source in self._trackers)
+        with self._dispatch:
+            for tp in partitions:
+                self._trackers.pop((tp.topic, tp.partition), None)
+            self._waiting = deque(t for t in self._waiting if t.source in self._trackers)
         self._delayed = [d for d in self._delayed if d[2].source in self._trackers]
         heapq.heapify(self._delayed)
 
@@ -249,10 +273,10 @@ class Agent:
         """
         hold = self.suspended or self._blocked_downstream() or len(self._delayed) >= MAX_DELAYED
         buffered = len(self._waiting)
-        if not self._paused and (hold or buffered >= self._buffer_high):
+        if not self._paused and (hold or buffered >= self._buffer_cap):
             self.consumer.pause(self.consumer.assignment())
             self._paused = True
-        elif self._paused and not hold and buffered <= self._buffer_low:
+        elif self._paused and not hold and buffered <= self._buffer_target:
             self.consumer.resume(self.consumer.assignment())
             self._paused = False
 
@@ -288,7 +312,6 @@ class Agent:
             heapq.heappush(self._delayed, (not_before, task.offset, task))
         else:
             self._waiting.append(task)
-            self._start_waiting()
 
     def _after_lost_attempt(self, task: TaskMessage, lost: int) -> TaskMessage | None:
         """Record the attempt a dead agent was running as lost; the next attempt, or None if given up."""
@@ -320,8 +343,9 @@ class Agent:
     def _release_due(self) -> None:
         while not self._refused.empty():
             task, reason = self._refused.get()
-            self._in_flight -= 1
-            self._running_sources[task.source] -= 1
+            with self._dispatch:
+                self._in_flight -= 1
+                self._running_sources[task.source] -= 1
             task = replace(task, refusals=task.refusals + 1)
             delay = recheck_delay(task.refusals)
             log.info("task %s not admitted (%s); re-check in %.1fs", task.event.task_id, reason, delay)
@@ -335,28 +359,45 @@ class Agent:
         return self.downstream.over_bound() is not None
 
     def _start_waiting(self) -> None:
-        while (self._waiting and self._free_slots and not self._stop.is_set() and not self.suspended
-               and not self._blocked_downstream()):
+        """(Poll thread) Start buffered tasks on the free slots."""
+        while (pick := self._next_task()) is not None:
+            self.slots.submit(self._run_in_slot, *pick)
+
+    def _next_task(self, slot: int | None = None) -> tuple[TaskMessage, int] | None:
+        """Take the next buffered task and a slot (`slot`, freed by its caller, or any free one), counted
+        as started; None if no task may start now (then `slot` is back among the free ones)."""
+        with self._dispatch:
+            if slot is not None:
+                self._free_slots.append(slot)
+            if (not self._waiting or not self._free_slots or self._stop.is_set() or self.suspended
+                    or self._blocked_downstream()):
+                return None
             task = self._waiting.popleft()
-            slot = self._free_slots.popleft()
+            slot = self._free_slots.pop() if slot is not None else self._free_slots.popleft()
             self._in_flight += 1
-            if task.refusals == 0:
-                accepted = self.runner.event("TaskAccepted", task.event.task_id, task.event.attempt, {
-                    "agent": self.identity.agent_id, "slot": slot, "topic": task.topic,
-                    "partition": task.partition, "offset": task.offset})
-                self._outbox.put(self.runner.to_events(accepted))
-            self.downstream.note_started()
             self._running_sources[task.source] += 1
-            self.slots.submit(self._run_in_slot, task, slot)
+        if task.refusals == 0:
+            accepted = self.runner.event("TaskAccepted", task.event.task_id, task.event.attempt, {
+                "agent": self.identity.agent_id, "slot": slot, "topic": task.topic,
+                "partition": task.partition, "offset": task.offset})
+            self._outbox.put(self.runner.to_events(accepted))
+        self.downstream.note_started()
+        return task, slot
 
     def _run_in_slot(self, task: TaskMessage, slot: int) -> None:
+        """(Slot thread) Run the task, then the next buffered ones, until none may start."""
+        pick: tuple[TaskMessage, int] | None = (task, slot)
+        while pick is not None:
+            self._run_attempt(*pick)
+            pick = self._next_task(pick[1])
+
+    def _run_attempt(self, task: TaskMessage, slot: int) -> None:
         token = None
         try:
             if self.admission.active:
                 verdict, token = self.admission.check(task.event)
                 if not verdict.admitted:
                     self._refused.put((task, verdict.reason))
-                    self._free_slots.append(slot)
                     return
             self._started.put(task)
             report = self.runner.run(task, slot, self._outbox.put)
@@ -366,8 +407,8 @@ class Agent:
         finally:
             self.admission.release(token)
         if not self._abandon:
+            self._count_against_budget(report.outcome)  # before this slot may take another task
             self._done.put(_Done(task.source, task.offset, report.records, outcome=report.outcome))
-        self._free_slots.append(slot)
 
     # ----- publishing --------------------------------------------------------------------------------
 
@@ -388,8 +429,9 @@ class Agent:
             # publishing these outputs too would duplicate them.
             log.warning("dropping the report of %s@%d: the partition was revoked", done.source, done.offset)
             if done.ran_in_slot:
-                self._in_flight -= 1
-                self._running_sources[done.source] -= 1
+                with self._dispatch:
+                    self._in_flight -= 1
+                    self._running_sources[done.source] -= 1
         records: list[OutMessage] = []
         while not self._outbox.empty():
             records.append(self._outbox.get())
@@ -402,18 +444,21 @@ class Agent:
         except (KafkaException, TransactionHung) as exc:
             self._recover(exc, records, finished)
             return
-        for done in finished:
-            if done.ran_in_slot:
-                self._in_flight -= 1
-                self._running_sources[done.source] -= 1
-                self._count_against_budget(done.outcome)
+        with self._dispatch:
+            for done in finished:
+                if done.ran_in_slot:
+                    self._in_flight -= 1
+                    self._running_sources[done.source] -= 1
 
     # ----- error budget and commands -----------------------------------------------------------------
 
     def _count_against_budget(self, outcome: str) -> None:
-        if self.budget is None or self.suspended or self.budget.state.tripped:
+        """(Slot thread) Count an attempt's outcome; suspend the module when the budget is spent."""
+        if self.budget is None:
             return
-        if self.budget.record(outcome, time.time()).tripped:
+        with self._dispatch:
+            if self.suspended or self.budget.state.tripped or not self.budget.record(outcome, time.time()).tripped:
+                return
             reason = (f"error budget spent: {self.budget.max_failures} failed attempts within "
                       f"{self.budget.window_s:g}s")
             log.error("suspending module %s: %s", self.module.name, reason)
@@ -424,12 +469,13 @@ class Agent:
 
     def _obey_commands(self) -> None:
         for command in self.commands.poll():
-            if command.command == "suspend" and not self.suspended:
-                self._set_suspended(True, command.reason or "suspended by command")
-            elif command.command == "resume" and self.suspended:
-                if self.budget is not None:
-                    self.budget.resume()
-                self._set_suspended(False, command.reason or "resumed by command")
+            with self._dispatch:
+                if command.command == "suspend" and not self.suspended:
+                    self._set_suspended(True, command.reason or "suspended by command")
+                elif command.command == "resume" and self.suspended:
+                    if self.budget is not None:
+                        self.budget.resume()
+                    self._set_suspended(False, command.reason or "resumed by command")
 
     def _set_suspended(self, suspended: bool, reason: str) -> None:
         self.suspended = suspended

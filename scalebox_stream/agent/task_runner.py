@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import random
 import shutil
 from collections.abc import Callable
@@ -87,14 +89,14 @@ class TaskRunner:
     def run(self, task: TaskMessage, slot: int, publish: Callable[[OutMessage], None]) -> AttemptReport:
         """Run the attempt; `publish` sends lifecycle events early; returns the final records."""
         created = task.event
-        work_dir = self._fresh_work_dir(created.task_id, created.attempt)
+        work_dir = self._fresh_work_dir(created.task_id, created.attempt, slot)
         started_at = now_us()
         expired = self._expiry(created, started_at / 1e6)
         if expired is not None:
             try:
                 return self._report(created, slot, work_dir, expired, started_at, may_retry=False)
             finally:
-                shutil.rmtree(work_dir, ignore_errors=True)
+                self._clean_work_dir(work_dir)
         request = self._request(created, slot, work_dir)
 
         def on_started(container_id: str | None) -> None:
@@ -114,7 +116,7 @@ class TaskRunner:
             return self._report(created, slot, work_dir, result, started_at)
         finally:
             if not self.keep_work_dirs:
-                shutil.rmtree(work_dir, ignore_errors=True)
+                self._clean_work_dir(work_dir)
 
     @staticmethod
     def task_created_s(created: Event) -> float:
@@ -158,11 +160,39 @@ class TaskRunner:
             "started_at": now, "finished_at": now, "user_timestamps": [], "emitted_task_ids": [],
             "emitted_modules": []}, module=created.module))
 
-    def _fresh_work_dir(self, task_id: str, attempt: int) -> Path:
-        path = self.work_root / self.spec.name / self.module.name / f"{task_id}.{attempt}"
-        shutil.rmtree(path, ignore_errors=True)
+    def _fresh_work_dir(self, task_id: str, attempt: int, slot: int) -> Path:
+        """An empty work directory: the slot's own, reused (creating and removing a directory per task
+        cost a few ms on a busy disk), or the attempt's own when work directories are kept."""
+        base = self.work_root / self.spec.name / self.module.name
+        if self.keep_work_dirs:
+            path = base / f"{task_id}.{attempt}"
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path = base / f"{self.identity.agent_id}.slot{slot}"
+            if path.is_dir():
+                self._clean_work_dir(path)
+                return path
         path.mkdir(parents=True)
         return path
+
+    def remove_slot_work_dirs(self) -> None:
+        """Remove this agent's (empty) slot work directories; call when the agent stops."""
+        for path in (self.work_root / self.spec.name / self.module.name).glob(f"{self.identity.agent_id}.slot*"):
+            shutil.rmtree(path, ignore_errors=True)
+
+    @staticmethod
+    def _clean_work_dir(path: Path) -> None:
+        """Remove what an attempt left in its work directory (the directory stays)."""
+        try:
+            entries = list(os.scandir(path))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
 
     def _request(self, created: Event, slot: int, work_dir: Path) -> ExecRequest:
         headers = created.payload["headers"]

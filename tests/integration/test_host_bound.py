@@ -50,6 +50,8 @@ def test_second_stage_runs_where_the_first_ran(tmp_path, kafka_bootstrap, pg_dsn
         for host in HOSTS:
             for module in ("first", "second", "podded", "pod_mate"):
                 c.start_agent(module, 1, "--host", host)
+        for module in ("first", "podded"):  # else the first agent up may fetch (and run) every task
+            c.wait_for_members(module, len(HOSTS))
         roots = c.send("first", [f"x{i}" for i in range(12)]) + c.send("podded", [f"p{i}" for i in range(6)])
         state = c.wait(roots, timeout_s=180)
         assert all(m["failed"] == 0 for m in state.modules), state.modules
