@@ -234,8 +234,8 @@ class Agent:
         for tp in consumer.committed(partitions, timeout=30):
             start = tp.offset if tp.offset >= 0 else 0
             self._trackers[(tp.topic, tp.partition)] = PartitionTracker(start, parse_metadata(start, tp.metadata))
-        if self._paused:
-            consumer.pause(partitions)
+        # librdkafka keeps a partition's pause flag across revoke and re-assignment: set it explicitly.
+        (consumer.pause if self._paused else consumer.resume)(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Give partitions back: let their running tasks finish (within a budget) and commit, then let go."""
@@ -258,6 +258,10 @@ class Agent:
         self._forget(partitions)
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
+        try:  # a partition given up while paused would come back paused (see _on_assign)
+            self.consumer.resume(partitions)
+        except KafkaException as exc:
+            log.debug("resuming partitions given up: %s", exc)
         with self._dispatch:
             for tp in partitions:
                 self._trackers.pop((tp.topic, tp.partition), None)
@@ -387,9 +391,13 @@ class Agent:
     def _run_in_slot(self, task: TaskMessage, slot: int) -> None:
         """(Slot thread) Run the task, then the next buffered ones, until none may start."""
         pick: tuple[TaskMessage, int] | None = (task, slot)
-        while pick is not None:
-            self._run_attempt(*pick)
-            pick = self._next_task(pick[1])
+        try:
+            while pick is not None:
+                self._run_attempt(*pick)
+                pick = self._next_task(pick[1])
+        except Exception:  # a bug here would otherwise vanish into the slot's future
+            log.exception("slot %d stopped taking tasks", slot)
+            raise
 
     def _run_attempt(self, task: TaskMessage, slot: int) -> None:
         token = None
