@@ -68,8 +68,11 @@ tasks only: librdkafka fetches a resumed partition again only after up to a seco
 committed, so a crash loses none of them."""
 SWITCH_INTERVAL_S = 0.0005
 """The interpreter's thread switch interval in an agent (Python's default is 5 ms)."""
+BUSY_SECONDS = 1.0
+"""An agent that started a task within this long polls every millisecond, else every 20 ms, while tasks run."""
 PUBLISH_INTERVAL_SECONDS = 0.02
-"""Lifecycle events alone wait this long to share a transaction; a finished task is published at once."""
+"""Lifecycle events and moved positions alone wait this long to share a transaction; a finished task is
+published at once."""
 
 
 @dataclass
@@ -127,7 +130,8 @@ class Agent:
         self._buffer_cap = 4 * self._buffer_target
         # Guards what slot threads and the poll thread both change: the buffer, free slots, counts, budget.
         self._dispatch = threading.RLock()
-        self._last_publish = 0.0
+        self._pending_since: float | None = None
+        self._last_start = 0.0
         self._offsets_dirty = False
         self._paused = False
         self._stop = threading.Event()
@@ -185,20 +189,48 @@ class Agent:
 
     def _step(self) -> None:
         """One turn of the poll loop: publish what finished, admit work, poll."""
-        if (not self._done.empty() or self._offsets_dirty
-                or time.monotonic() - self._last_publish >= PUBLISH_INTERVAL_SECONDS):
+        if self._publish_due():
             self._publish()
         self._obey_commands()
         self._release_due()
         self._start_waiting()
         self._pause_or_resume()
-        room = max(1, self._buffer_target - len(self._waiting))
-        # While tasks run, come back soon to publish what they finish (the wait ends early on new tasks).
-        for message in self.consumer.consume(room, 0.005 if self._in_flight or self._delayed else 0.1):
+        for message in self._fetch():
             self._on_message(message)
         self._start_waiting()
         if time.monotonic() - self._last_heartbeat > HEARTBEAT_SECONDS:
             self._lifecycle("heartbeat")
+
+    def _publish_due(self) -> bool:
+        """A finished task is published at once; lifecycle events and moved positions wait up to
+        PUBLISH_INTERVAL_SECONDS to share a transaction (so a short task's finish does not queue behind
+        a transaction of its own TaskAccepted)."""
+        if not self._done.empty():
+            return True
+        if self._outbox.empty() and not self._offsets_dirty:
+            self._pending_since = None
+            return False
+        now = time.monotonic()
+        if self._pending_since is None:
+            self._pending_since = now
+        return now - self._pending_since >= PUBLISH_INTERVAL_SECONDS
+
+    def _fetch(self) -> list[Message]:
+        """What the consumer has fetched already, up to the buffer's target; else wait for one message.
+
+        (`consume` with a count waits for the whole count or the timeout: it would hold back a lone task.)"""
+        messages = self.consumer.consume(max(1, self._buffer_target - len(self._waiting)), 0)
+        if messages:
+            return messages
+        message = self.consumer.poll(self._wait_seconds())
+        return [] if message is None else [message]
+
+    def _wait_seconds(self) -> float:
+        """How long the poll may wait for a message: while short tasks run, briefly, so that what they
+        finish is published at once; idle, longer (a message ends the wait anyway)."""
+        if not (self._in_flight or self._delayed):
+            return 0.1
+        return 0.001 if time.monotonic() - self._last_start < BUSY_SECONDS else 0.02
 
     def _drain(self) -> None:
         """Graceful stop: let running tasks finish within the grace period, then hand the rest back."""
@@ -378,6 +410,7 @@ class Agent:
                 return None
             task = self._waiting.popleft()
             slot = self._free_slots.pop() if slot is not None else self._free_slots.popleft()
+            self._last_start = time.monotonic()
             self._in_flight += 1
             self._running_sources[task.source] += 1
         if task.refusals == 0:
@@ -443,7 +476,7 @@ class Agent:
         records: list[OutMessage] = []
         while not self._outbox.empty():
             records.append(self._outbox.get())
-        self._last_publish = time.monotonic()
+        self._pending_since = None
         if not finished and not records and not self._offsets_dirty:
             return
         self._offsets_dirty = False

@@ -224,7 +224,7 @@ class Projector:
                 try:
                     if self._needs_rewind:
                         self._recover()
-                    batch = self._prepare(self.consumer.consume(self.batch_size, timeout=0.2))
+                    batch = self._prepare(self._fetch())
                     if self._needs_rewind:
                         continue
                     self._confirm()  # the previous batch was applied by the server while this one was decoded
@@ -243,6 +243,18 @@ class Projector:
         finally:
             self._finish()
         return self.stats
+
+    def _fetch(self) -> list[Message]:
+        """The records fetched already (up to a batch); if none, wait for the next and take what came with it.
+
+        (`consume` with a count waits for the whole count or its timeout: live views would lag by it.)"""
+        messages = self.consumer.consume(self.batch_size, 0)
+        if messages:
+            return messages
+        first = self.consumer.poll(0.2)
+        if first is None:
+            return []
+        return [first, *self.consumer.consume(self.batch_size - 1, 0)] if self.batch_size > 1 else [first]
 
     def _finish(self) -> None:
         try:
