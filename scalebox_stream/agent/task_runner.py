@@ -72,7 +72,7 @@ class TaskRunner:
         self.identity = identity
         self.executor = executor
         self.codec = codec
-        self.work_root = work_root
+        self.work_root = work_root.resolve()  # once: executors take the work directories as they are
         self.keep_work_dirs = keep_work_dirs
         self.outputs = OutputRouter(spec, identity, directory)
 

@@ -10,7 +10,6 @@ import subprocess
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import BinaryIO
 
 from scalebox_stream.executors.base import TIMEOUT_EXIT_CODE, ExecRequest, ExecResult, StartedCallback
@@ -159,7 +158,7 @@ class ProcessExecutor:
     def _environment(request: ExecRequest) -> dict[str, str]:
         env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
         env.update(request.env)
-        env["WORK_DIR"] = str(Path(request.work_dir).resolve())
+        env["WORK_DIR"] = os.path.abspath(request.work_dir)  # no symlink walk: one per task showed in profiles
         return env
 
     def _wait(
