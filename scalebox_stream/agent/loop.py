@@ -49,6 +49,7 @@ from scalebox_stream.kafka.topics import (
 from scalebox_stream.kafka.transactions import TransactionalPublisher, TransactionHung
 from scalebox_stream.policy.admission import recheck_delay
 from scalebox_stream.policy.budget import ErrorBudget
+from scalebox_stream.policy.pacing import poll_wait, publish_due
 from scalebox_stream.spec.model import AppSpec
 
 log = logging.getLogger(__name__)
@@ -68,11 +69,6 @@ tasks only: librdkafka fetches a resumed partition again only after up to a seco
 committed, so a crash loses none of them."""
 SWITCH_INTERVAL_S = 0.0005
 """The interpreter's thread switch interval in an agent (Python's default is 5 ms)."""
-BUSY_SECONDS = 1.0
-"""An agent that started a task within this long polls every millisecond, else every 20 ms, while tasks run."""
-PUBLISH_INTERVAL_SECONDS = 0.02
-"""Lifecycle events and moved positions alone wait this long to share a transaction; a finished task is
-published at once."""
 
 
 @dataclass
@@ -202,18 +198,14 @@ class Agent:
             self._lifecycle("heartbeat")
 
     def _publish_due(self) -> bool:
-        """A finished task is published at once; lifecycle events and moved positions wait up to
-        PUBLISH_INTERVAL_SECONDS to share a transaction (so a short task's finish does not queue behind
-        a transaction of its own TaskAccepted)."""
-        if not self._done.empty():
-            return True
-        if self._outbox.empty() and not self._offsets_dirty:
-            self._pending_since = None
-            return False
+        """Whether to publish now (see `policy.pacing`)."""
+        pending = not self._outbox.empty() or self._offsets_dirty
         now = time.monotonic()
-        if self._pending_since is None:
+        if not pending:
+            self._pending_since = None
+        elif self._pending_since is None:
             self._pending_since = now
-        return now - self._pending_since >= PUBLISH_INTERVAL_SECONDS
+        return publish_due(not self._done.empty(), pending, self._pending_since, now)
 
     def _fetch(self) -> list[Message]:
         """What the consumer has fetched already, up to the buffer's target; else wait for one message.
@@ -222,15 +214,9 @@ class Agent:
         messages = self.consumer.consume(max(1, self._buffer_target - len(self._waiting)), 0)
         if messages:
             return messages
-        message = self.consumer.poll(self._wait_seconds())
+        running = bool(self._in_flight or self._delayed)
+        message = self.consumer.poll(poll_wait(running, self._last_start, time.monotonic()))
         return [] if message is None else [message]
-
-    def _wait_seconds(self) -> float:
-        """How long the poll may wait for a message: while short tasks run, briefly, so that what they
-        finish is published at once; idle, longer (a message ends the wait anyway)."""
-        if not (self._in_flight or self._delayed):
-            return 0.1
-        return 0.001 if time.monotonic() - self._last_start < BUSY_SECONDS else 0.02
 
     def _drain(self) -> None:
         """Graceful stop: let running tasks finish within the grace period, then hand the rest back."""
