@@ -113,7 +113,8 @@ class Agent:
             **{"client.id": identity.agent_id, "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000,
                "topic.metadata.refresh.interval.ms": 5000, "enable.partition.eof": True,
                **options.consumer_overrides}))
-        self.publisher = TransactionalPublisher(bootstrap, f"sbx-agent-{identity.agent_id}")
+        self._stop = threading.Event()
+        self.publisher = TransactionalPublisher(bootstrap, f"sbx-agent-{identity.agent_id}", stop=self._stop)
         self.slots = ThreadPoolExecutor(max_workers=options.slots, thread_name_prefix="slot")
         self._free_slots: deque[int] = deque(range(options.slots))
         self._outbox: queue.SimpleQueue[OutMessage] = queue.SimpleQueue()
@@ -130,7 +131,6 @@ class Agent:
         self._last_start = 0.0
         self._offsets_dirty = False
         self._paused = False
-        self._stop = threading.Event()
         self._abandon = False
         self._last_heartbeat = 0.0
         self.poison_count = 0

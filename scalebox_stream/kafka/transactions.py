@@ -15,13 +15,16 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from scalebox_stream.kafka.config import producer_config
 
 log = logging.getLogger(__name__)
 
 WATCHDOG_GRACE_S = 5.0
+_COORDINATOR_MOVING = frozenset({KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
+                                 KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError._TIMED_OUT,
+                                 KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN})
 
 
 class TransactionHung(RuntimeError):
@@ -31,8 +34,10 @@ class TransactionHung(RuntimeError):
 class TransactionalPublisher:
     """Publishes (topic, key, value, headers) records plus offsets in one transaction."""
 
-    def __init__(self, bootstrap: str, transactional_id: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, bootstrap: str, transactional_id: str, timeout_s: float = 10.0,
+                 stop: threading.Event | None = None) -> None:
         self.bootstrap, self.transactional_id, self.timeout_s = bootstrap, transactional_id, timeout_s
+        self._stop = stop or threading.Event()  # ends the retries of a producer that cannot start yet
         self._calls = _CallThread()
         self.producer = self._new_producer()
 
@@ -41,10 +46,20 @@ class TransactionalPublisher:
         # the default 100 ms retry backoff made every send_offsets_to_transaction take ~100 ms, and 5 ms still
         # doubled a transaction (9.6 ms against 4.8 ms at 1 ms; the backoff grows exponentially from there).
         # A commit flushes at once, so lingering only adds latency.
-        producer = Producer(producer_config(self.bootstrap, transactional_id=self.transactional_id,
-                                            **{"retry.backoff.ms": 1, "retry.backoff.max.ms": 100, "linger.ms": 0}))
-        producer.init_transactions(60)
-        return producer
+        delay = 0.5
+        while True:
+            producer = Producer(producer_config(self.bootstrap, transactional_id=self.transactional_id, **{
+                "retry.backoff.ms": 1, "retry.backoff.max.ms": 100, "linger.ms": 0}))
+            try:
+                producer.init_transactions(60)
+                return producer
+            except KafkaException as exc:  # a broker restarting: its coordinator is not there yet
+                error = exc.args[0]
+                if not (error.retriable() or error.code() in _COORDINATOR_MOVING) or self._stop.is_set():
+                    raise
+                log.warning("transactional producer not ready (%s); retrying in %.1fs", error.str(), delay)
+                self._stop.wait(delay)
+                delay = min(2 * delay, 5.0)
 
     def replace(self) -> None:
         """Start over with a fresh producer (fences the previous one)."""
