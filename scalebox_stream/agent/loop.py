@@ -12,6 +12,7 @@ attempts of an agent that died.
 
 from __future__ import annotations
 
+import copy
 import heapq
 import logging
 import os
@@ -514,12 +515,17 @@ class Agent:
             host=self.identity.host, producer=self.identity.agent_id)))
 
     def _transact(self, records: list[OutMessage], finished: list[_Done]) -> None:
+        """Publish `records` with the positions that count `finished` as done; the trackers take those
+        positions only once the transaction has committed (a failed one leaves them as they were, so no
+        later commit can count a task done whose report is not published)."""
+        trackers = {source: copy.deepcopy(t) for source, t in self._trackers.items()}
         for done in finished:
-            tracker = self._trackers.get(done.source)
+            tracker = trackers.get(done.source)
             if tracker is not None:
                 tracker.finish(done.offset)
-        offsets = [TopicPartition(topic, p, t.watermark, t.metadata()) for (topic, p), t in self._trackers.items()]
+        offsets = [TopicPartition(topic, p, t.watermark, t.metadata()) for (topic, p), t in trackers.items()]
         self.publisher.publish(records, offsets, self.consumer.consumer_group_metadata() if offsets else None)
+        self._trackers.update(trackers)
 
     def _recover(self, exc: Exception, records: list[OutMessage], finished: list[_Done]) -> None:
         """Abort, keep everything for the next try; a fatal producer error gets a new producer."""
