@@ -518,14 +518,14 @@ class Agent:
         """Publish `records` with the positions that count `finished` as done; the trackers take those
         positions only once the transaction has committed (a failed one leaves them as they were, so no
         later commit can count a task done whose report is not published)."""
-        trackers = {source: copy.deepcopy(t) for source, t in self._trackers.items()}
+        changed = {d.source: copy.deepcopy(self._trackers[d.source]) for d in finished if d.source in self._trackers}
         for done in finished:
-            tracker = trackers.get(done.source)
-            if tracker is not None:
-                tracker.finish(done.offset)
+            if done.source in changed:
+                changed[done.source].finish(done.offset)
+        trackers = {**self._trackers, **changed}
         offsets = [TopicPartition(topic, p, t.watermark, t.metadata()) for (topic, p), t in trackers.items()]
         self.publisher.publish(records, offsets, self.consumer.consumer_group_metadata() if offsets else None)
-        self._trackers.update(trackers)
+        self._trackers.update(changed)
 
     def _recover(self, exc: Exception, records: list[OutMessage], finished: list[_Done]) -> None:
         """Abort, keep everything for the next try; a fatal producer error gets a new producer."""

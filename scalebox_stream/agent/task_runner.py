@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import random
 import shutil
 from collections.abc import Callable
@@ -19,6 +17,7 @@ from scalebox_stream.agent.perspective import cap_text, read_perspective
 from scalebox_stream.agent.sink import SinkLineError, parse_sink_file
 from scalebox_stream.events import Event, EventCodec, now_us
 from scalebox_stream.executors.base import ExecRequest, ExecResult, Executor
+from scalebox_stream.executors.slot_support import empty_dir
 from scalebox_stream.kafka.membership import HostDirectory
 from scalebox_stream.kafka.topics import EVENTS_TOPIC, task_topic
 from scalebox_stream.policy.outcome import AttemptVerdict, decide_attempt, within_deadline
@@ -96,7 +95,7 @@ class TaskRunner:
             try:
                 return self._report(created, slot, work_dir, expired, started_at, may_retry=False)
             finally:
-                self._clean_work_dir(work_dir)
+                empty_dir(work_dir)
         request = self._request(created, slot, work_dir)
 
         def on_started(container_id: str | None) -> None:
@@ -116,7 +115,7 @@ class TaskRunner:
             return self._report(created, slot, work_dir, result, started_at)
         finally:
             if not self.keep_work_dirs:
-                self._clean_work_dir(work_dir)
+                empty_dir(work_dir)
 
     @staticmethod
     def task_created_s(created: Event) -> float:
@@ -164,14 +163,12 @@ class TaskRunner:
         """An empty work directory: the slot's own, reused (creating and removing a directory per task
         cost a few ms on a busy disk), or the attempt's own when work directories are kept."""
         base = self.work_root / self.spec.name / self.module.name
-        if self.keep_work_dirs:
-            path = base / f"{task_id}.{attempt}"
-            shutil.rmtree(path, ignore_errors=True)
-        else:
+        if not self.keep_work_dirs:
             path = base / f"{self.identity.agent_id}.slot{slot}"
-            if path.is_dir():
-                self._clean_work_dir(path)
-                return path
+            empty_dir(path)
+            return path
+        path = base / f"{task_id}.{attempt}"
+        shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)
         return path
 
@@ -179,20 +176,6 @@ class TaskRunner:
         """Remove this agent's (empty) slot work directories; call when the agent stops."""
         for path in (self.work_root / self.spec.name / self.module.name).glob(f"{self.identity.agent_id}.slot*"):
             shutil.rmtree(path, ignore_errors=True)
-
-    @staticmethod
-    def _clean_work_dir(path: Path) -> None:
-        """Remove what an attempt left in its work directory (the directory stays)."""
-        try:
-            entries = list(os.scandir(path))
-        except FileNotFoundError:
-            return
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
 
     def _request(self, created: Event, slot: int, work_dir: Path) -> ExecRequest:
         headers = created.payload["headers"]
