@@ -16,7 +16,7 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     """One event: envelope fields plus a typed payload (`event_type` names the payload record)."""
 
@@ -54,20 +54,9 @@ class Event:
     def from_record(cls, record: dict[str, Any]) -> Event:
         """Build an Event from a decoded Avro record (payload as a `(name, dict)` pair)."""
         name, payload = record["payload"]
-        return cls(
-            event_type=name.rsplit(".", 1)[-1],
-            app=record["app"],
-            payload=payload,
-            module=record["module"],
-            task_id=record["task_id"],
-            attempt=record["attempt"],
-            cluster=record["cluster"],
-            host=record["host"],
-            producer=record["producer"],
-            event_id=record["event_id"],
-            occurred_at=record["occurred_at"],
-            schema_version=record["schema_version"],
-        )
+        return cls(name.rsplit(".", 1)[-1], record["app"], payload, record["module"],
+                   record["task_id"], record["attempt"], record["cluster"], record["host"], record["producer"],
+                   record["event_id"], record["occurred_at"], record["schema_version"])
 
 
 def child_task_id(parent_task_id: str, position: int) -> str:

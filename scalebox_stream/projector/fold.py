@@ -14,6 +14,8 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
+from functools import lru_cache
+from operator import itemgetter
 
 from scalebox_stream.events import Event
 
@@ -27,12 +29,14 @@ FINISHED_FIELDS = (
     "stdout_bytes", "stderr_bytes", "status_code", "input_bytes", "output_bytes", "read_bytes", "write_bytes",
     "cpu_user_s", "cpu_system_s", "peak_memory_bytes",
 )
+_finished_fields = itemgetter(*FINISHED_FIELDS)
 RARE_TYPES = frozenset({"AgentLifecycle", "AppDeployed", "AppFinished", "ModuleState"})
 
 
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
+@lru_cache(maxsize=1 << 16)  # a task's id comes by with each of its events
 def uuid_key(value: str | None) -> str | None:
     """A task id in canonical form, so two spellings of one UUID fold into one row (non-UUIDs are kept:
     the database refuses them and the event is dead-lettered)."""
@@ -212,7 +216,7 @@ def _finished(f: Fold, e: Event) -> None:
         r.started_at = p["started_at"]
     r.set_status(p["outcome"], RUN_RANK["ended"])
     stamps = json.dumps([{"at": s["at"], "label": s["label"]} for s in p["user_timestamps"]])
-    r.finished = (*(p[k] for k in FINISHED_FIELDS), stamps, p["finished_at"], e.occurred_at)
+    r.finished = (*_finished_fields(p), stamps, p["finished_at"], e.occurred_at)
     t = f.task(e.task_id, e.app, e.module)
     t.set_result(e.attempt, p["exit_code"], e.host, p["custom_out"])
     parent = t.task_id
