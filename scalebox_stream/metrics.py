@@ -20,6 +20,8 @@ BATCHES = Counter("scalebox_projector_batches", "Batches committed to PostgreSQL
 BATCH_SECONDS = Histogram("scalebox_projector_batch_seconds", "Time to decode, apply and commit one batch.",
                           buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 DEAD_LETTERS = Counter("scalebox_projector_dead_letters", "Events sent to the dead-letter topic.", ["reason"])
+BATCH_CONFLICTS = Counter("scalebox_projector_batch_conflicts",
+                          "Batches applied again because another projector of the group touched the same rows.")
 DB_RECONNECTS = Counter("scalebox_projector_db_reconnects", "Reconnections to PostgreSQL after a failure.")
 LAG = Gauge("scalebox_projector_lag_events", "Events in the assigned partitions not projected yet.")
 

@@ -23,3 +23,13 @@ def is_outage(exc: BaseException, conn: psycopg.Connection | None = None) -> boo
     if state is None:  # client-side failure without a server answer: the connection is gone
         return isinstance(exc, psycopg.OperationalError)
     return state.startswith(_TRANSIENT_CLASSES) or state in _TRANSIENT_STATES
+
+
+# Two projectors of one group touching the same rows: a deadlock, a serialization failure, or a row the other
+# inserted first (apply.CONCURRENT_INSERT_SQLSTATE). The rows are there now: applying the batch again works.
+_CONFLICT_STATES = frozenset({"40P01", "40001", "SBX02"})
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """True if `exc` is a clash with another projector's concurrent transaction (retry the batch at once)."""
+    return isinstance(exc, psycopg.Error) and exc.sqlstate in _CONFLICT_STATES

@@ -16,8 +16,10 @@ import signal
 import threading
 import time
 import uuid
+from collections import Counter
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
@@ -36,7 +38,7 @@ from scalebox_stream.projector.apply import (
     stage_event_ids,
     stage_fold,
 )
-from scalebox_stream.projector.errors import is_outage
+from scalebox_stream.projector.errors import is_conflict, is_outage
 from scalebox_stream.projector.fold import Fold, fold
 from scalebox_stream.projector.migrate import migrate
 
@@ -44,6 +46,9 @@ log = logging.getLogger(__name__)
 
 PROJECTOR_GROUP = "sbx.projector"
 UNDECODABLE, UNPROJECTABLE = "undecodable", "unprojectable"
+CONFLICT_RETRIES = 5
+"""Times a batch that clashed with another projector's transaction is applied again before waiting."""
+_event_type = attrgetter("event_type")
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -313,10 +318,7 @@ class Projector:
                 cur.execute("COMMIT")
         except Exception as exc:  # refused while being sent (a value psycopg or the server refuses, say)
             self._abandon()
-            if is_outage(exc, self.conn):
-                raise _Outage(str(exc)) from exc
-            self._rollback()
-            log.warning("batch refused (%s: %s); applying it again", type(exc).__name__, str(exc).strip())
+            self._after_failed_pipeline(exc)
             self._write(batch)
 
     def _confirm(self) -> None:
@@ -328,14 +330,26 @@ class Projector:
         try:
             pipeline.__exit__(None, None, None)
         except Exception as exc:
-            if is_outage(exc, self.conn):
-                raise _Outage(str(exc)) from exc
-            self._rollback()
-            if not isinstance(exc, psycopg.errors.UniqueViolation):  # a replayed event: expected
-                log.warning("batch failed (%s: %s); applying it again", type(exc).__name__, str(exc).strip())
+            self._after_failed_pipeline(exc)
             self._write(batch)
             return
         self._done(batch, [e for _, e in batch.events], [])
+
+    def _after_failed_pipeline(self, exc: Exception) -> None:
+        """Get ready to apply a pipelined batch again the careful way, or raise `_Outage`.
+
+        The connection is replaced: after an error in a pipeline, psycopg can believe a statement prepared
+        whose PREPARE the server skipped, and every later batch would fail on it ("prepared statement
+        _pg3_N does not exist")."""
+        conflict = is_conflict(exc) and not (self.conn.closed or self.conn.broken)
+        if is_outage(exc, self.conn) and not conflict:
+            raise _Outage(str(exc)) from exc
+        if conflict:
+            metrics.BATCH_CONFLICTS.inc()
+        elif not isinstance(exc, psycopg.errors.UniqueViolation):  # a replayed event: expected
+            log.warning("batch failed (%s: %s); applying it again", type(exc).__name__, str(exc).strip())
+        self.conn.close()
+        self.conn = self._connect(wait_s=60)
 
     def _rollback(self) -> None:
         """End a transaction the server or the client aborted."""
@@ -354,7 +368,7 @@ class Projector:
     def _write(self, batch: _Batch) -> None:
         """Apply a batch synchronously (ids first); if the SQL refuses it, apply it event by event."""
         try:
-            self._commit(batch, isolate=False)
+            self._commit_despite_conflicts(batch)
         except _Outage:
             raise
         except Exception as exc:
@@ -370,6 +384,19 @@ class Projector:
                 if is_outage(again, self.conn):
                     raise _Outage(str(again)) from again
                 raise
+
+    def _commit_despite_conflicts(self, batch: _Batch) -> None:
+        """`_commit` the batch, again at once (up to `CONFLICT_RETRIES` times) if it clashed with another
+        projector's transaction: the other's rows are committed by then, and the merge updates them."""
+        for retry in range(CONFLICT_RETRIES + 1):
+            try:
+                self._commit(batch, isolate=False)
+                return
+            except Exception as exc:
+                if not is_conflict(exc) or retry == CONFLICT_RETRIES or self.conn.broken:
+                    raise
+                metrics.BATCH_CONFLICTS.inc()
+                log.info("batch clashed with another projector (%s); applying it again", exc.sqlstate)
 
     def _decode(self, records: list[Message]) -> tuple[list[tuple[Message, Event]], list[DeadLetter]]:
         """Decoded events (first of each event id, ids normalised) and the records that are not events."""
@@ -432,10 +459,7 @@ class Projector:
         metrics.BATCHES.inc()
         metrics.BATCH_SECONDS.observe(finished - batch.started)
         metrics.DUPLICATE_EVENTS.inc(len(batch.events) - len(fresh))
-        by_type: dict[str, int] = {}
-        for e in fresh:
-            by_type[e.event_type] = by_type.get(e.event_type, 0) + 1
-        for event_type, n in by_type.items():
+        for event_type, n in Counter(map(_event_type, fresh)).items():
             metrics.PROJECTED_EVENTS.labels(metrics.event_type_label(event_type)).inc(n)
         for _, kind, _ in dead:
             metrics.DEAD_LETTERS.labels(kind).inc()
