@@ -57,8 +57,13 @@ def agent(
     Agent(spec, identity, bootstrap, options).run()
 
 
+ProcessesOption = typer.Option(1, "--processes", min=1, help="Projector processes in the group (one per core "
+                                "projects fastest; process i serves metrics on metrics-port + i).")
+
+
 def projector(
     batch_size: int = typer.Option(1000, "--batch-size", min=1),
+    processes: int = ProcessesOption,
     until_caught_up: bool = typer.Option(False, "--until-caught-up", help="Exit once every partition is read."),
     metrics_port: int | None = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics on this port."),
     kafka: str | None = KafkaOption,
@@ -66,30 +71,39 @@ def projector(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Project the events topic into PostgreSQL (the task perspective)."""
-    from scalebox_stream.projector.service import Projector
+    from scalebox_stream.projector.group import ProjectorConfig, run_projectors
 
     setup_logging(verbose)
     conns = connections(kafka, pg)
-    stats = Projector(conns.kafka, conns.pg, batch_size=batch_size,
-                      metrics_port=metrics_port).run(until_caught_up=until_caught_up)
+    config = ProjectorConfig(conns.kafka, conns.pg, batch_size=batch_size, metrics_port=metrics_port)
+    try:
+        stats = run_projectors(config, processes, until_caught_up=until_caught_up)
+    except RuntimeError as exc:
+        fail(str(exc))
     typer.echo(f"projected {stats.events} event(s) in {stats.batches} batch(es); "
                f"{stats.dead_letters} dead-lettered", err=True)
 
 
 def replay(
     batch_size: int = typer.Option(1000, "--batch-size", min=1),
+    processes: int = ProcessesOption,
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
     kafka: str | None = KafkaOption,
     pg: str | None = PgOption,
 ) -> None:
     """Drop the projection and rebuild it from the log (stop running projectors first)."""
-    from scalebox_stream.projector.migrate import drop_projection
-    from scalebox_stream.projector.service import Projector
+    from scalebox_stream.projector.group import ProjectorConfig, run_projectors
+    from scalebox_stream.projector.migrate import drop_projection, migrate
 
     conns = connections(kafka, pg)
     if not yes:
         typer.confirm("Drop the task perspective tables and rebuild them from Kafka?", abort=True)
     with psycopg.connect(conns.pg, autocommit=True) as conn:
         drop_projection(conn)
-    stats = Projector(conns.kafka, conns.pg, batch_size=batch_size).run(until_caught_up=True, install_signals=False)
+        migrate(conn)
+    try:
+        stats = run_projectors(ProjectorConfig(conns.kafka, conns.pg, batch_size=batch_size), processes,
+                               until_caught_up=True)
+    except RuntimeError as exc:
+        fail(str(exc))
     typer.echo(f"replayed {stats.events} event(s) ({stats.applied} applied, {stats.dead_letters} dead-lettered)")

@@ -12,7 +12,8 @@ DEAD_LETTER_TOPIC = "sbx.dlq"
 APPS_TOPIC = "sbx.apps"
 CONTROL_TOPIC = "sbx.control"
 TASK_TOPIC_PARTITIONS = 4
-EVENTS_TOPIC_PARTITIONS = 3
+EVENTS_TOPIC_PARTITIONS = 6
+"""Six: one, two, three or six projector processes share them evenly (an existing topic keeps its count)."""
 
 
 HOST_TOPIC_PARTITIONS = 2

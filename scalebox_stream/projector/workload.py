@@ -11,7 +11,7 @@ from confluent_kafka.admin import AdminClient
 
 from scalebox_stream.events import Event, EventCodec, child_task_id
 from scalebox_stream.kafka.config import admin_config, producer_config
-from scalebox_stream.kafka.topics import ensure_topics, task_topic
+from scalebox_stream.kafka.topics import EVENTS_TOPIC_PARTITIONS, ensure_topics, task_topic
 
 STDOUT_LINE = "processed block {n:08d}: checksum ok, 4096 records scanned, 0 rejected; elapsed {ms} ms\n"
 
@@ -112,7 +112,8 @@ def generate(n_events: int, app: str = "bench", seed: int = 7, children: int = 4
     yield _event(app, "AppFinished", "", "", 0, clock.tick(), {"succeeded": root, "failed": 0}, rng=rng)
 
 
-def produce(bootstrap: str, topic: str, events: list[Event] | Iterator[Event], partitions: int = 3) -> int:
+def produce(bootstrap: str, topic: str, events: list[Event] | Iterator[Event],
+            partitions: int = EVENTS_TOPIC_PARTITIONS) -> int:
     """Create `topic` and write the events to it, keyed like the agents do (task id, else app); returns the count."""
     ensure_topics(AdminClient(admin_config(bootstrap)), {topic: partitions})
     producer = Producer(producer_config(bootstrap, **{"linger.ms": 20, "batch.num.messages": 10000}))

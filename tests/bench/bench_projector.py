@@ -22,9 +22,12 @@ from dataclasses import dataclass
 import psycopg
 
 from scalebox_stream.projector import verify, workload
+from scalebox_stream.projector.group import ProjectorConfig, run_projectors
 from scalebox_stream.projector.service import Projector
 
 SIZES = (1, 100, 1000)
+PROCESSES = 2
+"""The last run: batch size 1000 with this many projector processes (one per core of the 2-core VM)."""
 
 
 @dataclass
@@ -36,22 +39,28 @@ class Result:
     seconds: float
     rate: float
     digests: dict[str, tuple[int, str]]
+    processes: int = 1
 
 
-def replay(bootstrap: str, pg: str, topic: str, batch_size: int, tag: str) -> Result:
-    """Project `topic` into a fresh database with `batch_size`; drop the database afterwards."""
-    name = f"bench_{tag}_{batch_size}"
+def replay(bootstrap: str, pg: str, topic: str, batch_size: int, tag: str, processes: int = 1) -> Result:
+    """Project `topic` into a fresh database with `batch_size` and `processes` projectors; drop the database
+    afterwards."""
+    name = f"bench_{tag}_{batch_size}_{processes}"
     dsn = verify.create_database(pg, name)
     try:
-        projector = Projector(bootstrap, dsn, batch_size=batch_size, group=f"sbx.bench.{tag}.{batch_size}",
-                              topic=topic)
-        stats = projector.run(until_caught_up=True, install_signals=False)
+        group = f"sbx.bench.{tag}.{batch_size}.{processes}"
+        if processes == 1:  # in this process, as before (no signal handlers: the benchmark is the main program)
+            stats = Projector(bootstrap, dsn, batch_size=batch_size, group=group, topic=topic).run(
+                until_caught_up=True, install_signals=False)
+        else:
+            stats = run_projectors(ProjectorConfig(bootstrap, dsn, batch_size, group, topic), processes,
+                                   until_caught_up=True)
         with psycopg.connect(dsn) as conn:
             digests = verify.table_digests(conn)
     finally:
         verify.drop_database(pg, name)
     seconds = (stats.last_batch_at or 0) - (stats.first_batch_at or 0)
-    return Result(batch_size, stats.events, seconds, stats.rate(), digests)
+    return Result(batch_size, stats.events, seconds, stats.rate(), digests, processes)
 
 
 def compare(results: list[Result]) -> list[str]:
@@ -76,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kafka", default=os.environ.get("SCALEBOX_KAFKA", "127.0.0.1:19092"))
     parser.add_argument("--pg", default=os.environ.get("SCALEBOX_PG", "postgresql://postgres@127.0.0.1:15432/scalebox"))
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    parser.add_argument("--processes", type=int, default=PROCESSES, help="projector processes in the last run")
     args = parser.parse_args(argv)
     n_events, prefix = (5_000, 5_000) if args.smoke else (args.events, min(args.prefix, args.events))
     tag = uuid.uuid4().hex[:8]
@@ -92,20 +102,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {n_written} events to {full} in {time.monotonic() - started:.1f}s"
           + (f" (and the first {prefix} to {head})" if prefix < n_written else ""), flush=True)
     results = []
-    for size in SIZES:
+    for size, processes in [*((s, 1) for s in SIZES), (SIZES[-1], args.processes)]:
         topic = head if size == 1 and prefix < n_written else full
-        r = replay(args.kafka, args.pg, topic, size, tag)
+        r = replay(args.kafka, args.pg, topic, size, tag, processes)
         results.append(r)
-        print(f"batch {size:>5}: {r.events:>7} events in {r.seconds:7.2f}s = {r.rate:9.0f} events/s", flush=True)
+        print(f"batch {size:>5}, {processes} process(es): {r.events:>7} events in {r.seconds:7.2f}s = "
+              f"{r.rate:9.0f} events/s", flush=True)
     base = results[0].rate or 1.0
-    print("\nbatch size | events | events/s | ratio to batch 1")
+    print("\nbatch size | processes | events | events/s | ratio to batch 1")
     for r in results:
         note = " (prefix)" if r.batch_size == 1 and r.events < n_written else ""
-        print(f"{r.batch_size:>10} | {r.events:>6}{note} | {r.rate:>8.0f} | {r.rate / base:6.1f}x")
-    counts = {r.batch_size: {t: d[0] for t, d in r.digests.items()} for r in results}
+        print(f"{r.batch_size:>10} | {r.processes:>9} | {r.events:>6}{note} | {r.rate:>8.0f} | {r.rate / base:6.1f}x")
+    counts = {f"{r.batch_size}x{r.processes}": {t: d[0] for t, d in r.digests.items()} for r in results}
     differing = compare(results)
     if args.json:
-        print(json.dumps({"rates": {r.batch_size: r.rate for r in results}, "counts": counts}))
+        print(json.dumps({"rates": {f"{r.batch_size}x{r.processes}": r.rate for r in results}, "counts": counts}))
     if differing:
         print("PROJECTIONS DIFFER: " + ", ".join(differing), file=sys.stderr)
         return 1

@@ -18,6 +18,7 @@ def test_bench_smoke_gives_identical_projections(kafka_bootstrap, pg_dsn):
     assert "projections identical across batch sizes" in proc.stdout
     result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("{")))
     counts = list(result["counts"].values())
-    assert len(counts) == 3 and all(c == counts[0] for c in counts), counts
+    assert len(counts) == 4 and all(c == counts[0] for c in counts), counts  # batch 1, 100, 1000; 1000 x 2
+    assert set(result["rates"]) == {"1x1", "100x1", "1000x1", "1000x2"}
     assert counts[0]["tasks"] > 500 and counts[0]["applied_events"] >= 5000
     assert all(rate > 0 for rate in result["rates"].values())
