@@ -50,7 +50,7 @@ from scalebox_stream.kafka.topics import (
 from scalebox_stream.kafka.transactions import TransactionalPublisher, TransactionHung
 from scalebox_stream.policy.admission import recheck_delay
 from scalebox_stream.policy.budget import ErrorBudget
-from scalebox_stream.policy.pacing import poll_wait, publish_due
+from scalebox_stream.policy.pacing import due_at, poll_wait, publish_due
 from scalebox_stream.spec.model import AppSpec
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,8 @@ class Agent:
         self._buffer_cap = 4 * self._buffer_target
         # Guards what slot threads and the poll thread both change: the buffer, free slots, counts, budget.
         self._dispatch = threading.RLock()
-        self._pending_since: float | None = None
+        self._records_since: float | None = None  # when queued lifecycle records were first seen
+        self._offsets_since: float | None = None  # when positions first moved, unpublished
         self._last_start = 0.0
         self._offsets_dirty = False
         self._paused = False
@@ -200,13 +201,16 @@ class Agent:
 
     def _publish_due(self) -> bool:
         """Whether to publish now (see `policy.pacing`)."""
-        pending = not self._outbox.empty() or self._offsets_dirty
         now = time.monotonic()
-        if not pending:
-            self._pending_since = None
-        elif self._pending_since is None:
-            self._pending_since = now
-        return publish_due(not self._done.empty(), pending, self._pending_since, now)
+        if self._outbox.empty():
+            self._records_since = None
+        elif self._records_since is None:
+            self._records_since = now
+        if not self._offsets_dirty:
+            self._offsets_since = None
+        elif self._offsets_since is None:
+            self._offsets_since = now
+        return publish_due(not self._done.empty(), self._records_since, self._offsets_since, now)
 
     def _fetch(self) -> list[Message]:
         """What the consumer has fetched already, up to the buffer's target; else wait for one message.
@@ -216,7 +220,8 @@ class Agent:
         if messages:
             return messages
         running = bool(self._in_flight or self._delayed)
-        message = self.consumer.poll(poll_wait(running, self._last_start, time.monotonic()))
+        due = due_at(self._records_since, self._offsets_since)
+        message = self.consumer.poll(poll_wait(running, self._last_start, time.monotonic(), due))
         return [] if message is None else [message]
 
     def _drain(self) -> None:
@@ -463,7 +468,7 @@ class Agent:
         records: list[OutMessage] = []
         while not self._outbox.empty():
             records.append(self._outbox.get())
-        self._pending_since = None
+        self._records_since = self._offsets_since = None
         if not finished and not records and not self._offsets_dirty:
             return
         self._offsets_dirty = False

@@ -1,15 +1,21 @@
 """When the agent's poll thread publishes and how long it may wait for a message (pure).
 
-A finished task is published at once; lifecycle events and moved positions wait a little so that they
-share a transaction (a short task's TaskAccepted, TaskStarted and finish then cost one, not two). While
-short tasks run, the poll thread comes back every millisecond, so what a slot finishes is published at
-once; after a quiet spell it relaxes.
+A finished task is published at once. Lifecycle events (records) wait a little, from when they were queued,
+so that they share a transaction: a short task's TaskAccepted, TaskStarted and finish then cost one, not two.
+Positions that moved on their own (the consumer stepped over the transaction marker after a task) are not
+urgent: a crash would only make the next owner skip the marker again. They ride along with the next
+transaction, or go alone after a second; they never make queued records due early. (Published at once, they
+cost a transaction per task, which the next task's transaction often had to wait for.) While short tasks run, the
+poll thread comes back every millisecond, so what a slot finishes is published at once; after a quiet spell
+it relaxes, but never past the moment something pending falls due.
 """
 
 from __future__ import annotations
 
 PUBLISH_INTERVAL_S = 0.02
-"""Lifecycle events and moved positions alone wait this long, from when they were queued, for company."""
+"""Lifecycle events wait this long for company."""
+OFFSETS_INTERVAL_S = 1.0
+"""Positions that moved on their own wait this long for company."""
 BUSY_S = 1.0
 """An agent that started a task within this long counts as busy with short tasks."""
 BUSY_WAIT_S = 0.001
@@ -17,19 +23,27 @@ RUNNING_WAIT_S = 0.02
 IDLE_WAIT_S = 0.1
 
 
-def publish_due(finished: bool, pending: bool, pending_since: float | None, now: float) -> bool:
-    """Publish now? `finished`: a task's report waits; `pending`: lifecycle events or moved positions wait,
-    since `pending_since` (None when they were not seen before)."""
+def due_at(records_since: float | None, offsets_since: float | None) -> float | None:
+    """When what is pending must be published (None: nothing is pending). `records_since`: when lifecycle
+    records were first seen queued; `offsets_since`: when positions first moved, unpublished."""
+    if records_since is not None:
+        return records_since + PUBLISH_INTERVAL_S
+    if offsets_since is not None:
+        return offsets_since + OFFSETS_INTERVAL_S
+    return None
+
+
+def publish_due(finished: bool, records_since: float | None, offsets_since: float | None, now: float) -> bool:
+    """Publish now? `finished`: a task's report waits (always at once)."""
     if finished:
         return True
-    if not pending:
-        return False
-    return pending_since is not None and now - pending_since >= PUBLISH_INTERVAL_S
+    due = due_at(records_since, offsets_since)
+    return due is not None and now >= due
 
 
-def poll_wait(running: bool, last_start: float, now: float) -> float:
+def poll_wait(running: bool, last_start: float, now: float, due: float | None = None) -> float:
     """Seconds the poll may wait for a message (a message ends the wait early): `running` when tasks run
-    or wait for their time, `last_start` when a task last started."""
-    if not running:
-        return IDLE_WAIT_S
-    return BUSY_WAIT_S if now - last_start < BUSY_S else RUNNING_WAIT_S
+    or wait for their time, `last_start` when a task last started, `due` when pending records fall due."""
+    busy = now - last_start < BUSY_S
+    wait = (BUSY_WAIT_S if busy else RUNNING_WAIT_S) if running else IDLE_WAIT_S
+    return wait if due is None else max(0.0, min(wait, due - now))

@@ -6,27 +6,45 @@ from scalebox_stream.policy.pacing import (
     BUSY_S,
     BUSY_WAIT_S,
     IDLE_WAIT_S,
+    OFFSETS_INTERVAL_S,
     PUBLISH_INTERVAL_S,
     RUNNING_WAIT_S,
+    due_at,
     poll_wait,
     publish_due,
 )
 
+T = PUBLISH_INTERVAL_S
+
 
 def test_a_finished_task_is_published_at_once():
-    assert publish_due(True, False, None, 100.0)
-    assert publish_due(True, True, 100.0, 100.0)
+    assert publish_due(True, None, None, 100.0)
+    assert publish_due(True, 100.0, 100.0, 100.0)
 
 
-def test_lifecycle_events_wait_for_company_from_when_they_were_queued():
-    assert not publish_due(False, True, None, 100.0)
-    assert not publish_due(False, True, 100.0, 100.0 + PUBLISH_INTERVAL_S / 2)
-    assert publish_due(False, True, 100.0, 100.0 + PUBLISH_INTERVAL_S * 1.01)
+def test_lifecycle_records_wait_for_company_from_when_they_were_queued():
+    assert not publish_due(False, 100.0, None, 100.0)
+    assert not publish_due(False, 100.0, None, 100.0 + T / 2)
+    assert publish_due(False, 100.0, None, 100.0 + T * 1.01)
+
+
+def test_positions_that_moved_long_ago_do_not_hurry_a_record_just_queued():
+    # The consumer stepped over a transaction marker while idle; a task arrives 35 ms later: its
+    # TaskAccepted waits for the task's finish instead of going out alone at once.
+    assert not publish_due(False, 100.035, 100.0, 100.036)
+    assert publish_due(False, 100.035, 100.0, 100.035 + T * 1.01)
+
+
+def test_positions_alone_are_not_urgent():
+    assert not publish_due(False, None, 100.0, 100.0 + T * 2)
+    assert not publish_due(False, None, 100.0, 100.0 + OFFSETS_INTERVAL_S / 2)
+    assert publish_due(False, None, 100.0, 100.0 + OFFSETS_INTERVAL_S * 1.01)
+    assert T < OFFSETS_INTERVAL_S
 
 
 def test_nothing_pending_means_no_transaction():
-    assert not publish_due(False, False, None, 100.0)
-    assert not publish_due(False, False, 50.0, 100.0)
+    assert due_at(None, None) is None
+    assert not publish_due(False, None, None, 100.0)
 
 
 def test_poll_wait_is_short_only_while_short_tasks_keep_starting():
@@ -34,3 +52,9 @@ def test_poll_wait_is_short_only_while_short_tasks_keep_starting():
     assert poll_wait(True, 100.0 - BUSY_S / 2, 100.0) == BUSY_WAIT_S
     assert poll_wait(True, 100.0 - 2 * BUSY_S, 100.0) == RUNNING_WAIT_S
     assert BUSY_WAIT_S < RUNNING_WAIT_S < IDLE_WAIT_S
+
+
+def test_an_idle_poll_ends_when_something_pending_falls_due():
+    assert abs(poll_wait(False, 0.0, 100.0, due=100.005) - 0.005) < 1e-9
+    assert poll_wait(False, 0.0, 100.0, due=99.0) == 0.0
+    assert poll_wait(True, 100.0, 100.0, due=200.0) == BUSY_WAIT_S
