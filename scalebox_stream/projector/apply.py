@@ -39,7 +39,7 @@ _RUN_STAGE = (("task_id", "uuid"), ("attempt", "int"), ("app", "text"), ("module
               ("admission_refusals", "int"), ("fin", "bool"), *zip(FINISHED_FIELDS, _FINISHED_TYPES, strict=True),
               ("user_timestamps", "jsonb"), ("finished_at", "bigint"), ("recorded_at", "bigint"))
 _EDGE_STAGE = (("parent_task_id", "uuid"), ("child_task_id", "uuid"), ("child_module", "text"), ("position", "int"))
-_EVENT_STAGE = (("event_id", "uuid"),)
+_EVENT_STAGE = (("event_id", "uuid"), ("event_type", "text"), ("task_id", "text"), ("occurred_at", "bigint"))
 STAGING_TABLES = {"sbx_stage_tasks": _TASK_STAGE, "sbx_stage_runs": _RUN_STAGE, "sbx_stage_edges": _EDGE_STAGE,
                   "sbx_stage_events": _EVENT_STAGE}
 
@@ -234,24 +234,27 @@ def record_new_event_ids(cur: psycopg.Cursor, events: list[Event]) -> set[str]:
     """Insert the batch's event ids; returns the ids not seen before (the ones to apply)."""
     if not events:
         return set()
-    cur.execute("""INSERT INTO applied_events (event_id) SELECT unnest(%b::uuid[])
-                   ON CONFLICT (event_id) DO NOTHING RETURNING event_id::text""", ([e.event_id for e in events],))
+    cur.execute(
+        """INSERT INTO applied_events (event_id, event_type, task_id, occurred_at)
+           SELECT e, t, k, timestamptz 'epoch' + o * interval '1 microsecond'
+           FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::bigint[]) AS x(e, t, k, o)
+           ON CONFLICT (event_id) DO NOTHING RETURNING event_id::text""",
+        ([e.event_id for e in events], [e.event_type for e in events], [e.task_id for e in events],
+         [e.occurred_at for e in events]),
+    )
     return {row[0] for row in cur.fetchall()}
 
 
 def stage_event_ids(cur: psycopg.Cursor, events: list[Event]) -> None:
-    """COPY the batch's event ids into `sbx_stage_events` (waits for the server).
-
-    The ids are canonical UUIDs (the projector checks them), which COPY's text format takes as they are:
-    one write instead of a formatted row per event."""
-    with cur.copy("COPY sbx_stage_events FROM STDIN") as copy:
-        copy.write("".join(f"{e.event_id}\n" for e in events))
+    """COPY the batch's event ids into `sbx_stage_events` (waits for the server)."""
+    _copy(cur, "sbx_stage_events", [(e.event_id, e.event_type, e.task_id, e.occurred_at) for e in events])
 
 
 def record_staged_event_ids_expecting_fresh(cur: psycopg.Cursor) -> None:
     """Insert the staged event ids; an id applied before aborts the transaction with a unique violation
     (the projector then applies the batch again the careful way). Needs no answer: can be pipelined."""
-    cur.execute("INSERT INTO applied_events (event_id) SELECT event_id FROM sbx_stage_events")
+    cur.execute(f"""INSERT INTO applied_events (event_id, event_type, task_id, occurred_at)
+                    SELECT event_id, event_type, task_id, {_ts("occurred_at")} FROM sbx_stage_events""")
 
 
 CONCURRENT_INSERT_SQLSTATE = "SBX02"  # another projector inserted one of the batch's rows meanwhile: retry
