@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import signal
 from dataclasses import dataclass, fields
 from multiprocessing.synchronize import Barrier
@@ -55,10 +56,13 @@ def run_projectors(config: ProjectorConfig, processes: int, until_caught_up: boo
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        for child in children:
-            child.join()
-            if child.exitcode != 0:
-                stop(signal.SIGTERM, None)
+        running = {child.sentinel: child for child in children}
+        while running:
+            for sentinel in multiprocessing.connection.wait(list(running)):
+                child = running.pop(sentinel)
+                child.join()
+                if child.exitcode != 0:  # one failed: stop the others rather than let them wait for it
+                    stop(signal.SIGTERM, None)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
