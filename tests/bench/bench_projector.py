@@ -1,6 +1,7 @@
-"""Projector throughput: replay a synthetic log into fresh databases at batch sizes 1, 100 and 1000.
+"""Projector throughput: replay a synthetic log into fresh databases at batch sizes 1, 100 and 1000, then at
+batch size 1000 with `--processes` (default 2: one per core) projector processes in one group.
 
-    python tests/bench/bench_projector.py [--events N] [--prefix N] [--smoke] [--kafka ...] [--pg ...]
+    python tests/bench/bench_projector.py [--events N] [--prefix N] [--processes N] [--smoke] [--kafka ...]
 
 Writes about N realistic events (task lifecycles with children, retries and ~200-byte stdout) to a fresh
 topic, then projects them into a fresh database per batch size and prints events/s and the ratio to batch
