@@ -12,7 +12,6 @@ attempts of an agent that died.
 
 from __future__ import annotations
 
-import copy
 import heapq
 import logging
 import os
@@ -523,7 +522,7 @@ class Agent:
         """Publish `records` with the positions that count `finished` as done; the trackers take those
         positions only once the transaction has committed (a failed one leaves them as they were, so no
         later commit can count a task done whose report is not published)."""
-        changed = {d.source: copy.deepcopy(self._trackers[d.source]) for d in finished if d.source in self._trackers}
+        changed = {d.source: self._trackers[d.source].copy() for d in finished if d.source in self._trackers}
         for done in finished:
             if done.source in changed:
                 changed[done.source].finish(done.offset)

@@ -36,6 +36,14 @@ class PartitionTracker:
         self._lost: dict[int, int] = {o: a for o, a in previous.running.items() if o >= start}
         self._advance()
 
+    def copy(self) -> PartitionTracker:
+        """An independent copy (a transaction works on copies until it has committed)."""
+        twin = PartitionTracker.__new__(PartitionTracker)
+        twin.watermark, twin._next_expected = self.watermark, self._next_expected
+        twin._in_flight, twin._running = set(self._in_flight), dict(self._running)
+        twin._done, twin._lost = set(self._done), dict(self._lost)
+        return twin
+
     def is_done(self, offset: int) -> bool:
         """True if this offset ran to completion before (it must be skipped)."""
         return offset < self.watermark or offset in self._done

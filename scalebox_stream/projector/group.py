@@ -89,15 +89,8 @@ def _serve(config: ProjectorConfig, index: int, until_caught_up: bool, barrier: 
 
 def _summed(stats: list[ProjectorStats]) -> ProjectorStats:
     """The counters of all processes together (times: the first start and the last commit)."""
-    total = ProjectorStats()
-    for f in fields(ProjectorStats):
-        values = [getattr(s, f.name) for s in stats]
-        if f.name == "first_batch_at":
-            known = [v for v in values if v is not None]
-            total.first_batch_at = min(known) if known else None
-        elif f.name == "last_batch_at":
-            known = [v for v in values if v is not None]
-            total.last_batch_at = max(known) if known else None
-        else:
-            setattr(total, f.name, sum(values))
+    total = ProjectorStats(**{f.name: sum(getattr(s, f.name) for s in stats) for f in fields(ProjectorStats)
+                              if f.name not in ("first_batch_at", "last_batch_at")})
+    total.first_batch_at = min((s.first_batch_at for s in stats if s.first_batch_at is not None), default=None)
+    total.last_batch_at = max((s.last_batch_at for s in stats if s.last_batch_at is not None), default=None)
     return total

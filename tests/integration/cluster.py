@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -33,6 +34,13 @@ class Cluster:
         self.producer, self.codec = Producer(producer_config(kafka, log_level=2)), EventCodec()
         self.reaper = local_reaper(kafka)  # as `scalebox run` does on the local broker
         self._count = 0
+
+    @classmethod
+    def one_module(cls, tmp_path: Path, kafka: str, pg: str, prefix: str, module: str, command: str) -> Cluster:
+        """An app `<prefix>-<random>` of one module running `command` (YAML), deployed; logs in tmp_path/logs."""
+        app = tmp_path / "app.yaml"
+        app.write_text(f"name: {prefix}-{uuid.uuid4().hex[:8]}\nmodules:\n  {module}:\n    command: {command}\n")
+        return cls(app, kafka, pg, tmp_path / "logs")
 
     def start_agent(self, module: str, slots: int = 1, *extra: str) -> Child:
         """Start one agent of `module`."""

@@ -87,9 +87,7 @@ def test_sigterm_past_the_grace_period_hands_the_task_back(cluster):
 
 
 def test_long_task_causes_no_rebalance_and_runs_once(tmp_path, kafka_bootstrap, pg_dsn):
-    app = f"long-{uuid.uuid4().hex[:8]}"
-    (tmp_path / "app.yaml").write_text(f"name: {app}\nmodules:\n  long:\n    command: [/bin/sh, -c, 'sleep 30']\n")
-    c = Cluster(tmp_path / "app.yaml", kafka_bootstrap, pg_dsn, tmp_path / "logs")
+    c = Cluster.one_module(tmp_path, kafka_bootstrap, pg_dsn, "long", "long", "[/bin/sh, -c, 'sleep 30']")
     try:
         c.start_projector()
         agent = c.start_agent("long", 1, "--consumer-config", "max.poll.interval.ms=10000")

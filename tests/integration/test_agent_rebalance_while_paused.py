@@ -4,7 +4,6 @@ be fetched again: librdkafka keeps a partition's pause flag across a revoke and 
 from __future__ import annotations
 
 import time
-import uuid
 
 from cluster import Cluster
 
@@ -12,9 +11,7 @@ TASKS = 600
 
 
 def test_partitions_given_back_after_a_paused_spell_are_fetched(tmp_path, kafka_bootstrap, pg_dsn):
-    app = f"repause-{uuid.uuid4().hex[:8]}"
-    (tmp_path / "app.yaml").write_text(f"name: {app}\nmodules:\n  slow:\n    command: [/bin/sh, -c, 'sleep 0.05']\n")
-    c = Cluster(tmp_path / "app.yaml", kafka_bootstrap, pg_dsn, tmp_path / "logs")
+    c = Cluster.one_module(tmp_path, kafka_bootstrap, pg_dsn, "repause", "slow", "[/bin/sh, -c, 'sleep 0.05']")
     try:
         c.start_projector()
         first = c.start_agent("slow", 1)

@@ -77,3 +77,17 @@ def test_reaching_the_end_moves_past_a_trailing_marker():
     assert t.reached_end(5) is False, "offset 3 is still running"
     t.finish(3)
     assert t.watermark == 5
+
+
+def test_a_copy_moves_on_its_own():
+    t = PartitionTracker(5, PartitionState(done={7}, running={8: 2}))
+    for o in (5, 6):
+        t.start(o)
+    t.mark_running(6, 1)
+    twin = t.copy()
+    twin.finish(5)
+    twin.finish(6)
+    assert (twin.watermark, t.watermark) == (8, 5)
+    assert t.in_flight == 2 and twin.in_flight == 0
+    assert t.metadata() != twin.metadata()
+    assert parse_metadata(t.watermark, t.metadata()).running == {6: 1, 8: 2}
