@@ -1,12 +1,14 @@
 """Projector throughput: replay a synthetic log into fresh databases at batch sizes 1, 100 and 1000, then at
 batch size 1000 with `--processes` (default 2: one per core) projector processes in one group.
 
-    python tests/bench/bench_projector.py [--events N] [--prefix N] [--processes N] [--smoke] [--kafka ...]
+    python tests/bench/bench_projector.py [--events N] [--prefix N] [--processes N] [--repeat N] [--smoke] ...
 
 Writes about N realistic events (task lifecycles with children, retries and ~200-byte stdout) to a fresh
 topic, then projects them into a fresh database per batch size and prints events/s and the ratio to batch
 size 1 (the in-run baseline). Batch size 1 runs over the first `--prefix` events only (it is slow); the
-output says so. Every run's tables are digested: the projection must not depend on the batch size.
+output says so. Each configuration runs `--repeat` times (default 3, in rounds: every configuration once per
+round, so a slow spell of the VM does not land on one configuration only); the table shows the median and
+the range. Every run's tables are digested: the projection must not depend on the batch size.
 Not collected by pytest.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 import uuid
@@ -29,6 +32,8 @@ from scalebox_stream.projector.service import Projector
 SIZES = (1, 100, 1000)
 PROCESSES = 2
 """The last run: batch size 1000 with this many projector processes (one per core of the 2-core VM)."""
+REPEAT = 3
+"""Runs of each configuration: single runs on the 2-core VM swing by 20 % and more."""
 
 
 @dataclass
@@ -87,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg", default=os.environ.get("SCALEBOX_PG", "postgresql://postgres@127.0.0.1:15432/scalebox"))
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     parser.add_argument("--processes", type=int, default=PROCESSES, help="projector processes in the last run")
+    parser.add_argument("--repeat", type=int, default=REPEAT, help="runs of each configuration (smoke: 1)")
     args = parser.parse_args(argv)
     n_events, prefix = (5_000, 5_000) if args.smoke else (args.events, min(args.prefix, args.events))
+    repeat = 1 if args.smoke else max(1, args.repeat)
     tag = uuid.uuid4().hex[:8]
     events = list(workload.generate(n_events, app=f"bench-{tag}"))
     if args.smoke:
@@ -102,22 +109,29 @@ def main(argv: list[str] | None = None) -> int:
     del events  # the projector runs in this process: measure it without the workload in its heap
     print(f"wrote {n_written} events to {full} in {time.monotonic() - started:.1f}s"
           + (f" (and the first {prefix} to {head})" if prefix < n_written else ""), flush=True)
-    results = []
-    for size, processes in [*((s, 1) for s in SIZES), (SIZES[-1], args.processes)]:
-        topic = head if size == 1 and prefix < n_written else full
-        r = replay(args.kafka, args.pg, topic, size, tag, processes)
-        results.append(r)
-        print(f"batch {size:>5}, {processes} process(es): {r.events:>7} events in {r.seconds:7.2f}s = "
-              f"{r.rate:9.0f} events/s", flush=True)
-    base = results[0].rate or 1.0
-    print("\nbatch size | processes | events | events/s | ratio to batch 1")
-    for r in results:
-        note = " (prefix)" if r.batch_size == 1 and r.events < n_written else ""
-        print(f"{r.batch_size:>10} | {r.processes:>9} | {r.events:>6}{note} | {r.rate:>8.0f} | {r.rate / base:6.1f}x")
-    counts = {f"{r.batch_size}x{r.processes}": {t: d[0] for t, d in r.digests.items()} for r in results}
+    configs = [*((s, 1) for s in SIZES), (SIZES[-1], args.processes)]
+    runs: dict[tuple[int, int], list[Result]] = {c: [] for c in configs}
+    for round_no in range(repeat):
+        for size, processes in configs:
+            topic = head if size == 1 and prefix < n_written else full
+            r = replay(args.kafka, args.pg, topic, size, f"{tag}r{round_no}", processes)
+            runs[(size, processes)].append(r)
+            print(f"batch {size:>5}, {processes} process(es): {r.events:>7} events in {r.seconds:7.2f}s = "
+                  f"{r.rate:9.0f} events/s" + (f"  (round {round_no + 1}/{repeat})" if repeat > 1 else ""), flush=True)
+    medians = {c: statistics.median(r.rate for r in rs) for c, rs in runs.items()}
+    base = medians[configs[0]] or 1.0
+    print(f"\nbatch size | processes | events | events/s (median of {repeat}) | range | ratio to batch 1")
+    for (size, processes), rs in runs.items():
+        note = " (prefix)" if size == 1 and rs[0].events < n_written else ""
+        rates = [r.rate for r in rs]
+        print(f"{size:>10} | {processes:>9} | {rs[0].events:>6}{note} | {medians[(size, processes)]:>8.0f} | "
+              f"{min(rates):.0f}-{max(rates):.0f} | {medians[(size, processes)] / base:6.1f}x")
+    results = [r for rs in runs.values() for r in rs]
+    counts = {f"{s}x{p}": {t: d[0] for t, d in rs[0].digests.items()} for (s, p), rs in runs.items()}
     differing = compare(results)
     if args.json:
-        print(json.dumps({"rates": {f"{r.batch_size}x{r.processes}": r.rate for r in results}, "counts": counts}))
+        print(json.dumps({"rates": {f"{s}x{p}": m for (s, p), m in medians.items()}, "counts": counts,
+                          "runs": {f"{s}x{p}": [r.rate for r in rs] for (s, p), rs in runs.items()}}))
     if differing:
         print("PROJECTIONS DIFFER: " + ", ".join(differing), file=sys.stderr)
         return 1
