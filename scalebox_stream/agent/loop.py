@@ -404,11 +404,8 @@ class Agent:
             self._last_start = time.monotonic()
             self._in_flight += 1
             self._running_sources[task.source] += 1
-        if task.refusals == 0:
-            accepted = self.runner.event("TaskAccepted", task.event.task_id, task.event.attempt, {
-                "agent": self.identity.agent_id, "slot": slot, "topic": task.topic,
-                "partition": task.partition, "offset": task.offset})
-            self._outbox.put(self.runner.to_events(accepted))
+        if task.refusals == 0:  # reported by its TaskStarted: one event less per task (see TaskRunner.run)
+            task = replace(task, accepted_at=now_us())
         self.downstream.note_started()
         return task, slot
 
@@ -428,7 +425,10 @@ class Agent:
         try:
             if self.admission.active:
                 verdict, token = self.admission.check(task.event)
-                if not verdict.admitted:
+                if not verdict.admitted:  # it waits: say now that it was accepted
+                    if task.accepted_at is not None:
+                        self._outbox.put(self.runner.accepted(task, slot, task.accepted_at))
+                        task = replace(task, accepted_at=None)
                     self._refused.put((task, verdict.reason))
                     return
             self._started.put(task)

@@ -7,7 +7,7 @@ import logging
 import random
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -54,6 +54,8 @@ class TaskMessage:
     partition: int
     offset: int
     refusals: int = 0
+    accepted_at: int | None = None
+    """When a slot took it, while no TaskAccepted has said so: TaskStarted (or the report) carries it then."""
 
     @property
     def source(self) -> tuple[str, int]:
@@ -85,26 +87,42 @@ class TaskRunner:
         """The record that puts an event on the events topic."""
         return OutMessage(EVENTS_TOPIC, event.task_id, self.codec.encode(event))
 
+    def accepted(self, task: TaskMessage, slot: int, at: int | None = None) -> OutMessage:
+        """The TaskAccepted of `task` in `slot` (sent alone only when the attempt will not start at once)."""
+        event = self.event("TaskAccepted", task.event.task_id, task.event.attempt, {
+            "agent": self.identity.agent_id, "slot": slot, "topic": task.topic, "partition": task.partition,
+            "offset": task.offset})
+        return self.to_events(event if at is None else replace(event, occurred_at=at))
+
     def run(self, task: TaskMessage, slot: int, publish: Callable[[OutMessage], None]) -> AttemptReport:
-        """Run the attempt; `publish` sends lifecycle events early; returns the final records."""
+        """Run the attempt; `publish` sends lifecycle events early; returns the final records.
+
+        A task whose acceptance no TaskAccepted has reported yet (`task.accepted_at`) gets it in its
+        TaskStarted, or, if the program never starts, in a TaskAccepted ahead of the report."""
         created = task.event
         work_dir = self._fresh_work_dir(created.task_id, created.attempt, slot)
         started_at = now_us()
+        unreported = task.accepted_at is not None
         expired = self._expiry(created, started_at / 1e6)
         if expired is not None:
             try:
-                return self._report(created, slot, work_dir, expired, started_at, may_retry=False)
+                report = self._report(created, slot, work_dir, expired, started_at, may_retry=False)
+                return self._with_acceptance(report, task, slot) if unreported else report
             finally:
                 empty_dir(work_dir)
         request = self._request(created, slot, work_dir)
 
         def on_started(container_id: str | None) -> None:
-            nonlocal started_at
+            nonlocal started_at, unreported
             started_at = now_us()
-            publish(self.to_events(self.event("TaskStarted", created.task_id, created.attempt, {
-                "agent": self.identity.agent_id, "slot": slot, "executor": self.executor.name,
-                "image": self.module.image, "container_id": container_id, "started_at": started_at,
-                "admission_refusals": task.refusals})))
+            payload = {"agent": self.identity.agent_id, "slot": slot, "executor": self.executor.name,
+                       "image": self.module.image, "container_id": container_id, "started_at": started_at,
+                       "admission_refusals": task.refusals}
+            if unreported:
+                payload.update(accepted_at=task.accepted_at, topic=task.topic, partition=task.partition,
+                               offset=task.offset)
+                unreported = False
+            publish(self.to_events(self.event("TaskStarted", created.task_id, created.attempt, payload)))
 
         try:
             result = self.executor.run(request, on_started)
@@ -112,10 +130,15 @@ class TaskRunner:
             log.exception("executor failed on task %s", created.task_id)
             result = ExecResult(exit_code=125, error=f"executor failure: {exc}")
         try:
-            return self._report(created, slot, work_dir, result, started_at)
+            report = self._report(created, slot, work_dir, result, started_at)
+            return self._with_acceptance(report, task, slot) if unreported else report
         finally:
             if not self.keep_work_dirs:
                 empty_dir(work_dir)
+
+    def _with_acceptance(self, report: AttemptReport, task: TaskMessage, slot: int) -> AttemptReport:
+        """`report` preceded by the TaskAccepted no TaskStarted carried (the program never started)."""
+        return AttemptReport([self.accepted(task, slot, task.accepted_at), *report.records], report.outcome)
 
     @staticmethod
     def task_created_s(created: Event) -> float:

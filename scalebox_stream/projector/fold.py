@@ -197,6 +197,8 @@ def _started(f: Fold, e: Event) -> None:
     r.set_engine(p["executor"], p["image"], p["container_id"])
     if r.started_at is None:
         r.started_at = p["started_at"]
+    if p.get("accepted_at") is not None:  # no TaskAccepted went out before: the start carries the acceptance
+        r.accepted_at = p["accepted_at"]
     r.admission_refusals = p.get("admission_refusals", 0)
     r.set_status("running", RUN_RANK["running"])
     _task_progress(f, e, "running")

@@ -38,10 +38,18 @@ echo "2024-01-02T03:04:05Z,begin" >"$WORK_DIR/timestamps.txt"
 exit 0
 """
 
+CHECK = """#!/bin/sh
+# admission: item-1 is refused once (its acceptance then goes out as a TaskAccepted of its own)
+mark="$(dirname "$0")/refused-once"
+[ "$1" = item-1 ] && [ ! -e "$mark" ] && : >"$mark" && exit 1
+exit 0
+"""
+
 
 def write_app(directory: Path, name: str) -> Path:
-    """A two-module process-executor app: split -> work (retries on exit 1, not on exit 3)."""
-    for module, script in (("split", SPLIT), ("work", WORK)):
+    """A two-module process-executor app: split -> work (retries on exit 1, not on exit 3; admission refuses
+    item-1 once)."""
+    for module, script in (("split", SPLIT), ("work", WORK), ("work-check", CHECK)):
         path = directory / module / "run.sh"
         path.parent.mkdir(parents=True)
         path.write_text(script)
@@ -54,6 +62,7 @@ modules:
     sink_modules: [work]
   work:
     command: ./work/run.sh
+    check: ./work-check/run.sh
     slots: 2
     retry_rules: ['1:2']
 """)

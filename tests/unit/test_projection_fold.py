@@ -137,3 +137,15 @@ def test_two_spellings_of_a_task_id_fold_into_one_row():
                   container_id=None, started_at=2)])
     assert list(f.tasks) == [t] and list(f.runs) == [(t, 1)]
     assert fold([_ev("TaskSucceeded", "not-a-uuid", 1, 1, attempts=1)]).tasks["not-a-uuid"].status == "succeeded"
+
+
+def test_a_start_that_carries_the_acceptance_sets_accepted_at():
+    t = str(uuid.uuid4())
+    started = dict(agent="a", slot=0, executor="process", image=None, container_id=None, started_at=3)
+    f = fold([_ev("TaskStarted", t, 1, 3, **started, accepted_at=2, topic="x", partition=1, offset=7)])
+    run = f.runs[(t, 1)]
+    assert (run.accepted_at, run.started_at, run.status, run.creates) == (2, 3, "running", True)
+    # a start after a TaskAccepted (the attempt waited for admission) leaves its acceptance alone
+    f = fold([_ev("TaskAccepted", t, 1, 1, agent="a", slot=0, topic="x", partition=0, offset=0),
+              _ev("TaskStarted", t, 1, 3, **started, accepted_at=None, topic="", partition=-1, offset=-1)])
+    assert (f.runs[(t, 1)].accepted_at, f.runs[(t, 1)].started_at) == (1, 3)
