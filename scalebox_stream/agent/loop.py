@@ -49,7 +49,7 @@ from scalebox_stream.kafka.topics import (
 from scalebox_stream.kafka.transactions import TransactionalPublisher, TransactionHung
 from scalebox_stream.policy.admission import recheck_delay
 from scalebox_stream.policy.budget import ErrorBudget
-from scalebox_stream.policy.pacing import due_at, poll_wait, publish_due
+from scalebox_stream.policy.pacing import due_at, pending_since, poll_wait, publish_due
 from scalebox_stream.spec.model import AppSpec
 
 log = logging.getLogger(__name__)
@@ -201,14 +201,8 @@ class Agent:
     def _publish_due(self) -> bool:
         """Whether to publish now (see `policy.pacing`)."""
         now = time.monotonic()
-        if self._outbox.empty():
-            self._records_since = None
-        elif self._records_since is None:
-            self._records_since = now
-        if not self._offsets_dirty:
-            self._offsets_since = None
-        elif self._offsets_since is None:
-            self._offsets_since = now
+        self._records_since = pending_since(not self._outbox.empty(), self._records_since, now)
+        self._offsets_since = pending_since(self._offsets_dirty, self._offsets_since, now)
         return publish_due(not self._done.empty(), self._records_since, self._offsets_since, now)
 
     def _fetch(self) -> list[Message]:
@@ -427,7 +421,7 @@ class Agent:
                 verdict, token = self.admission.check(task.event)
                 if not verdict.admitted:  # it waits: say now that it was accepted
                     if task.accepted_at is not None:
-                        self._outbox.put(self.runner.accepted(task, slot, task.accepted_at))
+                        self._outbox.put(self.runner.accepted(task, slot))
                         task = replace(task, accepted_at=None)
                     self._refused.put((task, verdict.reason))
                     return

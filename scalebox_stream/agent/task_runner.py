@@ -87,12 +87,13 @@ class TaskRunner:
         """The record that puts an event on the events topic."""
         return OutMessage(EVENTS_TOPIC, event.task_id, self.codec.encode(event))
 
-    def accepted(self, task: TaskMessage, slot: int, at: int | None = None) -> OutMessage:
-        """The TaskAccepted of `task` in `slot` (sent alone only when the attempt will not start at once)."""
+    def accepted(self, task: TaskMessage, slot: int) -> OutMessage:
+        """The TaskAccepted of `task` in `slot`, dated `task.accepted_at` (sent alone only when the attempt
+        does not start at once)."""
         event = self.event("TaskAccepted", task.event.task_id, task.event.attempt, {
             "agent": self.identity.agent_id, "slot": slot, "topic": task.topic, "partition": task.partition,
             "offset": task.offset})
-        return self.to_events(event if at is None else replace(event, occurred_at=at))
+        return self.to_events(replace(event, occurred_at=task.accepted_at or event.occurred_at))
 
     def run(self, task: TaskMessage, slot: int, publish: Callable[[OutMessage], None]) -> AttemptReport:
         """Run the attempt; `publish` sends lifecycle events early; returns the final records.
@@ -138,7 +139,7 @@ class TaskRunner:
 
     def _with_acceptance(self, report: AttemptReport, task: TaskMessage, slot: int) -> AttemptReport:
         """`report` preceded by the TaskAccepted no TaskStarted carried (the program never started)."""
-        return AttemptReport([self.accepted(task, slot, task.accepted_at), *report.records], report.outcome)
+        return AttemptReport([self.accepted(task, slot), *report.records], report.outcome)
 
     @staticmethod
     def task_created_s(created: Event) -> float:

@@ -23,6 +23,14 @@ RUNNING_WAIT_S = 0.02
 IDLE_WAIT_S = 0.1
 
 
+def pending_since(pending: bool, since: float | None, now: float) -> float | None:
+    """When something pending was first seen: kept while it stays pending, `now` when it is new, None when
+    nothing is pending."""
+    if not pending:
+        return None
+    return now if since is None else since
+
+
 def due_at(records_since: float | None, offsets_since: float | None) -> float | None:
     """When what is pending must be published (None: nothing is pending). `records_since`: when lifecycle
     records were first seen queued; `offsets_since`: when positions first moved, unpublished."""

@@ -10,6 +10,7 @@ from scalebox_stream.policy.pacing import (
     PUBLISH_INTERVAL_S,
     RUNNING_WAIT_S,
     due_at,
+    pending_since,
     poll_wait,
     publish_due,
 )
@@ -58,3 +59,9 @@ def test_an_idle_poll_ends_when_something_pending_falls_due():
     assert abs(poll_wait(False, 0.0, 100.0, due=100.005) - 0.005) < 1e-9
     assert poll_wait(False, 0.0, 100.0, due=99.0) == 0.0
     assert poll_wait(True, 100.0, 100.0, due=200.0) == BUSY_WAIT_S
+
+
+def test_pending_since_keeps_the_first_sighting_and_clears_when_nothing_is_pending():
+    assert pending_since(True, None, 5.0) == 5.0
+    assert pending_since(True, 5.0, 7.0) == 5.0
+    assert pending_since(False, 5.0, 7.0) is None
