@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -90,10 +91,17 @@ def sum_file_sizes(listing: str, root: Path | None = None) -> int:
     return total
 
 
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        return b""
+
+
 def _read(path: Path) -> str | None:
     try:
         return path.read_bytes().decode("utf-8", errors="backslashreplace")
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError):
         return None
 
 
@@ -116,16 +124,21 @@ def _apply_task_exec(perspective: Perspective, data: dict[str, Any]) -> None:
         perspective.timestamps.extend(parse_timestamp_lines(f"{item},{label}" if label else str(item)))
 
 
-def read_perspective(work_dir: Path, host_root: Path | None = None) -> Perspective:
+def read_perspective(work_dir: Path, host_root: Path | None = None, names: set[str] | None = None) -> Perspective:
     """Read task-exec.json, timestamps.txt, custom-out.txt and the file lists; never raises.
 
     `host_root` maps absolute paths named in file lists when the program ran in a container whose
-    files the agent cannot see (None: paths are read as they are). Problems are collected, not raised.
+    files the agent cannot see (None: paths are read as they are). `names`: the work directory's listing, when
+    the caller has it (only the files in it are opened). Problems are collected, not raised.
     """
     perspective = Perspective()
-    custom = work_dir / "custom-out.txt"
-    if custom.exists():
-        perspective.custom_out = custom.read_bytes()
+    if names is None:
+        try:
+            names = set(os.listdir(work_dir))
+        except OSError:
+            names = set()
+    if "custom-out.txt" in names:
+        perspective.custom_out = _read_bytes(work_dir / "custom-out.txt")
     steps = [
         ("task-exec.json", lambda t: _apply_task_exec(perspective, json.loads(t))),
         ("timestamps.txt", lambda t: perspective.timestamps.extend(parse_timestamp_lines(t))),
@@ -135,7 +148,7 @@ def read_perspective(work_dir: Path, host_root: Path | None = None) -> Perspecti
                                                (perspective.output_bytes or 0) + sum_file_sizes(t, work_dir))),
     ]
     for name, apply in steps:
-        text = _read(work_dir / name)
+        text = _read(work_dir / name) if name in names else None
         if text is None:
             continue
         try:

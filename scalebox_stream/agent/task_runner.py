@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import shutil
 from collections.abc import Callable
@@ -26,6 +27,16 @@ from scalebox_stream.spec.model import AppSpec, ModuleSpec
 
 log = logging.getLogger(__name__)
 
+SINK_FILE = "sink-tasks.txt"
+"""The file in which a program lists the messages it sends on, one per line."""
+
+
+def listing(work_dir: Path) -> set[str]:
+    """The names in a work directory (none if it is gone)."""
+    try:
+        return set(os.listdir(work_dir))
+    except OSError:
+        return set()
 
 
 class OutMessage(NamedTuple):
@@ -226,13 +237,14 @@ class TaskRunner:
 
     def _report(self, created: Event, slot: int, work_dir: Path, result: ExecResult,
                 started_at: int, may_retry: bool = True) -> AttemptReport:
-        perspective = read_perspective(work_dir)
+        names = listing(work_dir)  # the files a program did not write are not even opened
+        perspective = read_perspective(work_dir, names=names)
         error = result.error
         children = Children()
         if result.exit_code == 0 and not result.timed_out and not error:
-            sink_file = work_dir / "sink-tasks.txt"
             try:
-                text = sink_file.read_text(errors="backslashreplace") if sink_file.exists() else ""
+                text = ((work_dir / SINK_FILE).read_text(errors="backslashreplace") if SINK_FILE in names
+                        else "")
                 children = self.outputs.children(created, parse_sink_file(text, self.spec.modules))
             except (SinkLineError, NoSinkError) as exc:
                 error = str(exc)

@@ -222,8 +222,13 @@ class ProcessExecutor:
 def read_proc_io(pid: int) -> dict[str, int]:
     """The I/O counters of a process (a zombie's too, which include its reaped children); {} if unreadable."""
     try:
-        with open(f"/proc/{pid}/io") as f:
-            return {key: int(value) for key, value in (line.split(":", 1) for line in f if ":" in line)}
+        fd = os.open(f"/proc/{pid}/io", os.O_RDONLY)  # no buffered text layer: this runs once per task
+        try:
+            text = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        return {key.decode(): int(value) for key, _, value in (line.partition(b":") for line in text.splitlines())
+                if value}
     except (OSError, ValueError):
         return {}
 

@@ -77,3 +77,22 @@ def test_cap_text_keeps_the_right_end_and_escapes_invalid_utf8():
     assert cap_text(data, 5, "HEAD") == "ZZZZZ"
     assert cap_text(data, 5, "TAIL") == "AAAAA"
     assert cap_text(data, 100) == "A" * 10 + "\\xff\\xfe" + "Z" * 10
+
+
+def test_read_perspective_opens_only_the_listed_files(tmp_path):
+    (tmp_path / "custom-out.txt").write_bytes(b"kept\n")
+    (tmp_path / "timestamps.txt").write_text("2023-10-24T10:00:00Z,t0\n")
+    p = read_perspective(tmp_path, names={"custom-out.txt"})
+    assert (p.custom_out, p.timestamps) == (b"kept\n", [])
+
+
+def test_a_perspective_file_that_is_a_directory_is_skipped(tmp_path):
+    (tmp_path / "custom-out.txt").mkdir()
+    (tmp_path / "timestamps.txt").mkdir()
+    p = read_perspective(tmp_path)
+    assert (p.custom_out, p.timestamps, p.problems) == (b"", [], [])
+
+
+def test_a_missing_work_dir_reads_as_empty(tmp_path):
+    p = read_perspective(tmp_path / "gone")
+    assert (p.custom_out, p.status_code, p.problems) == (b"", None, [])
