@@ -49,7 +49,7 @@ from scalebox_stream.kafka.topics import (
 from scalebox_stream.kafka.transactions import TransactionalPublisher, TransactionHung
 from scalebox_stream.policy.admission import recheck_delay
 from scalebox_stream.policy.budget import ErrorBudget
-from scalebox_stream.policy.pacing import due_at, pending_since, poll_wait, publish_due
+from scalebox_stream.policy.pacing import due_at, may_fetch, pending_since, poll_wait, publish_due
 from scalebox_stream.spec.model import AppSpec
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,8 @@ LOST_EXIT_CODE = 123
 MAX_LOST_ATTEMPTS = 3
 """A task whose attempts are lost this many times (it may be killing its agents) fails."""
 MAX_DELAYED = 1000
+COMMITTED_TIMEOUT_S = 30.0
+"""How long one request for the committed positions of assigned partitions may take."""
 REVOKE_DRAIN_SECONDS = 10.0
 """How long a rebalance waits for the running tasks of revoked partitions to finish and be committed."""
 BUFFER_MIN = 64
@@ -130,6 +132,7 @@ class Agent:
         self._records_since: float | None = None  # when queued lifecycle records were first seen
         self._offsets_since: float | None = None  # when positions first moved, unpublished
         self._last_start = 0.0
+        self._last_fetch = 0.0  # when the consumer was last asked for messages
         self._offsets_dirty = False
         self._paused = False
         self._abandon = False
@@ -206,15 +209,22 @@ class Agent:
         return publish_due(not self._done.empty(), self._records_since, self._offsets_since, now)
 
     def _fetch(self) -> list[Message]:
-        """What the consumer has fetched already, up to the buffer's target; else wait for one message.
+        """What the consumer has fetched already, up to the buffer's target; else wait for one message. A full
+        buffer is left alone (the loop just waits), but for a poll now and then (see `pacing.may_fetch`).
 
         (`consume` with a count waits for the whole count or the timeout: it would hold back a lone task.)"""
-        messages = self.consumer.consume(max(1, self._buffer_target - len(self._waiting)), 0)
+        now = time.monotonic()
+        running = bool(self._in_flight or self._delayed)
+        wait = poll_wait(running, self._last_start, now, due_at(self._records_since, self._offsets_since))
+        room = self._buffer_target - len(self._waiting)
+        if not may_fetch(room, now - self._last_fetch):
+            self._stop.wait(wait)
+            return []
+        self._last_fetch = now
+        messages = self.consumer.consume(max(1, room), 0)
         if messages:
             return messages
-        running = bool(self._in_flight or self._delayed)
-        due = due_at(self._records_since, self._offsets_since)
-        message = self.consumer.poll(poll_wait(running, self._last_start, time.monotonic(), due))
+        message = self.consumer.poll(wait)
         return [] if message is None else [message]
 
     def _drain(self) -> None:
@@ -248,11 +258,24 @@ class Agent:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assignments += 1
         log.info("partitions assigned: %s", [f"{tp.topic}[{tp.partition}]" for tp in partitions])
-        for tp in consumer.committed(partitions, timeout=30):
+        for tp in self._committed(consumer, partitions):
             start = tp.offset if tp.offset >= 0 else 0
             self._trackers[(tp.topic, tp.partition)] = PartitionTracker(start, parse_metadata(start, tp.metadata))
         # librdkafka keeps a partition's pause flag across revoke and re-assignment: set it explicitly.
         (consumer.pause if self._paused else consumer.resume)(partitions)
+
+    def _committed(self, consumer: Consumer, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """The group's committed positions of newly assigned partitions; asked again while the broker cannot
+        answer (it may be restarting: its coordinator takes a while to load), until the agent is told to stop.
+        (Raised from the assignment callback, the error ended the agent.)"""
+        while True:
+            try:
+                return consumer.committed(partitions, timeout=COMMITTED_TIMEOUT_S)
+            except KafkaException as exc:
+                if self._stop.is_set():
+                    raise
+                log.warning("committed positions of the assigned partitions not available (%s); asking again",
+                            exc.args[0].str())
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Give partitions back: let their running tasks finish (within a budget) and commit, then let go."""

@@ -20,6 +20,8 @@ BUSY_S = 1.0
 """An agent that started a task within this long counts as busy with short tasks."""
 BUSY_WAIT_S = 0.001
 RUNNING_WAIT_S = 0.02
+FULL_BUFFER_POLL_S = 0.05
+"""How often the loop polls the consumer while the task buffer is full."""
 IDLE_WAIT_S = 0.1
 
 
@@ -55,3 +57,11 @@ def poll_wait(running: bool, last_start: float, now: float, due: float | None = 
     busy = now - last_start < BUSY_S
     wait = (BUSY_WAIT_S if busy else RUNNING_WAIT_S) if running else IDLE_WAIT_S
     return wait if due is None else max(0.0, min(wait, due - now))
+
+
+def may_fetch(room: int, since_fetch_s: float) -> bool:
+    """Ask the consumer for messages now? Always while the task buffer has `room`; when it is full, only every
+    FULL_BUFFER_POLL_S (which serves the consumer's callbacks and may add one message). Polling a full buffer
+    on every turn of a fast loop added a task per turn, until fetching paused at the buffer's cap; a resumed
+    partition is fetched again only after up to a second, and the slots ran dry meanwhile."""
+    return room > 0 or since_fetch_s >= FULL_BUFFER_POLL_S

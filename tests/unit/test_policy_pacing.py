@@ -5,11 +5,13 @@ from __future__ import annotations
 from scalebox_stream.policy.pacing import (
     BUSY_S,
     BUSY_WAIT_S,
+    FULL_BUFFER_POLL_S,
     IDLE_WAIT_S,
     OFFSETS_INTERVAL_S,
     PUBLISH_INTERVAL_S,
     RUNNING_WAIT_S,
     due_at,
+    may_fetch,
     pending_since,
     poll_wait,
     publish_due,
@@ -65,3 +67,12 @@ def test_pending_since_keeps_the_first_sighting_and_clears_when_nothing_is_pendi
     assert pending_since(True, None, 5.0) == 5.0
     assert pending_since(True, 5.0, 7.0) == 5.0
     assert pending_since(False, 5.0, 7.0) is None
+
+
+def test_a_full_buffer_is_polled_only_now_and_then():
+    assert may_fetch(1, 0.0)
+    assert may_fetch(64, 0.0)
+    assert not may_fetch(0, 0.0)
+    assert not may_fetch(-5, FULL_BUFFER_POLL_S / 2)
+    assert may_fetch(0, FULL_BUFFER_POLL_S)
+    assert BUSY_WAIT_S < FULL_BUFFER_POLL_S < RUNNING_WAIT_S * 10
