@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import cpu_account
 import harness
 import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -189,6 +190,7 @@ class EngineResult:
     stages: list[StageStats] = field(default_factory=list)
     emit_ms: tuple[float, float, float] = (0.0, 0.0, 0.0)  # a finished -> b's TaskCreated
     capped: bool = False          # stopped at --max-seconds: the rates are over the tasks done by then
+    cpu: cpu_account.CpuWindow | None = None  # the machine's CPU per task execution over the measured window
 
 
 def engine_app(path: Path, name: str, slots: int) -> Path:
@@ -222,13 +224,16 @@ def run_engine(slots: int, n: int, kafka: str, pg: str, keep: bool = False,
                                "WHERE topic = 'sbx.events'").fetchone()
             samples.append((time.time(), int(row[0])))
 
+        cpu_start = cpu_account.snapshot()
         first_publish = time.time()
         dep.send("a", [str(i) for i in range(n)])
         seen = dep.wait_terminal(2 * n + 2, timeout_s=max(180.0, n / 5), on_poll=sample, cap_s=max_seconds)
+        cpu_end = cpu_account.snapshot()
         wall_s = seen - first_publish
         with psycopg.connect(dep.dsn, autocommit=True) as conn:
             done = dep.terminal_counts(conn)[0] - 2
         result = collect(dep, slots, n, wall_s, seen, startup_s, samples, done)
+        result.cpu = cpu_account.window(cpu_start, cpu_end, done)
         ok = True
         return result
     finally:
@@ -384,6 +389,8 @@ def report(result: EngineResult, base: Baseline) -> None:
     say(f"  ratio to raw /bin/true spawn rate ({base.true_subprocess:.0f}/s): {r.rate / base.true_subprocess:.3f} "
         f"end to end, {r.agent_rate / base.true_subprocess:.3f} agent side (goal >= {GOAL_RATIO})")
     say(f"  startup (children started -> warm-up pipeline done): {r.startup_s:.1f}s")
+    if r.cpu is not None:
+        say(f"  CPU over the measured window: {r.cpu.line()}")
     say(f"  events per task: {r.events_per_task:.2f} ({r.run_events} events: "
         + ", ".join(f"{k} {v}" for k, v in r.events_by_type.items()) + ")")
     say("  per stage, ms           p50      p90      p99")

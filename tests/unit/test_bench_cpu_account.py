@@ -1,0 +1,35 @@
+"""The engine benchmark's CPU accounting: process kinds and per-task CPU over a window."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import cpu_account  # noqa: E402
+from cpu_account import CpuSnapshot, kind_of, window  # noqa: E402
+
+
+def test_processes_are_grouped_by_what_they_run():
+    assert kind_of("/usr/bin/java -Xmx768m -cp /x/* kafka.Kafka /x/server.properties") == "kafka"
+    assert kind_of(".venv/bin/python -m scalebox_stream.cli.main agent --app a --module b") == "agent"
+    assert kind_of(".venv/bin/python tests/bench/private_projector.py --kafka k") == "projector"
+    assert kind_of("postgres: postgres scalebox 127.0.0.1(5432) idle") == "postgres"
+    assert kind_of("python tests/bench/bench_engine.py") == "other"
+
+
+def test_a_window_is_cpu_per_task_with_the_machine_busy_share():
+    start = CpuSnapshot({"agent": 1.0, "kafka": 2.0}, busy_s=10.0, total_s=20.0)
+    end = CpuSnapshot({"agent": 3.0, "agent children": 1.0, "kafka": 3.0}, busy_s=14.0, total_s=25.0)
+    w = window(start, end, tasks=1000)
+    assert w.ms_per_task["agent"] == 2.0 and w.ms_per_task["agent children"] == 1.0
+    assert w.ms_per_task["kafka"] == 1.0 and w.ms_per_task["postgres"] == 0.0
+    assert w.machine_ms_per_task == 4.0 and w.busy_pct == 80.0
+    assert "4.00 ms of machine CPU per task (80% busy)" in w.line()
+
+
+def test_a_snapshot_of_this_machine_sees_this_process():
+    snap = cpu_account.snapshot()
+    assert snap.total_s >= snap.busy_s > 0
+    assert snap.by_kind.get("other", 0.0) > 0
