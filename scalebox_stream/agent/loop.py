@@ -65,10 +65,10 @@ COMMITTED_TIMEOUT_S = 30.0
 REVOKE_DRAIN_SECONDS = 10.0
 """How long a rebalance waits for the running tasks of revoked partitions to finish and be committed."""
 BUFFER_MIN = 64
-"""Tasks fetched ahead: each poll takes what brings the buffer to max(BUFFER_MIN, 8 per slot), or one task
-when it is there already; fetching pauses at 4 times that and resumes back at it. Pausing is for slow
-tasks only: librdkafka fetches a resumed partition again only after up to a second. Buffered tasks are not
-committed, so a crash loses none of them."""
+"""Tasks fetched ahead: each poll takes what brings the buffer to max(BUFFER_MIN, 8 per slot); a full buffer
+is polled only now and then (one task at most); fetching pauses at 4 times that and resumes back at it.
+Pausing is for slow tasks only: librdkafka fetches a resumed partition again only after up to a second.
+Buffered tasks are not committed, so a crash loses none of them."""
 SWITCH_INTERVAL_S = 0.0005
 """The interpreter's thread switch interval in an agent (Python's default is 5 ms)."""
 
