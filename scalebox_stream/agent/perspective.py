@@ -91,6 +91,14 @@ def sum_file_sizes(listing: str, root: Path | None = None) -> int:
     return total
 
 
+def listing(work_dir: Path) -> set[str]:
+    """The names in a work directory (none if it is gone)."""
+    try:
+        return set(os.listdir(work_dir))
+    except OSError:
+        return set()
+
+
 def _read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
@@ -133,10 +141,7 @@ def read_perspective(work_dir: Path, host_root: Path | None = None, names: set[s
     """
     perspective = Perspective()
     if names is None:
-        try:
-            names = set(os.listdir(work_dir))
-        except OSError:
-            names = set()
+        names = listing(work_dir)
     if "custom-out.txt" in names:
         perspective.custom_out = _read_bytes(work_dir / "custom-out.txt")
     steps = [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import shutil
 from collections.abc import Callable
@@ -14,7 +13,7 @@ from typing import NamedTuple
 
 from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.outputs import Children, NoSinkError, OutputRouter
-from scalebox_stream.agent.perspective import cap_text, read_perspective
+from scalebox_stream.agent.perspective import cap_text, listing, read_perspective
 from scalebox_stream.agent.sink import SinkLineError, parse_sink_file
 from scalebox_stream.events import Event, EventCodec, now_us
 from scalebox_stream.executors.base import ExecRequest, ExecResult, Executor
@@ -29,14 +28,6 @@ log = logging.getLogger(__name__)
 
 SINK_FILE = "sink-tasks.txt"
 """The file in which a program lists the messages it sends on, one per line."""
-
-
-def listing(work_dir: Path) -> set[str]:
-    """The names in a work directory (none if it is gone)."""
-    try:
-        return set(os.listdir(work_dir))
-    except OSError:
-        return set()
 
 
 class OutMessage(NamedTuple):
