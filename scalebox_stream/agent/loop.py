@@ -214,18 +214,21 @@ class Agent:
 
         (`consume` with a count waits for the whole count or the timeout: it would hold back a lone task.)"""
         now = time.monotonic()
-        running = bool(self._in_flight or self._delayed)
-        wait = poll_wait(running, self._last_start, now, due_at(self._records_since, self._offsets_since))
         room = self._buffer_target - len(self._waiting)
         if not may_fetch(room, now - self._last_fetch):
-            self._stop.wait(wait)
+            self._stop.wait(self._poll_wait(now))
             return []
         self._last_fetch = now
         messages = self.consumer.consume(max(1, room), 0)
         if messages:
             return messages
-        message = self.consumer.poll(wait)
+        message = self.consumer.poll(self._poll_wait(now))
         return [] if message is None else [message]
+
+    def _poll_wait(self, now: float) -> float:
+        """How long the loop may wait now (see `pacing.poll_wait`)."""
+        running = bool(self._in_flight or self._delayed)
+        return poll_wait(running, self._last_start, now, due_at(self._records_since, self._offsets_since))
 
     def _drain(self) -> None:
         """Graceful stop: let running tasks finish within the grace period, then hand the rest back."""

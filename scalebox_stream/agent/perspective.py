@@ -99,18 +99,16 @@ def listing(work_dir: Path) -> set[str]:
         return set()
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path) -> bytes | None:
     try:
         return path.read_bytes()
     except (FileNotFoundError, IsADirectoryError):
-        return b""
+        return None
 
 
 def _read(path: Path) -> str | None:
-    try:
-        return path.read_bytes().decode("utf-8", errors="backslashreplace")
-    except (FileNotFoundError, IsADirectoryError):
-        return None
+    data = _read_bytes(path)
+    return None if data is None else data.decode("utf-8", errors="backslashreplace")
 
 
 def _apply_task_exec(perspective: Perspective, data: dict[str, Any]) -> None:
@@ -143,7 +141,7 @@ def read_perspective(work_dir: Path, host_root: Path | None = None, names: set[s
     if names is None:
         names = listing(work_dir)
     if "custom-out.txt" in names:
-        perspective.custom_out = _read_bytes(work_dir / "custom-out.txt")
+        perspective.custom_out = _read_bytes(work_dir / "custom-out.txt") or b""
     steps = [
         ("task-exec.json", lambda t: _apply_task_exec(perspective, json.loads(t))),
         ("timestamps.txt", lambda t: perspective.timestamps.extend(parse_timestamp_lines(t))),
