@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -16,7 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from scalebox_stream.local import home
+from scalebox_stream.local import home, startup
+
+log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 19092
@@ -200,6 +203,9 @@ def render_properties(port: int, controller_port: int, data_dir: Path) -> str:
         "log.retention.hours": 168,
         "num.network.threads": 2,
         "num.io.threads": 4,
+        # An unclean stop makes the broker recover every partition directory before it answers; more threads
+        # than the default two shorten that (it mostly waits on the disk).
+        "num.recovery.threads.per.data.dir": 8,
     }
     body = "\n".join(f"{k}={v}" for k, v in settings.items())
     return f"# Written by `scalebox local up`; regenerated on every start.\n{body}\n"
@@ -305,23 +311,43 @@ def _failure(msg: str) -> home.LocalServiceError:
     )
 
 
-def wait_ready(info: KafkaInfo, timeout: float) -> None:
-    """Block until the broker answers a metadata request; raise with the log tail if it dies."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _log_touched(logs: Path) -> float | None:
+    """When the broker last wrote to any of its log files (wall clock), or None if it wrote none yet."""
+    try:
+        return max((entry.stat().st_mtime for entry in os.scandir(logs) if entry.is_file()), default=None)
+    except FileNotFoundError:
+        return None
+
+
+def wait_ready(info: KafkaInfo, stall_s: float) -> None:
+    """Block until the broker answers a metadata request, as long as its log keeps advancing (a broker that
+    recovers thousands of partitions after an unclean stop takes minutes); raise with the log tail if it dies,
+    goes silent for `stall_s` seconds or exceeds the start-up ceiling."""
+    logs = kafka_dir() / "logs"
+    began, waiting_since = time.monotonic(), time.time()
+    noticed = False
+    while True:
         if not home.pid_alive(info.pid):
             raise _failure(f"Kafka (pid {info.pid}) exited during startup.")
         if home.port_in_use(info.port) and _broker_answers(info.bootstrap, timeout=3):
             return
+        waited = time.monotonic() - began
+        silent = startup.silent_for(time.time(), waiting_since, _log_touched(logs))
+        reason = startup.give_up_reason(waited, silent, stall_s)
+        if reason is not None:
+            raise _failure(f"Kafka (pid {info.pid}) did not answer on {info.bootstrap}: {reason}.")
+        if not noticed and waited >= startup.SLOW_NOTICE_S:
+            log.warning("Kafka is still starting (it loads every partition directory first; after an unclean "
+                        "stop that takes minutes); waiting while its log advances: %s", logs / "server.log")
+            noticed = True
         time.sleep(0.3)
-    raise _failure(f"Kafka (pid {info.pid}) did not answer on {info.bootstrap} within {timeout:.0f}s.")
 
 
-def start(port: int = DEFAULT_PORT, controller_port: int = DEFAULT_CONTROLLER_PORT, timeout: float = 90.0) -> KafkaInfo:
-    """Start the broker as a detached daemon (idempotent) and wait until it answers."""
+def start(port: int = DEFAULT_PORT, controller_port: int = DEFAULT_CONTROLLER_PORT, stall_s: float = 90.0) -> KafkaInfo:
+    """Start the broker as a detached daemon (idempotent) and wait until it answers (see `wait_ready`)."""
     current = running()
     if current is not None:
-        wait_ready(current, timeout)
+        wait_ready(current, stall_s)
         return current
     java = check_prerequisites(need_mvn=not jars_complete())
     for p in (port, controller_port):
@@ -343,7 +369,7 @@ def start(port: int = DEFAULT_PORT, controller_port: int = DEFAULT_CONTROLLER_PO
     )
     home.update_state("kafka", asdict(info))
     try:
-        wait_ready(info, timeout)
+        wait_ready(info, stall_s)
     except home.LocalServiceError:
         stop(grace=10)
         raise

@@ -32,7 +32,8 @@ def up(
     pg_port: int | None = None,
     timeout: float = 90.0,
 ) -> Endpoints:
-    """Start both services unless running (idempotent) and return their endpoints."""
+    """Start both services unless running (idempotent) and return their endpoints. PostgreSQL gets `timeout`
+    seconds; Kafka as long as its log keeps advancing, until it is silent for `timeout` seconds."""
     with home.home_lock():
         kafka.check_prerequisites(need_mvn=not kafka.jars_complete() and kafka.running() is None)
         ports = {
@@ -41,7 +42,7 @@ def up(
             "postgres.port": _port("postgres", "port", pg_port, postgres.DEFAULT_PORT),
         }
         pg = postgres.start(ports["postgres.port"], timeout=timeout)
-        broker = kafka.start(ports["kafka.port"], ports["kafka.controller_port"], timeout=timeout)
+        broker = kafka.start(ports["kafka.port"], ports["kafka.controller_port"], stall_s=timeout)
         kafka.ensure_tools()
         home.update_state("ports", ports)
         return Endpoints(kafka_bootstrap=broker.bootstrap, pg_dsn=pg.dsn)
