@@ -1,4 +1,4 @@
-"""`scalebox app ...`: inspect app files."""
+"""`scalebox app ...`: inspect apps and app files, clean up finished apps."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import typer
 
 from scalebox_stream.spec import AppSpec, ModuleSpec, SpecError, load_app
 
-app = typer.Typer(help="Inspect apps and app files.", no_args_is_help=True)
+app = typer.Typer(help="Inspect apps and app files; clean up finished apps.", no_args_is_help=True)
 
 EXIT_INVALID = 2
 
 
 @app.callback()
 def _group() -> None:
-    """Inspect apps and app files."""
+    """Inspect apps and app files; clean up finished apps."""
 
 
 @app.command("list")
@@ -47,6 +47,42 @@ def list_apps(
 
 def _when(value: object) -> str:
     return "" if value is None else f"{value:%Y-%m-%d %H:%M:%S}"
+
+
+@app.command("clean")
+def clean(
+    name: Annotated[str, typer.Argument(help="The app's name.")],
+    force: Annotated[bool, typer.Option("--force", help="Delete the topics even while agents of the app run.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be deleted.")] = False,
+    kafka: Annotated[str | None, typer.Option("--kafka", help="Kafka bootstrap (env SCALEBOX_KAFKA).")] = None,
+) -> None:
+    """Delete a finished app's task topics and its agents' consumer groups; its records stay (event log and
+    perspective). Refuses while agents of the app run, unless --force."""
+    from confluent_kafka.admin import AdminClient
+
+    from scalebox_stream.cli.common import connections, fail
+    from scalebox_stream.kafka import cleanup
+    from scalebox_stream.kafka.config import admin_config
+
+    admin = AdminClient(admin_config(connections(kafka, None).kafka))
+    leftovers = cleanup.find_leftovers(admin, name)
+    if not leftovers.topics and not leftovers.groups:
+        fail(f"app {name!r} has no task topics or consumer groups on this broker", code=1)
+    if leftovers.busy_groups and not force:
+        fail(f"agents of app {name!r} still run (groups {', '.join(leftovers.busy_groups)}); stop them first "
+             "or pass --force", code=1)
+    for topic in leftovers.topics:
+        typer.echo(f"topic {topic}")
+    for group in leftovers.groups:
+        typer.echo(f"group {group}" + (" (has members: kept)" if group in leftovers.busy_groups else ""))
+    if dry_run:
+        return
+    try:
+        cleanup.remove(admin, leftovers)
+    except RuntimeError as exc:
+        fail(str(exc), code=1)
+    kept = len(leftovers.busy_groups)
+    typer.echo(f"deleted {len(leftovers.topics)} topics and {len(leftovers.groups) - kept} consumer groups of {name}")
 
 
 @app.command("validate")
