@@ -23,6 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+import harness
 import psycopg
 
 from scalebox_stream.projector import verify, workload
@@ -111,13 +112,18 @@ def main(argv: list[str] | None = None) -> int:
           + (f" (and the first {prefix} to {head})" if prefix < n_written else ""), flush=True)
     configs = [*((s, 1) for s in SIZES), (SIZES[-1], args.processes)]
     runs: dict[tuple[int, int], list[Result]] = {c: [] for c in configs}
-    for round_no in range(repeat):
-        for size, processes in configs:
-            topic = head if size == 1 and prefix < n_written else full
-            r = replay(args.kafka, args.pg, topic, size, f"{tag}r{round_no}", processes)
-            runs[(size, processes)].append(r)
-            print(f"batch {size:>5}, {processes} process(es): {r.events:>7} events in {r.seconds:7.2f}s = "
-                  f"{r.rate:9.0f} events/s" + (f"  (round {round_no + 1}/{repeat})" if repeat > 1 else ""), flush=True)
+    try:
+        for round_no in range(repeat):
+            for size, processes in configs:
+                topic = head if size == 1 and prefix < n_written else full
+                r = replay(args.kafka, args.pg, topic, size, f"{tag}r{round_no}", processes)
+                runs[(size, processes)].append(r)
+                print(f"batch {size:>5}, {processes} process(es): {r.events:>7} events in {r.seconds:7.2f}s = "
+                      f"{r.rate:9.0f} events/s" + (f"  (round {round_no + 1}/{repeat})" if repeat > 1 else ""),
+                      flush=True)
+    finally:
+        groups = [f"sbx.bench.{tag}r{n}.{s}.{p}" for n in range(repeat) for s, p in configs]
+        harness.forget(args.kafka, topics=[full, head] if prefix < n_written else [full], groups=groups)
     medians = {c: statistics.median(r.rate for r in rs) for c, rs in runs.items()}
     base = medians[configs[0]] or 1.0
     print(f"\nbatch size | processes | events | events/s (median of {repeat}) | range | ratio to batch 1")

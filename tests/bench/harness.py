@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from scalebox_stream.events import EventCodec
+from scalebox_stream.kafka import cleanup
 from scalebox_stream.kafka.config import admin_config, producer_config
 from scalebox_stream.kafka.task_publisher import flush_or_fail, publish_task
 from scalebox_stream.kafka.topics import EVENTS_TOPIC, ensure_app_topics
@@ -339,13 +340,31 @@ class Deployment:
             return conn.execute(sql, params).fetchall()
 
     def close(self) -> None:
-        """Stop every child (SIGTERM, then SIGKILL of their process groups); drop the private database."""
+        """Stop every child (SIGTERM, then SIGKILL of their process groups); delete the app's topics and
+        consumer groups; drop the private database."""
         try:
             self.children.stop(grace_s=10)
             self.producer.flush(5)
+            forget(self.kafka, groups=[f"sbx.bench.projector.{self.tag}"], app=self.app)
         finally:
             if self.db_name and not self.keep_db:
                 verify.drop_database(self.pg, self.db_name)
+
+
+def forget(kafka: str, topics: Sequence[str] = (), groups: Sequence[str] = (), app: str | None = None) -> None:
+    """Delete what a run left on the broker: `topics`, `groups` and, with `app`, the app's task topics and agent
+    groups (a broker holding thousands of partitions starts and answers metadata slowly). Failures are reported,
+    not raised: the numbers stand."""
+    admin = AdminClient(admin_config(kafka))
+    steps: list[Callable[[], None]] = [lambda: cleanup.delete_groups(admin, list(groups)),
+                                       lambda: cleanup.delete_topics(admin, list(topics))]
+    if app is not None:
+        steps.append(lambda: cleanup.remove(admin, cleanup.find_leftovers(admin, app)))
+    for step in steps:
+        try:
+            step()
+        except Exception as exc:
+            say(f"could not delete all of the run's topics and groups: {exc}")
 
 
 def write_app(path: Path, name: str, modules: list[tuple[str, list[str], str | None]], slots: int) -> Path:

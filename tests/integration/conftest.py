@@ -3,15 +3,26 @@
 ``SCALEBOX_KAFKA`` / ``SCALEBOX_PG`` point at existing services; otherwise the local services
 (``scalebox local up``, default ``$SCALEBOX_HOME``) are started if needed and left running.
 If they cannot be started the tests are skipped, or fail when ``CI=true``.
+
+The topics and consumer groups the session creates (apps' task topics, the tests' own topics) are deleted when it
+ends: a broker that piles up thousands of partitions from test runs starts slowly and answers metadata slowly.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Iterator
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
+from scalebox_stream.kafka import cleanup
+from scalebox_stream.kafka.config import admin_config
 from scalebox_stream.local import services
+
+SESSION_TOPIC_PREFIXES = ("sbx.tasks.", "sbx.test.", "sbx.bench.", "test-local-")
+SESSION_GROUP_PREFIXES = ("sbx.agents.", "sbx.test.", "sbx.bench.")
 
 
 @pytest.fixture(scope="session")
@@ -26,9 +37,28 @@ def local_endpoints() -> services.Endpoints:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
-    """Kafka bootstrap servers: ``$SCALEBOX_KAFKA`` or the local broker."""
-    return os.environ.get("SCALEBOX_KAFKA") or request.getfixturevalue("local_endpoints").kafka_bootstrap
+def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Kafka bootstrap servers: ``$SCALEBOX_KAFKA`` or the local broker; what the session creates there is
+    deleted at its end."""
+    bootstrap = os.environ.get("SCALEBOX_KAFKA") or request.getfixturevalue("local_endpoints").kafka_bootstrap
+    topics_before, groups_before = _topics_and_groups(bootstrap)
+    yield bootstrap
+    try:
+        topics, groups = _topics_and_groups(bootstrap)
+        admin = AdminClient(admin_config(bootstrap))
+        idle = {g for g, state in groups.items() if state in cleanup.IDLE_GROUP_STATES}
+        new_groups = idle - set(groups_before)
+        cleanup.delete_groups(admin, sorted(g for g in new_groups if g.startswith(SESSION_GROUP_PREFIXES)))
+        cleanup.delete_topics(admin, sorted(t for t in topics - topics_before if t.startswith(SESSION_TOPIC_PREFIXES)))
+    except Exception as exc:  # hygiene only: the tests' verdicts stand
+        warnings.warn(f"could not delete the test session's topics and groups: {exc}", stacklevel=1)
+
+
+def _topics_and_groups(bootstrap: str) -> tuple[set[str], dict[str, object]]:
+    """Every topic, and every consumer group with its state, on the broker."""
+    admin = AdminClient(admin_config(bootstrap))
+    listing = admin.list_consumer_groups(request_timeout=30).result()
+    return set(admin.list_topics(timeout=30).topics), {g.group_id: g.state for g in listing.valid}
 
 
 @pytest.fixture(scope="session")
