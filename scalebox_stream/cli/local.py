@@ -26,7 +26,9 @@ def up(
     kafka_port: Annotated[int | None, typer.Option(help="Kafka broker port [default: 19092]")] = None,
     controller_port: Annotated[int | None, typer.Option(help="Controller port [default: 19093]")] = None,
     pg_port: Annotated[int | None, typer.Option(help="PostgreSQL port [default: 15432]")] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for each service")] = 90.0,
+    timeout: Annotated[float, typer.Option(help=(
+        "Seconds to wait for PostgreSQL; for Kafka, the longest its log may stay silent (a broker recovering "
+        "many partitions takes minutes while its log advances)"))] = 90.0,
 ) -> None:
     """Start Kafka and PostgreSQL (no-op if running) and print how to reach them."""
     try:
