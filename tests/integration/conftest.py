@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 from confluent_kafka.admin import AdminClient
+from pipeline import scalebox
 
 from scalebox_stream.kafka import cleanup
 from scalebox_stream.kafka.config import admin_config
@@ -63,8 +64,15 @@ def _topics_and_groups(bootstrap: str) -> tuple[set[str], dict[str, object]]:
 
 @pytest.fixture(scope="session")
 def pg_dsn(request: pytest.FixtureRequest) -> str:
-    """PostgreSQL DSN: ``$SCALEBOX_PG`` or the local server."""
-    return os.environ.get("SCALEBOX_PG") or request.getfixturevalue("local_endpoints").pg_dsn
+    """PostgreSQL DSN: ``$SCALEBOX_PG`` or the local server, its shared projection caught up with the event log.
+
+    Events published outside the tests (benchmarks project into private groups) would otherwise be replayed by
+    the first test's projector, late for what that test watches."""
+    dsn = os.environ.get("SCALEBOX_PG") or request.getfixturevalue("local_endpoints").pg_dsn
+    caught_up = scalebox(["projector", "--until-caught-up"], request.getfixturevalue("kafka_bootstrap"), dsn,
+                         timeout=1800)
+    assert caught_up.code == 0, f"the shared projection did not catch up:\n{caught_up.stderr}"
+    return dsn
 
 
 from docker_fixtures import busybox_image, docker_available, docker_client, example_images  # noqa: E402,F401
