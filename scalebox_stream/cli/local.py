@@ -50,6 +50,20 @@ def down() -> None:
         typer.echo(f"{name}: {'stopped' if was_running else 'was not running'}")
 
 
+@app.command()
+def reset(yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False) -> None:
+    """Stop Kafka and PostgreSQL and delete their data (every topic and the projection); `up` starts them empty."""
+    where = services.status()["home"]
+    if not yes and not typer.confirm(f"Delete every topic and the projection under {where}?"):
+        raise typer.Exit(1)
+    try:
+        stopped = services.reset()
+    except services.LocalServiceError as exc:
+        raise _fail(exc) from None
+    for name, was_running in stopped.items():
+        typer.echo(f"{name}: {'stopped, ' if was_running else ''}data deleted")
+
+
 def _mb(n: Any) -> str:
     return f"{n / 2**20:.0f} MiB" if isinstance(n, int) else "?"
 

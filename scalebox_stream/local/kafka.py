@@ -396,6 +396,12 @@ def stop(grace: float = 60.0) -> bool:
     return True
 
 
+def delete_data() -> None:
+    """Delete the broker's data and logs (every topic, offset and transaction); its jars stay. Stop it first."""
+    for name in ("data", "logs"):
+        shutil.rmtree(kafka_dir() / name, ignore_errors=True)
+
+
 def status() -> dict[str, Any]:
     """What runs where: pid, bootstrap address, data dir, log, RSS."""
     info = running()

@@ -9,6 +9,7 @@ pgserver) we run the binaries as the unprivileged system user ``pgserver``, crea
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import tempfile
@@ -206,6 +207,12 @@ def stop(timeout: float = 60.0) -> bool:
         raise home.LocalServiceError(f"pg_ctl stop failed:\n{out}")
     home.update_state("postgres", None)
     return True
+
+
+def delete_data() -> None:
+    """Delete the cluster's data directory and log (every database). Stop it first."""
+    shutil.rmtree(data_dir(), ignore_errors=True)
+    log_path().unlink(missing_ok=True)
 
 
 def status() -> dict[str, Any]:

@@ -8,7 +8,8 @@ from typing import Any
 from scalebox_stream.local import home, kafka, postgres
 from scalebox_stream.local.home import LocalServiceError, MissingPrerequisite
 
-__all__ = ["Endpoints", "LocalServiceError", "MissingPrerequisite", "down", "ensure_running", "status", "up"]
+__all__ = ["Endpoints", "LocalServiceError", "MissingPrerequisite", "down", "ensure_running", "reset", "status",
+           "up"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,16 @@ def down() -> dict[str, bool]:
     """Stop both services; returns which ones were running."""
     with home.home_lock():
         return {"kafka": kafka.stop(), "postgres": postgres.stop()}
+
+
+def reset() -> dict[str, bool]:
+    """Stop both services and delete their data (topics, offsets, the projection); the next `up` starts them
+    empty. Kafka's jars stay. Returns which ones were running."""
+    with home.home_lock():
+        stopped = {"kafka": kafka.stop(), "postgres": postgres.stop()}
+        kafka.delete_data()
+        postgres.delete_data()
+        return stopped
 
 
 def status() -> dict[str, Any]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 
 import psycopg
 import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from pipeline import scalebox
 
 from scalebox_stream.local import services
 
@@ -63,3 +65,38 @@ def test_status_reports_both_running(local_endpoints: services.Endpoints) -> Non
     assert info["kafka"]["bootstrap"] == local_endpoints.kafka_bootstrap
     assert info["postgres"]["dsn"] == local_endpoints.pg_dsn
     assert info["kafka"]["pid"] > 0 and info["postgres"]["pid"] > 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_reset_leaves_both_services_empty(tmp_path, kafka_bootstrap, pg_dsn) -> None:
+    """A second pair in its own home: reset stops it and deletes its data; the next `up` starts it empty."""
+    home, topic = tmp_path / "home", f"test-local-{uuid.uuid4().hex[:12]}"
+    ports = ["--kafka-port", str(_free_port()), "--controller-port", str(_free_port()), "--pg-port", str(_free_port())]
+    up = scalebox(["local", "up", *ports], kafka_bootstrap, pg_dsn, home=home)
+    assert up.code == 0, up.stderr
+    try:
+        bootstrap, dsn = (line.split()[-1] for line in up.stdout.splitlines()[:2])
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(timeout=30)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE kept_until_reset (x int)")
+
+        reset = scalebox(["local", "reset", "--yes"], kafka_bootstrap, pg_dsn, home=home)
+        assert reset.code == 0, reset.stderr
+        assert reset.stdout.splitlines() == ["kafka: stopped, data deleted", "postgres: stopped, data deleted"]
+        assert not (home / "kafka" / "data").exists() and not (home / "postgres").exists()
+        assert (home / "kafka" / "lib").is_dir(), "the jars stay"
+
+        again = scalebox(["local", "up"], kafka_bootstrap, pg_dsn, home=home)  # the ports are remembered
+        assert again.code == 0, again.stderr
+        assert again.stdout.splitlines()[:2] == up.stdout.splitlines()[:2]
+        assert topic not in AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30).topics
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT to_regclass('kept_until_reset')").fetchone() == (None,)
+    finally:
+        scalebox(["local", "down"], kafka_bootstrap, pg_dsn, home=home)
