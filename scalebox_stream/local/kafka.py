@@ -209,6 +209,10 @@ def render_properties(port: int, controller_port: int, data_dir: Path) -> str:
         # A start replays the metadata log from the latest snapshot: every topic ever created and deleted since.
         # Snapshot every 5 minutes (default: an hour) so that apps created and cleaned up are not replayed.
         "metadata.log.max.snapshot.interval.ms": 300_000,
+        # Committed offsets and transaction states are compacted only in closed segments: with the default 100 MB
+        # segments they never are here, and a start loads every commit ever made (200k records per partition).
+        "offsets.topic.segment.bytes": 10 * 2**20,
+        "transaction.state.log.segment.bytes": 10 * 2**20,
     }
     body = "\n".join(f"{k}={v}" for k, v in settings.items())
     return f"# Written by `scalebox local up`; regenerated on every start.\n{body}\n"
