@@ -75,6 +75,7 @@ def projector(
 
     setup_logging(verbose)
     conns = connections(kafka, pg)
+    _ensure_shared_topics(conns.kafka)
     config = ProjectorConfig(conns.kafka, conns.pg, batch_size=batch_size, metrics_port=metrics_port)
     try:
         stats = run_projectors(config, processes, until_caught_up=until_caught_up)
@@ -82,6 +83,17 @@ def projector(
         fail(str(exc))
     typer.echo(f"projected {stats.events} event(s) in {stats.batches} batch(es); "
                f"{stats.dead_letters} dead-lettered", err=True)
+
+
+def _ensure_shared_topics(bootstrap: str) -> None:
+    """The events and dead-letter topics exist before a projector subscribes: on a fresh broker it would
+    otherwise wait for a topic that nobody creates (and `--until-caught-up` would never end)."""
+    from confluent_kafka.admin import AdminClient
+
+    from scalebox_stream.kafka.config import admin_config
+    from scalebox_stream.kafka.topics import ensure_shared_topics
+
+    ensure_shared_topics(AdminClient(admin_config(bootstrap)))
 
 
 def replay(
@@ -98,6 +110,7 @@ def replay(
     conns = connections(kafka, pg)
     if not yes:
         typer.confirm("Drop the task perspective tables and rebuild them from Kafka?", abort=True)
+    _ensure_shared_topics(conns.kafka)
     with psycopg.connect(conns.pg, autocommit=True) as conn:
         drop_projection(conn)
         migrate(conn)

@@ -65,8 +65,16 @@ def _await_metadata(admin: AdminClient, names: set[str], timeout_s: float) -> No
         time.sleep(0.1)
 
 
+SHARED_TOPICS = {EVENTS_TOPIC: EVENTS_TOPIC_PARTITIONS, DEAD_LETTER_TOPIC: 1, APPS_TOPIC: 1, CONTROL_TOPIC: 1}
+"""The topics every app shares (name -> partitions); the apps topic is compacted."""
+
+
+def ensure_shared_topics(admin: AdminClient) -> None:
+    """Create the topics every app shares (a projector started before any app reads and fills them)."""
+    ensure_topics(admin, SHARED_TOPICS, compacted=frozenset({APPS_TOPIC}))
+
+
 def ensure_app_topics(admin: AdminClient, app: str, modules: list[str]) -> None:
     """Create the shared topics and one task topic per module of an app."""
-    topics = {EVENTS_TOPIC: EVENTS_TOPIC_PARTITIONS, DEAD_LETTER_TOPIC: 1, APPS_TOPIC: 1, CONTROL_TOPIC: 1}
-    topics.update({task_topic(app, m): TASK_TOPIC_PARTITIONS for m in modules})
+    topics = {**SHARED_TOPICS, **{task_topic(app, m): TASK_TOPIC_PARTITIONS for m in modules}}
     ensure_topics(admin, topics, compacted=frozenset({APPS_TOPIC}))

@@ -11,6 +11,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from pipeline import scalebox
 
+from scalebox_stream.kafka.topics import EVENTS_TOPIC
 from scalebox_stream.local import services
 
 pytestmark = pytest.mark.integration
@@ -74,7 +75,8 @@ def _free_port() -> int:
 
 
 def test_reset_leaves_both_services_empty(tmp_path, kafka_bootstrap, pg_dsn) -> None:
-    """A second pair in its own home: reset stops it and deletes its data; the next `up` starts it empty."""
+    """A second pair in its own home: reset stops it and deletes its data; the next `up` starts it empty, and
+    a projector there has nothing to catch up with."""
     home, topic = tmp_path / "home", f"test-local-{uuid.uuid4().hex[:12]}"
     ports = ["--kafka-port", str(_free_port()), "--controller-port", str(_free_port()), "--pg-port", str(_free_port())]
     up = scalebox(["local", "up", *ports], kafka_bootstrap, pg_dsn, home=home)
@@ -98,5 +100,12 @@ def test_reset_leaves_both_services_empty(tmp_path, kafka_bootstrap, pg_dsn) -> 
         assert topic not in AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30).topics
         with psycopg.connect(dsn) as conn:
             assert conn.execute("SELECT to_regclass('kept_until_reset')").fetchone() == (None,)
+
+        # A projector on an empty broker (no app deployed yet) catches up at once instead of waiting forever
+        # for an events topic nobody creates.
+        caught_up = scalebox(["projector", "--until-caught-up"], bootstrap, dsn, home=home, timeout=120)
+        assert caught_up.code == 0, caught_up.stderr
+        assert "projected 0 event(s)" in caught_up.stderr
+        assert EVENTS_TOPIC in AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30).topics
     finally:
         scalebox(["local", "down"], kafka_bootstrap, pg_dsn, home=home)
