@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Iterator
 
 import pytest
+from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 from pipeline import scalebox
 
@@ -55,7 +56,7 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
         warnings.warn(f"could not delete the test session's topics and groups: {exc}", stacklevel=1)
 
 
-def _topics_and_groups(bootstrap: str) -> tuple[set[str], dict[str, object]]:
+def _topics_and_groups(bootstrap: str) -> tuple[set[str], dict[str, ConsumerGroupState]]:
     """Every topic, and every consumer group with its state, on the broker."""
     admin = AdminClient(admin_config(bootstrap))
     listing = admin.list_consumer_groups(request_timeout=30).result()
