@@ -11,10 +11,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import ConsumerGroupState, KafkaException
+from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 
-from scalebox_stream.kafka.topics import module_group, task_topic
+from scalebox_stream.kafka.topics import module_group, settle, task_topic
 
 IDLE_GROUP_STATES = frozenset({ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD})
 UNKNOWN = "UNKNOWN_TOPIC_OR_PART"
@@ -59,26 +59,15 @@ def find_leftovers(admin: AdminClient, app: str, timeout_s: float = 30.0) -> App
 
 def delete_topics(admin: AdminClient, names: list[str], timeout_s: float = 60.0) -> None:
     """Delete topics and wait until the broker has; topics already gone are fine."""
-    if not names:
-        return
-    for name, future in admin.delete_topics(names, operation_timeout=timeout_s).items():
-        try:
-            future.result()
-        except KafkaException as exc:
-            if UNKNOWN not in str(exc):
-                raise RuntimeError(f"cannot delete topic {name}: {exc}") from exc
+    if names:
+        settle(admin.delete_topics(names, operation_timeout=timeout_s), "delete topic", tolerated=UNKNOWN)
 
 
 def delete_groups(admin: AdminClient, group_ids: list[str], timeout_s: float = 30.0) -> None:
     """Delete consumer groups (their committed positions); groups already gone are fine."""
-    if not group_ids:
-        return
-    for group, future in admin.delete_consumer_groups(group_ids, request_timeout=timeout_s).items():
-        try:
-            future.result()
-        except KafkaException as exc:
-            if GROUP_GONE not in str(exc):
-                raise RuntimeError(f"cannot delete consumer group {group}: {exc}") from exc
+    if group_ids:
+        settle(admin.delete_consumer_groups(group_ids, request_timeout=timeout_s), "delete consumer group",
+               tolerated=GROUP_GONE)
 
 
 def remove(admin: AdminClient, leftovers: AppLeftovers) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -46,13 +47,19 @@ def ensure_topics(admin: AdminClient, topics: dict[str, int], compacted: frozens
     ]
     if not wanted:
         return
-    for name, future in admin.create_topics(wanted, operation_timeout=timeout_s).items():
+    settle(admin.create_topics(wanted, operation_timeout=timeout_s), "create topic", tolerated="TOPIC_ALREADY_EXISTS")
+    _await_metadata(admin, {t.topic for t in wanted}, timeout_s)
+
+
+def settle(futures: dict[str, Future], action: str, tolerated: str) -> None:
+    """Wait for an admin request's per-name futures; an error naming `tolerated` (the state wanted is there
+    already) is fine, any other raises naming the action and the name."""
+    for name, future in futures.items():
         try:
             future.result()
         except KafkaException as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise RuntimeError(f"cannot create topic {name}: {exc}") from exc
-    _await_metadata(admin, {t.topic for t in wanted}, timeout_s)
+            if tolerated not in str(exc):
+                raise RuntimeError(f"cannot {action} {name}: {exc}") from exc
 
 
 def _await_metadata(admin: AdminClient, names: set[str], timeout_s: float) -> None:

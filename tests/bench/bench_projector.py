@@ -51,11 +51,11 @@ class Result:
 
 def replay(bootstrap: str, pg: str, topic: str, batch_size: int, tag: str, processes: int = 1) -> Result:
     """Project `topic` into a fresh database with `batch_size` and `processes` projectors; drop the database
-    afterwards."""
+    and delete the consumer group afterwards."""
     name = f"bench_{tag}_{batch_size}_{processes}"
     dsn = verify.create_database(pg, name)
+    group = f"sbx.bench.{tag}.{batch_size}.{processes}"
     try:
-        group = f"sbx.bench.{tag}.{batch_size}.{processes}"
         if processes == 1:  # in this process, as before (no signal handlers: the benchmark is the main program)
             stats = Projector(bootstrap, dsn, batch_size=batch_size, group=group, topic=topic).run(
                 until_caught_up=True, install_signals=False)
@@ -66,6 +66,7 @@ def replay(bootstrap: str, pg: str, topic: str, batch_size: int, tag: str, proce
             digests = verify.table_digests(conn)
     finally:
         verify.drop_database(pg, name)
+        harness.forget(bootstrap, groups=[group])
     seconds = (stats.last_batch_at or 0) - (stats.first_batch_at or 0)
     return Result(batch_size, stats.events, seconds, stats.rate(), digests, processes)
 
@@ -122,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r.rate:9.0f} events/s" + (f"  (round {round_no + 1}/{repeat})" if repeat > 1 else ""),
                       flush=True)
     finally:
-        groups = [f"sbx.bench.{tag}r{n}.{s}.{p}" for n in range(repeat) for s, p in configs]
-        harness.forget(args.kafka, topics=[full, head] if prefix < n_written else [full], groups=groups)
+        harness.forget(args.kafka, topics=[full, head] if prefix < n_written else [full])
     medians = {c: statistics.median(r.rate for r in rs) for c, rs in runs.items()}
     base = medians[configs[0]] or 1.0
     print(f"\nbatch size | processes | events | events/s (median of {repeat}) | range | ratio to batch 1")
