@@ -37,6 +37,7 @@ from scalebox_stream.executors import make_executor
 from scalebox_stream.kafka.backlog import BacklogWatcher
 from scalebox_stream.kafka.config import admin_config, consumer_config, producer_config
 from scalebox_stream.kafka.control import Command, CommandListener, send_command
+from scalebox_stream.kafka.group_watch import MembershipWatch
 from scalebox_stream.kafka.membership import HostDirectory
 from scalebox_stream.kafka.topics import (
     DEAD_LETTER_TOPIC,
@@ -90,6 +91,7 @@ class _Done:
 
     source: tuple[str, int]
     offset: int
+    lease: int
     records: list[OutMessage]
     ran_in_slot: bool = True
     outcome: str = ""
@@ -110,11 +112,9 @@ class Agent:
                                  options.keep_work_dirs, HostDirectory(bootstrap))
         self.topics = [task_topic(spec.name, identity.module),
                        task_topic(spec.name, identity.module, host=identity.host)]
-        self.consumer = Consumer(consumer_config(
-            bootstrap, module_group(spec.name, identity.module),
-            **{"client.id": identity.agent_id, "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000,
-               "topic.metadata.refresh.interval.ms": 5000, "enable.partition.eof": True,
-               **options.consumer_overrides}))
+        self.consumer = self._new_consumer()
+        self.membership = MembershipWatch(bootstrap, module_group(spec.name, identity.module),
+                                          lambda: self.consumer.memberid())
         self._stop = threading.Event()
         self.publisher = TransactionalPublisher(bootstrap, f"sbx-agent-{identity.agent_id}", stop=self._stop)
         self.slots = ThreadPoolExecutor(max_workers=options.slots, thread_name_prefix="slot")
@@ -122,6 +122,8 @@ class Agent:
         self._outbox: queue.SimpleQueue[OutMessage] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
         self._trackers: dict[tuple[str, int], PartitionTracker] = {}
+        self._leases: dict[tuple[str, int], int] = {}  # each assignment of a partition gets a new number
+        self._last_lease = 0
         self._waiting: deque[TaskMessage] = deque()
         self._delayed: list[tuple[int, int, TaskMessage]] = []
         self._in_flight = 0
@@ -152,6 +154,17 @@ class Agent:
                   if spec.modules[m].max_backlog}
         self.downstream = BacklogWatcher(bootstrap, spec.name, bounds)
 
+    def _new_consumer(self) -> Consumer:
+        return Consumer(consumer_config(
+            self.bootstrap, module_group(self.spec.name, self.identity.module),
+            **{"client.id": self.identity.agent_id, "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000,
+               "topic.metadata.refresh.interval.ms": 5000, "enable.partition.eof": True,
+               **self.options.consumer_overrides}))
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
+
     # ----- lifecycle -------------------------------------------------------------------------------
 
     def request_stop(self, *_: object) -> None:
@@ -166,8 +179,8 @@ class Agent:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
         ensure_topics(AdminClient(admin_config(self.bootstrap)), {self.topics[1]: HOST_TOPIC_PARTITIONS})
-        self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_lost)
+        self._subscribe()
+        self.membership.start()
         self._lifecycle("started")
         log.info("agent %s serving %s with %d %s slot(s)", self.identity.agent_id, " and ".join(self.topics),
                  self.options.slots, self.executor.name)
@@ -178,6 +191,7 @@ class Agent:
         finally:
             self._lifecycle("stopped")
             self._publish()
+            self.membership.close()
             self.consumer.close()
             self.commands.close()
             self.downstream.close()
@@ -192,6 +206,8 @@ class Agent:
         if self._publish_due():
             self._publish()
         self._obey_commands()
+        if self.membership.lost():
+            self._rejoin()
         self._release_due()
         self._start_waiting()
         self._pause_or_resume()
@@ -259,11 +275,15 @@ class Agent:
     # ----- partitions --------------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self.consumer:  # a replaced consumer closing (see _rejoin)
+            return
         self.assignments += 1
         log.info("partitions assigned: %s", [f"{tp.topic}[{tp.partition}]" for tp in partitions])
         for tp in self._committed(consumer, partitions):
             start = tp.offset if tp.offset >= 0 else 0
             self._trackers[(tp.topic, tp.partition)] = PartitionTracker(start, parse_metadata(start, tp.metadata))
+            self._last_lease += 1
+            self._leases[(tp.topic, tp.partition)] = self._last_lease
         # librdkafka keeps a partition's pause flag across revoke and re-assignment: set it explicitly.
         (consumer.pause if self._paused else consumer.resume)(partitions)
 
@@ -282,6 +302,8 @@ class Agent:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Give partitions back: let their running tasks finish (within a budget) and commit, then let go."""
+        if consumer is not self.consumer:
+            return
         log.info("partitions revoked: %s", [f"{tp.topic}[{tp.partition}]" for tp in partitions])
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         with self._dispatch:  # no slot may start another task of theirs
@@ -297,8 +319,23 @@ class Agent:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Partitions taken away without a revoke (session lost): nothing of theirs may be committed."""
+        if consumer is not self.consumer:
+            return
         log.warning("partitions lost: %s", [f"{tp.topic}[{tp.partition}]" for tp in partitions])
         self._forget(partitions)
+
+    def _rejoin(self) -> None:
+        """The broker has not counted this agent a member of its group for a long while, yet the consumer
+        has not noticed (see `policy.membership`): treat its partitions as lost and join again with a fresh
+        consumer. The old one is closed on a thread of its own, abandoned if it never returns."""
+        log.error("the broker has not counted agent %s a member of %s for %.0fs; joining again with a new "
+                  "consumer", self.identity.agent_id, self.membership.group, self.membership.absent_for())
+        held = [TopicPartition(topic, partition) for topic, partition in self._trackers]
+        self._forget(held)
+        stale, self.consumer = self.consumer, self._new_consumer()
+        self.membership.reset()
+        self._subscribe()
+        threading.Thread(target=_close_quietly, args=(stale,), name="stale-consumer", daemon=True).start()
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
         try:  # a partition given up while paused would come back paused (see _on_assign)
@@ -308,6 +345,7 @@ class Agent:
         with self._dispatch:
             for tp in partitions:
                 self._trackers.pop((tp.topic, tp.partition), None)
+                self._leases.pop((tp.topic, tp.partition), None)
             self._waiting = deque(t for t in self._waiting if t.source in self._trackers)
         self._delayed = [d for d in self._delayed if d[2].source in self._trackers]
         heapq.heapify(self._delayed)
@@ -347,7 +385,8 @@ class Agent:
         except DecodeError as exc:
             self._dead_letter(message, str(exc))
             return
-        task = TaskMessage(event, message.topic(), message.partition(), message.offset())
+        task = TaskMessage(event, message.topic(), message.partition(), message.offset(),
+                           lease=self._leases[(message.topic(), message.partition())])
         lost = tracker.lost_attempt(task.offset)
         if lost is not None:
             task = self._after_lost_attempt(task, lost)
@@ -369,7 +408,7 @@ class Agent:
             records.append(self.runner.to_events(self.runner.event("TaskFailed", created.task_id, lost, {
                 "attempts": lost, "reason": f"lost {MAX_LOST_ATTEMPTS} times (agents died running it)"})))
             self._trackers[task.source].start(task.offset)
-            self._done.put(_Done(task.source, task.offset, records, ran_in_slot=False))
+            self._done.put(_Done(task.source, task.offset, task.lease, records, ran_in_slot=False))
             return None
         for record in records:
             self._outbox.put(record)
@@ -385,7 +424,7 @@ class Agent:
         source = (message.topic(), message.partition())
         self._trackers[source].start(message.offset())
         record = OutMessage(DEAD_LETTER_TOPIC, message.key() or b"", message.value() or b"", headers)
-        self._done.put(_Done(source, message.offset(), [record], ran_in_slot=False))
+        self._done.put(_Done(source, message.offset(), self._leases[source], [record], ran_in_slot=False))
 
     def _release_due(self) -> None:
         while not self._refused.empty():
@@ -393,6 +432,8 @@ class Agent:
             with self._dispatch:
                 self._in_flight -= 1
                 self._running_sources[task.source] -= 1
+            if not self._holds(task.source, task.lease):
+                continue  # its partition was given up meanwhile
             task = replace(task, refusals=task.refusals + 1)
             delay = recheck_delay(task.refusals)
             log.info("task %s not admitted (%s); re-check in %.1fs", task.event.task_id, reason, delay)
@@ -400,6 +441,10 @@ class Agent:
         now = now_us()
         while self._delayed and self._delayed[0][0] <= now:
             self._waiting.append(heapq.heappop(self._delayed)[2])
+
+    def _holds(self, source: tuple[str, int], lease: int) -> bool:
+        """Whether the partition is still held under the assignment `lease` came with."""
+        return self._leases.get(source) == lease
 
     def _blocked_downstream(self) -> bool:
         """Backpressure: a module this one feeds has more tasks waiting than its `max_backlog`."""
@@ -460,7 +505,7 @@ class Agent:
             self.admission.release(token)
         if not self._abandon:
             self._count_against_budget(report.outcome)  # before this slot may take another task
-            self._done.put(_Done(task.source, task.offset, report.records, outcome=report.outcome))
+            self._done.put(_Done(task.source, task.offset, task.lease, report.records, outcome=report.outcome))
 
     # ----- publishing --------------------------------------------------------------------------------
 
@@ -468,17 +513,16 @@ class Agent:
         """Publish pending records and the partition positions, in one transaction."""
         while not self._started.empty():
             task = self._started.get()
-            tracker = self._trackers.get(task.source)
-            if tracker is not None:
-                tracker.mark_running(task.offset, task.event.attempt)
+            if self._holds(task.source, task.lease):
+                self._trackers[task.source].mark_running(task.offset, task.event.attempt)
         finished: list[_Done] = []
         while not self._done.empty():
             done = self._done.get()
-            if done.source in self._trackers:
+            if self._holds(done.source, done.lease):
                 finished.append(done)
                 continue
-            # The partition moved to another agent, which sees this attempt as lost and runs it again:
-            # publishing these outputs too would duplicate them.
+            # The partition moved to another agent (or came back to this one since), which sees this attempt
+            # as lost and runs it again: publishing these outputs too would duplicate them.
             log.warning("dropping the report of %s@%d: the partition was revoked", done.source, done.offset)
             if done.ran_in_slot:
                 with self._dispatch:
@@ -564,3 +608,11 @@ class Agent:
         for done in finished:
             self._done.put(done)
         time.sleep(0.5)
+
+
+def _close_quietly(consumer: Consumer) -> None:
+    """Close a consumer that was replaced; whatever it says, it no longer matters."""
+    try:
+        consumer.close()
+    except (KafkaException, RuntimeError) as exc:
+        log.info("closing the replaced consumer: %s", exc)

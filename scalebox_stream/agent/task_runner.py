@@ -58,6 +58,8 @@ class TaskMessage:
     refusals: int = 0
     accepted_at: int | None = None
     """When a slot took it, while no TaskAccepted has said so: TaskStarted (or the report) carries it then."""
+    lease: int = 0
+    """Which assignment of its partition to this agent it came with (a report of an older one is stale)."""
 
     @property
     def source(self) -> tuple[str, int]:
