@@ -108,12 +108,13 @@ class Agent:
         self.codec = EventCodec()
         self.module = spec.modules[identity.module]
         self.executor = make_executor(self.module.executor, container_mode=self.module.container_mode)
+        directory = HostDirectory(bootstrap)
         self.runner = TaskRunner(spec, identity, self.executor, self.codec, options.work_root,
-                                 options.keep_work_dirs, HostDirectory(bootstrap))
+                                 options.keep_work_dirs, directory)
         self.topics = [task_topic(spec.name, identity.module),
                        task_topic(spec.name, identity.module, host=identity.host)]
         self.consumer = self._new_consumer()
-        self.membership = MembershipWatch(bootstrap, module_group(spec.name, identity.module),
+        self.membership = MembershipWatch(directory.admin, module_group(spec.name, identity.module),
                                           lambda: self.consumer.memberid())
         self._stop = threading.Event()
         self.publisher = TransactionalPublisher(bootstrap, f"sbx-agent-{identity.agent_id}", stop=self._stop)

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from scalebox_stream.kafka.config import admin_config
 from scalebox_stream.policy.membership import CHECK_INTERVAL_S, REJOIN_AFTER_S, absent_since, must_rejoin
 
 log = logging.getLogger(__name__)
@@ -21,11 +20,10 @@ class MembershipWatch:
     `member_id`, which may change when the consumer is replaced) was first missing; see `policy.membership`.
     `lost()` is cheap: the poll loop may ask on every turn."""
 
-    def __init__(self, bootstrap: str, group: str, member_id: Callable[[], str],
+    def __init__(self, admin: AdminClient, group: str, member_id: Callable[[], str | None],
                  interval_s: float = CHECK_INTERVAL_S, rejoin_after_s: float = REJOIN_AFTER_S) -> None:
-        self.group, self.member_id = group, member_id
+        self.admin, self.group, self.member_id = admin, group, member_id
         self.interval_s, self.rejoin_after_s = interval_s, rejoin_after_s
-        self.admin = AdminClient(admin_config(bootstrap))
         self._since: float | None = None
         self._resets = 0  # a look that began before a reset must not bring the old absence back
         self._lock = threading.Lock()

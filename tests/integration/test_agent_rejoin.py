@@ -36,7 +36,7 @@ def test_the_watch_sees_a_member_the_broker_no_longer_counts(kafka_bootstrap):
     consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
     consumer.subscribe([topic])
     member = {"id": ""}
-    watch = MembershipWatch(kafka_bootstrap, group, lambda: member["id"], interval_s=0.2, rejoin_after_s=1.0)
+    watch = MembershipWatch(admin, group, lambda: member["id"], interval_s=0.2, rejoin_after_s=1.0)
     try:
         _wait(lambda: consumer.poll(0.1) is None and bool(consumer.assignment()), 30, "consumer never joined")
         assert watch.present() is False  # no member id known yet: absent, whatever the group holds
