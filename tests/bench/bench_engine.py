@@ -60,6 +60,7 @@ class Baseline:
     kafka_txn_p50_ms: float | None = None
     kafka_txn_fast: float | None = None   # the same with the agent's settings (retry.backoff.ms=1, linger.ms=0)
     kafka_txn_fast_p50_ms: float | None = None
+    kafka_txn_idle_p50_ms: float | None = None  # the agent's settings, 50 ms between transactions
 
     def lines(self) -> list[str]:
         """Human-readable lines."""
@@ -73,7 +74,9 @@ class Baseline:
                 f"{self.kafka_txn or 0:8.1f}/s  Kafka transactions (begin, produce 1, send_offsets, commit), serial, "
                 f"librdkafka's retry backoff; p50 {self.kafka_txn_p50_ms or 0:.1f} ms",
                 f"{self.kafka_txn_fast or 0:8.1f}/s  the same with the agent's retry.backoff.ms=1, linger.ms=0; "
-                f"p50 {self.kafka_txn_fast_p50_ms or 0:.1f} ms  <- the agent's per-publish floor"]
+                f"p50 {self.kafka_txn_fast_p50_ms or 0:.1f} ms  <- the agent's per-publish floor",
+                f"          the same, 50 ms apart (one task at a time, as in the latency benchmark): "
+                f"p50 {self.kafka_txn_idle_p50_ms or 0:.1f} ms"]
 
 
 def executor_rate(n: int) -> tuple[float | None, str]:
@@ -101,9 +104,10 @@ def executor_rate(n: int) -> tuple[float | None, str]:
         return None, f"{type(exc).__name__}: {exc}"
 
 
-def kafka_txn_rate(kafka: str, n: int, **producer_extra: object) -> tuple[float, float]:
+def kafka_txn_rate(kafka: str, n: int, gap_s: float = 0.0, **producer_extra: object) -> tuple[float, float]:
     """Serial Kafka transactions like the agent's publish (one record, the consumer offsets, commit):
-    (transactions/s, p50 ms). `producer_extra`: librdkafka settings on top of the agent's producer config."""
+    (transactions/s, p50 ms), `gap_s` apart (not timed). `producer_extra`: librdkafka settings on top of the
+    agent's producer config."""
     topic, t = "sbx.bench.txn", harness.tag()
     ensure_topics(AdminClient(admin_config(kafka)), {topic: 1})
     consumer = Consumer(consumer_config(kafka, f"sbx.bench.txn.{t}"))
@@ -119,6 +123,7 @@ def kafka_txn_rate(kafka: str, n: int, **producer_extra: object) -> tuple[float,
             producer.send_offsets_to_transaction([TopicPartition(topic, 0, i)], consumer.consumer_group_metadata(), 30)
             producer.commit_transaction(30)
             times.append(time.perf_counter() - started)
+            time.sleep(gap_s)
         return n / sum(times), pct(times, 50) * 1e3
     finally:
         consumer.close()
@@ -152,11 +157,12 @@ def measure_baseline(n: int, kafka: str) -> Baseline:
         emit_rate = n / (time.perf_counter() - started)
     ex_rate, note = executor_rate(n)
     txn, txn_ms = bounded(lambda: kafka_txn_rate(kafka, max(50, n // 10)))
-    fast, fast_ms = bounded(lambda: kafka_txn_rate(kafka, max(50, n // 10),
-                                                   **{"retry.backoff.ms": 1, "linger.ms": 0}))
+    agent_settings = {"retry.backoff.ms": 1, "linger.ms": 0}
+    fast, fast_ms = bounded(lambda: kafka_txn_rate(kafka, max(50, n // 10), **agent_settings))
+    _, idle_ms = bounded(lambda: kafka_txn_rate(kafka, 50, 0.05, **agent_settings))
     return Baseline(n, harness.spawn_rate([TRUE], n), emit_rate, harness.spawn_rate([TRUE], n, "agent-like"),
                     harness.spawn_rate([TRUE], n, "posix_spawn"), harness.spawn_rate([TRUE], n, "fork"),
-                    ex_rate, note, txn, txn_ms, fast, fast_ms)
+                    ex_rate, note, txn, txn_ms, fast, fast_ms, idle_ms)
 
 
 @dataclass
