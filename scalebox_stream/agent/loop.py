@@ -91,7 +91,7 @@ class _Done:
 
     source: tuple[str, int]
     offset: int
-    lease: int
+    assignment: int
     records: list[OutMessage]
     ran_in_slot: bool = True
     outcome: str = ""
@@ -123,8 +123,7 @@ class Agent:
         self._outbox: queue.SimpleQueue[OutMessage] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
         self._trackers: dict[tuple[str, int], PartitionTracker] = {}
-        self._leases: dict[tuple[str, int], int] = {}  # each assignment of a partition gets a new number
-        self._last_lease = 0
+        self._held_since: dict[tuple[str, int], int] = {}  # under which assignment (its number) each is held
         self._waiting: deque[TaskMessage] = deque()
         self._delayed: list[tuple[int, int, TaskMessage]] = []
         self._in_flight = 0
@@ -283,8 +282,7 @@ class Agent:
         for tp in self._committed(consumer, partitions):
             start = tp.offset if tp.offset >= 0 else 0
             self._trackers[(tp.topic, tp.partition)] = PartitionTracker(start, parse_metadata(start, tp.metadata))
-            self._last_lease += 1
-            self._leases[(tp.topic, tp.partition)] = self._last_lease
+            self._held_since[(tp.topic, tp.partition)] = self.assignments
         # librdkafka keeps a partition's pause flag across revoke and re-assignment: set it explicitly.
         (consumer.pause if self._paused else consumer.resume)(partitions)
 
@@ -346,7 +344,7 @@ class Agent:
         with self._dispatch:
             for tp in partitions:
                 self._trackers.pop((tp.topic, tp.partition), None)
-                self._leases.pop((tp.topic, tp.partition), None)
+                self._held_since.pop((tp.topic, tp.partition), None)
             self._waiting = deque(t for t in self._waiting if t.source in self._trackers)
         self._delayed = [d for d in self._delayed if d[2].source in self._trackers]
         heapq.heapify(self._delayed)
@@ -387,7 +385,7 @@ class Agent:
             self._dead_letter(message, str(exc))
             return
         task = TaskMessage(event, message.topic(), message.partition(), message.offset(),
-                           lease=self._leases[(message.topic(), message.partition())])
+                           assignment=self._held_since[(message.topic(), message.partition())])
         lost = tracker.lost_attempt(task.offset)
         if lost is not None:
             task = self._after_lost_attempt(task, lost)
@@ -409,7 +407,7 @@ class Agent:
             records.append(self.runner.to_events(self.runner.event("TaskFailed", created.task_id, lost, {
                 "attempts": lost, "reason": f"lost {MAX_LOST_ATTEMPTS} times (agents died running it)"})))
             self._trackers[task.source].start(task.offset)
-            self._done.put(_Done(task.source, task.offset, task.lease, records, ran_in_slot=False))
+            self._done.put(_Done(task.source, task.offset, task.assignment, records, ran_in_slot=False))
             return None
         for record in records:
             self._outbox.put(record)
@@ -425,7 +423,7 @@ class Agent:
         source = (message.topic(), message.partition())
         self._trackers[source].start(message.offset())
         record = OutMessage(DEAD_LETTER_TOPIC, message.key() or b"", message.value() or b"", headers)
-        self._done.put(_Done(source, message.offset(), self._leases[source], [record], ran_in_slot=False))
+        self._done.put(_Done(source, message.offset(), self._held_since[source], [record], ran_in_slot=False))
 
     def _release_due(self) -> None:
         while not self._refused.empty():
@@ -433,7 +431,7 @@ class Agent:
             with self._dispatch:
                 self._in_flight -= 1
                 self._running_sources[task.source] -= 1
-            if not self._holds(task.source, task.lease):
+            if not self._holds(task.source, task.assignment):
                 continue  # its partition was given up meanwhile
             task = replace(task, refusals=task.refusals + 1)
             delay = recheck_delay(task.refusals)
@@ -443,9 +441,9 @@ class Agent:
         while self._delayed and self._delayed[0][0] <= now:
             self._waiting.append(heapq.heappop(self._delayed)[2])
 
-    def _holds(self, source: tuple[str, int], lease: int) -> bool:
-        """Whether the partition is still held under the assignment `lease` came with."""
-        return self._leases.get(source) == lease
+    def _holds(self, source: tuple[str, int], assignment: int) -> bool:
+        """Whether the partition is still held under the same assignment (a task came with it)."""
+        return self._held_since.get(source) == assignment
 
     def _blocked_downstream(self) -> bool:
         """Backpressure: a module this one feeds has more tasks waiting than its `max_backlog`."""
@@ -506,7 +504,7 @@ class Agent:
             self.admission.release(token)
         if not self._abandon:
             self._count_against_budget(report.outcome)  # before this slot may take another task
-            self._done.put(_Done(task.source, task.offset, task.lease, report.records, outcome=report.outcome))
+            self._done.put(_Done(task.source, task.offset, task.assignment, report.records, outcome=report.outcome))
 
     # ----- publishing --------------------------------------------------------------------------------
 
@@ -514,12 +512,12 @@ class Agent:
         """Publish pending records and the partition positions, in one transaction."""
         while not self._started.empty():
             task = self._started.get()
-            if self._holds(task.source, task.lease):
+            if self._holds(task.source, task.assignment):
                 self._trackers[task.source].mark_running(task.offset, task.event.attempt)
         finished: list[_Done] = []
         while not self._done.empty():
             done = self._done.get()
-            if self._holds(done.source, done.lease):
+            if self._holds(done.source, done.assignment):
                 finished.append(done)
                 continue
             # The partition moved to another agent (or came back to this one since), which sees this attempt

@@ -58,8 +58,9 @@ class TaskMessage:
     refusals: int = 0
     accepted_at: int | None = None
     """When a slot took it, while no TaskAccepted has said so: TaskStarted (or the report) carries it then."""
-    lease: int = 0
-    """Which assignment of its partition to this agent it came with (a report of an older one is stale)."""
+    assignment: int = 0
+    """The number of the agent's assignment of its partition it came with (a report under an older one is
+    stale: the partition was given up meanwhile)."""
 
     @property
     def source(self) -> tuple[str, int]:
