@@ -114,8 +114,11 @@ class Agent:
         self.topics = [task_topic(spec.name, identity.module),
                        task_topic(spec.name, identity.module, host=identity.host)]
         self.consumer = self._new_consumer()
+        self.member_id: str | None = None
+        """The consumer's member id as of its last assignment. Read there, on the poll thread: `memberid()`
+        called from another thread while this one polls can block for seconds, holding the interpreter lock."""
         self.membership = MembershipWatch(directory.admin, module_group(spec.name, identity.module),
-                                          lambda: self.consumer.memberid())
+                                          lambda: self.member_id)
         self._stop = threading.Event()
         self.publisher = TransactionalPublisher(bootstrap, f"sbx-agent-{identity.agent_id}", stop=self._stop)
         self.slots = ThreadPoolExecutor(max_workers=options.slots, thread_name_prefix="slot")
@@ -278,6 +281,7 @@ class Agent:
         if consumer is not self.consumer:  # a replaced consumer closing (see _rejoin)
             return
         self.assignments += 1
+        self.member_id = consumer.memberid()
         log.info("partitions assigned: %s", [f"{tp.topic}[{tp.partition}]" for tp in partitions])
         for tp in self._committed(consumer, partitions):
             start = tp.offset if tp.offset >= 0 else 0
@@ -331,7 +335,7 @@ class Agent:
                   "consumer", self.identity.agent_id, self.membership.group, self.membership.absent_for())
         held = [TopicPartition(topic, partition) for topic, partition in self._trackers]
         self._forget(held)
-        stale, self.consumer = self.consumer, self._new_consumer()
+        stale, self.consumer, self.member_id = self.consumer, self._new_consumer(), None
         self.membership.reset()
         self._subscribe()
         threading.Thread(target=_close_quietly, args=(stale,), name="stale-consumer", daemon=True).start()

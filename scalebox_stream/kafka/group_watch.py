@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 
 class MembershipWatch:
     """Looks up the group's members every `interval_s` and keeps when the consumer's member id (read through
-    `member_id`, which may change when the consumer is replaced) was first missing; see `policy.membership`.
-    `lost()` is cheap: the poll loop may ask on every turn."""
+    `member_id`, which may change when the consumer is replaced; it must not call the consumer's `memberid()`,
+    which blocks while another thread polls) was first missing; see `policy.membership`. `lost()` is cheap:
+    the poll loop may ask on every turn."""
 
     def __init__(self, admin: AdminClient, group: str, member_id: Callable[[], str | None],
                  interval_s: float = CHECK_INTERVAL_S, rejoin_after_s: float = REJOIN_AFTER_S) -> None:
@@ -56,7 +57,7 @@ class MembershipWatch:
         try:
             member = self.member_id()
             description = self.admin.describe_consumer_groups([self.group], request_timeout=10)[self.group].result()
-        except (KafkaException, RuntimeError) as exc:  # RuntimeError: the consumer was closed meanwhile
+        except KafkaException as exc:
             log.debug("group %s not described: %s", self.group, exc)
             return None
         return bool(member) and any(m.member_id == member for m in description.members)

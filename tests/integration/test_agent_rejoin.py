@@ -95,10 +95,10 @@ def test_an_agent_that_joins_again_with_a_new_consumer_loses_no_task(tmp_path, k
             roots = c.send("work", bodies)
             long_task = roots[LONG_AT]
             c.wait_for("SELECT 1 FROM task_runs WHERE task_id = %s AND started_at IS NOT NULL", long_task)
-            outcome["first_member"] = agent.consumer.memberid()
+            outcome["first_member"] = agent.member_id
             switch.told.set()
             (outcome["module"],) = c.wait(roots, timeout_s=120).modules
-            outcome["last_member"] = agent.consumer.memberid()
+            outcome["last_member"] = agent.member_id
             outcome["long"] = c.query("SELECT attempt, status FROM task_runs WHERE task_id = %s ORDER BY attempt",
                                       long_task)
         except BaseException as exc:  # reported by the main thread
