@@ -37,7 +37,6 @@ from scalebox_stream.executors import make_executor
 from scalebox_stream.kafka.backlog import BacklogWatcher
 from scalebox_stream.kafka.config import admin_config, consumer_config, producer_config
 from scalebox_stream.kafka.control import Command, CommandListener, send_command
-from scalebox_stream.kafka.group_watch import MembershipWatch
 from scalebox_stream.kafka.membership import HostDirectory
 from scalebox_stream.kafka.topics import (
     DEAD_LETTER_TOPIC,
@@ -50,6 +49,7 @@ from scalebox_stream.kafka.topics import (
 from scalebox_stream.kafka.transactions import TransactionalPublisher, TransactionHung
 from scalebox_stream.policy.admission import recheck_delay
 from scalebox_stream.policy.budget import ErrorBudget
+from scalebox_stream.policy.membership import absent_since, membership_evidence, must_rejoin
 from scalebox_stream.policy.pacing import due_at, may_fetch, pending_since, poll_wait, publish_due
 from scalebox_stream.spec.model import AppSpec
 
@@ -108,17 +108,12 @@ class Agent:
         self.codec = EventCodec()
         self.module = spec.modules[identity.module]
         self.executor = make_executor(self.module.executor, container_mode=self.module.container_mode)
-        directory = HostDirectory(bootstrap)
         self.runner = TaskRunner(spec, identity, self.executor, self.codec, options.work_root,
-                                 options.keep_work_dirs, directory)
+                                 options.keep_work_dirs, HostDirectory(bootstrap))
         self.topics = [task_topic(spec.name, identity.module),
                        task_topic(spec.name, identity.module, host=identity.host)]
         self.consumer = self._new_consumer()
-        self.member_id: str | None = None
-        """The consumer's member id as of its last assignment. Read there, on the poll thread: `memberid()`
-        called from another thread while this one polls can block for seconds, holding the interpreter lock."""
-        self.membership = MembershipWatch(directory.admin, module_group(spec.name, identity.module),
-                                          lambda: self.member_id)
+        self._absent_since: float | None = None  # since when commits are refused as from a non-member
         self._stop = threading.Event()
         self.publisher = TransactionalPublisher(bootstrap, f"sbx-agent-{identity.agent_id}", stop=self._stop)
         self.slots = ThreadPoolExecutor(max_workers=options.slots, thread_name_prefix="slot")
@@ -183,7 +178,6 @@ class Agent:
         signal.signal(signal.SIGINT, self.request_stop)
         ensure_topics(AdminClient(admin_config(self.bootstrap)), {self.topics[1]: HOST_TOPIC_PARTITIONS})
         self._subscribe()
-        self.membership.start()
         self._lifecycle("started")
         log.info("agent %s serving %s with %d %s slot(s)", self.identity.agent_id, " and ".join(self.topics),
                  self.options.slots, self.executor.name)
@@ -194,7 +188,6 @@ class Agent:
         finally:
             self._lifecycle("stopped")
             self._publish()
-            self.membership.close()
             self.consumer.close()
             self.commands.close()
             self.downstream.close()
@@ -209,7 +202,7 @@ class Agent:
         if self._publish_due():
             self._publish()
         self._obey_commands()
-        if self.membership.lost():
+        if self._membership_lost():
             self._rejoin()
         self._release_due()
         self._start_waiting()
@@ -281,7 +274,7 @@ class Agent:
         if consumer is not self.consumer:  # a replaced consumer closing (see _rejoin)
             return
         self.assignments += 1
-        self.member_id = consumer.memberid()
+        self._absent_since = None  # a membership of its own
         log.info("partitions assigned: %s", [f"{tp.topic}[{tp.partition}]" for tp in partitions])
         for tp in self._committed(consumer, partitions):
             start = tp.offset if tp.offset >= 0 else 0
@@ -327,16 +320,23 @@ class Agent:
         log.warning("partitions lost: %s", [f"{tp.topic}[{tp.partition}]" for tp in partitions])
         self._forget(partitions)
 
+    def _note_membership(self, present: bool | None) -> None:
+        """Take what a transaction said about this agent's membership (see `policy.membership`)."""
+        self._absent_since = absent_since(present, self._absent_since, time.monotonic())
+
+    def _membership_lost(self) -> bool:
+        return must_rejoin(self._absent_since, time.monotonic())
+
     def _rejoin(self) -> None:
-        """The broker has not counted this agent a member of its group for a long while, yet the consumer
+        """The broker has refused this agent's commits as from a non-member for a long while, yet the consumer
         has not noticed (see `policy.membership`): treat its partitions as lost and join again with a fresh
         consumer. The old one is closed on a thread of its own, abandoned if it never returns."""
-        log.error("the broker has not counted agent %s a member of %s for %.0fs; joining again with a new "
-                  "consumer", self.identity.agent_id, self.membership.group, self.membership.absent_for())
+        refused_s = 0.0 if self._absent_since is None else time.monotonic() - self._absent_since
+        log.error("the broker has refused agent %s's commits as from a non-member of its group for %.0fs; "
+                  "joining again with a new consumer", self.identity.agent_id, refused_s)
         held = [TopicPartition(topic, partition) for topic, partition in self._trackers]
         self._forget(held)
-        stale, self.consumer, self.member_id = self.consumer, self._new_consumer(), None
-        self.membership.reset()
+        stale, self.consumer, self._absent_since = self.consumer, self._new_consumer(), None
         self._subscribe()
         threading.Thread(target=_close_quietly, args=(stale,), name="stale-consumer", daemon=True).start()
 
@@ -539,7 +539,8 @@ class Agent:
             return
         self._offsets_dirty = False
         try:
-            self._transact(records + [r for d in finished for r in d.records], finished)
+            if self._transact(records + [r for d in finished for r in d.records], finished):
+                self._note_membership(membership_evidence(True))
         except (KafkaException, TransactionHung) as exc:
             self._recover(exc, records, finished)
             return
@@ -585,10 +586,10 @@ class Agent:
             module=self.module.name, task_id=f"module:{self.module.name}", cluster=self.identity.cluster,
             host=self.identity.host, producer=self.identity.agent_id)))
 
-    def _transact(self, records: list[OutMessage], finished: list[_Done]) -> None:
+    def _transact(self, records: list[OutMessage], finished: list[_Done]) -> bool:
         """Publish `records` with the positions that count `finished` as done; the trackers take those
         positions only once the transaction has committed (a failed one leaves them as they were, so no
-        later commit can count a task done whose report is not published)."""
+        later commit can count a task done whose report is not published). True if positions were committed."""
         changed = {d.source: self._trackers[d.source].copy() for d in finished if d.source in self._trackers}
         for done in finished:
             if done.source in changed:
@@ -597,10 +598,13 @@ class Agent:
         offsets = [TopicPartition(topic, p, t.watermark, t.metadata()) for (topic, p), t in trackers.items()]
         self.publisher.publish(records, offsets, self.consumer.consumer_group_metadata() if offsets else None)
         self._trackers.update(changed)
+        return bool(offsets)
 
     def _recover(self, exc: Exception, records: list[OutMessage], finished: list[_Done]) -> None:
         """Abort, keep everything for the next try; a fatal producer error gets a new producer."""
         log.error("transaction failed (%s); retrying", exc)
+        self._note_membership(membership_evidence(False, exc.args[0].code() if isinstance(exc, KafkaException)
+                                                  else None))
         if isinstance(exc, KafkaException) and exc.args[0].fatal():
             log.warning("replacing the producer after a fatal error")
             self.publisher.replace()

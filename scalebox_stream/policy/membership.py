@@ -1,23 +1,38 @@
 """When an agent must rejoin its consumer group with a fresh consumer (pure).
 
 librdkafka can lose track of its membership after a broker restart that lands in the middle of a rebalance:
-the broker expires the member, yet the consumer neither heartbeats nor joins again, and its transactions fail
-with UNKNOWN_MEMBER_ID forever (seen in the chaos test). So the agent asks the broker, now and then, whether
-its member id is in the group. Only an absence seen on every look for `REJOIN_AFTER_S` counts: a rebalance
-takes seconds (a revoke drains for up to 10 s, a dead member expires after 10 s), and a look that could not
-be made (the broker down) proves nothing, so it starts the count again.
+the broker expires the member, yet the consumer neither heartbeats nor joins again, and every transaction
+that commits the agent's positions fails with UNKNOWN_MEMBER_ID, for good (seen in the chaos test). Those
+failures are the evidence: the broker itself says the agent is not a member. A consumer that noticed would
+rejoin within seconds (a revoke drains for up to 10 s, a dead member expires after 10 s), so only an absence
+that lasts `REJOIN_AFTER_S` counts. A commit that succeeds, a new assignment, or a failure that says nothing
+about membership (the broker down) ends the count.
+
+(Asking the broker for the group's members instead, with an admin client, crashed agents: librdkafka's admin
+coordinator requests assert on a reference count when the broker goes away under them.)
 """
 
 from __future__ import annotations
 
+from confluent_kafka import KafkaError
+
 REJOIN_AFTER_S = 60.0
-"""How long the broker must have failed to count the agent a member before it rejoins."""
-CHECK_INTERVAL_S = 5.0
-"""How often the agent looks."""
+"""How long the broker must have refused the agent's membership before it rejoins."""
+NOT_A_MEMBER = frozenset({KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION,
+                          KafkaError.FENCED_INSTANCE_ID})
+"""Error codes by which the group coordinator says the committing consumer is not (or no longer) a member."""
+
+
+def membership_evidence(committed: bool, error_code: int | None = None) -> bool | None:
+    """What a transaction says about membership: True when it committed positions, False when the broker
+    refused them as from a non-member, None when it failed for another reason."""
+    if committed:
+        return True
+    return False if error_code in NOT_A_MEMBER else None
 
 
 def absent_since(present: bool | None, since: float | None, now: float) -> float | None:
-    """When the continuous absence began: `present` is what the last look saw (None: no answer)."""
+    """When the continuous absence began: `present` is the latest evidence (None: nothing learnt)."""
     if present is False:
         return now if since is None else since
     return None

@@ -1,7 +1,24 @@
-from scalebox_stream.policy.membership import REJOIN_AFTER_S, absent_since, must_rejoin
+from confluent_kafka import KafkaError
+
+from scalebox_stream.policy.membership import REJOIN_AFTER_S, absent_since, membership_evidence, must_rejoin
 
 
-def test_absence_starts_on_the_first_look_that_misses_the_member():
+def test_a_committed_transaction_proves_membership():
+    assert membership_evidence(True) is True
+
+
+def test_the_coordinator_refusing_the_member_is_evidence_of_absence():
+    assert membership_evidence(False, KafkaError.UNKNOWN_MEMBER_ID) is False
+    assert membership_evidence(False, KafkaError.ILLEGAL_GENERATION) is False
+
+
+def test_other_failures_say_nothing_about_membership():
+    assert membership_evidence(False, KafkaError._TRANSPORT) is None
+    assert membership_evidence(False, KafkaError.COORDINATOR_LOAD_IN_PROGRESS) is None
+    assert membership_evidence(False, None) is None
+
+
+def test_absence_starts_on_the_first_refusal():
     assert absent_since(False, None, 100.0) == 100.0
 
 
@@ -13,7 +30,7 @@ def test_presence_ends_the_absence():
     assert absent_since(True, 100.0, 130.0) is None
 
 
-def test_a_look_without_an_answer_starts_the_count_again():
+def test_a_failure_that_says_nothing_starts_the_count_again():
     assert absent_since(None, 100.0, 130.0) is None
 
 
@@ -24,9 +41,10 @@ def test_rejoin_only_after_the_absence_has_lasted_long_enough():
     assert must_rejoin(100.0, 105.0, after_s=5.0)
 
 
-def test_a_broker_down_for_long_does_not_make_the_agent_rejoin_as_it_returns():
-    since = absent_since(False, None, 0.0)
-    for t in range(5, 200, 5):  # broker down: no answers
-        since = absent_since(None, since, float(t))
-    since = absent_since(False, since, 200.0)  # back, and the consumer has not rejoined yet
-    assert not must_rejoin(since, 200.0)
+def test_the_wedge_seen_in_the_chaos_test_leads_to_a_rejoin():
+    """UNKNOWN_MEMBER_ID twice a second for minutes, as agent 2 logged it."""
+    since, t = None, 0.0
+    while not must_rejoin(since, t):
+        since = absent_since(membership_evidence(False, KafkaError.UNKNOWN_MEMBER_ID), since, t)
+        t += 0.5
+    assert REJOIN_AFTER_S <= t <= REJOIN_AFTER_S + 1
