@@ -2,6 +2,11 @@
 
 Transaction markers take offsets too, so the count can run ahead of the true backlog by the number of
 transactions since the last commit: producers that obey it slow down early, never late.
+
+The group's committed offsets are read by a consumer that carries the module's group id but never subscribes
+(so it never joins the group), not by an admin client: librdkafka's admin requests to a group coordinator
+assert on a reference count, and kill the process, when the broker goes away under them (seen in CI with the
+group description the agents once made every 5 s).
 """
 
 from __future__ import annotations
@@ -9,10 +14,8 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from scalebox_stream.kafka.config import admin_config
 from scalebox_stream.kafka.topics import module_group, task_topic
 
 CACHE_SECONDS = 0.5
@@ -22,10 +25,19 @@ class BacklogMonitor:
     """Backlog of modules, cached for half a second."""
 
     def __init__(self, bootstrap: str) -> None:
-        self.admin = AdminClient(admin_config(bootstrap))
+        self.bootstrap = bootstrap
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"sbx.backlog.{uuid.uuid4().hex}",
                                   "enable.auto.commit": False})
+        self._readers: dict[str, Consumer] = {}  # module group -> a consumer that only reads its offsets
         self._cache: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def _reader(self, group: str) -> Consumer:
+        """A consumer of `group` that never joins it, to read its committed offsets. Read uncommitted: a read
+        committed one would wait out the agents' open transactions (KIP-447's stable offsets)."""
+        if group not in self._readers:
+            self._readers[group] = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group,
+                                             "enable.auto.commit": False, "isolation.level": "read_uncommitted"})
+        return self._readers[group]
 
     def backlog(self, app: str, module: str) -> int:
         """Tasks of `module` not yet committed by its agents (over every task topic of the module)."""
@@ -44,10 +56,8 @@ class BacklogMonitor:
         partitions = [TopicPartition(name, p) for name, topic in metadata.items()
                       if name == base or name.startswith(base + ".host.") for p in topic.partitions]
         try:
-            future = self.admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(
-                module_group(app, module), partitions)])
             committed = {(tp.topic, tp.partition): tp.offset
-                         for tp in next(iter(future.values())).result().topic_partitions}
+                         for tp in self._reader(module_group(app, module)).committed(partitions, timeout=10)}
         except KafkaException:
             committed = {}
         total = 0
@@ -59,6 +69,8 @@ class BacklogMonitor:
 
     def close(self) -> None:
         """Release the clients."""
+        for reader in self._readers.values():
+            reader.close()
         self.consumer.close()
 
 
