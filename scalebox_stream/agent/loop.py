@@ -121,7 +121,6 @@ class Agent:
         self._outbox: queue.SimpleQueue[OutMessage] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
         self._trackers: dict[tuple[str, int], PartitionTracker] = {}
-        self._held_since: dict[tuple[str, int], int] = {}  # under which assignment (its number) each is held
         self._waiting: deque[TaskMessage] = deque()
         self._delayed: list[tuple[int, int, TaskMessage]] = []
         self._in_flight = 0
@@ -278,8 +277,8 @@ class Agent:
         log.info("partitions assigned: %s", [f"{tp.topic}[{tp.partition}]" for tp in partitions])
         for tp in self._committed(consumer, partitions):
             start = tp.offset if tp.offset >= 0 else 0
-            self._trackers[(tp.topic, tp.partition)] = PartitionTracker(start, parse_metadata(start, tp.metadata))
-            self._held_since[(tp.topic, tp.partition)] = self.assignments
+            self._trackers[(tp.topic, tp.partition)] = PartitionTracker(start, parse_metadata(start, tp.metadata),
+                                                                        assignment=self.assignments)
         # librdkafka keeps a partition's pause flag across revoke and re-assignment: set it explicitly.
         (consumer.pause if self._paused else consumer.resume)(partitions)
 
@@ -348,7 +347,6 @@ class Agent:
         with self._dispatch:
             for tp in partitions:
                 self._trackers.pop((tp.topic, tp.partition), None)
-                self._held_since.pop((tp.topic, tp.partition), None)
             self._waiting = deque(t for t in self._waiting if t.source in self._trackers)
         self._delayed = [d for d in self._delayed if d[2].source in self._trackers]
         heapq.heapify(self._delayed)
@@ -389,7 +387,7 @@ class Agent:
             self._dead_letter(message, str(exc))
             return
         task = TaskMessage(event, message.topic(), message.partition(), message.offset(),
-                           assignment=self._held_since[(message.topic(), message.partition())])
+                           assignment=tracker.assignment)
         lost = tracker.lost_attempt(task.offset)
         if lost is not None:
             task = self._after_lost_attempt(task, lost)
@@ -427,7 +425,7 @@ class Agent:
         source = (message.topic(), message.partition())
         self._trackers[source].start(message.offset())
         record = OutMessage(DEAD_LETTER_TOPIC, message.key() or b"", message.value() or b"", headers)
-        self._done.put(_Done(source, message.offset(), self._held_since[source], [record], ran_in_slot=False))
+        self._done.put(_Done(source, message.offset(), self._trackers[source].assignment, [record], ran_in_slot=False))
 
     def _release_due(self) -> None:
         while not self._refused.empty():
@@ -447,7 +445,8 @@ class Agent:
 
     def _holds(self, source: tuple[str, int], assignment: int) -> bool:
         """Whether the partition is still held under the same assignment (a task came with it)."""
-        return self._held_since.get(source) == assignment
+        tracker = self._trackers.get(source)
+        return tracker is not None and tracker.assignment == assignment
 
     def _blocked_downstream(self) -> bool:
         """Backpressure: a module this one feeds has more tasks waiting than its `max_backlog`."""

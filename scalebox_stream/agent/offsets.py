@@ -26,8 +26,9 @@ class PartitionState:
 class PartitionTracker:
     """Offsets started and finished in one partition since its assignment."""
 
-    def __init__(self, start: int, previous: PartitionState | None = None) -> None:
+    def __init__(self, start: int, previous: PartitionState | None = None, assignment: int = 0) -> None:
         previous = previous or PartitionState()
+        self.assignment = assignment  # which of its agent's assignments handed the partition over
         self.watermark = start
         self._next_expected = start
         self._in_flight: set[int] = set()
@@ -39,6 +40,7 @@ class PartitionTracker:
     def copy(self) -> PartitionTracker:
         """An independent copy (a transaction works on copies until it has committed)."""
         twin = PartitionTracker.__new__(PartitionTracker)
+        twin.assignment = self.assignment
         twin.watermark, twin._next_expected = self.watermark, self._next_expected
         twin._in_flight, twin._running = set(self._in_flight), dict(self._running)
         twin._done, twin._lost = set(self._done), dict(self._lost)

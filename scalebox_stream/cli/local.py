@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -42,12 +43,7 @@ def up(
 @app.command()
 def down() -> None:
     """Stop Kafka and PostgreSQL (data is kept)."""
-    try:
-        stopped = services.down()
-    except services.LocalServiceError as exc:
-        raise _fail(exc) from None
-    for name, was_running in stopped.items():
-        typer.echo(f"{name}: {'stopped' if was_running else 'was not running'}")
+    _stop_each(services.down, lambda was_running: "stopped" if was_running else "was not running")
 
 
 @app.command()
@@ -56,12 +52,17 @@ def reset(yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confir
     where = services.status()["home"]
     if not yes and not typer.confirm(f"Delete every topic and the projection under {where}?"):
         raise typer.Exit(1)
+    _stop_each(services.reset, lambda was_running: f"{'stopped, ' if was_running else ''}data deleted")
+
+
+def _stop_each(stop: Callable[[], dict[str, bool]], said: Callable[[bool], str]) -> None:
+    """Run `stop` (which says, per service, whether it was running) and print one line per service."""
     try:
-        stopped = services.reset()
+        stopped = stop()
     except services.LocalServiceError as exc:
         raise _fail(exc) from None
     for name, was_running in stopped.items():
-        typer.echo(f"{name}: {'stopped, ' if was_running else ''}data deleted")
+        typer.echo(f"{name}: {said(was_running)}")
 
 
 def _mb(n: Any) -> str:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from confluent_kafka import KafkaError
 
+from scalebox_stream.policy.pacing import pending_since
+
 REJOIN_AFTER_S = 60.0
 """How long the broker must have refused the agent's membership before it rejoins."""
 NOT_A_MEMBER = frozenset({KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION,
@@ -33,9 +35,7 @@ def membership_evidence(committed: bool, error_code: int | None = None) -> bool 
 
 def absent_since(present: bool | None, since: float | None, now: float) -> float | None:
     """When the continuous absence began: `present` is the latest evidence (None: nothing learnt)."""
-    if present is False:
-        return now if since is None else since
-    return None
+    return pending_since(present is False, since, now)
 
 
 def must_rejoin(since: float | None, now: float, after_s: float = REJOIN_AFTER_S) -> bool:
