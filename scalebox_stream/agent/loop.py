@@ -37,11 +37,12 @@ from scalebox_stream.executors import make_executor
 from scalebox_stream.kafka.backlog import BacklogWatcher
 from scalebox_stream.kafka.config import admin_config, consumer_config, producer_config
 from scalebox_stream.kafka.control import Command, CommandListener, send_command
-from scalebox_stream.kafka.membership import HostDirectory
+from scalebox_stream.kafka.presence import PRESENCE_SECONDS, HostDirectory
 from scalebox_stream.kafka.topics import (
     DEAD_LETTER_TOPIC,
     EVENTS_TOPIC,
     HOST_TOPIC_PARTITIONS,
+    PRESENCE_TOPIC,
     ensure_topics,
     module_group,
     task_topic,
@@ -108,8 +109,9 @@ class Agent:
         self.codec = EventCodec()
         self.module = spec.modules[identity.module]
         self.executor = make_executor(self.module.executor, container_mode=self.module.container_mode)
+        self.directory = HostDirectory(bootstrap)
         self.runner = TaskRunner(spec, identity, self.executor, self.codec, options.work_root,
-                                 options.keep_work_dirs, HostDirectory(bootstrap))
+                                 options.keep_work_dirs, self.directory)
         self.topics = [task_topic(spec.name, identity.module),
                        task_topic(spec.name, identity.module, host=identity.host)]
         self.consumer = self._new_consumer()
@@ -136,6 +138,7 @@ class Agent:
         self._paused = False
         self._abandon = False
         self._last_heartbeat = 0.0
+        self._last_presence = 0.0
         self.poison_count = 0
         self.assignments = 0
         self.budget = ErrorBudget.from_spec(self.module.error_budget) if self.module.error_budget else None
@@ -175,7 +178,8 @@ class Agent:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
-        ensure_topics(AdminClient(admin_config(self.bootstrap)), {self.topics[1]: HOST_TOPIC_PARTITIONS})
+        ensure_topics(AdminClient(admin_config(self.bootstrap)), {self.topics[1]: HOST_TOPIC_PARTITIONS,
+                                                                  PRESENCE_TOPIC: 1})
         self._subscribe()
         self._lifecycle("started")
         log.info("agent %s serving %s with %d %s slot(s)", self.identity.agent_id, " and ".join(self.topics),
@@ -190,6 +194,7 @@ class Agent:
             self.consumer.close()
             self.commands.close()
             self.downstream.close()
+            self.directory.close()
             self.slots.shutdown(wait=False, cancel_futures=True)
             self.executor.close()
             if not self._in_flight:
@@ -211,6 +216,8 @@ class Agent:
         self._start_waiting()
         if time.monotonic() - self._last_heartbeat > HEARTBEAT_SECONDS:
             self._lifecycle("heartbeat")
+        elif time.monotonic() - self._last_presence > PRESENCE_SECONDS:
+            self._announce("heartbeat")
 
     def _publish_due(self) -> bool:
         """Whether to publish now (see `policy.pacing`)."""
@@ -259,13 +266,21 @@ class Agent:
         self._publish()
 
     def _lifecycle(self, state: str) -> None:
+        """Record a lifecycle state on the events topic (and as this agent's presence)."""
         self._last_heartbeat = time.monotonic()
+        self._outbox.put(OutMessage(EVENTS_TOPIC, self.identity.agent_id, self._announce(state)))
+
+    def _announce(self, state: str) -> bytes:
+        """Renew this agent's presence record (see `kafka.presence`); returns the encoded AgentLifecycle."""
+        self._last_presence = time.monotonic()
         event = Event("AgentLifecycle", self.spec.name, {
             "agent": self.identity.agent_id, "state": state, "slots": self.options.slots,
             "executor": self.executor.name, "pid": os.getpid()},
             module=self.module.name, cluster=self.identity.cluster, host=self.identity.host,
             producer=self.identity.agent_id)
-        self._outbox.put(OutMessage(EVENTS_TOPIC, self.identity.agent_id, self.codec.encode(event)))
+        value = self.codec.encode(event)
+        self._outbox.put(OutMessage(PRESENCE_TOPIC, self.identity.agent_id, value))
+        return value
 
     # ----- partitions --------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.sink import SinkMessage
 from scalebox_stream.events import Event, child_task_id
-from scalebox_stream.kafka.membership import HostDirectory
+from scalebox_stream.kafka.presence import HostDirectory
 from scalebox_stream.kafka.topics import HOST_TOPIC_PARTITIONS, task_topic
 from scalebox_stream.policy.routing import missing_host_action, route
 from scalebox_stream.spec.model import AppSpec

@@ -18,7 +18,7 @@ from scalebox_stream.agent.sink import SinkLineError, parse_sink_file
 from scalebox_stream.events import Event, EventCodec, now_us
 from scalebox_stream.executors.base import ExecRequest, ExecResult, Executor
 from scalebox_stream.executors.slot_support import empty_dir
-from scalebox_stream.kafka.membership import HostDirectory
+from scalebox_stream.kafka.presence import HostDirectory
 from scalebox_stream.kafka.topics import EVENTS_TOPIC, task_topic
 from scalebox_stream.policy.outcome import AttemptVerdict, decide_attempt, within_deadline
 from scalebox_stream.policy.timeouts import attempt_timeout, queue_expired
