@@ -5,18 +5,20 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import tempfile
 import threading
 import time
-from typing import BinaryIO
 
 from scalebox_stream.executors.base import TIMEOUT_EXIT_CODE, ExecRequest, ExecResult, StartedCallback
 
 DEFAULT_MAX_OUTPUT_BYTES = 1 << 20
 INHERITED_ENV = ("PATH", "HOME", "LANG")
 EXECUTOR_ERROR_EXIT_CODE = 125
+PROGRAM_CACHE_SECONDS = 10.0
+"""How long a program name's place on PATH is remembered (a program installed earlier on PATH is seen after it)."""
 
 
 def now_us() -> int:
@@ -61,16 +63,38 @@ class OutputCapture:
         return _head_tail(bytes(self._head), bytes(self._tail), omitted)
 
 
-def read_capped(f: BinaryIO, limit: int = DEFAULT_MAX_OUTPUT_BYTES) -> bytes:
-    """Reads a file's head and tail, at most `limit` bytes in all, skipping the middle."""
-    size = f.seek(0, os.SEEK_END)
-    f.seek(0)
+def read_capped_fd(fd: int, limit: int = DEFAULT_MAX_OUTPUT_BYTES) -> tuple[bytes, int]:
+    """(head and tail of the file open at `fd`, at most `limit` bytes in all; its whole size), read at absolute
+    offsets: one fstat and one or two preads, whatever the descriptor's position."""
+    size = os.fstat(fd).st_size
     if size <= limit:
-        return f.read()
-    head = f.read(limit // 2)
+        return _pread_all(fd, size, 0), size
+    head = _pread_all(fd, limit // 2, 0)
     tail_len = limit - limit // 2
-    f.seek(size - tail_len)
-    return _head_tail(head, f.read(), size - len(head) - tail_len)
+    return _head_tail(head, _pread_all(fd, tail_len, size - tail_len), size - len(head) - tail_len), size
+
+
+def _pread_all(fd: int, n: int, offset: int) -> bytes:
+    chunks, got = [], 0
+    while got < n:
+        chunk = os.pread(fd, n - got, offset + got)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def scratch_file() -> int:
+    """A descriptor of an unnamed file in the temporary directory, for a program's output (O_TMPFILE: no name
+    to create and remove, no Python file object); a named one removed at once where O_TMPFILE is missing."""
+    directory = tempfile.gettempdir()
+    try:
+        return os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except (AttributeError, OSError):
+        fd, name = tempfile.mkstemp(dir=directory)
+        os.unlink(name)
+        return fd
 
 
 class _GroupKiller:
@@ -104,6 +128,38 @@ class _GroupKiller:
             self.signal(signal.SIGKILL)
 
 
+class ProgramPaths:
+    """Where a bare program name (`sh`) lives on a PATH, remembered for a while.
+
+    Given a bare name, the child would try `execve` in every PATH directory before the right one (ten failed
+    calls for `sh` on a 13-entry PATH, while the vfork'ed parent thread waits), and the parent would build that
+    list of paths in Python on every spawn."""
+
+    def __init__(self, ttl_s: float = PROGRAM_CACHE_SECONDS) -> None:
+        self.ttl_s = ttl_s
+        self._found: dict[tuple[str, str], tuple[float, str]] = {}
+
+    def resolve(self, program: str, path: str) -> str | None:
+        """The file `program` names on `path`; None for a name with a slash (relative to the work dir, or
+        absolute: used as it is) or one not found (the spawn then searches, and fails, the usual way)."""
+        if "/" in program:
+            return None
+        now = time.monotonic()
+        hit = self._found.get((program, path))
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        found = shutil.which(program, path=path)
+        if found is None:
+            self._found.pop((program, path), None)
+            return None
+        self._found[(program, path)] = (now, found)
+        return found
+
+    def forget(self, program: str, path: str) -> None:
+        """Drop what is remembered of `program` (its file vanished)."""
+        self._found.pop((program, path), None)
+
+
 class ProcessExecutor:
     """One host process per attempt, in its own session and process group.
 
@@ -118,6 +174,8 @@ class ProcessExecutor:
         self.max_output_bytes = max_output_bytes
         self.kill_grace_s = kill_grace_s
         self._active: set[_GroupKiller] = set()
+        self.programs = ProgramPaths()
+        self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # every program's stdin, opened once
 
     def run(self, request: ExecRequest, on_started: StartedCallback) -> ExecResult:
         started = now_us()
@@ -125,26 +183,24 @@ class ProcessExecutor:
             return _error(127, "empty argv", started)
         if not request.work_dir.is_dir():
             return _error(EXECUTOR_ERROR_EXIT_CODE, f"work dir {request.work_dir} does not exist", started)
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        env = self._environment(request)
+        search_path = env.get("PATH", os.defpath)
+        out, err = scratch_file(), scratch_file()
+        try:
             try:
-                proc = subprocess.Popen(
-                    request.argv,
-                    cwd=request.work_dir,
-                    env=self._environment(request),
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    start_new_session=True,
-                )
+                proc = self._spawn(request, env, out, err, self.programs.resolve(request.argv[0], search_path))
             except FileNotFoundError as e:
                 return _error(127, f"command not found: {e}", started)
             except (PermissionError, OSError) as e:
                 return _error(126, f"cannot execute: {e}", started)
             result = self._wait(proc, request, on_started, started)
             limit = max(self.max_output_bytes, 2 * (request.keep_output_bytes or 0))
-            result.stdout, result.stdout_total = read_capped(out, limit), out.seek(0, os.SEEK_END)
-            result.stderr, result.stderr_total = read_capped(err, limit), err.seek(0, os.SEEK_END)
+            result.stdout, result.stdout_total = read_capped_fd(out, limit)
+            result.stderr, result.stderr_total = read_capped_fd(err, limit)
             return result
+        finally:
+            os.close(out)
+            os.close(err)
 
     def abort(self) -> None:
         """SIGKILL the process group of every attempt still running."""
@@ -152,7 +208,22 @@ class ProcessExecutor:
             killer.signal(signal.SIGKILL)
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Close the shared stdin."""
+        with contextlib.suppress(OSError):
+            os.close(self._devnull)
+
+    def _spawn(self, request: ExecRequest, env: dict[str, str], out: int, err: int,
+               program: str | None) -> subprocess.Popen[bytes]:
+        """Start the program (at `program`, its resolved path, if known; searched on PATH again if that file
+        has gone since it was found)."""
+        try:
+            return subprocess.Popen(request.argv, executable=program, cwd=request.work_dir, env=env,
+                                    stdin=self._devnull, stdout=out, stderr=err, start_new_session=True)
+        except (FileNotFoundError, PermissionError):
+            if program is None:
+                raise
+            self.programs.forget(request.argv[0], env.get("PATH", os.defpath))
+            return self._spawn(request, env, out, err, None)
 
     @staticmethod
     def _environment(request: ExecRequest) -> dict[str, str]:
