@@ -99,15 +99,26 @@ def listing(work_dir: Path) -> set[str]:
         return set()
 
 
-def _read_bytes(path: Path) -> bytes | None:
+def read_bytes(path: Path) -> bytes | None:
+    """The bytes of a file; None if it is missing or a directory. Plain system calls (open, reads, close),
+    no Python file object: a slot reads a few such files per task."""
     try:
-        return path.read_bytes()
-    except (FileNotFoundError, IsADirectoryError):
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 18):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except IsADirectoryError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _read(path: Path) -> str | None:
-    data = _read_bytes(path)
+    data = read_bytes(path)
     return None if data is None else data.decode("utf-8", errors="backslashreplace")
 
 
@@ -141,7 +152,7 @@ def read_perspective(work_dir: Path, host_root: Path | None = None, names: set[s
     if names is None:
         names = listing(work_dir)
     if "custom-out.txt" in names:
-        perspective.custom_out = _read_bytes(work_dir / "custom-out.txt") or b""
+        perspective.custom_out = read_bytes(work_dir / "custom-out.txt") or b""
     steps = [
         ("task-exec.json", lambda t: _apply_task_exec(perspective, json.loads(t))),
         ("timestamps.txt", lambda t: perspective.timestamps.extend(parse_timestamp_lines(t))),

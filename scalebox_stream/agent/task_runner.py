@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.outputs import Children, NoSinkError, OutputRouter
-from scalebox_stream.agent.perspective import cap_text, listing, read_perspective
+from scalebox_stream.agent.perspective import cap_text, listing, read_bytes, read_perspective
 from scalebox_stream.agent.sink import SinkLineError, parse_sink_file
 from scalebox_stream.events import Event, EventCodec, now_us
 from scalebox_stream.executors.base import ExecRequest, ExecResult, Executor
@@ -135,12 +135,13 @@ class TaskRunner:
         except Exception as exc:  # an executor bug must not kill the agent; record it instead
             log.exception("executor failed on task %s", created.task_id)
             result = ExecResult(exit_code=125, error=f"executor failure: {exc}")
+        names = listing(work_dir)  # what the program left: read below, then removed without listing again
         try:
-            report = self._report(created, slot, work_dir, result, started_at)
+            report = self._report(created, slot, work_dir, result, started_at, names=names)
             return self._with_acceptance(report, task, slot) if unreported else report
         finally:
             if not self.keep_work_dirs:
-                empty_dir(work_dir)
+                empty_dir(work_dir, names)
 
     def _with_acceptance(self, report: AttemptReport, task: TaskMessage, slot: int) -> AttemptReport:
         """`report` preceded by the TaskAccepted no TaskStarted carried (the program never started)."""
@@ -230,15 +231,16 @@ class TaskRunner:
                            labels=labels, keep_output_bytes=self.module.output_text_size, slot=slot)
 
     def _report(self, created: Event, slot: int, work_dir: Path, result: ExecResult,
-                started_at: int, may_retry: bool = True) -> AttemptReport:
-        names = listing(work_dir)  # the files a program did not write are not even opened
+                started_at: int, may_retry: bool = True, names: set[str] | None = None) -> AttemptReport:
+        if names is None:
+            names = listing(work_dir)  # the files a program did not write are not even opened
         perspective = read_perspective(work_dir, names=names)
         error = result.error
         children = Children()
         if result.exit_code == 0 and not result.timed_out and not error:
             try:
-                text = ((work_dir / SINK_FILE).read_text(errors="backslashreplace") if SINK_FILE in names
-                        else "")
+                data = read_bytes(work_dir / SINK_FILE) if SINK_FILE in names else None
+                text = data.decode(errors="backslashreplace") if data else ""
                 children = self.outputs.children(created, parse_sink_file(text, self.spec.modules))
             except (SinkLineError, NoSinkError) as exc:
                 error = str(exc)

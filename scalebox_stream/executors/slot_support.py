@@ -87,9 +87,14 @@ def slot_work_dir(request: ExecRequest, container_name: str) -> Path:
     return Path(request.work_dir).resolve().parent / SLOT_DIRS / container_name
 
 
-def empty_dir(path: Path) -> None:
+def empty_dir(path: Path, names: set[str] | None = None) -> None:
     """Removes everything inside `path` (creating it if missing). An empty directory costs one listing: a
-    slot's work directory is emptied before and after every task."""
+    slot's work directory is emptied before and after every task. `names`: what a listing made since the
+    directory last changed found in it (then it is not listed again)."""
+    if names is not None:
+        for name in names:
+            _remove_entry(os.path.join(path, name))
+        return
     try:
         entries = list(os.scandir(path))
     except FileNotFoundError:
@@ -101,6 +106,16 @@ def empty_dir(path: Path) -> None:
         else:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)
+
+
+def _remove_entry(path: str) -> None:
+    """Removes a file, link or directory tree; nothing if it is gone."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except (IsADirectoryError, PermissionError):  # unlink(2) of a directory: EISDIR on Linux, EPERM by POSIX
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def move_contents(src: Path, dst: Path) -> None:
