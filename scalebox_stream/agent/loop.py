@@ -133,6 +133,7 @@ class Agent:
         self._records_since: float | None = None  # when queued lifecycle records were first seen
         self._offsets_since: float | None = None  # when positions first moved, unpublished
         self._last_start = 0.0
+        self._last_publish: float | None = None  # when the last transaction ended
         self._last_fetch = 0.0  # when the consumer was last asked for messages
         self._offsets_dirty = False
         self._paused = False
@@ -224,7 +225,9 @@ class Agent:
         now = time.monotonic()
         self._records_since = pending_since(not self._outbox.empty(), self._records_since, now)
         self._offsets_since = pending_since(self._offsets_dirty, self._offsets_since, now)
-        return publish_due(not self._done.empty(), self._records_since, self._offsets_since, now)
+        others_running = self._in_flight > self._done.qsize()
+        return publish_due(not self._done.empty(), self._records_since, self._offsets_since, now, others_running,
+                           self._last_publish)
 
     def _fetch(self) -> list[Message]:
         """What the consumer has fetched already, up to the buffer's target; else wait for one message. A full
@@ -558,6 +561,8 @@ class Agent:
         except (KafkaException, TransactionHung) as exc:
             self._recover(exc, records, finished)
             return
+        finally:
+            self._last_publish = time.monotonic()
         with self._dispatch:
             for done in finished:
                 if done.ran_in_slot:

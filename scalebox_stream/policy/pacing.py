@@ -1,6 +1,8 @@
 """When the agent's poll thread publishes and how long it may wait for a message (pure).
 
-A finished task is published at once. Lifecycle events (records) wait a little, from when they were queued,
+A finished task is published at once, unless other tasks are still running and the last transaction ended less
+than TXN_GAP_S ago: under load, transactions then come at most that often and carry every report finished
+meanwhile. Lifecycle events (records) wait a little, from when they were queued,
 so that they share a transaction: a short task's TaskAccepted, TaskStarted and finish then cost one, not two.
 Positions that moved on their own (the consumer stepped over the transaction marker after a task) are not
 urgent: a crash would only make the next owner skip the marker again. They ride along with the next
@@ -14,6 +16,10 @@ from __future__ import annotations
 
 PUBLISH_INTERVAL_S = 0.02
 """Lifecycle events wait this long for company."""
+TXN_GAP_S = 0.02
+"""While other tasks still run, a transaction starts at least this long after the previous one ended. Under load
+the reports that finish meanwhile then share it: a transaction costs the broker about a dozen requests (and the
+next module's agent and the projector a fetch each) whatever it carries. A lone task never waits for it."""
 OFFSETS_INTERVAL_S = 1.0
 """Positions that moved on their own wait this long for company."""
 BUSY_S = 1.0
@@ -43,8 +49,12 @@ def due_at(records_since: float | None, offsets_since: float | None) -> float | 
     return None
 
 
-def publish_due(finished: bool, records_since: float | None, offsets_since: float | None, now: float) -> bool:
-    """Publish now? `finished`: a task's report waits (always at once)."""
+def publish_due(finished: bool, records_since: float | None, offsets_since: float | None, now: float,
+                others_running: bool = False, last_publish: float | None = None) -> bool:
+    """Publish now? `finished`: a task's report waits (at once, unless `others_running`: tasks other than those
+    whose reports wait are still running, and the last transaction ended at `last_publish`, under TXN_GAP_S ago)."""
+    if others_running and last_publish is not None and now - last_publish < TXN_GAP_S:
+        return False
     if finished:
         return True
     due = due_at(records_since, offsets_since)

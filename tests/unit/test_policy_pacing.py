@@ -10,6 +10,7 @@ from scalebox_stream.policy.pacing import (
     OFFSETS_INTERVAL_S,
     PUBLISH_INTERVAL_S,
     RUNNING_WAIT_S,
+    TXN_GAP_S,
     due_at,
     may_fetch,
     pending_since,
@@ -23,6 +24,23 @@ T = PUBLISH_INTERVAL_S
 def test_a_finished_task_is_published_at_once():
     assert publish_due(True, None, None, 100.0)
     assert publish_due(True, 100.0, 100.0, 100.0)
+
+
+def test_under_load_a_report_waits_for_the_gap_after_the_last_transaction():
+    ended = 100.0
+    assert not publish_due(True, None, None, ended + TXN_GAP_S / 2, others_running=True, last_publish=ended)
+    assert not publish_due(False, ended, None, ended + TXN_GAP_S / 2, others_running=True, last_publish=ended)
+    assert publish_due(True, None, None, ended + TXN_GAP_S * 1.01, others_running=True, last_publish=ended)
+
+
+def test_a_report_with_no_company_coming_goes_at_once():
+    ended = 100.0
+    assert publish_due(True, None, None, ended + 0.001, others_running=False, last_publish=ended)
+    assert publish_due(True, None, None, ended, others_running=True, last_publish=None)  # no transaction yet
+
+
+def test_the_gap_never_makes_anything_due():
+    assert not publish_due(False, None, None, 100.0 + TXN_GAP_S * 2, others_running=True, last_publish=100.0)
 
 
 def test_lifecycle_records_wait_for_company_from_when_they_were_queued():
