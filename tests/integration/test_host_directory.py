@@ -28,11 +28,11 @@ def test_directory_follows_agents_starting_stopping_and_going_silent(kafka_boots
     directory = HostDirectory(kafka_bootstrap)
     try:
         assert not directory.serves(app, "m", "h1")  # reads the whole topic once, to its end
-        _record(producer, f"{app}-h1", app, "m", "h1", "started")
         _record(producer, f"{app}-h2", app, "m", "h2", "heartbeat", age_s=presence.PRESENCE_TTL_S + 5)
         _record(producer, f"{app}-h3", app, "other", "h3", "started")
         _record(producer, f"{app}-h4", app, "m", "h4", "started")
         _record(producer, f"{app}-h4", app, "m", "h4", "stopped")
+        _record(producer, f"{app}-h1", app, "m", "h1", "started")  # last: once it is seen, all the above are
         deadline = time.monotonic() + 10
         while not directory.serves(app, "m", "h1") and time.monotonic() < deadline:
             time.sleep(0.1)
