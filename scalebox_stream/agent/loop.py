@@ -614,9 +614,14 @@ class Agent:
             if done.source in changed:
                 changed[done.source].finish(done.offset)
         trackers = {**self._trackers, **changed}
-        offsets = [TopicPartition(topic, p, t.watermark, t.metadata()) for (topic, p), t in trackers.items()]
+        # Only positions that differ from what this agent committed last: the others are stored already, and
+        # each one costs the transaction an offset record.
+        moved = {source: position for source, t in trackers.items() if (position := t.position()) != t.committed}
+        offsets = [TopicPartition(topic, p, watermark, metadata) for (topic, p), (watermark, metadata) in moved.items()]
         self.publisher.publish(records, offsets, self.consumer.consumer_group_metadata() if offsets else None)
         self._trackers.update(changed)
+        for source, position in moved.items():
+            self._trackers[source].committed = position
         return bool(offsets)
 
     def _recover(self, exc: Exception, records: list[OutMessage], finished: list[_Done]) -> None:

@@ -29,6 +29,8 @@ class PartitionTracker:
     def __init__(self, start: int, previous: PartitionState | None = None, assignment: int = 0) -> None:
         previous = previous or PartitionState()
         self.assignment = assignment  # which of its agent's assignments handed the partition over
+        self.committed: tuple[int, str] | None = None
+        """The position (watermark, metadata) this agent last committed for it (None: none yet)."""
         self.watermark = start
         self._next_expected = start
         self._in_flight: set[int] = set()
@@ -40,11 +42,15 @@ class PartitionTracker:
     def copy(self) -> PartitionTracker:
         """An independent copy (a transaction works on copies until it has committed)."""
         twin = PartitionTracker.__new__(PartitionTracker)
-        twin.assignment = self.assignment
+        twin.assignment, twin.committed = self.assignment, self.committed
         twin.watermark, twin._next_expected = self.watermark, self._next_expected
         twin._in_flight, twin._running = set(self._in_flight), dict(self._running)
         twin._done, twin._lost = set(self._done), dict(self._lost)
         return twin
+
+    def position(self) -> tuple[int, str]:
+        """What a commit of this partition would store: the watermark and the metadata."""
+        return self.watermark, self.metadata()
 
     def is_done(self, offset: int) -> bool:
         """True if this offset ran to completion before (it must be skipped)."""

@@ -91,3 +91,17 @@ def test_a_copy_moves_on_its_own():
     assert t.in_flight == 2 and twin.in_flight == 0
     assert t.metadata() != twin.metadata()
     assert parse_metadata(t.watermark, t.metadata()).running == {6: 1, 8: 2}
+
+
+def test_a_copy_keeps_the_position_last_committed_and_moving_changes_the_position():
+    tracker = PartitionTracker(10)
+    tracker.committed = tracker.position()
+    twin = tracker.copy()
+    assert twin.committed == tracker.position()
+    twin.start(10)
+    twin.finish(10)
+    assert twin.position() != twin.committed  # the watermark moved: it must be committed again
+    twin.committed = twin.position()
+    twin.start(11)
+    twin.mark_running(11, 1)
+    assert twin.position()[0] == 11 and twin.position() != twin.committed  # the lease record changed
