@@ -215,9 +215,10 @@ class Agent:
         for message in self._fetch():
             self._on_message(message)
         self._start_waiting()
-        if time.monotonic() - self._last_heartbeat > HEARTBEAT_SECONDS:
+        now = time.monotonic()
+        if now - self._last_heartbeat > HEARTBEAT_SECONDS:
             self._lifecycle("heartbeat")
-        elif time.monotonic() - self._last_presence > PRESENCE_SECONDS:
+        elif now - self._last_presence > PRESENCE_SECONDS:
             self._announce("heartbeat")
 
     def _publish_due(self) -> bool:

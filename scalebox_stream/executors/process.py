@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import resource
 import shutil
@@ -83,18 +84,6 @@ def _pread_all(fd: int, n: int, offset: int) -> bytes:
         chunks.append(chunk)
         got += len(chunk)
     return b"".join(chunks)
-
-
-def scratch_file() -> int:
-    """A descriptor of an unnamed file in the temporary directory, for a program's output (O_TMPFILE: no name
-    to create and remove, no Python file object); a named one removed at once where O_TMPFILE is missing."""
-    directory = tempfile.gettempdir()
-    try:
-        return os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
-    except (AttributeError, OSError):
-        fd, name = tempfile.mkstemp(dir=directory)
-        os.unlink(name)
-        return fd
 
 
 class _GroupKiller:
@@ -184,23 +173,20 @@ class ProcessExecutor:
         if not request.work_dir.is_dir():
             return _error(EXECUTOR_ERROR_EXIT_CODE, f"work dir {request.work_dir} does not exist", started)
         env = self._environment(request)
-        search_path = env.get("PATH", os.defpath)
-        out, err = scratch_file(), scratch_file()
-        try:
+        # Unbuffered: a raw file whose descriptor the program writes to and the agent preads (no buffered layer
+        # to open, seek and flush: each system call is a chance for another slot to take the interpreter lock).
+        with tempfile.TemporaryFile(buffering=0) as out, tempfile.TemporaryFile(buffering=0) as err:
             try:
-                proc = self._spawn(request, env, out, err, self.programs.resolve(request.argv[0], search_path))
+                proc = self._spawn(request, env, out.fileno(), err.fileno())
             except FileNotFoundError as e:
                 return _error(127, f"command not found: {e}", started)
             except (PermissionError, OSError) as e:
                 return _error(126, f"cannot execute: {e}", started)
             result = self._wait(proc, request, on_started, started)
             limit = max(self.max_output_bytes, 2 * (request.keep_output_bytes or 0))
-            result.stdout, result.stdout_total = read_capped_fd(out, limit)
-            result.stderr, result.stderr_total = read_capped_fd(err, limit)
+            result.stdout, result.stdout_total = read_capped_fd(out.fileno(), limit)
+            result.stderr, result.stderr_total = read_capped_fd(err.fileno(), limit)
             return result
-        finally:
-            os.close(out)
-            os.close(err)
 
     def abort(self) -> None:
         """SIGKILL the process group of every attempt still running."""
@@ -212,18 +198,20 @@ class ProcessExecutor:
         with contextlib.suppress(OSError):
             os.close(self._devnull)
 
-    def _spawn(self, request: ExecRequest, env: dict[str, str], out: int, err: int,
-               program: str | None) -> subprocess.Popen[bytes]:
-        """Start the program (at `program`, its resolved path, if known; searched on PATH again if that file
-        has gone since it was found)."""
+    def _spawn(self, request: ExecRequest, env: dict[str, str], out: int, err: int) -> subprocess.Popen[bytes]:
+        """Start the program at the path its name resolves to on the program's PATH (see `ProgramPaths`); if
+        that file has gone since it was found, the usual search."""
+        search_path = env.get("PATH", os.defpath)
+        program = self.programs.resolve(request.argv[0], search_path)
+        spawn = functools.partial(subprocess.Popen, request.argv, cwd=request.work_dir, env=env, stdin=self._devnull,
+                                  stdout=out, stderr=err, start_new_session=True)
         try:
-            return subprocess.Popen(request.argv, executable=program, cwd=request.work_dir, env=env,
-                                    stdin=self._devnull, stdout=out, stderr=err, start_new_session=True)
+            return spawn(executable=program)
         except (FileNotFoundError, PermissionError):
             if program is None:
                 raise
-            self.programs.forget(request.argv[0], env.get("PATH", os.defpath))
-            return self._spawn(request, env, out, err, None)
+            self.programs.forget(request.argv[0], search_path)
+            return spawn()
 
     @staticmethod
     def _environment(request: ExecRequest) -> dict[str, str]:

@@ -93,7 +93,7 @@ def empty_dir(path: Path, names: set[str] | None = None) -> None:
     directory last changed found in it (then it is not listed again)."""
     if names is not None:
         for name in names:
-            _remove_entry(os.path.join(path, name))
+            _remove(os.path.join(path, name))
         return
     try:
         entries = list(os.scandir(path))
@@ -106,16 +106,6 @@ def empty_dir(path: Path, names: set[str] | None = None) -> None:
         else:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)
-
-
-def _remove_entry(path: str) -> None:
-    """Removes a file, link or directory tree; nothing if it is gone."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except (IsADirectoryError, PermissionError):  # unlink(2) of a directory: EISDIR on Linux, EPERM by POSIX
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def move_contents(src: Path, dst: Path) -> None:
@@ -139,12 +129,14 @@ def move_contents(src: Path, dst: Path) -> None:
                 raise
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
+def _remove(path: str | Path) -> None:
+    """Removes a file, link or directory tree; nothing if it is gone (one unlink for a file: no stat first)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except (IsADirectoryError, PermissionError):  # unlink(2) of a directory: EISDIR on Linux, EPERM by POSIX
         shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
 
 
 def exec_failure(code: int, stdout: bytes) -> tuple[int, str] | None:

@@ -15,9 +15,10 @@ CONTROL_TOPIC = "sbx.control"
 PRESENCE_TOPIC = "sbx.presence"
 """Each agent's latest AgentLifecycle record, keyed by agent id (see `presence`): compacted, and records older
 than a day go too (a killed agent never writes its last one; a running agent renews its own every few seconds)."""
-TOPIC_CONFIGS = {PRESENCE_TOPIC: {"cleanup.policy": "compact,delete", "retention.ms": str(24 * 3600 * 1000),
+TOPIC_CONFIGS = {APPS_TOPIC: {"cleanup.policy": "compact"},
+                 PRESENCE_TOPIC: {"cleanup.policy": "compact,delete", "retention.ms": str(24 * 3600 * 1000),
                                   "segment.ms": str(3600 * 1000)}}
-"""Topics created with a configuration of their own."""
+"""Topics created with a configuration of their own (the others get the broker's defaults)."""
 TASK_TOPIC_PARTITIONS = 4
 EVENTS_TOPIC_PARTITIONS = 6
 """Six: one, two, three or six projector processes share them evenly (an existing topic keeps its count)."""
@@ -42,13 +43,12 @@ def module_group(app: str, module: str) -> str:
     return f"sbx.agents.{app}.{module}"
 
 
-def ensure_topics(admin: AdminClient, topics: dict[str, int], compacted: frozenset[str] = frozenset(),
-                  timeout_s: float = 30.0) -> None:
+def ensure_topics(admin: AdminClient, topics: dict[str, int], timeout_s: float = 30.0) -> None:
     """Create the topics that do not exist yet (name -> partitions); existing ones are left alone."""
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     wanted = [
         NewTopic(name, num_partitions=partitions, replication_factor=1,
-                 config=TOPIC_CONFIGS.get(name) or ({"cleanup.policy": "compact"} if name in compacted else {}))
+                 config=TOPIC_CONFIGS.get(name, {}))
         for name, partitions in topics.items() if name not in existing
     ]
     if not wanted:
@@ -80,16 +80,15 @@ def _await_metadata(admin: AdminClient, names: set[str], timeout_s: float) -> No
 
 SHARED_TOPICS = {EVENTS_TOPIC: EVENTS_TOPIC_PARTITIONS, DEAD_LETTER_TOPIC: 1, APPS_TOPIC: 1, CONTROL_TOPIC: 1,
                  PRESENCE_TOPIC: 1}
-"""The topics every app shares (name -> partitions); the apps topic is compacted."""
-COMPACTED_TOPICS = frozenset({APPS_TOPIC})
+"""The topics every app shares (name -> partitions); the apps and presence topics are compacted (TOPIC_CONFIGS)."""
 
 
 def ensure_shared_topics(admin: AdminClient) -> None:
     """Create the topics every app shares (a projector started before any app reads and fills them)."""
-    ensure_topics(admin, SHARED_TOPICS, compacted=COMPACTED_TOPICS)
+    ensure_topics(admin, SHARED_TOPICS)
 
 
 def ensure_app_topics(admin: AdminClient, app: str, modules: list[str]) -> None:
     """Create the shared topics and one task topic per module of an app."""
     topics = {**SHARED_TOPICS, **{task_topic(app, m): TASK_TOPIC_PARTITIONS for m in modules}}
-    ensure_topics(admin, topics, compacted=COMPACTED_TOPICS)
+    ensure_topics(admin, topics)
