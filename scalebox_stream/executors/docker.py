@@ -26,7 +26,8 @@ from scalebox_stream.executors.docker_common import (
     error_result,
     explain,
 )
-from scalebox_stream.executors.process import DEFAULT_MAX_OUTPUT_BYTES, OutputCapture, now_us
+from scalebox_stream.executors.output import DEFAULT_MAX_OUTPUT_BYTES, OutputCapture
+from scalebox_stream.executors.process import now_us
 
 __all__ = ["CONTAINER_WORK_DIR", "MANAGED_LABEL", "VALID_NAME", "DockerExecutor", "reap_orphans"]
 

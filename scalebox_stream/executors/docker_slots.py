@@ -46,7 +46,8 @@ from scalebox_stream.executors.docker_common import (
     error_result,
     explain,
 )
-from scalebox_stream.executors.process import DEFAULT_MAX_OUTPUT_BYTES, OutputCapture, now_us
+from scalebox_stream.executors.output import DEFAULT_MAX_OUTPUT_BYTES, OutputCapture
+from scalebox_stream.executors.process import now_us
 from scalebox_stream.executors.slot_cgroup import ContainerCgroup, usage_delta
 from scalebox_stream.executors.slot_support import (
     SLOT_LABEL,

@@ -9,13 +9,12 @@ import resource
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 
 from scalebox_stream.executors.base import TIMEOUT_EXIT_CODE, ExecRequest, ExecResult, StartedCallback
+from scalebox_stream.executors.output import DEFAULT_MAX_OUTPUT_BYTES, ProgramOutput
 
-DEFAULT_MAX_OUTPUT_BYTES = 1 << 20
 INHERITED_ENV = ("PATH", "HOME", "LANG")
 EXECUTOR_ERROR_EXIT_CODE = 125
 PROGRAM_CACHE_SECONDS = 10.0
@@ -25,65 +24,6 @@ PROGRAM_CACHE_SECONDS = 10.0
 def now_us() -> int:
     """Wall-clock time in microseconds since the epoch."""
     return time.time_ns() // 1000
-
-
-def _head_tail(head: bytes, tail: bytes, omitted: int) -> bytes:
-    if omitted <= 0:
-        return head + tail
-    return head + f"\n...[{omitted} bytes omitted]...\n".encode() + tail
-
-
-class OutputCapture:
-    """Keeps the head and the tail of a byte stream fed in chunks, at most `limit` bytes in all."""
-
-    def __init__(self, limit: int = DEFAULT_MAX_OUTPUT_BYTES) -> None:
-        self._head_limit = limit // 2
-        self._tail_limit = limit - self._head_limit
-        self._head = bytearray()
-        self._tail = bytearray()
-        self._total = 0
-
-    def feed(self, chunk: bytes) -> None:
-        self._total += len(chunk)
-        room = self._head_limit - len(self._head)
-        if room > 0:
-            self._head += chunk[:room]
-            chunk = chunk[room:]
-        if chunk:
-            self._tail += chunk
-            if len(self._tail) > self._tail_limit:
-                del self._tail[: len(self._tail) - self._tail_limit]
-
-    @property
-    def total(self) -> int:
-        """Bytes fed so far."""
-        return self._total
-
-    def value(self) -> bytes:
-        omitted = self._total - len(self._head) - len(self._tail)
-        return _head_tail(bytes(self._head), bytes(self._tail), omitted)
-
-
-def read_capped_fd(fd: int, limit: int = DEFAULT_MAX_OUTPUT_BYTES) -> tuple[bytes, int]:
-    """(head and tail of the file open at `fd`, at most `limit` bytes in all; its whole size), read at absolute
-    offsets: one fstat and one or two preads, whatever the descriptor's position."""
-    size = os.fstat(fd).st_size
-    if size <= limit:
-        return _pread_all(fd, size, 0), size
-    head = _pread_all(fd, limit // 2, 0)
-    tail_len = limit - limit // 2
-    return _head_tail(head, _pread_all(fd, tail_len, size - tail_len), size - len(head) - tail_len), size
-
-
-def _pread_all(fd: int, n: int, offset: int) -> bytes:
-    chunks, got = [], 0
-    while got < n:
-        chunk = os.pread(fd, n - got, offset + got)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
 
 
 class _GroupKiller:
@@ -173,20 +113,19 @@ class ProcessExecutor:
         if not request.work_dir.is_dir():
             return _error(EXECUTOR_ERROR_EXIT_CODE, f"work dir {request.work_dir} does not exist", started)
         env = self._environment(request)
-        # Unbuffered: a raw file whose descriptor the program writes to and the agent preads (no buffered layer
-        # to open, seek and flush: each system call is a chance for another slot to take the interpreter lock).
-        with tempfile.TemporaryFile(buffering=0) as out, tempfile.TemporaryFile(buffering=0) as err:
+        limit = max(self.max_output_bytes, 2 * (request.keep_output_bytes or 0))
+        with ProgramOutput(limit) as output:
             try:
-                proc = self._spawn(request, env, out.fileno(), err.fileno())
+                proc = self._spawn(request, env, output.stdout_w, output.stderr_w)
             except FileNotFoundError as e:
                 return _error(127, f"command not found: {e}", started)
             except (PermissionError, OSError) as e:
                 return _error(126, f"cannot execute: {e}", started)
-            result = self._wait(proc, request, on_started, started)
-            limit = max(self.max_output_bytes, 2 * (request.keep_output_bytes or 0))
-            result.stdout, result.stdout_total = read_capped_fd(out.fileno(), limit)
-            result.stderr, result.stderr_total = read_capped_fd(err.fileno(), limit)
-            return result
+            output.spawned()
+            result = self._wait(proc, request, on_started, started, output)
+        result.stdout, result.stdout_total = output.stdout.value(), output.stdout.total
+        result.stderr, result.stderr_total = output.stderr.value(), output.stderr.total
+        return result
 
     def abort(self) -> None:
         """SIGKILL the process group of every attempt still running."""
@@ -226,6 +165,7 @@ class ProcessExecutor:
         request: ExecRequest,
         on_started: StartedCallback,
         started: int,
+        output: ProgramOutput,
     ) -> ExecResult:
         killer = _GroupKiller(proc.pid, self.kill_grace_s)
         self._active.add(killer)
@@ -239,7 +179,7 @@ class ProcessExecutor:
             on_started(None)
             # Wait without reaping: the zombie leader keeps the process group id reserved while the
             # rest of the group is killed.
-            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+            output.read_until_exit(proc.pid)
             io = read_proc_io(proc.pid)
         finally:
             if timer is not None:

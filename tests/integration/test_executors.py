@@ -17,7 +17,7 @@ import pytest
 from docker_fixtures import *  # noqa: F403  (the docker fixtures)
 from docker_fixtures import PRIMES_IMAGE
 
-from scalebox_stream.executors import ExecRequest, ExecResult, make_executor
+from scalebox_stream.executors import ExecRequest, ExecResult, make_executor, output
 from scalebox_stream.executors.base import Executor
 
 pytestmark = pytest.mark.integration
@@ -232,6 +232,38 @@ def test_process_timeout_escalates_to_sigkill(process_runner: Runner) -> None:
     assert 2.9 <= elapsed < 6, elapsed
     pgid = int((work / "pid").read_text())
     assert _wait_until(lambda: not _live_group_members(pgid))
+
+
+def test_process_output_larger_than_a_pipe_is_read_while_it_runs(process_runner: Runner) -> None:
+    """5 MiB on each stream: the program would block on full pipes if they were read only after its exit."""
+    process_runner.executor.max_output_bytes = 4096  # type: ignore[attr-defined]
+    script = "head -c 5242880 /dev/zero | tr '\\0' a; echo; head -c 5242880 /dev/zero | tr '\\0' b >&2; echo end"
+    result, _ = process_runner.sh(script, timeout_s=20)
+    assert result.exit_code == 0 and not result.timed_out, result
+    assert (result.stdout_total, result.stderr_total) == (5242880 + 1 + 4, 5242880)
+    assert result.stdout.startswith(b"a" * 2048) and result.stdout.endswith(b"a\nend\n")
+    assert result.stderr.startswith(b"b" * 2048) and result.stderr.endswith(b"b" * 2048)
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "exit-checks"])
+def test_process_that_leaves_its_output_open_does_not_hold_the_task(
+        process_runner: Runner, monkeypatch: pytest.MonkeyPatch, pidfd: bool) -> None:
+    """A process escaped from the task's group keeps stdout open: the task still ends with its program."""
+    if not pidfd:
+        monkeypatch.setattr(output, "_open_pidfd", lambda pid: None)
+    t0 = time.monotonic()
+    result, work = process_runner.sh('setsid sleep 30 & echo $! > "$WORK_DIR/escaped"; echo done; echo oops >&2')
+    elapsed = time.monotonic() - t0
+    try:
+        assert result.exit_code == 0 and result.stdout == b"done\n" and result.stderr == b"oops\n", result
+        assert elapsed < 2, elapsed
+    finally:
+        os.kill(int((work / "escaped").read_text()), 9)
+
+
+def test_process_output_is_complete_when_it_closes_the_streams_early(process_runner: Runner) -> None:
+    result, _ = process_runner.sh("echo before; exec >&- 2>&-; sleep 0.3; exit 4")
+    assert result.exit_code == 4 and result.stdout == b"before\n" and result.stderr == b""
 
 
 # --- docker executor only --------------------------------------------------------------------------
