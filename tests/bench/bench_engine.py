@@ -68,7 +68,7 @@ class Baseline:
               if self.executor_true else f"     n/a   ProcessExecutor.run: {self.executor_note}")
         return [f"{self.true_subprocess:8.1f}/s  subprocess.run(['/bin/true'])   <- the baseline",
                 f"{self.emit_subprocess:8.1f}/s  subprocess.run(stage a's sh -c printf > sink-tasks.txt)",
-                f"{self.true_agent_like:8.1f}/s  Popen(/bin/true) in a new session, env, cwd, output to temp files",
+                f"{self.true_agent_like:8.1f}/s  Popen(/bin/true) in a new session, env, cwd, output through pipes",
                 f"{self.true_posix_spawn:8.1f}/s  os.posix_spawn(/bin/true) + waitpid",
                 f"{self.true_fork:8.1f}/s  os.fork() + execv(/bin/true) + waitpid", ex,
                 f"{self.kafka_txn or 0:8.1f}/s  Kafka transactions (begin, produce 1, send_offsets, commit), serial, "

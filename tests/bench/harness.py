@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from scalebox_stream.events import EventCodec
+from scalebox_stream.executors.output import ProgramOutput
 from scalebox_stream.kafka import cleanup
 from scalebox_stream.kafka.config import admin_config, producer_config
 from scalebox_stream.kafka.task_publisher import flush_or_fail, publish_task
@@ -169,7 +170,8 @@ def stop_process_group(proc: subprocess.Popen, grace_s: float = 10.0, sig: int =
 
 def spawn_rate(argv: list[str], n: int, how: str = "subprocess") -> float:
     """Serial spawns per second of `argv`: `subprocess` (subprocess.run), `agent-like` (Popen in a new
-    session, output to temp files, like the process executor), `posix_spawn` or `fork` (os.fork + execv)."""
+    session, output through pipes read until it exits, like the process executor), `posix_spawn` or `fork`
+    (os.fork + execv)."""
     started = time.perf_counter()
     if how == "subprocess":
         for _ in range(n):
@@ -178,9 +180,11 @@ def spawn_rate(argv: list[str], n: int, how: str = "subprocess") -> float:
         env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
         with tempfile.TemporaryDirectory() as work:
             for _ in range(n):
-                with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+                with ProgramOutput() as output:
                     proc = subprocess.Popen(argv, cwd=work, env={**env, "WORK_DIR": work}, stdin=subprocess.DEVNULL,
-                                            stdout=out, stderr=err, start_new_session=True)
+                                            stdout=output.stdout_w, stderr=output.stderr_w, start_new_session=True)
+                    output.spawned()
+                    output.read_until_exit(proc.pid)
                     if proc.wait() != 0:
                         raise RuntimeError(f"{argv} failed")
     elif how == "posix_spawn":
