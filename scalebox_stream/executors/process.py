@@ -93,8 +93,9 @@ class ProcessExecutor:
     """One host process per attempt, in its own session and process group.
 
     When the program ends (or times out) any process it left in its group is killed, as a container's
-    end would. stdout and stderr go to temporary files, so a chatty program can neither block on a full
-    pipe nor fill the agent's memory; the head and tail of each are kept (`max_output_bytes`).
+    end would. stdout and stderr go to pipes that the slot reads while the program runs (`output.ProgramOutput`),
+    so a chatty program neither blocks on a full pipe nor fills the agent's memory: the head and tail of each
+    are kept (`max_output_bytes`).
     """
 
     name = "process"
