@@ -10,6 +10,10 @@ tasks, wait until all 2N tasks are terminal in the projection. Reports task exec
 publish -> all terminal seen in PostgreSQL) and from the agents' own timestamps (task_runs), the ratio to the
 raw serial spawn rate of /bin/true (goal >= 0.4), per-stage percentiles, events per task and the projector's
 events/s. `--profile` samples the agents with py-spy during an extra, unmeasured run.
+
+The broker is a long-running JVM: for minutes after a start its JIT compiler is still at work, and it then
+spends up to five times the CPU per task it spends warm. An unmeasured run of `--warm-up` pipelines at slots 4
+(default 2000, none in the smoke run) therefore comes first, and prints the broker's CPU per task it saw.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ from scalebox_stream.kafka.topics import ensure_topics
 
 GOAL_RATIO = 0.4
 WARMUP = "warmup"
+WARM_UP_PIPELINES = 2000
+"""Pipelines of the unmeasured run that warms the broker before anything is measured."""
 
 
 @dataclass
@@ -432,27 +438,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-n", type=int, default=2000)
     parser.add_argument("--max-seconds", type=float, default=180.0,
                         help="cap per slot count; the rates are then over the tasks done (0: no cap)")
-    parser.add_argument("--smoke", action="store_true", help="200 pipelines, slots 2, no profile")
+    parser.add_argument("--warm-up", type=int, default=WARM_UP_PIPELINES,
+                        help="pipelines of an unmeasured run at slots 4 that warms the broker first (0: none)")
+    parser.add_argument("--smoke", action="store_true", help="200 pipelines, slots 2, no profile, no warm-up")
     parser.add_argument("--profile", action="store_true", help="py-spy the agents in an extra, unmeasured run")
     parser.add_argument("--json", action="store_true")
     harness.add_service_args(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.tasks, args.slots, args.baseline_n, args.profile, args.max_seconds = 200, [2], 300, False, 60.0
+        args.warm_up = 0
     with harness.sigterm_as_interrupt():
         harness.check_services(args.kafka, args.pg)
         base, results = run(args.tasks, args.slots, args.baseline_n, args.kafka, args.pg, args.profile,
-                            args.max_seconds or None)
+                            args.max_seconds or None, args.warm_up)
     harness.print_table(rows(results, base), "engine overhead")
     if args.json:
         print(json.dumps({"baseline": asdict(base), "runs": [asdict(r) for r in results]}))
     return 0
 
 
-def run(tasks: int, slots: list[int], baseline_n: int, kafka: str, pg: str,
-        profile: bool, max_seconds: float | None = None) -> tuple[Baseline, list[EngineResult]]:
-    """Baseline, then one engine run per slot count (and the optional profiled run)."""
+def run(tasks: int, slots: list[int], baseline_n: int, kafka: str, pg: str, profile: bool,
+        max_seconds: float | None = None, warm_up: int = 0) -> tuple[Baseline, list[EngineResult]]:
+    """The broker's warm-up (`warm_up` pipelines, unmeasured), the baseline, then one engine run per slot count
+    (and the optional profiled run)."""
     say(f"load average before: {harness.load_average()} (cpus: {os.cpu_count()})")
+    if warm_up:
+        warm = run_engine(4, warm_up, kafka, pg, max_seconds=max_seconds)
+        broker_ms = warm.cpu.ms_per_task.get("kafka", 0.0) if warm.cpu else float("nan")
+        say(f"broker warm-up (unmeasured): {warm.executions} task executions at slots 4 in {warm.wall_s:.1f}s; "
+            f"the broker spent {broker_ms:.2f} ms of CPU per task execution")
     base = measure_baseline(baseline_n, kafka)
     say(f"spawn baselines, serial, N={base.n}:")
     for line in base.lines():

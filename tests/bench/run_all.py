@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="cap per engine run; its rates are then over the tasks done (0: no cap)")
     parser.add_argument("--no-celery", action="store_true")
     parser.add_argument("--profile", action="store_true", help="py-spy an agent in an extra, unmeasured run")
+    parser.add_argument("--warm-up", type=int, default=bench_engine.WARM_UP_PIPELINES,
+                        help="pipelines of an unmeasured engine run that warms the broker first (0: none)")
     parser.add_argument("--json", action="store_true", help="print every result as one JSON line at the end")
     harness.add_service_args(parser)
     args = parser.parse_args(argv)
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
         say("\n########## 1. engine overhead (bench_engine)")
         base, engine = bench_engine.run(args.tasks, args.slots, baseline_n, args.kafka, args.pg, args.profile,
-                                        args.max_seconds or None)
+                                        args.max_seconds or None, 0 if args.smoke else args.warm_up)
 
         say("\n########## 2. latency (bench_latency)")
         latency = bench_latency.run_latency(args.runs, args.kafka, args.pg)
