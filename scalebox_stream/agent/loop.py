@@ -51,7 +51,7 @@ from scalebox_stream.kafka.transactions import TransactionalPublisher, Transacti
 from scalebox_stream.policy.admission import recheck_delay
 from scalebox_stream.policy.budget import ErrorBudget
 from scalebox_stream.policy.membership import absent_since, membership_evidence, must_rejoin
-from scalebox_stream.policy.pacing import due_at, may_fetch, pending_since, poll_wait, publish_due
+from scalebox_stream.policy.pacing import due_at, held_until, may_fetch, pending_since, poll_wait, publish_due
 from scalebox_stream.spec.model import AppSpec
 
 log = logging.getLogger(__name__)
@@ -250,7 +250,12 @@ class Agent:
     def _poll_wait(self, now: float) -> float:
         """How long the loop may wait now (see `pacing.poll_wait`)."""
         running = bool(self._in_flight or self._delayed)
-        return poll_wait(running, self._last_start, now, due_at(self._records_since, self._offsets_since))
+        finished = self._done.qsize()
+        running = self._in_flight - finished
+        # A lone running task with no report waiting is not held: its report goes at once when it finishes.
+        held = held_until(finished > 0 or self._records_since is not None, running >= (1 if finished else 2),
+                          self._last_publish)
+        return poll_wait(running, self._last_start, now, due_at(self._records_since, self._offsets_since), held)
 
     def _drain(self) -> None:
         """Graceful stop: let running tasks finish within the grace period, then hand the rest back."""

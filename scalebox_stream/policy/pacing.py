@@ -49,11 +49,19 @@ def due_at(records_since: float | None, offsets_since: float | None) -> float | 
     return None
 
 
+def held_until(pending: bool, others_running: bool, last_publish: float | None) -> float | None:
+    """Until when the transaction gap holds what is `pending` (None: it does not): while `others_running` (tasks
+    other than those whose reports wait are still running), TXN_GAP_S after the last transaction ended."""
+    if not (pending and others_running) or last_publish is None:
+        return None
+    return last_publish + TXN_GAP_S
+
+
 def publish_due(finished: bool, records_since: float | None, offsets_since: float | None, now: float,
                 others_running: bool = False, last_publish: float | None = None) -> bool:
-    """Publish now? `finished`: a task's report waits (at once, unless `others_running`: tasks other than those
-    whose reports wait are still running, and the last transaction ended at `last_publish`, under TXN_GAP_S ago)."""
-    if others_running and last_publish is not None and now - last_publish < TXN_GAP_S:
+    """Publish now? `finished`: a task's report waits (at once, unless the gap holds it: see `held_until`)."""
+    hold = held_until(True, others_running, last_publish)
+    if hold is not None and now < hold:
         return False
     if finished:
         return True
@@ -61,9 +69,14 @@ def publish_due(finished: bool, records_since: float | None, offsets_since: floa
     return due is not None and now >= due
 
 
-def poll_wait(running: bool, last_start: float, now: float, due: float | None = None) -> float:
+def poll_wait(running: bool, last_start: float, now: float, due: float | None = None,
+              held: float | None = None) -> float:
     """Seconds the poll may wait for a message (a message ends the wait early): `running` when tasks run
-    or wait for their time, `last_start` when a task last started, `due` when pending records fall due."""
+    or wait for their time, `last_start` when a task last started, `due` when pending records fall due, `held`
+    until when the transaction gap holds them (nothing can be published before: turning every millisecond
+    meanwhile only cost the agent CPU)."""
+    if held is not None and held > now:
+        return held - now
     busy = now - last_start < BUSY_S
     wait = (BUSY_WAIT_S if busy else RUNNING_WAIT_S) if running else IDLE_WAIT_S
     return wait if due is None else max(0.0, min(wait, due - now))

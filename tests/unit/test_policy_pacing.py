@@ -12,6 +12,7 @@ from scalebox_stream.policy.pacing import (
     RUNNING_WAIT_S,
     TXN_GAP_S,
     due_at,
+    held_until,
     may_fetch,
     pending_since,
     poll_wait,
@@ -94,3 +95,20 @@ def test_a_full_buffer_is_polled_only_now_and_then():
     assert not may_fetch(-5, FULL_BUFFER_POLL_S / 2)
     assert may_fetch(0, FULL_BUFFER_POLL_S)
     assert BUSY_WAIT_S < FULL_BUFFER_POLL_S < RUNNING_WAIT_S * 10
+
+
+def test_the_gap_holds_only_what_is_pending_while_others_run():
+    assert held_until(True, True, 100.0) == 100.0 + TXN_GAP_S
+    assert held_until(False, True, 100.0) is None  # nothing to hold
+    assert held_until(True, False, 100.0) is None  # a lone task's report never waits
+    assert held_until(True, True, None) is None  # no transaction yet
+
+
+def test_while_the_gap_holds_the_poll_sleeps_until_it_ends_instead_of_turning_every_millisecond():
+    now = 100.005
+    held = held_until(True, True, 100.0)
+    assert poll_wait(True, now, now, due=now, held=held) == held - now
+    assert poll_wait(True, now, now, held=held) > BUSY_WAIT_S
+    # once the gap is over, the usual waits apply
+    assert poll_wait(True, now, held + 0.001, held=held) == BUSY_WAIT_S
+    assert poll_wait(False, 0.0, held + 0.001, held=held) == IDLE_WAIT_S
