@@ -9,7 +9,8 @@ urgent: a crash would only make the next owner skip the marker again. They ride 
 transaction, or go alone after a second; they never make queued records due early. (Published at once, they
 cost a transaction per task, which the next task's transaction often had to wait for.) While short tasks run, the
 poll thread comes back every millisecond, so what a slot finishes is published at once; after a quiet spell
-it relaxes, but never past the moment something pending falls due.
+it relaxes, but never past the moment something pending falls due. While the gap holds what is pending, it
+sleeps until the gap ends: nothing could be published sooner.
 """
 
 from __future__ import annotations
