@@ -51,7 +51,15 @@ from scalebox_stream.kafka.transactions import TransactionalPublisher, Transacti
 from scalebox_stream.policy.admission import recheck_delay
 from scalebox_stream.policy.budget import ErrorBudget
 from scalebox_stream.policy.membership import absent_since, membership_evidence, must_rejoin
-from scalebox_stream.policy.pacing import due_at, held_until, may_fetch, pending_since, poll_wait, publish_due
+from scalebox_stream.policy.pacing import (
+    due_at,
+    held_until,
+    may_fetch,
+    others_running,
+    pending_since,
+    poll_wait,
+    publish_due,
+)
 from scalebox_stream.spec.model import AppSpec
 
 log = logging.getLogger(__name__)
@@ -226,9 +234,13 @@ class Agent:
         now = time.monotonic()
         self._records_since = pending_since(not self._outbox.empty(), self._records_since, now)
         self._offsets_since = pending_since(self._offsets_dirty, self._offsets_since, now)
-        others_running = self._in_flight > self._done.qsize()
-        return publish_due(not self._done.empty(), self._records_since, self._offsets_since, now, others_running,
-                           self._last_publish)
+        finished, others = self._gap_state()
+        return publish_due(finished > 0, self._records_since, self._offsets_since, now, others, self._last_publish)
+
+    def _gap_state(self) -> tuple[int, bool]:
+        """Reports waiting, and whether the transaction gap may hold them (see `pacing.others_running`)."""
+        finished = self._done.qsize()
+        return finished, others_running(finished, self._in_flight - finished)
 
     def _fetch(self) -> list[Message]:
         """What the consumer has fetched already, up to the buffer's target; else wait for one message. A full
@@ -250,11 +262,8 @@ class Agent:
     def _poll_wait(self, now: float) -> float:
         """How long the loop may wait now (see `pacing.poll_wait`)."""
         running = bool(self._in_flight or self._delayed)
-        finished = self._done.qsize()
-        running = self._in_flight - finished
-        # A lone running task with no report waiting is not held: its report goes at once when it finishes.
-        held = held_until(finished > 0 or self._records_since is not None, running >= (1 if finished else 2),
-                          self._last_publish)
+        finished, others = self._gap_state()
+        held = held_until(finished > 0 or self._records_since is not None, others, self._last_publish)
         return poll_wait(running, self._last_start, now, due_at(self._records_since, self._offsets_since), held)
 
     def _drain(self) -> None:

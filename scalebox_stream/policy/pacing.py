@@ -50,6 +50,13 @@ def due_at(records_since: float | None, offsets_since: float | None) -> float | 
     return None
 
 
+def others_running(finished: int, running: int) -> bool:
+    """Whether the gap may hold what is pending, with `finished` reports waiting and `running` tasks still
+    running: a report waits while a task runs, or two or more run. A lone running task is not held, so its report
+    goes the moment it finishes (and the poll loop keeps turning for it)."""
+    return running >= (1 if finished else 2)
+
+
 def held_until(pending: bool, others_running: bool, last_publish: float | None) -> float | None:
     """Until when the transaction gap holds what is `pending` (None: it does not): while `others_running` (tasks
     other than those whose reports wait are still running), TXN_GAP_S after the last transaction ended."""

@@ -14,6 +14,7 @@ from scalebox_stream.policy.pacing import (
     due_at,
     held_until,
     may_fetch,
+    others_running,
     pending_since,
     poll_wait,
     publish_due,
@@ -112,3 +113,11 @@ def test_while_the_gap_holds_the_poll_sleeps_until_it_ends_instead_of_turning_ev
     # once the gap is over, the usual waits apply
     assert poll_wait(True, now, held + 0.001, held=held) == BUSY_WAIT_S
     assert poll_wait(False, 0.0, held + 0.001, held=held) == IDLE_WAIT_S
+
+
+def test_the_gap_may_hold_a_report_while_a_task_runs_but_never_a_lone_running_task():
+    assert others_running(finished=1, running=1)
+    assert others_running(finished=0, running=2)
+    assert not others_running(finished=0, running=1)  # its report goes the moment it finishes
+    assert not others_running(finished=2, running=0)
+    assert not others_running(finished=1, running=-1)  # a dead-letter entry never ran in a slot
