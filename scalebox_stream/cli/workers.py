@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -63,6 +64,10 @@ ProcessesOption = typer.Option(1, "--processes", min=1, help="Projector processe
 
 def projector(
     batch_size: int = typer.Option(1000, "--batch-size", min=1),
+    batch_wait_ms: int | None = typer.Option(None, "--batch-wait-ms", min=0, max=300_000,
+                                             help="How long events may gather before the projector is handed "
+                                                  "them (default 100; the projection lags by up to this much "
+                                                  "more; 0: at once)."),
     processes: int = ProcessesOption,
     until_caught_up: bool = typer.Option(False, "--until-caught-up", help="Exit once every partition is read."),
     metrics_port: int | None = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics on this port."),
@@ -77,6 +82,8 @@ def projector(
     conns = connections(kafka, pg)
     _ensure_shared_topics(conns.kafka)
     config = ProjectorConfig(conns.kafka, conns.pg, batch_size=batch_size, metrics_port=metrics_port)
+    if batch_wait_ms is not None:
+        config = replace(config, batch_wait_ms=batch_wait_ms)
     try:
         stats = run_projectors(config, processes, until_caught_up=until_caught_up)
     except RuntimeError as exc:

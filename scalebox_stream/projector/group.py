@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from multiprocessing.synchronize import Barrier
 
 from scalebox_stream.kafka.topics import EVENTS_TOPIC
-from scalebox_stream.projector.service import PROJECTOR_GROUP, Projector, ProjectorStats
+from scalebox_stream.projector.service import BATCH_WAIT_MS, PROJECTOR_GROUP, Projector, ProjectorStats
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ class ProjectorConfig:
     group: str = PROJECTOR_GROUP
     topic: str = EVENTS_TOPIC
     metrics_port: int | None = None
+    batch_wait_ms: int = BATCH_WAIT_MS
 
 
 def run_projectors(config: ProjectorConfig, processes: int, until_caught_up: bool = False) -> ProjectorStats:
@@ -75,7 +76,7 @@ def run_projectors(config: ProjectorConfig, processes: int, until_caught_up: boo
 def _projector(config: ProjectorConfig, index: int) -> Projector:
     port = None if config.metrics_port is None else config.metrics_port + index
     return Projector(config.bootstrap, config.dsn, batch_size=config.batch_size, group=config.group,
-                     topic=config.topic, metrics_port=port)
+                     topic=config.topic, metrics_port=port, batch_wait_ms=config.batch_wait_ms)
 
 
 def _serve(config: ProjectorConfig, index: int, until_caught_up: bool, barrier: Barrier,

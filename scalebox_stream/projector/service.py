@@ -50,6 +50,14 @@ CONFLICT_RETRIES = 5
 """Times a batch that clashed with another projector's transaction is applied again before waiting."""
 HEARTBEAT_INTERVAL_MS = 250
 """How soon a member learns that the group is rebalancing (another projector process joined or left)."""
+BATCH_WAIT_MS = 100
+"""How long the broker lets events gather for the projector before it answers its fetch (unless GATHER_BYTES
+came first), so the projection lags the log by up to this much more. Answered at once, every agent's commit
+woke the projector and PostgreSQL just as the task it released started in the next module: with a 100 ms
+wait the latency benchmark's three-module p50 fell from 35-36 ms to 28 ms on the 2-core VM, and a busy
+pipeline projects in fewer, larger transactions."""
+GATHER_BYTES = 1 << 20
+"""A fetch is answered as soon as this many bytes of events wait (a busy log does not wait BATCH_WAIT_MS)."""
 _event_type = attrgetter("event_type")
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -110,7 +118,8 @@ class Projector:
     """Consumes `sbx.events` (or `topic`) into the task perspective."""
 
     def __init__(self, bootstrap: str, dsn: str, batch_size: int = 1000, group: str = PROJECTOR_GROUP,
-                 topic: str = EVENTS_TOPIC, metrics_port: int | None = None) -> None:
+                 topic: str = EVENTS_TOPIC, metrics_port: int | None = None,
+                 batch_wait_ms: int = BATCH_WAIT_MS) -> None:
         self.dsn = dsn
         self.batch_size = batch_size
         self.topic = topic
@@ -129,9 +138,10 @@ class Projector:
         # joins after the group formed (processes started together often miss the first round) gets its
         # partitions only when the others learn of it by heartbeat: librdkafka's default 3 s left one of two
         # processes projecting alone for the first 3 s of a 10 s replay.
+        gather = {"fetch.wait.max.ms": batch_wait_ms, "fetch.min.bytes": GATHER_BYTES} if batch_wait_ms > 0 else {}
         self.consumer = Consumer(consumer_config(
             bootstrap, group, **{"enable.partition.eof": True, "partition.assignment.strategy": "range",
-                                 "heartbeat.interval.ms": HEARTBEAT_INTERVAL_MS}))
+                                 "heartbeat.interval.ms": HEARTBEAT_INTERVAL_MS, **gather}))
         self.dead_letter_producer = Producer(producer_config(bootstrap))
         self.conn = self._connect(wait_s=60)
         migrate(self.conn)
