@@ -288,7 +288,7 @@ class TaskRunner:
 
     def _follow_up(self, created: Event, verdict: AttemptVerdict, exit_code: int,
                    error: str | None) -> list[OutMessage]:
-        """A retry (the same task as attempt n+1) or the terminal event."""
+        """A retry (the same task as attempt n+1), or a failure's terminal TaskFailed (a success needs none)."""
         task_id, attempt = created.task_id, created.attempt
         if verdict.retry:
             retry = self.event("TaskRetryScheduled", task_id, attempt,
@@ -302,7 +302,7 @@ class TaskRunner:
             topic = created.payload["topic"] or task_topic(self.spec.name, self.module.name)
             return [self.to_events(retry), OutMessage(topic, task_id, self.codec.encode(again))]
         if verdict.outcome == "succeeded":
-            return [self.to_events(self.event("TaskSucceeded", task_id, attempt, {"attempts": attempt}))]
+            return []  # its TaskFinished ends the task too: a success is never retried (one event less per task)
         reason = f"{verdict.outcome}: exit code {exit_code}" + (f"; {error}" if error else "")
         return [self.to_events(self.event("TaskFailed", task_id, attempt, {"attempts": attempt,
                                                                              "reason": reason}))]

@@ -20,6 +20,9 @@ from operator import itemgetter
 from scalebox_stream.events import Event
 
 TERMINAL_RANK = 10**12
+FINISHED_SUCCESS_RANK = TERMINAL_RANK - 1
+"""A succeeded attempt is final (a success is never retried), so its TaskFinished also ends the task. It ranks
+just below TaskSucceeded, which agents no longer send: a log written while they did projects as it did then."""
 STAGE = {"created": 0, "accepted": 1, "running": 2, "ended": 3, "retrying": 4}
 RUN_RANK = {"created": 0, "accepted": 1, "running": 2, "ended": 3}
 
@@ -221,6 +224,8 @@ def _finished(f: Fold, e: Event) -> None:
     r.finished = (*_finished_fields(p), stamps, p["finished_at"], e.occurred_at)
     t = f.task(e.task_id, e.app, e.module)
     t.set_result(e.attempt, p["exit_code"], e.host, p["custom_out"])
+    if p["outcome"] == "succeeded":
+        t.set_status("succeeded", FINISHED_SUCCESS_RANK, e.occurred_at)
     parent = t.task_id
     for position, (child, module) in enumerate(zip(children, modules, strict=True)):
         placeholder = f.task(child, e.app, module)

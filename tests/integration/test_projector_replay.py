@@ -128,7 +128,7 @@ def test_replay_rebuilds_identical_tables(kafka_bootstrap, pg_dsn, tmp_path):
     records = app_events(kafka_bootstrap, app, since_ms)
     types = {e.event_type for _, _, e in records}
     assert {"AppDeployed", "TaskCreated", "TaskAccepted", "TaskStarted", "TaskFinished", "TaskRetryScheduled",
-            "TaskSucceeded", "TaskFailed", "AgentLifecycle"} <= types, types
+            "TaskFailed", "AgentLifecycle"} <= types, types
     topic = f"sbx.test.replay.{app}"
     copy_to_topic(kafka_bootstrap, records, topic)
 

@@ -10,6 +10,7 @@ import pytest
 from scalebox_stream.events import Event
 from scalebox_stream.projector.apply import STAGING_TABLES, run_rows, task_rows
 from scalebox_stream.projector.fold import (
+    FINISHED_SUCCESS_RANK,
     TERMINAL_RANK,
     Fold,
     RunDelta,
@@ -24,7 +25,7 @@ def test_ranks_order_attempts_then_stages_and_terminal_beats_all():
     assert task_rank(0, "created") == task_rank(1, "created") == 10
     assert task_rank(1, "created") < task_rank(1, "accepted") < task_rank(1, "running") < task_rank(1, "retrying")
     assert task_rank(1, "retrying") < task_rank(2, "created") < task_rank(2, "accepted")
-    assert task_rank(10**6, "retrying") < TERMINAL_RANK
+    assert task_rank(10**6, "retrying") < FINISHED_SUCCESS_RANK < TERMINAL_RANK
 
 
 def _merge_task(old: TaskDelta, new: TaskDelta) -> TaskDelta:
@@ -52,8 +53,9 @@ def _visible(d: TaskDelta) -> tuple:
 
 
 @pytest.mark.parametrize("cut", [1, 2, 7, 50])
-def test_folding_in_pieces_then_merging_equals_folding_at_once(cut):
-    events = list(generate(600, seed=3))
+@pytest.mark.parametrize("with_task_succeeded", [True, False], ids=["older log", "success in TaskFinished"])
+def test_folding_in_pieces_then_merging_equals_folding_at_once(cut, with_task_succeeded):
+    events = [e for e in generate(600, seed=3) if with_task_succeeded or e.event_type != "TaskSucceeded"]
     whole = fold(events)
     merged: dict[str, TaskDelta] = {}
     for start in range(0, len(events), cut):
@@ -95,6 +97,25 @@ def test_a_retried_task_folds_to_its_last_attempt():
     first, second = f.runs[(t, 1)], f.runs[(t, 2)]
     assert (first.status, first.rank, first.retry_rule, first.slot) == ("failed", 3, "1:2", 0)  # the finisher
     assert (second.status, second.creates, second.created_at, second.accepted_at) == ("succeeded", True, None, 5)
+
+
+def test_a_succeeded_attempt_ends_its_task_without_a_task_succeeded():
+    t = str(uuid.uuid4())
+    task = fold([_ev("TaskAccepted", t, 1, 2, agent="a", slot=0, topic="x", partition=0, offset=0),
+                 _finished(t, 1, 5, 0)]).tasks[t]
+    assert (task.status, task.rank, task.attempts, task.finished_at) == ("succeeded", FINISHED_SUCCESS_RANK, 1, 5)
+    failed = fold([_finished(t, 1, 5, 3)]).tasks[t]
+    assert failed.status != "succeeded" and (failed.rank or 0) < FINISHED_SUCCESS_RANK  # a failure may be retried
+
+
+def test_a_log_with_task_succeeded_projects_as_before_in_either_order():
+    t = str(uuid.uuid4())
+    events = [_finished(t, 1, 5, 0), _ev("TaskSucceeded", t, 1, 7, attempts=1)]
+    for order in (events, events[::-1]):
+        task = fold(order).tasks[t]
+        assert (task.status, task.rank, task.finished_at) == ("succeeded", TERMINAL_RANK, 7)
+    first, second = fold(events[:1]).tasks[t], fold(events[1:]).tasks[t]
+    assert _visible(_merge_task(first, second)) == _visible(_merge_task(second, first)) == _visible(fold(events).tasks[t])
 
 
 def test_a_late_result_of_an_earlier_attempt_does_not_replace_the_later_one():
