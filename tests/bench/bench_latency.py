@@ -118,8 +118,10 @@ def chain_ids(root: str) -> list[str]:
     return [root, first, child_task_id(first, 0)]
 
 
-def run_latency(runs: int, kafka: str, pg: str) -> LatencyResult:
-    """Deploy m1 -> m2 -> m3, send one task at a time, collect the timestamps from the projection."""
+def run_latency(runs: int, kafka: str, pg: str, settle_s: float = 60.0) -> LatencyResult:
+    """Deploy m1 -> m2 -> m3, send one task at a time, collect the timestamps from the projection. First wait
+    (up to `settle_s`) until the machine is idle."""
+    say(f"  machine {harness.wait_until_idle(timeout_s=settle_s)} (the benchmark wants an idle system)")
     baseline = spawn_three(runs)
     workdir = harness.bench_dir("latency")
     app = f"bench-latency-{harness.tag()}"
@@ -227,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     with harness.sigterm_as_interrupt():
         harness.check_services(args.kafka, args.pg)
         say(f"load average before: {harness.load_average()}")
-        result = run_latency(args.runs, args.kafka, args.pg)
+        result = run_latency(args.runs, args.kafka, args.pg, settle_s=5.0 if args.smoke else 60.0)
     report(result)
     harness.print_table(rows(result), "latency")
     if args.json:

@@ -134,6 +134,30 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def _cpu_times() -> tuple[int, int]:
+    """(idle, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    return fields[3] + fields[4], sum(fields)  # idle + iowait
+
+
+def wait_until_idle(max_busy: float = 0.15, settled_s: float = 2.0, timeout_s: float = 60.0) -> str:
+    """Wait until the machine has been at most `max_busy` busy for `settled_s` (what a run just before leaves
+    behind, PostgreSQL's autovacuum and the broker's clean-up of deleted topics, competes with a measurement that
+    wants an idle system), or `timeout_s` passed; says how it went."""
+    started = time.monotonic()
+    while True:
+        idle0, total0 = _cpu_times()
+        time.sleep(settled_s)
+        idle1, total1 = _cpu_times()
+        busy = 1 - (idle1 - idle0) / max(1, total1 - total0)
+        waited = time.monotonic() - started
+        if busy <= max_busy:
+            return f"idle: {busy:.0%} busy over {settled_s:.0f}s, after {waited:.0f}s"
+        if waited >= timeout_s:
+            return f"not idle: still {busy:.0%} busy after {waited:.0f}s"
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Turn SIGTERM into KeyboardInterrupt so `finally` blocks stop every child."""

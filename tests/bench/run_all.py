@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                                         args.max_seconds or None, 0 if args.smoke else args.warm_up)
 
         say("\n########## 2. latency (bench_latency)")
-        latency = bench_latency.run_latency(args.runs, args.kafka, args.pg)
+        latency = bench_latency.run_latency(args.runs, args.kafka, args.pg, settle_s=5.0 if args.smoke else 60.0)
         bench_latency.report(latency)
 
         say("\n########## 3. peer comparison (bench_celery)")
