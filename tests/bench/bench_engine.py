@@ -460,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     with harness.sigterm_as_interrupt():
         harness.check_services(args.kafka, args.pg)
         base, results = run(args.tasks, args.slots, args.baseline_n, args.kafka, args.pg, args.profile,
-                            args.max_seconds or None, args.warm_up)
+                            args.max_seconds or None, args.warm_up, settle_s=5.0 if args.smoke else 30.0)
     harness.print_table(rows(results, base), "engine overhead")
     if args.json:
         print(json.dumps({"baseline": asdict(base), "runs": [asdict(r) for r in results]}))
@@ -468,16 +468,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(tasks: int, slots: list[int], baseline_n: int, kafka: str, pg: str, profile: bool,
-        max_seconds: float | None = None, warm_up: int = 0) -> tuple[Baseline, list[EngineResult]]:
+        max_seconds: float | None = None, warm_up: int = 0,
+        settle_s: float = 30.0) -> tuple[Baseline, list[EngineResult]]:
     """The broker's warm-up (`warm_up` pipelines, unmeasured), the baseline, then one engine run per slot count
-    (and the optional profiled run)."""
+    (and the optional profiled run); each measurement first waits up to `settle_s` for an idle machine."""
     say(f"load average before: {harness.load_average()} (cpus: {os.cpu_count()})")
     if warm_up:
         warm = run_engine(4, warm_up, kafka, pg, max_seconds=max_seconds)
         broker_ms = warm.cpu.ms_per_task.get("kafka", 0.0) if warm.cpu else float("nan")
         say(f"broker warm-up (unmeasured): {warm.executions} task executions at slots 4 in {warm.wall_s:.1f}s; "
             f"the broker spent {broker_ms:.2f} ms of CPU per task execution")
-    say(f"machine {harness.wait_until_idle(timeout_s=30.0)}")
+    say(f"machine {harness.wait_until_idle(timeout_s=settle_s)}")
     base = measure_baseline(baseline_n, kafka)
     say(f"spawn baselines, serial, N={base.n}:")
     for line in base.lines():
@@ -486,7 +487,7 @@ def run(tasks: int, slots: list[int], baseline_n: int, kafka: str, pg: str, prof
     for s in slots:
         # The VM's speed drifts within minutes: each run is compared with the raw rate measured just before it,
         # once what the previous run left behind (autovacuum, the broker's clean-up) has settled.
-        idle = harness.wait_until_idle(timeout_s=30.0)
+        idle = harness.wait_until_idle(timeout_s=settle_s)
         raw = harness.spawn_rate([TRUE], baseline_n)
         result = run_engine(s, tasks, kafka, pg, max_seconds=max_seconds)
         result.raw_rate, result.raw_note = raw, idle

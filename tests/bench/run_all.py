@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 
         say("\n########## 1. engine overhead (bench_engine)")
         base, engine = bench_engine.run(args.tasks, args.slots, baseline_n, args.kafka, args.pg, args.profile,
-                                        args.max_seconds or None, 0 if args.smoke else args.warm_up)
+                                        args.max_seconds or None, 0 if args.smoke else args.warm_up,
+                                        settle_s=5.0 if args.smoke else 30.0)
 
         say("\n########## 2. latency (bench_latency)")
         latency = bench_latency.run_latency(args.runs, args.kafka, args.pg, settle_s=5.0 if args.smoke else 60.0)

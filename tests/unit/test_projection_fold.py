@@ -115,7 +115,8 @@ def test_a_log_with_task_succeeded_projects_as_before_in_either_order():
         task = fold(order).tasks[t]
         assert (task.status, task.rank, task.finished_at) == ("succeeded", TERMINAL_RANK, 7)
     first, second = fold(events[:1]).tasks[t], fold(events[1:]).tasks[t]
-    assert _visible(_merge_task(first, second)) == _visible(_merge_task(second, first)) == _visible(fold(events).tasks[t])
+    whole = _visible(fold(events).tasks[t])
+    assert _visible(_merge_task(first, second)) == _visible(_merge_task(second, first)) == whole
 
 
 def test_a_late_result_of_an_earlier_attempt_does_not_replace_the_later_one():
