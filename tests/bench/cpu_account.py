@@ -36,14 +36,21 @@ class CpuSnapshot:
     total_s: float
 
 
+def machine_cpu() -> tuple[float, float]:
+    """The machine's busy and total CPU seconds so far (idle and iowait are not busy), from /proc/stat."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]
+    return (sum(ticks) - idle) * TICK_S, sum(ticks) * TICK_S
+
+
 def snapshot() -> CpuSnapshot:
     """Per-kind CPU (a process's own; what agents spawned and reaped counts as "agent children"), and the
     machine's busy and total CPU time; empty where /proc is missing."""
     by_kind: Counter[str] = Counter()
     try:
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
-        with open("/proc/stat") as f:
-            ticks = [int(v) for v in f.readline().split()[1:]]
+        busy_s, total_s = machine_cpu()
     except OSError:
         return CpuSnapshot({}, 0.0, 0.0)
     for pid in pids:
@@ -58,8 +65,7 @@ def snapshot() -> CpuSnapshot:
         by_kind[kind] += (int(fields[11]) + int(fields[12])) * TICK_S
         children = (int(fields[13]) + int(fields[14])) * TICK_S
         by_kind["agent children" if kind == "agent" else kind] += children
-    idle = ticks[3] + ticks[4]  # idle, iowait
-    return CpuSnapshot(dict(by_kind), (sum(ticks) - idle) * TICK_S, sum(ticks) * TICK_S)
+    return CpuSnapshot(dict(by_kind), busy_s, total_s)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from cpu_account import machine_cpu
 
 from scalebox_stream.events import EventCodec
 from scalebox_stream.executors.output import ProgramOutput
@@ -134,23 +135,16 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def _cpu_times() -> tuple[int, int]:
-    """(idle, total) jiffies of the whole machine, from /proc/stat."""
-    with open("/proc/stat") as stat:
-        fields = [int(x) for x in stat.readline().split()[1:]]
-    return fields[3] + fields[4], sum(fields)  # idle + iowait
-
-
 def wait_until_idle(max_busy: float = 0.15, settled_s: float = 2.0, timeout_s: float = 60.0) -> str:
     """Wait until the machine has been at most `max_busy` busy for `settled_s` (what a run just before leaves
     behind, PostgreSQL's autovacuum and the broker's clean-up of deleted topics, competes with a measurement that
     wants an idle system), or `timeout_s` passed; says how it went."""
     started = time.monotonic()
     while True:
-        idle0, total0 = _cpu_times()
+        busy0, total0 = machine_cpu()
         time.sleep(settled_s)
-        idle1, total1 = _cpu_times()
-        busy = 1 - (idle1 - idle0) / max(1, total1 - total0)
+        busy1, total1 = machine_cpu()
+        busy = (busy1 - busy0) / max(1e-9, total1 - total0)
         waited = time.monotonic() - started
         if busy <= max_busy:
             return f"idle: {busy:.0%} busy over {settled_s:.0f}s, after {waited:.0f}s"
