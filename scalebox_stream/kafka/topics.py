@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from concurrent.futures import Future
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec, TopicMetadata
 
 EVENTS_TOPIC = "sbx.events"
 DEAD_LETTER_TOPIC = "sbx.dlq"
@@ -44,17 +44,18 @@ def module_group(app: str, module: str) -> str:
 
 
 def ensure_topics(admin: AdminClient, topics: dict[str, int], timeout_s: float = 30.0) -> None:
-    """Create the topics that do not exist yet (name -> partitions); existing ones are left alone."""
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    """Create the topics that do not exist yet (name -> partitions); existing ones are left alone. Returns once
+    every one of them, new or not, has a leader for each partition."""
+    existing = admin.list_topics(timeout=timeout_s).topics
     wanted = [
         NewTopic(name, num_partitions=partitions, replication_factor=1,
                  config=TOPIC_CONFIGS.get(name, {}))
         for name, partitions in topics.items() if name not in existing
     ]
-    if not wanted:
-        return
-    settle(admin.create_topics(wanted, operation_timeout=timeout_s), "create topic", tolerated="TOPIC_ALREADY_EXISTS")
-    _await_metadata(admin, {t.topic for t in wanted}, timeout_s)
+    if wanted:
+        settle(admin.create_topics(wanted, operation_timeout=timeout_s), "create topic",
+               tolerated="TOPIC_ALREADY_EXISTS")
+    _await_leaders(admin, set(topics), timeout_s)
 
 
 def settle(futures: dict[str, Future], action: str, tolerated: str) -> None:
@@ -68,14 +69,39 @@ def settle(futures: dict[str, Future], action: str, tolerated: str) -> None:
                 raise RuntimeError(f"cannot {action} {name}: {exc}") from exc
 
 
-def _await_metadata(admin: AdminClient, names: set[str], timeout_s: float) -> None:
-    """Wait until new topics show in the cluster metadata with their partitions (clients see them then)."""
+def _await_leaders(admin: AdminClient, names: set[str], timeout_s: float) -> None:
+    """Wait until every partition of the topics answers for its offsets. A broker lists a new topic's
+    partitions, and then their leader, a moment before that leader serves them: a client asking for offsets
+    in that moment gets NOT_LEADER_FOR_PARTITION. Raises naming the topics still not served."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        topics = admin.list_topics(timeout=timeout_s).topics
-        if all(n in topics and topics[n].error is None and topics[n].partitions for n in names):
+    while True:
+        waiting = _unserved(admin, names, timeout_s)
+        if not waiting:
             return
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"topics not served by a partition leader after {timeout_s:.0f} s: "
+                               + ", ".join(waiting))
         time.sleep(0.1)
+
+
+def _unserved(admin: AdminClient, names: set[str], timeout_s: float) -> list[str]:
+    """The topics among `names` with a partition that has no leader yet or whose leader cannot give its
+    end offset."""
+    topics = admin.list_topics(timeout=timeout_s).topics
+    waiting = {n for n in names if not _ready(topics.get(n))}
+    probes = {TopicPartition(n, p): OffsetSpec.latest() for n in names - waiting for p in topics[n].partitions}
+    for tp, future in (admin.list_offsets(probes, request_timeout=timeout_s).items() if probes else ()):
+        try:
+            future.result()
+        except KafkaException:
+            waiting.add(tp.topic)
+    return sorted(waiting)
+
+
+def _ready(topic: TopicMetadata | None) -> bool:
+    """Whether a topic's metadata lists partitions, each with a leader and no error."""
+    return (topic is not None and topic.error is None and bool(topic.partitions)
+            and all(p.leader >= 0 and p.error is None for p in topic.partitions.values()))
 
 
 SHARED_TOPICS = {EVENTS_TOPIC: EVENTS_TOPIC_PARTITIONS, DEAD_LETTER_TOPIC: 1, APPS_TOPIC: 1, CONTROL_TOPIC: 1,
