@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -48,3 +49,10 @@ def list_tasks(kafka: str, pg: str, app: str, module: str | None = None, since: 
 def utc_now() -> datetime:
     """Now, as the naive UTC time `--since` takes (whole seconds, rounded down)."""
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

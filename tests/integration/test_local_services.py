@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 
 import psycopg
 import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from pipeline import scalebox
+from pipeline import free_port, scalebox
 
 from scalebox_stream.kafka.topics import EVENTS_TOPIC
 from scalebox_stream.local import services
@@ -68,17 +67,11 @@ def test_status_reports_both_running(local_endpoints: services.Endpoints) -> Non
     assert info["kafka"]["pid"] > 0 and info["postgres"]["pid"] > 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_reset_leaves_both_services_empty(tmp_path, kafka_bootstrap, pg_dsn) -> None:
     """A second pair in its own home: reset stops it and deletes its data; the next `up` starts it empty, and
     a projector there has nothing to catch up with."""
     home, topic = tmp_path / "home", f"test-local-{uuid.uuid4().hex[:12]}"
-    ports = ["--kafka-port", str(_free_port()), "--controller-port", str(_free_port()), "--pg-port", str(_free_port())]
+    ports = ["--kafka-port", str(free_port()), "--controller-port", str(free_port()), "--pg-port", str(free_port())]
     up = scalebox(["local", "up", *ports], kafka_bootstrap, pg_dsn, home=home)
     assert up.code == 0, up.stderr
     try:

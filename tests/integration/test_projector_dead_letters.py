@@ -4,25 +4,19 @@ is projected."""
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 import uuid
 
 import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from pipeline import free_port
 
 from scalebox_stream.events import Event, EventCodec
 from scalebox_stream.kafka.config import admin_config, producer_config
 from scalebox_stream.kafka.topics import DEAD_LETTER_TOPIC, ensure_topics
 from scalebox_stream.projector import verify, workload
 from scalebox_stream.projector.service import Projector
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _dlq_end(bootstrap: str) -> int:
@@ -82,7 +76,7 @@ def test_bad_events_are_dead_lettered_and_the_rest_is_projected(kafka_bootstrap,
         producer.produce(topic, key=b"k", value=value)
     assert producer.flush(30) == 0
 
-    port = _free_port()
+    port = free_port()
     dlq_start = _dlq_end(kafka_bootstrap)
     db = f"dlq_{tag}"
     dsn = verify.create_database(pg_dsn, db)

@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
-from pipeline import REPO
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from pipeline import REPO, free_port
 
 
 def test_projector_serves_metrics(kafka_bootstrap, pg_dsn):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "SCALEBOX_KAFKA": kafka_bootstrap, "SCALEBOX_PG": pg_dsn}
     argv = [sys.executable, "-m", "scalebox_stream.cli.main", "projector", "--metrics-port", str(port)]
     proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
