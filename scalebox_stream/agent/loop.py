@@ -28,10 +28,12 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from scalebox_stream import metrics
 from scalebox_stream.agent.admission import Admission
 from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.offsets import PartitionTracker, parse_metadata
 from scalebox_stream.agent.task_runner import AttemptReport, OutMessage, TaskMessage, TaskRunner
+from scalebox_stream.agent.telemetry import AgentTelemetry
 from scalebox_stream.events import DecodeError, Event, EventCodec, now_us
 from scalebox_stream.executors import make_executor
 from scalebox_stream.kafka.backlog import BacklogWatcher
@@ -92,6 +94,8 @@ class AgentOptions:
     grace_seconds: float = 30.0
     keep_work_dirs: bool = False
     consumer_overrides: dict = field(default_factory=dict)
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on this port (none when None)."""
 
 
 @dataclass
@@ -162,6 +166,10 @@ class Agent:
         bounds = {m: spec.modules[m].max_backlog for m in spec.sinks_of(self.module.name)
                   if spec.modules[m].max_backlog}
         self.downstream = BacklogWatcher(bootstrap, spec.name, bounds)
+        self.telemetry = AgentTelemetry(identity)
+        self.telemetry.watch(options.slots, busy=lambda: self._in_flight,
+                             buffered=lambda: len(self._waiting) + len(self._delayed),
+                             suspended=lambda: float(self.suspended), held=lambda: float(self._blocked_downstream()))
 
     def _new_consumer(self) -> Consumer:
         return Consumer(consumer_config(
@@ -189,6 +197,8 @@ class Agent:
         signal.signal(signal.SIGINT, self.request_stop)
         ensure_topics(AdminClient(admin_config(self.bootstrap)), {self.topics[1]: HOST_TOPIC_PARTITIONS,
                                                                   PRESENCE_TOPIC: 1})
+        if self.options.metrics_port is not None:
+            metrics.serve(self.options.metrics_port)
         self._subscribe()
         self._lifecycle("started")
         log.info("agent %s serving %s with %d %s slot(s)", self.identity.agent_id, " and ".join(self.topics),
@@ -437,6 +447,7 @@ class Agent:
         """Record the attempt a dead agent was running as lost; the next attempt, or None if given up."""
         created = task.event
         log.warning("task %s attempt %d was lost with its agent; recording it", created.task_id, lost)
+        self.telemetry.attempt_lost()
         records = [self.runner.lost_report(created, lost, LOST_EXIT_CODE)]
         if lost >= MAX_LOST_ATTEMPTS + created.attempt - 1:
             records.append(self.runner.to_events(self.runner.event("TaskFailed", created.task_id, lost, {
@@ -451,6 +462,7 @@ class Agent:
     def _dead_letter(self, message: Message, reason: str) -> None:
         """Park an undecodable message on the dead-letter topic and move on."""
         self.poison_count += 1
+        self.telemetry.dead_letter()
         log.error("poison message %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), reason)
         headers = [("error", reason.encode()), ("source_topic", message.topic().encode()),
                    ("source_partition", str(message.partition()).encode()),
@@ -522,6 +534,7 @@ class Agent:
 
     def _run_attempt(self, task: TaskMessage, slot: int) -> None:
         token = None
+        began: float | None = None
         try:
             if self.admission.active:
                 verdict, token = self.admission.check(task.event)
@@ -530,14 +543,19 @@ class Agent:
                         self._outbox.put(self.runner.accepted(task, slot))
                         task = replace(task, accepted_at=None)
                     self._refused.put((task, verdict.reason))
+                    self.telemetry.admission_refused()
                     return
             self._started.put(task)
+            self.telemetry.attempt_started()
+            began = time.perf_counter()
             report = self.runner.run(task, slot, self._outbox.put)
         except Exception:  # never lose the slot: the attempt stays unreported and will be redelivered
             log.exception("slot %d crashed on task %s", slot, task.event.task_id)
             report = AttemptReport([], "error")
         finally:
             self.admission.release(token)
+        if began is not None:
+            self.telemetry.attempt_finished(report.outcome, time.perf_counter() - began)
         if not self._abandon:
             self._count_against_budget(report.outcome)  # before this slot may take another task
             self._done.put(_Done(task.source, task.offset, task.assignment, report.records, outcome=report.outcome))
@@ -570,14 +588,17 @@ class Agent:
         if not finished and not records and not self._offsets_dirty:
             return
         self._offsets_dirty = False
+        began = time.perf_counter()
         try:
             if self._transact(records + [r for d in finished for r in d.records], finished):
                 self._note_membership(membership_evidence(True))
         except (KafkaException, TransactionHung) as exc:
+            self.telemetry.transaction(time.perf_counter() - began, committed=False)
             self._recover(exc, records, finished)
             return
         finally:
             self._last_publish = time.monotonic()
+        self.telemetry.transaction(time.perf_counter() - began, committed=True)
         with self._dispatch:
             for done in finished:
                 if done.ran_in_slot:

@@ -44,6 +44,11 @@ def start_tasks(spec: AppSpec, bodies: list[str], module: str | None) -> list[tu
             if module is None or name == module]
 
 
+def metrics_ports(base: int | None, modules: int) -> list[list[str]]:
+    """The `--metrics-port` arguments of the projector, then of each module's agent (none without `base`)."""
+    return [[] if base is None else ["--metrics-port", str(base + i)] for i in range(modules + 1)]
+
+
 def run(
     app_file: Path = typer.Argument(..., help="The app.yaml to run."),
     bodies: list[str] = typer.Argument(None, help="Start task bodies ('-' reads lines from stdin)."),
@@ -51,6 +56,9 @@ def run(
     env_file: list[Path] = typer.Option([], "--env-file", "-e", help="Extra env files for ${VAR} templating."),
     header: list[str] = typer.Option([], "--header", "-H", help="Header key=value for the start tasks."),
     timeout: float | None = typer.Option(None, "--timeout", help="Give up after this many seconds."),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", help="Serve Prometheus metrics: the projector on this port, the agents on the next "
+                                     "ones, in the app file's module order."),
     kafka: str | None = KafkaOption,
     pg: str | None = PgOption,
 ) -> None:
@@ -75,11 +83,15 @@ def run(
     children = Children(scalebox_home() / "logs" / spec.name, {"SCALEBOX_KAFKA": conns.kafka,
                                                                "SCALEBOX_PG": conns.pg})
     try:
-        children.start("projector", ["projector"])
-        for name, m in spec.modules.items():
+        ports = metrics_ports(metrics_port, len(spec.modules))
+        children.start("projector", ["projector", *ports[0]])
+        for (name, m), port in zip(spec.modules.items(), ports[1:], strict=True):
             children.start(f"agent-{name}", ["agent", "--app", spec.name, "--module", name,
                                              "--app-file", str(app_file), *sum((["-e", str(e)] for e in env_file), []),
-                                             "--slots", str(m.slots)])
+                                             "--slots", str(m.slots), *port])
+        if metrics_port is not None:
+            console.print(f"metrics: projector on :{metrics_port}, agents of "
+                          + ", ".join(f"{name} on :{metrics_port + 1 + i}" for i, name in enumerate(spec.modules)))
         producer, codec = Producer(producer_config(conns.kafka)), EventCodec()
         roots = feed(spec, sends, producer, conns.kafka, parse_headers(header))
         console.print(f"[bold]{spec.name}[/]: sent {len(roots)} task(s); agents and projector logs in "

@@ -24,6 +24,7 @@ def agent(
     grace: float = typer.Option(30.0, "--grace", help="Seconds in-flight tasks get after SIGTERM."),
     consumer_config: list[str] = typer.Option([], "--consumer-config", help="librdkafka consumer KEY=VALUE."),
     kafka: str | None = typer.Option(None, "--kafka", help="Kafka bootstrap (env SCALEBOX_KAFKA)."),
+    metrics_port: int | None = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics on this port."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run one agent of one module until SIGTERM."""
@@ -54,7 +55,7 @@ def agent(
         fail("--consumer-config takes KEY=VALUE")
     options = AgentOptions(slots=slots or spec.modules[module].slots,
                            work_root=work_root or scalebox_home() / "work", grace_seconds=grace,
-                           consumer_overrides=overrides)
+                           consumer_overrides=overrides, metrics_port=metrics_port)
     Agent(spec, identity, bootstrap, options).run()
 
 

@@ -22,6 +22,10 @@ class AttemptVerdict:
     reason: str = ""
 
 
+OUTCOMES = ("succeeded", "failed", "timed_out", "error")
+"""Every label `classify` gives."""
+
+
 def classify(exit_code: int, timed_out: bool, error: str | None) -> str:
     """The outcome label of one attempt."""
     if timed_out:

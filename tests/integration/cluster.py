@@ -49,10 +49,10 @@ class Cluster:
             "agent", "--app", self.spec.name, "--module", module, "--app-file", str(self.app_file),
             "--slots", str(slots), *extra])
 
-    def start_projector(self) -> Child:
+    def start_projector(self, *extra: str) -> Child:
         """Start a projector."""
         self._count += 1
-        return self.children.start(f"projector-{self._count}", ["projector"])
+        return self.children.start(f"projector-{self._count}", ["projector", *extra])
 
     def send(self, module: str, bodies: list[str]) -> list[str]:
         """Send tasks; returns their ids."""
