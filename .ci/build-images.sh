@@ -2,12 +2,15 @@
 # Build the local images the tests and examples use, without any registry:
 #   scalebox/base:busybox                   imported from a rootfs holding the host's static busybox
 #   scalebox-examples/<name>:latest         one per entry of EXAMPLE_IMAGES below, FROM the base
+#   scalebox/debian:bookworm                Debian 12 minbase with Python (debootstrap), the base of
+#   scalebox-stream:latest                  the agents' and projectors' image (agents/build-image.sh)
 # Idempotent and fast: an image is rebuilt only when missing or when its inputs changed (a content hash
 # is kept in the image label `scalebox.input-hash`), or with --force.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BASE_IMAGE=scalebox/base:busybox
+DEBIAN_IMAGE=scalebox/debian:bookworm
 BUSYBOX=${BUSYBOX:-/usr/bin/busybox}
 FORCE=false
 [ "${1:-}" = "--force" ] && FORCE=true
@@ -62,6 +65,35 @@ build_base() {
   echo "built $BASE_IMAGE"
 }
 
+# A Debian 12 base with Python, made with debootstrap (no registry here): the scalebox-stream image's base in tests.
+build_debian_base() {
+  local hash rootfs
+  hash=$(echo "debian-bookworm-minbase-python3-v1" | sha256sum | cut -c1-16)
+  if up_to_date "$DEBIAN_IMAGE" "$hash"; then
+    echo "$DEBIAN_IMAGE is up to date"
+    return
+  fi
+  if ! command -v debootstrap >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >/dev/null
+  fi
+  rootfs=$(mktemp -d)
+  if ! debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$rootfs" \
+      "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$rootfs.log" 2>&1; then
+    tail -20 "$rootfs.log" >&2
+    rm -rf "$rootfs" "$rootfs.log"
+    echo "debootstrap failed" >&2
+    return 1
+  fi
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs.log"
+  tar -C "$rootfs" -c . | docker import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'CMD ["/bin/bash"]' \
+    --change "LABEL scalebox.input-hash=$hash" \
+    - "$DEBIAN_IMAGE" >/dev/null
+  rm -rf "$rootfs"
+  echo "built $DEBIAN_IMAGE"
+}
+
 # build_image <tag> <context> [dockerfile]
 build_image() {
   local tag="$1" ctx="$ROOT/$2" dockerfile="${3:-Dockerfile}" hash log
@@ -87,5 +119,7 @@ for entry in "${EXAMPLE_IMAGES[@]}"; do
   # shellcheck disable=SC2086  # entry is "<tag> <context> [dockerfile]"
   build_image $entry
 done
+build_debian_base
+bash "$ROOT/agents/build-image.sh" --base "$DEBIAN_IMAGE"   # scalebox-stream:latest, for agents and projectors
 # Drop the untagged leftovers of earlier builds of these images.
 docker image prune -f --filter label=scalebox.input-hash >/dev/null

@@ -15,11 +15,12 @@ SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 
 
 def schema_dir() -> Path:
-    """The directory holding `*.avsc` files (`SCALEBOX_SCHEMAS`, else the repository's `schemas/`)."""
+    """The directory holding `*.avsc` files (`SCALEBOX_SCHEMAS`, else the repository's `schemas/`, which the package
+    reaches through its `events/avsc` link and an installed wheel holds as a copy)."""
     override = os.environ.get("SCALEBOX_SCHEMAS")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "schemas"
+    return Path(__file__).resolve().with_name("avsc")
 
 
 @lru_cache(maxsize=4)

@@ -76,4 +76,4 @@ def pg_dsn(request: pytest.FixtureRequest) -> str:
     return dsn
 
 
-from docker_fixtures import busybox_image, docker_available, docker_client, example_images  # noqa: E402,F401
+from docker_fixtures import agent_image, busybox_image, docker_available, docker_client, example_images  # noqa: E402,F401

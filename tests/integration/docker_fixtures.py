@@ -17,8 +17,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "scalebox/base:busybox"
 PRIMES_IMAGE = "scalebox-examples/primes-calc:latest"
+AGENT_IMAGE = "scalebox-stream:latest"
 
-__all__ = ["BASE_IMAGE", "PRIMES_IMAGE", "docker_available", "docker_client", "busybox_image", "example_images"]
+__all__ = ["AGENT_IMAGE", "BASE_IMAGE", "PRIMES_IMAGE", "agent_image", "docker_available", "docker_client",
+           "busybox_image", "example_images"]
 
 
 def _unavailable(reason: str) -> None:
@@ -49,7 +51,7 @@ def docker_client(docker_available: None) -> Iterator[docker.DockerClient]:
 
 @pytest.fixture(scope="session")
 def example_images(docker_available: None) -> list[str]:
-    """Builds (when missing or stale) the base and example images with .ci/build-images.sh."""
+    """Builds (when missing or stale) the base, example and scalebox-stream images with .ci/build-images.sh."""
     proc = subprocess.run(["bash", str(REPO / ".ci" / "build-images.sh")], capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         pytest.fail(f".ci/build-images.sh failed:\n{proc.stdout}\n{proc.stderr}")
@@ -60,3 +62,9 @@ def example_images(docker_available: None) -> list[str]:
 def busybox_image(example_images: list[str]) -> str:
     """The local `scalebox/base:busybox` image (built on demand, never pulled)."""
     return BASE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def agent_image(example_images: list[str]) -> str:
+    """The local `scalebox-stream:latest` image of agents and projectors (agents/build-image.sh)."""
+    return AGENT_IMAGE
