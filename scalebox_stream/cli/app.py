@@ -115,7 +115,8 @@ def summary(spec: AppSpec) -> str:
     width = max(len(name) for name in spec.modules)
     for name, module in spec.modules.items():
         sinks = ",".join(spec.sinks_of(name)) or "-"
-        lines.append(f"  {name:<{width}}  {_runs(module)}  slots={module.slots}  sinks={sinks}")
+        where = f"  cluster={spec.cluster_of(name)}" if spec.cluster_of(name) != "local" else ""
+        lines.append(f"  {name:<{width}}  {_runs(module)}  slots={module.slots}  sinks={sinks}{where}")
     return "\n".join(lines)
 
 

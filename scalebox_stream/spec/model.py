@@ -57,6 +57,7 @@ DEFAULT_OUTPUT_TEXT_SIZE = 65536
 MAX_OUTPUT_TEXT_SIZE = 1 << 30
 APP_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 MODULE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+CLUSTER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _EXECUTOR_ALIASES = {"singularity": "apptainer"}
 
@@ -117,6 +118,8 @@ class ModuleSpec(BaseModel):
     host_wait_seconds: float = Field(default=30.0, ge=0)
     on_missing_host: Literal["fail", "reroute"] = "fail"
     container_mode: Literal["task", "slot"] = "task"
+    cluster: str | None = None
+    """The Kafka cluster whose agents run this module (default: the app's `cluster`)."""
 
     @field_validator("check", mode="before")
     @classmethod
@@ -411,6 +414,8 @@ class AppSpec(BaseModel):
     name: str
     label: str | None = None
     main_router: str | None = None
+    cluster: str = "local"
+    """The app's home cluster: where it is run from and projected, and where modules without a `cluster` run."""
     modules: dict[str, ModuleSpec]
     app_dir: Path
     source: Path
@@ -421,6 +426,17 @@ class AppSpec(BaseModel):
         if not APP_NAME_RE.fullmatch(value):
             raise ValueError(f"bad app name {value!r}: use letters, digits, '.', '_' and '-'")
         return value
+
+    @model_validator(mode="after")
+    def _check_clusters(self) -> AppSpec:
+        """Cluster names are plain names (they name MirrorMaker 2 flows and tag every event)."""
+        bad = "bad cluster name {!r}: use letters, digits, '_' and '-'"
+        named = [(("cluster",), self.cluster)] + [(("modules", name, "cluster"), m.cluster)
+                                                   for name, m in self.modules.items() if m.cluster is not None]
+        problems = [(path, bad.format(value)) for path, value in named if not CLUSTER_NAME_RE.fullmatch(value)]
+        if problems:
+            raise FieldError(problems)
+        return self
 
     @model_validator(mode="after")
     def _check_references(self) -> AppSpec:
@@ -451,6 +467,10 @@ class AppSpec(BaseModel):
             if module.start_task:
                 return name
         return next(iter(self.modules))
+
+    def cluster_of(self, module: str) -> str:
+        """The cluster whose agents run `module`."""
+        return self.modules[module].cluster or self.cluster
 
     def sinks_of(self, module: str) -> list[str]:
         """Where a module's output goes by default: its sink_modules, else the main router

@@ -3,8 +3,8 @@
 Scalebox spreads module settings over flat keys, `arguments:` and `parameters:`, and has older names
 for some keys (`base_image`, `sink_jobs`, `start_message`...). This step maps them all onto the flat
 model fields and remembers, for each model field, the path it came from (so errors can name the key
-the user actually wrote, and its line). Harmless Scalebox keys (`label`, `comment`, `version`,
-`cluster`) are ignored; anything else unknown is an error, with a "did you mean" suggestion.
+the user actually wrote, and its line). Harmless Scalebox keys (`label`, `comment`, `version`) are
+ignored; anything else unknown is an error, with a "did you mean" suggestion.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ from typing import Any
 
 from .yamlsrc import Path_
 
-APP_FIELDS = frozenset({"name", "label", "main_router", "modules"})
+APP_FIELDS = frozenset({"name", "label", "main_router", "modules", "cluster"})
 MODULE_FIELDS = frozenset({
     "image", "command", "executor", "slots", "sink_modules", "environments", "volumes",
     "task_max_seconds", "retry_rules", "start_task", "output_text_size", "text_trunc_mode", "pod_id",
     "task_dist_mode", "task_deadline_seconds", "queue_timeout_seconds", "retry", "error_budget",
     "check", "dir_quota_gb", "free_space_gb", "max_tasks_per_host", "max_backlog", "host_wait_seconds",
-    "on_missing_host", "container_mode",
+    "on_missing_host", "container_mode", "cluster",
 })
 NESTS = frozenset({"arguments", "parameters"})
-IGNORED = frozenset({"label", "comment", "comments", "version", "cluster"})
+IGNORED = frozenset({"label", "comment", "comments", "version"})
 ALIASES = {
     "base_image": "image", "sink_jobs": "sink_modules", "start_message": "start_task",
     "task_timeout_seconds": "task_max_seconds", "message_router": "main_router", "jobs": "modules",

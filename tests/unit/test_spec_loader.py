@@ -134,6 +134,14 @@ jobs:
     module = app.modules["m"]
     assert module.executor == "apptainer" and module.image == "img.sif"
     assert module.sink_modules == ["m"] and module.task_max_seconds == 5 and module.start_task == ["hi"]
+    assert app.cluster == "local" and app.cluster_of("m") == "c", "a module's cluster places it (Scalebox's too)"
+
+
+def test_cluster_names_are_checked_and_named_with_their_line(tmp_path: Path) -> None:
+    app = load_text(tmp_path, "name: a\ncluster: home\nmodules:\n  m: {image: x}\n  n: {image: x, cluster: far}\n")
+    assert (app.cluster_of("m"), app.cluster_of("n")) == ("home", "far")
+    with pytest.raises(SpecError, match=r"app.yaml:4: modules.m.cluster: bad cluster name 'a b'"):
+        load_text(tmp_path, "name: a\nmodules:\n  m:\n    cluster: a b\n    image: x\n")
 
 
 def test_executor_singularity_alias(tmp_path: Path) -> None:
