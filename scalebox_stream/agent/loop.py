@@ -45,6 +45,7 @@ from scalebox_stream.kafka.topics import (
     EVENTS_TOPIC,
     HOST_TOPIC_PARTITIONS,
     PRESENCE_TOPIC,
+    ensure_app_topics,
     ensure_topics,
     module_group,
     task_topic,
@@ -163,8 +164,10 @@ class Agent:
         self._refused: queue.SimpleQueue[tuple[TaskMessage, str]] = queue.SimpleQueue()
         self._started: queue.SimpleQueue[TaskMessage] = queue.SimpleQueue()
         self._running_sources: Counter[tuple[str, int]] = Counter()
+        # Only modules of this cluster: another cluster's backlog is not measured here (its copy of the topic
+        # holds tasks whose consumers commit on the other cluster).
         bounds = {m: spec.modules[m].max_backlog for m in spec.sinks_of(self.module.name)
-                  if spec.modules[m].max_backlog}
+                  if spec.modules[m].max_backlog and spec.cluster_of(m) == spec.cluster_of(self.module.name)}
         self.downstream = BacklogWatcher(bootstrap, spec.name, bounds)
         self.telemetry = AgentTelemetry(identity)
         self.telemetry.watch(options.slots, busy=lambda: self._in_flight,
@@ -195,8 +198,11 @@ class Agent:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
-        ensure_topics(AdminClient(admin_config(self.bootstrap)), {self.topics[1]: HOST_TOPIC_PARTITIONS,
-                                                                  PRESENCE_TOPIC: 1})
+        admin = AdminClient(admin_config(self.bootstrap))
+        # The app's topics too: on another cluster than the app's home, nobody else may have made them yet, and
+        # MirrorMaker 2 keeps partitions only into topics with as many of them.
+        ensure_app_topics(admin, self.spec.name, list(self.spec.modules))
+        ensure_topics(admin, {self.topics[1]: HOST_TOPIC_PARTITIONS, PRESENCE_TOPIC: 1})
         if self.options.metrics_port is not None:
             metrics.serve(self.options.metrics_port)
         self._subscribe()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from scalebox_stream.cli import app as app_cmds
-from scalebox_stream.cli import local, module, run, status, task, workers
+from scalebox_stream.cli import local, mirror, module, run, status, task, workers
 
 app = typer.Typer(name="scalebox", help="Run containerized pipelines of modules over Kafka.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -18,6 +18,7 @@ app.command("status")(status.status)
 app.command("agent")(workers.agent)
 app.command("projector")(workers.projector)
 app.command("replay")(workers.replay)
+app.command("mirror")(mirror.mirror)
 
 if __name__ == "__main__":
     app()

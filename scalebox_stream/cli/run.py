@@ -83,15 +83,19 @@ def run(
     children = Children(scalebox_home() / "logs" / spec.name, {"SCALEBOX_KAFKA": conns.kafka,
                                                                "SCALEBOX_PG": conns.pg})
     try:
-        ports = metrics_ports(metrics_port, len(spec.modules))
+        here = [name for name in spec.modules if spec.cluster_of(name) == spec.cluster]
+        ports = metrics_ports(metrics_port, len(here))
         children.start("projector", ["projector", *ports[0]])
-        for (name, m), port in zip(spec.modules.items(), ports[1:], strict=True):
+        for name, port in zip(here, ports[1:], strict=True):
             children.start(f"agent-{name}", ["agent", "--app", spec.name, "--module", name,
                                              "--app-file", str(app_file), *sum((["-e", str(e)] for e in env_file), []),
-                                             "--slots", str(m.slots), *port])
+                                             "--slots", str(spec.modules[name].slots), *port])
         if metrics_port is not None:
             console.print(f"metrics: projector on :{metrics_port}, agents of "
-                          + ", ".join(f"{name} on :{metrics_port + 1 + i}" for i, name in enumerate(spec.modules)))
+                          + ", ".join(f"{name} on :{metrics_port + 1 + i}" for i, name in enumerate(here)))
+        if elsewhere := [f"{name} ({spec.cluster_of(name)})" for name in spec.modules if name not in here]:
+            console.print(f"modules of other clusters: {', '.join(elsewhere)}; their agents and `scalebox mirror` "
+                          "run there")
         producer, codec = Producer(producer_config(conns.kafka)), EventCodec()
         roots = feed(spec, sends, producer, conns.kafka, parse_headers(header))
         console.print(f"[bold]{spec.name}[/]: sent {len(roots)} task(s); agents and projector logs in "

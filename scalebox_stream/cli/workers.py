@@ -49,7 +49,9 @@ def agent(
         fail(f"{app_file} defines app {spec.name!r}, not {app_name!r}")
     if module not in spec.modules:
         fail(f"app {app_name!r} has no module {module!r} (modules: {', '.join(spec.modules)})")
-    identity = AgentIdentity(app_name, module, **({"host": host} if host else {}))
+    # The cluster stamped on its events: SCALEBOX_CLUSTER, else the one the app file places the module on.
+    identity = AgentIdentity(app_name, module, cluster=os.environ.get("SCALEBOX_CLUSTER") or spec.cluster_of(module),
+                             **({"host": host} if host else {}))
     overrides = dict(item.split("=", 1) for item in consumer_config if "=" in item)
     if len(overrides) != len(consumer_config):
         fail("--consumer-config takes KEY=VALUE")
