@@ -45,18 +45,18 @@ def mirror(
     home = specs[0].cluster
     if home not in bootstraps:
         bootstraps[home] = kafka or connections(None, None).kafka
-    spanned = [name for spec in specs for name in clusters(spec)]
-    unknown = sorted(set(bootstraps) - set(spanned))
-    if unknown:
-        fail(f"no app runs a module on cluster(s) {', '.join(unknown)} (their clusters: "
-             f"{', '.join(dict.fromkeys(spanned))})")
+    spanned = list(dict.fromkeys(name for spec in specs for name in clusters(spec)))
+    if unknown := sorted(set(bootstraps) - set(spanned)):
+        fail(f"no app runs a module on cluster(s) {', '.join(unknown)} (their clusters: {', '.join(spanned)})")
+    if missing := [name for name in spanned if name not in bootstraps]:
+        fail(f"no bootstrap servers for cluster(s) {', '.join(missing)}: give --cluster NAME=BOOTSTRAP")
     try:
         planned = merged(specs)
-        if not planned:
-            fail(f"every module runs on the home cluster {home!r}: nothing to mirror")
-        properties = render(planned, bootstraps, replication_factor)
     except ValueError as exc:
-        fail(f"{exc} (give --cluster NAME=BOOTSTRAP for every cluster)" if "bootstrap" in str(exc) else str(exc))
+        fail(str(exc))
+    if not planned:
+        fail(f"every module runs on the home cluster {home!r}: nothing to mirror")
+    properties = render(planned, bootstraps, replication_factor)
     if print_only:
         typer.echo(properties, nl=False)
         return

@@ -57,8 +57,8 @@ def run(
     header: list[str] = typer.Option([], "--header", "-H", help="Header key=value for the start tasks."),
     timeout: float | None = typer.Option(None, "--timeout", help="Give up after this many seconds."),
     metrics_port: int | None = typer.Option(
-        None, "--metrics-port", help="Serve Prometheus metrics: the projector on this port, the agents on the next "
-                                     "ones, in the app file's module order."),
+        None, "--metrics-port", help="Serve Prometheus metrics: the projector on this port, the agents of the home "
+                                     "cluster's modules on the next ones, in the app file's order."),
     kafka: str | None = KafkaOption,
     pg: str | None = PgOption,
 ) -> None:
