@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+FAILS_ON_BAD = "[/bin/sh, -c, 'case \"$0\" in bad*) exit 3;; esac']"
+"""A module command (app-file YAML) that fails with exit code 3 for bodies starting with `bad`, else succeeds."""
 
 
 @dataclass

@@ -7,9 +7,7 @@ import urllib.request
 
 import pytest
 from cluster import Cluster
-from pipeline import free_port
-
-FAILS_ON_BAD = "[/bin/sh, -c, 'case \"$0\" in bad*) exit 3;; esac']"
+from pipeline import FAILS_ON_BAD, free_port
 
 
 @pytest.fixture

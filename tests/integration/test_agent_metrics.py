@@ -6,10 +6,8 @@ import time
 import urllib.request
 
 from cluster import Cluster
-from pipeline import free_port
+from pipeline import FAILS_ON_BAD, free_port
 from prometheus_client.parser import text_string_to_metric_families
-
-FAILS_ON_BAD = "[/bin/sh, -c, 'case \"$0\" in bad*) exit 3;; esac']"
 
 
 def scrape(port: int) -> dict[tuple[str, frozenset], float]:

@@ -21,11 +21,10 @@ import psycopg
 import pytest
 import yaml
 from cluster import Cluster
-from pipeline import REPO, free_port
+from pipeline import FAILS_ON_BAD, REPO, free_port
 
 COMPOSE = REPO / "compose"
 DASHBOARD = COMPOSE / "grafana" / "dashboards" / "scalebox.json"
-FAILS_ON_BAD = "[/bin/sh, -c, 'case \"$0\" in bad*) exit 3;; esac']"
 MAY_BE_EMPTY = ("scalebox_projector_dead_letters_total",)
 """Series that exist only once something happened (the projector's dead letters are labelled by reason)."""
 
