@@ -55,6 +55,9 @@ TASKS_BUFFERED = Gauge("scalebox_agent_tasks_buffered",
                        AGENT_LABELS)
 SUSPENDED = Gauge("scalebox_agent_suspended", "1 while the module is suspended (error budget or command).",
                   AGENT_LABELS)
+MODULE_BACKLOG = Gauge("scalebox_agent_module_backlog",
+                       "Tasks of the agent's module in Kafka not yet done by any of its agents (read when scraped; "
+                       "every agent of a module reports the same: take the max).", AGENT_LABELS)
 HELD_BY_BACKPRESSURE = Gauge("scalebox_agent_held_by_backpressure",
                              "1 while a module this one feeds holds more tasks than its max_backlog.", AGENT_LABELS)
 

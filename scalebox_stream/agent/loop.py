@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import os
 import queue
 import signal
@@ -36,7 +37,7 @@ from scalebox_stream.agent.task_runner import AttemptReport, OutMessage, TaskMes
 from scalebox_stream.agent.telemetry import AgentTelemetry
 from scalebox_stream.events import DecodeError, Event, EventCodec, now_us
 from scalebox_stream.executors import make_executor
-from scalebox_stream.kafka.backlog import BacklogWatcher
+from scalebox_stream.kafka.backlog import BacklogMonitor, BacklogWatcher
 from scalebox_stream.kafka.config import admin_config, consumer_config, producer_config
 from scalebox_stream.kafka.control import Command, CommandListener, send_command
 from scalebox_stream.kafka.presence import PRESENCE_SECONDS, HostDirectory
@@ -172,7 +173,23 @@ class Agent:
         self.telemetry = AgentTelemetry(identity)
         self.telemetry.watch(options.slots, busy=lambda: self._in_flight,
                              buffered=lambda: len(self._waiting) + len(self._delayed),
-                             suspended=lambda: float(self.suspended), held=lambda: float(self._blocked_downstream()))
+                             suspended=lambda: float(self.suspended), held=lambda: float(self._blocked_downstream()),
+                             backlog=self._own_backlog)
+        self._backlog_monitor: BacklogMonitor | None = None  # made by the first scrape that asks
+        self._backlog_lock = threading.Lock()  # the scrape thread against the close at stop
+
+    def _own_backlog(self) -> float:
+        """(Scrape thread) Tasks of this module in Kafka not yet done by its agents; NaN if Kafka does not answer
+        (a failing gauge would fail the whole scrape)."""
+        with self._backlog_lock:
+            if self._stop.is_set():
+                return math.nan
+            if self._backlog_monitor is None:
+                self._backlog_monitor = BacklogMonitor(self.bootstrap)
+            try:
+                return float(self._backlog_monitor.backlog(self.spec.name, self.module.name))
+            except KafkaException:
+                return math.nan
 
     def _new_consumer(self) -> Consumer:
         return Consumer(consumer_config(
@@ -219,6 +236,9 @@ class Agent:
             self.consumer.close()
             self.commands.close()
             self.downstream.close()
+            with self._backlog_lock:
+                if self._backlog_monitor is not None:
+                    self._backlog_monitor.close()
             self.directory.close()
             self.slots.shutdown(wait=False, cancel_futures=True)
             self.executor.close()

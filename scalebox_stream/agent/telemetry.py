@@ -61,10 +61,12 @@ class AgentTelemetry:
             self._transaction_seconds.observe(seconds)
 
     def watch(self, slots: int, busy: Callable[[], float], buffered: Callable[[], float],
-              suspended: Callable[[], float], held: Callable[[], float]) -> None:
-        """Gauges read at scrape time: slots, slots busy, tasks buffered, suspended, held by backpressure."""
+              suspended: Callable[[], float], held: Callable[[], float], backlog: Callable[[], float]) -> None:
+        """Gauges read at scrape time: slots, slots busy, tasks buffered, suspended, held by backpressure, and the
+        module's backlog in Kafka."""
         metrics.SLOTS.labels(*self.labels).set(slots)
         metrics.SLOTS_BUSY.labels(*self.labels).set_function(busy)
         metrics.TASKS_BUFFERED.labels(*self.labels).set_function(buffered)
         metrics.SUSPENDED.labels(*self.labels).set_function(suspended)
         metrics.HELD_BY_BACKPRESSURE.labels(*self.labels).set_function(held)
+        metrics.MODULE_BACKLOG.labels(*self.labels).set_function(backlog)

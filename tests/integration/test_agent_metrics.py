@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import urllib.request
+import uuid
 
 from cluster import Cluster
 from pipeline import FAILS_ON_BAD, free_port
@@ -50,5 +51,41 @@ def test_agent_metrics_count_the_attempts_the_projection_records(tmp_path, kafka
         assert sample(samples, "scalebox_agent_tasks_buffered", **ours) == 0
         assert sample(samples, "scalebox_agent_suspended", **ours) == 0
         assert all("task_id" not in dict(labels) for _, labels in samples), "no per-task labels"
+    finally:
+        c.close()
+
+
+def test_module_backlog_counts_the_tasks_in_kafka_not_done_yet(tmp_path, kafka_bootstrap, pg_dsn):
+    port, gate = free_port(), tmp_path / "gate-closed"
+    gate.touch()
+    (tmp_path / "check.sh").write_text('#!/bin/sh\n[ ! -e "$GATE" ]\n')
+    (tmp_path / "check.sh").chmod(0o755)
+    (tmp_path / "app.yaml").write_text(f"name: backlog-{uuid.uuid4().hex[:8]}\nmodules:\n  gated:\n"
+                                       f"    command: [/bin/true]\n    check: ./check.sh\n"
+                                       f"    environments: {{GATE: '{gate}'}}\n")
+    c = Cluster(tmp_path / "app.yaml", kafka_bootstrap, pg_dsn, tmp_path / "logs")
+    ours = {"app": c.spec.name, "module": "gated"}
+
+    def backlog_becomes(value: float) -> float:
+        deadline, seen = time.monotonic() + 60, None
+        while time.monotonic() < deadline:
+            try:
+                if (seen := sample(scrape(port), "scalebox_agent_module_backlog", **ours)) == value:
+                    break
+            except OSError:
+                pass  # the agent is still starting
+            time.sleep(0.3)
+        return seen
+
+    try:
+        c.start_projector()
+        c.start_agent("gated", 2, "--metrics-port", str(port))
+        roots = c.send("gated", [f"t{i}" for i in range(5)])
+        assert backlog_becomes(5) == 5, "five tasks wait while the check refuses them"
+        assert sample(scrape(port), "scalebox_agent_admission_refusals_total", **ours) >= 2
+        gate.unlink()
+        (module,) = c.wait(roots, timeout_s=120).modules
+        assert module["succeeded"] == 5
+        assert backlog_becomes(0) == 0, "none once they are done"
     finally:
         c.close()

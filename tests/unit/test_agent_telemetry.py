@@ -31,7 +31,8 @@ def test_counts_and_gauges_land_on_the_agents_labels_only():
     other = AgentIdentity(one.app, "n", host="h1")
     telemetry, _ = AgentTelemetry(one), AgentTelemetry(other)
     busy = [3]
-    telemetry.watch(4, busy=lambda: busy[0], buffered=lambda: 7, suspended=lambda: 0, held=lambda: 1)
+    telemetry.watch(4, busy=lambda: busy[0], buffered=lambda: 7, suspended=lambda: 0, held=lambda: 1,
+                    backlog=lambda: 12)
     telemetry.attempt_started()
     telemetry.attempt_finished("failed", 2.0)
     telemetry.transaction(0.004, committed=True)
@@ -46,6 +47,7 @@ def test_counts_and_gauges_land_on_the_agents_labels_only():
     assert get("scalebox_agent_slots", _labels(one)) == 4
     assert get("scalebox_agent_tasks_buffered", _labels(one)) == 7
     assert get("scalebox_agent_held_by_backpressure", _labels(one)) == 1
+    assert get("scalebox_agent_module_backlog", _labels(one)) == 12
     busy[0] = 0
     assert get("scalebox_agent_slots_busy", _labels(one)) == 0, "gauges are read when scraped"
 
