@@ -42,7 +42,13 @@ def mirror(
     bootstraps = dict(item.split("=", 1) for item in cluster if "=" in item)
     if len(bootstraps) != len(cluster):
         fail("--cluster takes NAME=BOOTSTRAP")
+    try:
+        planned = merged(specs)  # first: apps with different homes cannot be mirrored together at all
+    except ValueError as exc:
+        fail(str(exc))
     home = specs[0].cluster
+    if not planned:
+        fail(f"every module runs on the home cluster {home!r}: nothing to mirror")
     if home not in bootstraps:
         bootstraps[home] = kafka or connections(None, None).kafka
     spanned = list(dict.fromkeys(name for spec in specs for name in clusters(spec)))
@@ -50,12 +56,6 @@ def mirror(
         fail(f"no app runs a module on cluster(s) {', '.join(unknown)} (their clusters: {', '.join(spanned)})")
     if missing := [name for name in spanned if name not in bootstraps]:
         fail(f"no bootstrap servers for cluster(s) {', '.join(missing)}: give --cluster NAME=BOOTSTRAP")
-    try:
-        planned = merged(specs)
-    except ValueError as exc:
-        fail(str(exc))
-    if not planned:
-        fail(f"every module runs on the home cluster {home!r}: nothing to mirror")
     properties = render(planned, bootstraps, replication_factor)
     if print_only:
         typer.echo(properties, nl=False)

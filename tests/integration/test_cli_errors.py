@@ -28,6 +28,9 @@ def test_mirror_names_what_is_missing_and_prints_a_config_with_every_cluster(tmp
     cases = [(["mirror", str(app)], "no bootstrap servers for cluster(s) far: give --cluster NAME=BOOTSTRAP"),
              (["mirror", str(app), "-c", "far=f:9092", "-c", "moon=m:9092"], "no app runs a module on cluster(s) moon"),
              (["mirror", str(app), "-c", "far"], "--cluster takes NAME=BOOTSTRAP")]
+    other = tmp_path / "other.yaml"
+    other.write_text("name: other\ncluster: far\nmodules:\n  c: {command: /bin/true, cluster: home}\n")
+    cases.append((["mirror", str(app), str(other)], "apps mirrored together must share their home cluster"))
     for args, message in cases:
         result = scalebox(args, kafka_bootstrap, pg_dsn)
         assert (result.code, message in result.stderr, "Traceback" in result.stderr) == (2, True, False), result
