@@ -54,8 +54,8 @@ class ProgramOutput:
     """Two pipes that take a program's stdout and stderr, read into captures while it runs.
 
     Memory stays within the captures' limits whatever the program writes, and nothing is created on disk per
-    task (a temporary file per stream cost an inode allocation and release on the file system: a tenth of an
-    agent's CPU with short tasks). Use as a context manager: it closes every end it still holds.
+    task (a temporary file per stream would cost the file system an inode allocation and release per task).
+    Use as a context manager: it closes every end it still holds.
     """
 
     def __init__(self, limit: int = DEFAULT_MAX_OUTPUT_BYTES) -> None:

@@ -60,9 +60,8 @@ class _GroupKiller:
 class ProgramPaths:
     """Where a bare program name (`sh`) lives on a PATH, remembered for a while.
 
-    Given a bare name, the child would try `execve` in every PATH directory before the right one (ten failed
-    calls for `sh` on a 13-entry PATH, while the vfork'ed parent thread waits), and the parent would build that
-    list of paths in Python on every spawn."""
+    Given a bare name, the child would try `execve` in every PATH directory before the right one (while the
+    vfork'ed parent thread waits), and the parent would build that list of paths in Python on every spawn."""
 
     def __init__(self, ttl_s: float = PROGRAM_CACHE_SECONDS) -> None:
         self.ttl_s = ttl_s

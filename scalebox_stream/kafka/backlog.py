@@ -5,8 +5,7 @@ transactions since the last commit: producers that obey it slow down early, neve
 
 The group's committed offsets are read by a consumer that carries the module's group id but never subscribes
 (so it never joins the group), not by an admin client: librdkafka's admin requests to a group coordinator
-assert on a reference count, and kill the process, when the broker goes away under them (seen in CI with the
-group description the agents once made every 5 s).
+assert on a reference count, and kill the process, when the broker goes away under them.
 """
 
 from __future__ import annotations

@@ -61,8 +61,8 @@ class Observer(threading.Thread):
     (its producer's transaction committed): splits a hop into the sender's commit and the receiver's pick-up.
 
     It reads only those topics (not the events topic, with every event of every app), and its fetches wait up to
-    100 ms (they are answered the moment a commit makes a task visible): an instrument that woke, and made the
-    broker answer, every 5 ms cost the broker 10-20 % of a core."""
+    100 ms (they are answered the moment a commit makes a task visible), so the instrument itself does not keep
+    the broker busy."""
 
     def __init__(self, kafka: str, app: str, modules: Sequence[str]) -> None:
         super().__init__(daemon=True, name="observer")

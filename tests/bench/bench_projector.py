@@ -34,7 +34,7 @@ SIZES = (1, 100, 1000)
 PROCESSES = 2
 """The last run: batch size 1000 with this many projector processes (one per core of the 2-core VM)."""
 REPEAT = 3
-"""Runs of each configuration: single runs on the 2-core VM swing by 20 % and more."""
+"""Runs of each configuration (the table shows the median and the range): single runs on a small VM are noisy."""
 
 
 @dataclass
