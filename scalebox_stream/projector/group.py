@@ -22,8 +22,6 @@ from scalebox_stream.projector.stats import ProjectorStats
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT_S = 120.0
-
 
 @dataclass(frozen=True)
 class ProjectorConfig:
@@ -86,7 +84,7 @@ def _serve(config: ProjectorConfig, index: int, until_caught_up: bool, barrier: 
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s projector-{index} %(message)s")
     projector = _projector(config, index)
     projector.start()  # connected and migrated: then all subscribe at once
-    barrier.wait(START_TIMEOUT_S)
+    barrier.wait(config.settings.group_start_timeout_s)
     results.put(projector.run(until_caught_up=until_caught_up))
 
 

@@ -202,6 +202,7 @@ class Projector:
             flight.abandon()
 
     def _committed(self, batch: Batch, applied: Applied) -> None:
+        """Count a committed batch and move the positions it covers."""
         assert self.sink is not None and self.consumer is not None
         self.offsets.advanced(batch.positions)
         self.stats.committed(batch, len(applied.fresh), len(applied.dead))

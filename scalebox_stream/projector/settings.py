@@ -36,6 +36,8 @@ class ProjectorSettings:
     """How long the dead-letter topic may take to acknowledge, before the batch counts as not applied."""
     close_flush_s: float = 10.0
     """How long closing waits for dead letters still queued."""
+    group_start_timeout_s: float = 120.0
+    """How long the processes of a group (`group.run_projectors`) wait for each other to be ready."""
 
     def consumer_overrides(self) -> dict[str, object]:
         """The consumer settings these knobs imply (partition EOF drives `until_caught_up`; eager `range`

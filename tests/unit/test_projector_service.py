@@ -189,3 +189,13 @@ def test_a_stop_while_waiting_for_the_database_at_start():
     projector.request_stop()
     assert projector.run(install_signals=False).batches == 0
     assert edges.consumers[0].closed
+
+
+def test_a_group_builds_each_projector_from_one_config_without_io():
+    from scalebox_stream.projector.group import ProjectorConfig, _projector
+
+    settings = ProjectorSettings(batch_size=7)
+    projector = _projector(ProjectorConfig("kafka:9092", "postgresql://nowhere", settings, topic=TOPIC,
+                                           metrics_port=9400), 2)
+    assert (projector.settings, projector.topic, projector.metrics_port) == (settings, TOPIC, 9402)
+    assert projector.conn is None and projector.consumer is None
