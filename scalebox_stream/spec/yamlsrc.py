@@ -211,7 +211,13 @@ class _Converter:
                 node = ScalarNode(tag, text, node.start_mark, node.end_mark, node.style)
             elif text != value:
                 return text
-        return self.loader.construct_object(node, deep=True)
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (ValueError, TypeError, ArithmeticError, AttributeError, LookupError) as exc:  # `!!int abc`...
+            tag = str(node.tag).rsplit(":", 1)[-1]
+            self.issues.append(SpecIssue(self.file, node.start_mark.line + 1, _dotted(path),
+                                         f"cannot read {str(value)[:40]!r} as {tag}: {exc}"))
+            return None
 
     def text(self, value: str, node: Node, path: Path_) -> str:
         """`value` with its placeholders substituted (when variables are given); NUL and text that is not
