@@ -9,6 +9,7 @@ above what a real app needs and far below what would hang, kill or overflow a co
 | `MAX_ENV_FILE_BYTES` | 1 MiB | env files (`scalebox.env`, `--env-file`) likewise |
 | `MAX_YAML_DEPTH` | 64 | deeper nesting would exhaust the parser's recursion |
 | `MAX_YAML_NODES` | 100,000 | values after expanding aliases (a "billion laughs" file stops here) |
+| `MAX_INT_DIGITS` | 100 | digits of an integer in an app file (Python refuses to convert much longer ones) |
 | `MAX_START_TASK_FILE_BYTES` | 16 MiB | a `start_task: FILE:` file |
 | `MAX_START_TASKS` | 100,000 | start tasks of one module |
 | `MAX_MODULES` | 1,000 | modules of one app |
@@ -43,6 +44,7 @@ MAX_APP_FILE_BYTES = 1 * MIB
 MAX_ENV_FILE_BYTES = 1 * MIB
 MAX_YAML_DEPTH = 64
 MAX_YAML_NODES = 100_000
+MAX_INT_DIGITS = 100
 MAX_START_TASK_FILE_BYTES = 16 * MIB
 MAX_START_TASKS = 100_000
 MAX_MODULES = 1_000

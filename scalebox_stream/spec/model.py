@@ -88,13 +88,6 @@ def _app_dir(info: ValidationInfo) -> Path:
     return Path(context.get("app_dir") or Path.cwd())
 
 
-def _reject_bool(value: Any) -> Any:
-    """YAML `true` is not a number: refuse it before pydantic's lax int/float coercion."""
-    if isinstance(value, bool):
-        raise ValueError("expected a number, got a boolean")
-    return value
-
-
 _UPPER_LIMITS = {"slots": ("MAX_SLOTS", MAX_SLOTS), "output_text_size": ("MAX_OUTPUT_TEXT_SIZE", MAX_OUTPUT_TEXT_SIZE),
                  "max_tasks_per_host": ("MAX_TASKS_PER_HOST", MAX_TASKS_PER_HOST),
                  "max_backlog": ("MAX_BACKLOG", MAX_BACKLOG), "task_max_seconds": ("MAX_DURATION_S", MAX_DURATION_S),
@@ -105,8 +98,9 @@ _UPPER_LIMITS = {"slots": ("MAX_SLOTS", MAX_SLOTS), "output_text_size": ("MAX_OU
 
 
 def _within_limit(value: Any, field: str) -> Any:
-    """Refuse a boolean, a non-finite number, or a number over the field's limit, naming the limit
-    (before pydantic's own checks, whose message for `1e26` as an int would not)."""
+    """Refuse a boolean (YAML `true` is not a number), a non-finite number, or a number over the field's
+    limit, naming the limit (before pydantic's lax coercion and checks, whose message for `1e26` as an int
+    would not)."""
     name, limit = _UPPER_LIMITS[field]
     return within_limit(value, limit, name)
 

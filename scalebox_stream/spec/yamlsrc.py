@@ -28,7 +28,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .errors import SpecError, SpecIssue
-from .limits import MAX_APP_FILE_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES
+from .limits import MAX_APP_FILE_BYTES, MAX_INT_DIGITS, MAX_YAML_DEPTH, MAX_YAML_NODES
 from .templating import render
 
 Path_ = tuple[str | int, ...]
@@ -75,15 +75,12 @@ SpecYamlLoader.add_implicit_resolver(
     list("-+.0123456789"))
 
 
-_MAX_INT_DIGITS = 100
-
-
 def _construct_int(loader: SpecYamlLoader, node: ScalarNode) -> int:
-    """YAML 1.2 integers: decimal (leading zeros allowed), 0o octal, 0x hex; at most 100 digits."""
+    """YAML 1.2 integers: decimal (leading zeros allowed), 0o octal, 0x hex; at most MAX_INT_DIGITS digits."""
     text = str(loader.construct_scalar(node))
-    if len(text) > _MAX_INT_DIGITS:
+    if len(text) > MAX_INT_DIGITS:
         raise yaml.constructor.ConstructorError(None, None, f"an integer of {len(text)} digits (at most "
-                                                            f"{_MAX_INT_DIGITS})", node.start_mark)
+                                                            f"{MAX_INT_DIGITS}, MAX_INT_DIGITS)", node.start_mark)
     if text.startswith("0o"):
         return int(text[2:], 8)
     if text.startswith("0x"):

@@ -137,7 +137,7 @@ CASES = [
     Case("error-budget-window", module("    error_budget:\n      max_failures: 3\n      window: 1e30\n"), 7,
          "modules.m.error_budget.window", ("MAX_DURATION_S",)),
     Case("integer-5000-digits", module("    slots: " + "9" * 5000 + "\n"), 5, "",
-         ("an integer of 5000 digits (at most 100)",)),
+         ("an integer of 5000 digits (at most 100, MAX_INT_DIGITS)",)),
     Case("explicit-int-tag", module("    slots: !!int many\n"), 5, "modules.m.slots", ("cannot read 'many' as int",)),
     Case("bad-timestamp-tag", module("    label: !!timestamp 2024-13-45\n"), 5, "modules.m.label",
          ("cannot read '2024-13-45' as timestamp",)),
