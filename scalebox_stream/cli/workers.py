@@ -80,13 +80,15 @@ def projector(
 ) -> None:
     """Project the events topic into PostgreSQL (the task perspective)."""
     from scalebox_stream.projector.group import ProjectorConfig, run_projectors
+    from scalebox_stream.projector.settings import ProjectorSettings
 
     setup_logging(verbose)
     conns = connections(kafka, pg)
     _ensure_shared_topics(conns.kafka)
-    config = ProjectorConfig(conns.kafka, conns.pg, batch_size=batch_size, metrics_port=metrics_port)
+    settings = ProjectorSettings(batch_size=batch_size)
     if batch_wait_ms is not None:
-        config = replace(config, batch_wait_ms=batch_wait_ms)
+        settings = replace(settings, batch_wait_ms=batch_wait_ms)
+    config = ProjectorConfig(conns.kafka, conns.pg, settings, metrics_port=metrics_port)
     try:
         stats = run_projectors(config, processes, until_caught_up=until_caught_up)
     except RuntimeError as exc:
@@ -116,6 +118,7 @@ def replay(
     """Drop the projection and rebuild it from the log (stop running projectors first)."""
     from scalebox_stream.projector.group import ProjectorConfig, run_projectors
     from scalebox_stream.projector.migrate import drop_projection, migrate
+    from scalebox_stream.projector.settings import ProjectorSettings
 
     conns = connections(kafka, pg)
     if not yes:
@@ -125,7 +128,8 @@ def replay(
         drop_projection(conn)
         migrate(conn)
     try:
-        stats = run_projectors(ProjectorConfig(conns.kafka, conns.pg, batch_size=batch_size), processes,
+        stats = run_projectors(ProjectorConfig(conns.kafka, conns.pg, ProjectorSettings(batch_size=batch_size)),
+                               processes,
                                until_caught_up=True)
     except RuntimeError as exc:
         fail(str(exc))

@@ -33,3 +33,7 @@ _CONFLICT_STATES = frozenset({"40P01", "40001", "SBX02"})
 def is_conflict(exc: BaseException) -> bool:
     """True if `exc` is a clash with another projector's concurrent transaction (retry the batch at once)."""
     return isinstance(exc, psycopg.Error) and exc.sqlstate in _CONFLICT_STATES
+
+
+class Outage(Exception):
+    """PostgreSQL (or the dead-letter topic) failed for reasons unrelated to the batch: wait, reconnect, rewind."""

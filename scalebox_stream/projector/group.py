@@ -12,15 +12,15 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import signal
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from multiprocessing.synchronize import Barrier
 
 from scalebox_stream.kafka.topics import EVENTS_TOPIC
-from scalebox_stream.projector.service import BATCH_WAIT_MS, PROJECTOR_GROUP, Projector, ProjectorStats
+from scalebox_stream.projector.service import PROJECTOR_GROUP, Projector
+from scalebox_stream.projector.settings import ProjectorSettings
+from scalebox_stream.projector.stats import ProjectorStats
 
 log = logging.getLogger(__name__)
-
-START_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,10 @@ class ProjectorConfig:
 
     bootstrap: str
     dsn: str
-    batch_size: int = 1000
+    settings: ProjectorSettings = field(default_factory=ProjectorSettings)
     group: str = PROJECTOR_GROUP
     topic: str = EVENTS_TOPIC
     metrics_port: int | None = None
-    batch_wait_ms: int = BATCH_WAIT_MS
 
 
 def run_projectors(config: ProjectorConfig, processes: int, until_caught_up: bool = False) -> ProjectorStats:
@@ -75,8 +74,8 @@ def run_projectors(config: ProjectorConfig, processes: int, until_caught_up: boo
 
 def _projector(config: ProjectorConfig, index: int) -> Projector:
     port = None if config.metrics_port is None else config.metrics_port + index
-    return Projector(config.bootstrap, config.dsn, batch_size=config.batch_size, group=config.group,
-                     topic=config.topic, metrics_port=port, batch_wait_ms=config.batch_wait_ms)
+    return Projector(config.bootstrap, config.dsn, config.settings, group=config.group, topic=config.topic,
+                     metrics_port=port)
 
 
 def _serve(config: ProjectorConfig, index: int, until_caught_up: bool, barrier: Barrier,
@@ -84,7 +83,8 @@ def _serve(config: ProjectorConfig, index: int, until_caught_up: bool, barrier: 
     """(Child) One projector of the group."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s projector-{index} %(message)s")
     projector = _projector(config, index)
-    barrier.wait(START_TIMEOUT_S)
+    projector.start()  # connected and migrated: then all subscribe at once
+    barrier.wait(config.settings.group_start_timeout_s)
     results.put(projector.run(until_caught_up=until_caught_up))
 
 

@@ -2,8 +2,8 @@
 
 | key | meaning |
 | --- | --- |
-| `error_budget.max_failures` | failed attempts (failed, timed out or engine error, retried or not), >= 1 |
-| `error_budget.window` | the sliding window: seconds or `'30s'`, `'5m'`, `'1h'`; > 0 |
+| `error_budget.max_failures` | failed attempts (failed, timed out or engine error, retried or not), 1..1,000,000 |
+| `error_budget.window` | the sliding window: seconds or `'30s'`, `'5m'`, `'1h'`; > 0, at most 30 days |
 
 Once `max_failures` failures fall within `window`, the module's budget trips and stays tripped until
 it is resumed (`scalebox_stream.policy.budget`).
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .durations import parse_duration
 from .errors import check_keys
+from .limits import MAX_DURATION_S, MAX_ERROR_BUDGET_FAILURES, within_limit
 
 
 class ErrorBudgetSpec(BaseModel):
@@ -24,8 +25,8 @@ class ErrorBudgetSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_failures: int = Field(ge=1)
-    window: float = Field(gt=0)
+    max_failures: int = Field(ge=1, le=MAX_ERROR_BUDGET_FAILURES)
+    window: float = Field(gt=0, le=MAX_DURATION_S)
 
     @model_validator(mode="before")
     @classmethod
@@ -37,10 +38,8 @@ class ErrorBudgetSpec(BaseModel):
 
     @field_validator("max_failures", mode="before")
     @classmethod
-    def _no_bool(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError("expected a number, got a boolean")
-        return value
+    def _max_failures(cls, value: Any) -> Any:
+        return within_limit(value, MAX_ERROR_BUDGET_FAILURES, "MAX_ERROR_BUDGET_FAILURES")
 
     @field_validator("window", mode="before")
     @classmethod

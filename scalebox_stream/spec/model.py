@@ -27,6 +27,10 @@ Flow-control and placement keys:
 | `host_wait_seconds` | HOST-BOUND: how long a task waits for an agent of its host (default 30) |
 | `on_missing_host` | HOST-BOUND: then `fail` (default) or `reroute` to any host |
 
+Every number has a range, and names, files and bodies have limits: see `spec.limits`. App names have no
+`.` (Kafka treats `.` and `_` in topic names alike, so `col.x` and `col_x` would share topics);
+`start_task: FILE:` reads only regular files inside the app's directory.
+
 `container_mode` (docker only): `task` (default) runs one container per attempt; `slot` keeps one
 long-lived container per agent slot that runs the slot's tasks one after another (`setup.sh` once when
 it starts, `teardown.sh` once when the agent stops).
@@ -46,6 +50,23 @@ from scalebox_stream.policy.retry import RetryPolicy
 
 from .error_budget import ErrorBudgetSpec
 from .errors import FieldError
+from .files import FileProblem, inside, read_capped
+from .limits import (
+    MAX_BACKLOG,
+    MAX_DURATION_S,
+    MAX_GB,
+    MAX_MODULES,
+    MAX_NAME_CHARS,
+    MAX_OUTPUT_TEXT_SIZE,
+    MAX_SLOTS,
+    MAX_START_TASK_FILE_BYTES,
+    MAX_START_TASKS,
+    MAX_TASKS_PER_HOST,
+    check_body,
+    shown,
+    within_limit,
+)
+from .names import host_topic_clash
 from .retry_rules import RetryRule, parse_rules
 from .retry_spec import RetrySpec, build_retry_policy
 
@@ -54,9 +75,8 @@ CONTAINER_EXECUTORS = ("docker", "podman", "apptainer")
 SLOT_MODE_EXECUTORS = ("docker",)
 DEFAULT_COMMAND = "/app/bin/run.sh"
 DEFAULT_OUTPUT_TEXT_SIZE = 65536
-MAX_OUTPUT_TEXT_SIZE = 1 << 30
-APP_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-MODULE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+APP_NAME_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{0,{MAX_NAME_CHARS - 1}}}")
+MODULE_NAME_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{0,{MAX_NAME_CHARS - 1}}}")
 CLUSTER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _EXECUTOR_ALIASES = {"singularity": "apptainer"}
@@ -68,11 +88,21 @@ def _app_dir(info: ValidationInfo) -> Path:
     return Path(context.get("app_dir") or Path.cwd())
 
 
-def _reject_bool(value: Any) -> Any:
-    """YAML `true` is not a number: refuse it before pydantic's lax int/float coercion."""
-    if isinstance(value, bool):
-        raise ValueError("expected a number, got a boolean")
-    return value
+_UPPER_LIMITS = {"slots": ("MAX_SLOTS", MAX_SLOTS), "output_text_size": ("MAX_OUTPUT_TEXT_SIZE", MAX_OUTPUT_TEXT_SIZE),
+                 "max_tasks_per_host": ("MAX_TASKS_PER_HOST", MAX_TASKS_PER_HOST),
+                 "max_backlog": ("MAX_BACKLOG", MAX_BACKLOG), "task_max_seconds": ("MAX_DURATION_S", MAX_DURATION_S),
+                 "task_deadline_seconds": ("MAX_DURATION_S", MAX_DURATION_S),
+                 "queue_timeout_seconds": ("MAX_DURATION_S", MAX_DURATION_S),
+                 "host_wait_seconds": ("MAX_DURATION_S", MAX_DURATION_S)}
+"""Numeric module fields and their upper limit (name, value) from `spec.limits`."""
+
+
+def _within_limit(value: Any, field: str) -> Any:
+    """Refuse a boolean (YAML `true` is not a number), a non-finite number, or a number over the field's
+    limit, naming the limit (before pydantic's lax coercion and checks, whose message for `1e26` as an int
+    would not)."""
+    name, limit = _UPPER_LIMITS[field]
+    return within_limit(value, limit, name)
 
 
 def _env_text(value: Any) -> str:
@@ -95,13 +125,13 @@ class ModuleSpec(BaseModel):
     image: str | None = None
     executor: Executor = "process"
     command: list[str] = Field(default_factory=list)
-    slots: int = Field(default=1, ge=1)
+    slots: int = Field(default=1, ge=1, le=MAX_SLOTS)
     sink_modules: list[str] = Field(default_factory=list)
     environments: dict[str, str] = Field(default_factory=dict)
     volumes: list[str] = Field(default_factory=list)
-    task_max_seconds: float | None = Field(default=None, gt=0)
-    task_deadline_seconds: float | None = Field(default=None, gt=0)
-    queue_timeout_seconds: float | None = Field(default=None, gt=0)
+    task_max_seconds: float | None = Field(default=None, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    task_deadline_seconds: float | None = Field(default=None, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    queue_timeout_seconds: float | None = Field(default=None, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
     retry_rules: list[RetryRule] = Field(default_factory=list)
     retry: RetrySpec | None = None
     error_budget: ErrorBudgetSpec | None = None
@@ -113,9 +143,9 @@ class ModuleSpec(BaseModel):
     check: list[str] = Field(default_factory=list)
     dir_quota_gb: dict[str, float] = Field(default_factory=dict)
     free_space_gb: dict[str, float] = Field(default_factory=dict)
-    max_tasks_per_host: int | None = Field(default=None, ge=1)
-    max_backlog: int | None = Field(default=None, ge=1)
-    host_wait_seconds: float = Field(default=30.0, ge=0)
+    max_tasks_per_host: int | None = Field(default=None, ge=1, le=MAX_TASKS_PER_HOST)
+    max_backlog: int | None = Field(default=None, ge=1, le=MAX_BACKLOG)
+    host_wait_seconds: float = Field(default=30.0, ge=0, le=MAX_DURATION_S, allow_inf_nan=False)
     on_missing_host: Literal["fail", "reroute"] = "fail"
     container_mode: Literal["task", "slot"] = "task"
     cluster: str | None = None
@@ -166,8 +196,9 @@ class ModuleSpec(BaseModel):
     @classmethod
     def _absolute_dirs(cls, value: dict[str, float]) -> dict[str, float]:
         for directory, gb in value.items():
-            if not os.path.isabs(directory) or gb < 0:
-                raise ValueError(f"{directory!r}: expected an absolute directory and a number of GB >= 0")
+            if not os.path.isabs(directory) or not 0 <= gb <= MAX_GB:  # NaN fails both comparisons
+                raise ValueError(f"{directory!r}: expected an absolute directory and a number of GB >= 0 "
+                                 f"and <= {shown(MAX_GB)} (the limit, MAX_GB), got {gb!r}")
         return value
 
     @model_validator(mode="before")
@@ -192,7 +223,8 @@ class ModuleSpec(BaseModel):
     @classmethod
     def _check_name(cls, value: str) -> str:
         if not MODULE_NAME_RE.fullmatch(value):
-            raise ValueError(f"bad module name {value!r}: use letters, digits, '_' and '-' (no dots)")
+            raise ValueError(f"bad module name {value!r}: use letters, digits, '_' and '-' (no dots; at most "
+                             f"{MAX_NAME_CHARS} characters, MAX_NAME_CHARS)")
         return value
 
     @field_validator("image")
@@ -247,13 +279,13 @@ class ModuleSpec(BaseModel):
         if isinstance(value, list) or (isinstance(value, str) and ":" in value):
             raise ValueError("Scalebox host slot lists ('h0:2') are not supported; give the number of "
                              "parallel tasks per agent, e.g. slots: 2")
-        return _reject_bool(value)
+        return _within_limit(value, "slots")
 
     @field_validator("task_max_seconds", "task_deadline_seconds", "queue_timeout_seconds", "output_text_size",
-                     mode="before")
+                     "max_tasks_per_host", "max_backlog", "host_wait_seconds", mode="before")
     @classmethod
-    def _numbers(cls, value: Any) -> Any:
-        return _reject_bool(value)
+    def _numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        return _within_limit(value, str(info.field_name))
 
     @field_validator("sink_modules", mode="before")
     @classmethod
@@ -337,7 +369,11 @@ class ModuleSpec(BaseModel):
     @field_validator("start_task", mode="before")
     @classmethod
     def _start_task(cls, value: Any, info: ValidationInfo) -> Any:
-        """A body (string or number), a list of them; `FILE:name` expands to the file's non-blank lines."""
+        """A body (string or number), a list of them; `FILE:name` expands to the file's non-blank lines.
+
+        Every body passes `limits.check_body`; a FILE: must be a regular file inside the app directory
+        (unless the context allows outside files), its lines split on `\\n` only.
+        """
         if value is None:
             return []
         items = value if isinstance(value, list) else [value]
@@ -350,15 +386,22 @@ class ModuleSpec(BaseModel):
                 continue
             text = str(item)
             if not text.startswith("FILE:"):
+                if problem := check_body(text):
+                    problems.append((loc, problem))
                 out.append(text)
                 continue
-            path = _app_dir(info) / text[len("FILE:"):].strip()
             try:
-                content = path.read_text(encoding="utf-8")
-            except OSError as exc:
-                problems.append((loc, f"cannot read start task file {str(path)!r}: {exc.strerror or exc}"))
+                bodies = _start_task_file(text[len("FILE:"):].strip(), info)
+            except FileProblem as exc:
+                problems.append((loc, str(exc)))
                 continue
-            out.extend(line.strip() for line in content.splitlines() if line.strip())
+            for number, body in bodies:
+                if problem := check_body(body):
+                    problems.append((loc, f"{text[len('FILE:'):].strip()}, line {number}: {problem}"))
+                    break
+            out.extend(body for _, body in bodies)
+        if len(out) > MAX_START_TASKS:
+            problems.append(((), f"{len(out)} start tasks, over the limit of {MAX_START_TASKS} (MAX_START_TASKS)"))
         if problems:
             raise FieldError(problems)
         return out
@@ -423,8 +466,14 @@ class AppSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
+        if "." in value and APP_NAME_RE.fullmatch(value.replace(".", "_")):
+            twin = value.replace(".", "_")
+            raise ValueError(f"bad app name {value!r}: no '.' in app names; Kafka treats '.' and '_' in topic names "
+                             f"alike, so the task topics of {value!r} (sbx.tasks.{value}.<module>) would collide "
+                             f"with those of app {twin!r}; use letters, digits, '_' and '-', e.g. {twin!r}")
         if not APP_NAME_RE.fullmatch(value):
-            raise ValueError(f"bad app name {value!r}: use letters, digits, '.', '_' and '-'")
+            raise ValueError(f"bad app name {value!r}: use letters, digits, '_' and '-' "
+                             f"(at most {MAX_NAME_CHARS} characters, MAX_NAME_CHARS)")
         return value
 
     @model_validator(mode="after")
@@ -434,6 +483,18 @@ class AppSpec(BaseModel):
         named = [(("cluster",), self.cluster)] + [(("modules", name, "cluster"), m.cluster)
                                                    for name, m in self.modules.items() if m.cluster is not None]
         problems = [(path, bad.format(value)) for path, value in named if not CLUSTER_NAME_RE.fullmatch(value)]
+        if problems:
+            raise FieldError(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _check_topic_names(self) -> AppSpec:
+        """No more than MAX_MODULES modules; no module's task topic may be another's host topic to Kafka."""
+        if len(self.modules) > MAX_MODULES:
+            raise FieldError.at(("modules",), f"{len(self.modules)} modules, over the limit of {MAX_MODULES} "
+                                              "(MAX_MODULES)")
+        problems = [(("modules", name, "name"), message)
+                    for name in self.modules if (message := host_topic_clash(self.name, name, self.modules))]
         if problems:
             raise FieldError(problems)
         return self
@@ -481,3 +542,17 @@ class AppSpec(BaseModel):
         if self.main_router and self.main_router != module:
             return [self.main_router]
         return []
+
+
+def _start_task_file(name: str, info: ValidationInfo) -> list[tuple[int, str]]:
+    """The non-blank lines (number, text) of a start task file; FileProblem if it may not or cannot be read."""
+    app_dir = _app_dir(info)
+    path = app_dir / name
+    context = info.context if isinstance(info.context, dict) else {}
+    if not context.get("allow_outside") and (os.path.isabs(name) or not inside(path, app_dir)):
+        raise FileProblem(f"start task file {name!r} is outside the app directory {str(app_dir)!r}: FILE: names "
+                          "a file in the app's directory or below it (copy or move the file there)")
+    content = read_capped(path, MAX_START_TASK_FILE_BYTES, what=f"start task file {str(path)!r}",
+                          limit_name="MAX_START_TASK_FILE_BYTES", regular_only=True)
+    lines = ((number, line.strip(" \t\r")) for number, line in enumerate(content.split("\n"), start=1))
+    return [(number, line) for number, line in lines if line]

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import FieldError
+from .limits import MAX_RETRIES
 
 _RULE = re.compile(r"(?P<code>\*|[0-9]+)(?::(?P<count>[0-9]+))?")
 
@@ -24,7 +25,7 @@ class RetryRule(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     exit_code: int | None = Field(default=None, ge=1, le=255)
-    count: int = Field(default=1, ge=0)
+    count: int = Field(default=1, ge=0, le=MAX_RETRIES)
 
     def __str__(self) -> str:
         return f"{'*' if self.exit_code is None else self.exit_code}:{self.count}"
@@ -32,13 +33,15 @@ class RetryRule(BaseModel):
 
 def parse_rule(text: str) -> RetryRule:
     """One rule from `code[:count]` / `*[:count]`; ValueError with a short reason otherwise."""
-    match = _RULE.fullmatch(text.strip())
+    match = _RULE.fullmatch(text.strip()) if len(text) <= 20 else None
     if match is None:
         raise ValueError(f"bad retry rule {text!r}: expected 'code', 'code:count', '*' or '*:count'")
     code = None if match.group("code") == "*" else int(match.group("code"))
     if code is not None and not 1 <= code <= 255:
         raise ValueError(f"bad retry rule {text!r}: exit code must be 1..255")
     count = int(match.group("count")) if match.group("count") is not None else 1
+    if count > MAX_RETRIES:
+        raise ValueError(f"bad retry rule {text!r}: at most {MAX_RETRIES} retries (the limit, MAX_RETRIES)")
     return RetryRule(exit_code=code, count=count)
 
 

@@ -15,14 +15,14 @@ retry:
 
 | key | meaning | default |
 | --- | --- | --- |
-| `max_attempts` | overall cap on runs of a task (first run included), >= 1 | no cap |
-| `backoff.initial` | delay before the 2nd run; seconds or `'500ms'`, `'2s'`, `'1m'`, `'1h'` | `1s` |
-| `backoff.factor` | multiplier per further retry, >= 1 | `2` |
+| `max_attempts` | overall cap on runs of a task (first run included), 1..1,000 | no cap |
+| `backoff.initial` | delay before the 2nd run; seconds or `'500ms'`, `'2s'`, `'1m'`, `'1h'` (<= 30 days) | `1s` |
+| `backoff.factor` | multiplier per further retry, 1..100 | `2` |
 | `backoff.max` | cap of the delay (before jitter) | `60s` (or `initial` if larger) |
 | `backoff.jitter` | the delay varies by ± this fraction, 0..1 | `0` |
 | `rules[].exit_codes` | exit codes (1..255) the rule matches; `'*'` = any non-zero code | any code |
 | `rules[].when` | an expression over `exit_code`, `duration` (s), `attempt`, `timed_out` | true |
-| `rules[].retries` | retries allowed (beyond the first run) when this rule matches; 0 = never retry | `1` |
+| `rules[].retries` | retries allowed (beyond the first run) when this rule matches, 0..1,000; 0 = never retry | `1` |
 
 A rule needs `exit_codes` or `when` (with both, both must hold). `retry.rules` and Scalebox's
 `retry_rules` may not both be given; `max_attempts` and `backoff` also apply to `retry_rules`. Without
@@ -42,6 +42,7 @@ from scalebox_stream.policy.retry import Backoff, RetryPolicy, Rule
 
 from .durations import parse_duration
 from .errors import FieldError, check_keys
+from .limits import MAX_ATTEMPTS, MAX_BACKOFF_FACTOR, MAX_DURATION_S, MAX_RETRIES, within_limit
 from .retry_rules import RetryRule
 
 DEFAULT_MAX_DELAY_S = 60.0
@@ -60,10 +61,10 @@ class BackoffSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    initial: float = Field(default=1.0, ge=0)
-    factor: float = Field(default=2.0, ge=1)
-    max: float | None = Field(default=None, ge=0)
-    jitter: float = Field(default=0.0, ge=0, le=1)
+    initial: float = Field(default=1.0, ge=0, le=MAX_DURATION_S)
+    factor: float = Field(default=2.0, ge=1, le=MAX_BACKOFF_FACTOR, allow_inf_nan=False)
+    max: float | None = Field(default=None, ge=0, le=MAX_DURATION_S)
+    jitter: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -76,9 +77,14 @@ class BackoffSpec(BaseModel):
     def _duration(cls, value: Any) -> Any:
         return None if value is None else parse_duration(value)
 
-    @field_validator("factor", "jitter", mode="before")
+    @field_validator("factor", mode="before")
     @classmethod
-    def _numbers(cls, value: Any) -> Any:
+    def _factor(cls, value: Any) -> Any:
+        return within_limit(value, MAX_BACKOFF_FACTOR, "MAX_BACKOFF_FACTOR")
+
+    @field_validator("jitter", mode="before")
+    @classmethod
+    def _jitter(cls, value: Any) -> Any:
         return _no_bool(value)
 
     @model_validator(mode="after")
@@ -100,7 +106,7 @@ class RetryRuleSpec(BaseModel):
 
     exit_codes: list[int] | Literal["*"] | None = None
     when: str | None = None
-    retries: int = Field(default=1, ge=0)
+    retries: int = Field(default=1, ge=0, le=MAX_RETRIES)
 
     @model_validator(mode="before")
     @classmethod
@@ -155,7 +161,7 @@ class RetryRuleSpec(BaseModel):
     @field_validator("retries", mode="before")
     @classmethod
     def _retries(cls, value: Any) -> Any:
-        return _no_bool(value)
+        return within_limit(value, MAX_RETRIES, "MAX_RETRIES")
 
     @model_validator(mode="after")
     def _needs_condition(self) -> RetryRuleSpec:
@@ -182,7 +188,7 @@ class RetrySpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_attempts: int | None = Field(default=None, ge=1)
+    max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS)
     backoff: BackoffSpec | None = None
     rules: list[RetryRuleSpec] | None = None
 
@@ -198,7 +204,7 @@ class RetrySpec(BaseModel):
     @field_validator("max_attempts", mode="before")
     @classmethod
     def _max_attempts(cls, value: Any) -> Any:
-        return _no_bool(value)
+        return within_limit(value, MAX_ATTEMPTS, "MAX_ATTEMPTS")
 
     @field_validator("rules", mode="before")
     @classmethod

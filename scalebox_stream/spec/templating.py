@@ -1,8 +1,9 @@
 """`${VAR}` templating of app files, and the layered env files that define the variables.
 
-Substitution happens on the raw text before YAML parsing, so line numbers stay those of the file.
-Syntax: `${VAR}`, `${VAR:-default}` (default when VAR is unset or empty) and `$$` for a literal `$`.
-A `$` followed by anything else is left alone.
+Substitution happens after YAML parsing, inside each string value (`yamlsrc.parse_yaml`), so a variable's
+value is always one value: it can never add keys, modules or YAML syntax. Placeholders in YAML comments
+are never seen. Syntax: `${VAR}`, `${VAR:-default}` (default when VAR is unset or empty) and `$$` for a
+literal `$`. A `$` followed by anything else is left alone.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .errors import SpecError, SpecIssue
+from .files import FileProblem, read_capped
+from .limits import MAX_ENV_FILE_BYTES
 
 SYSTEM_ENV_FILE = Path("/etc/scalebox/environments")
 USER_ENV_FILE_NAME = ".scalebox/environments"
@@ -30,13 +33,13 @@ def parse_env_file(path: Path) -> dict[str, str]:
     `KEY=` declares KEY with an empty value. An unquoted value loses a trailing ` # comment`.
     """
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(str(path), None, "", f"cannot read env file: {exc.strerror or exc}") from exc
+        text = read_capped(path, MAX_ENV_FILE_BYTES, what="env file", limit_name="MAX_ENV_FILE_BYTES")
+    except FileProblem as exc:
+        raise SpecError(str(path), None, "", str(exc)) from None
     values: dict[str, str] = {}
     issues: list[SpecIssue] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
+    for number, raw in enumerate(text.split("\n"), start=1):  # "\n" only: not \x0b, \x85, \u2028...
+        line = raw.strip(" \t\r")
         if not line or line.startswith("#"):
             continue
         if line.startswith("export "):
@@ -94,19 +97,20 @@ def collect_variables(app_dir: Path, env_files: Sequence[Path] = (),
     return variables
 
 
-def render(text: str, variables: Mapping[str, str], file: str) -> str:
-    """Substitute placeholders in `text`; raise one SpecError listing every undefined variable.
+def render(text: str, variables: Mapping[str, str], file: str, first_line: int = 1) -> str:
+    """Substitute placeholders in `text` (one value, whose first line is `first_line` of `file`); raise one
+    SpecError listing every undefined variable or malformed placeholder.
 
-    In full-line YAML comments an undefined or malformed placeholder is left as it is.
+    On lines that start with `#` an undefined or malformed placeholder is left as it is.
     """
     line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
     issues: list[SpecIssue] = []
 
     def line_of(offset: int) -> int:
-        return bisect.bisect_right(line_starts, offset)
+        return bisect.bisect_right(line_starts, offset) + first_line - 1
 
     def in_comment(offset: int) -> bool:
-        start = line_starts[line_of(offset) - 1]
+        start = line_starts[bisect.bisect_right(line_starts, offset) - 1]
         return text[start:offset].lstrip().startswith("#")
 
     def replace(match: re.Match[str]) -> str:

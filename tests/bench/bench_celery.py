@@ -29,9 +29,9 @@ from urllib.parse import quote
 
 import harness
 import psycopg
+import testpath  # noqa: F401  (tests/ on sys.path: `support`)
 from harness import Row, say
-
-from scalebox_stream.projector import verify
+from support import verify
 
 GOAL_RATIO = 1.5
 BENCH_DIR = Path(__file__).resolve().parent

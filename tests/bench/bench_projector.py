@@ -25,10 +25,11 @@ from dataclasses import dataclass
 
 import harness
 import psycopg
+import testpath  # noqa: F401  (tests/ on sys.path: `support`)
+from support import verify, workload
 
-from scalebox_stream.projector import verify, workload
 from scalebox_stream.projector.group import ProjectorConfig, run_projectors
-from scalebox_stream.projector.service import Projector
+from scalebox_stream.projector.service import Projector, ProjectorSettings
 
 SIZES = (1, 100, 1000)
 PROCESSES = 2
@@ -57,11 +58,11 @@ def replay(bootstrap: str, pg: str, topic: str, batch_size: int, tag: str, proce
     group = f"sbx.bench.{tag}.{batch_size}.{processes}"
     try:
         if processes == 1:  # in this process, as before (no signal handlers: the benchmark is the main program)
-            stats = Projector(bootstrap, dsn, batch_size=batch_size, group=group, topic=topic).run(
+            stats = Projector(bootstrap, dsn, ProjectorSettings(batch_size=batch_size), group=group, topic=topic).run(
                 until_caught_up=True, install_signals=False)
         else:
-            stats = run_projectors(ProjectorConfig(bootstrap, dsn, batch_size, group, topic), processes,
-                                   until_caught_up=True)
+            config = ProjectorConfig(bootstrap, dsn, ProjectorSettings(batch_size=batch_size), group, topic)
+            stats = run_projectors(config, processes, until_caught_up=True)
         with psycopg.connect(dsn) as conn:
             digests = verify.table_digests(conn)
     finally:

@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+import testpath  # noqa: F401  (tests/ on sys.path: `support`)
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from cpu_account import machine_cpu
+from support import verify
 
 from scalebox_stream.events import EventCodec
 from scalebox_stream.executors.output import ProgramOutput
@@ -34,7 +36,6 @@ from scalebox_stream.kafka.task_publisher import flush_or_fail, publish_task
 from scalebox_stream.kafka.topics import EVENTS_TOPIC, ensure_app_topics
 from scalebox_stream.launch.children import Child, Children
 from scalebox_stream.launch.deploy import deploy
-from scalebox_stream.projector import verify
 from scalebox_stream.projector.migrate import migrate
 from scalebox_stream.spec import load_app
 

@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from scalebox_stream.cli.common import setup_logging
-from scalebox_stream.projector.service import Projector
+from scalebox_stream.projector.service import Projector, ProjectorSettings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=1000)
     args = parser.parse_args(argv)
     setup_logging(False)
-    stats = Projector(args.kafka, args.pg, batch_size=args.batch_size, group=args.group).run()
+    stats = Projector(args.kafka, args.pg, ProjectorSettings(batch_size=args.batch_size), group=args.group).run()
     print(f"projected {stats.events} event(s) in {stats.batches} batch(es); {stats.dead_letters} dead-lettered",
           file=sys.stderr)
     return 0

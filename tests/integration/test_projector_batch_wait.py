@@ -10,11 +10,11 @@ import uuid
 
 import pytest
 from confluent_kafka import Producer
+from support import verify, workload
 
 from scalebox_stream.events import EventCodec
 from scalebox_stream.kafka.config import producer_config
-from scalebox_stream.projector import verify, workload
-from scalebox_stream.projector.service import Projector
+from scalebox_stream.projector.service import Projector, ProjectorSettings
 
 TRICKLES = 6
 TRICKLE_GAP_S = 0.2
@@ -47,8 +47,8 @@ def test_trickled_events_are_projected_together_within_the_wait(kafka_bootstrap,
     assert len(trickles) == TRICKLES
     workload.produce(kafka_bootstrap, topic, first)  # creates the topic
     dsn = verify.create_database(pg_dsn, database)
-    projector = Projector(kafka_bootstrap, dsn, batch_size=1000, group=f"sbx.test.{tag}", topic=topic,
-                          batch_wait_ms=batch_wait_ms)
+    projector = Projector(kafka_bootstrap, dsn, ProjectorSettings(batch_size=1000, batch_wait_ms=batch_wait_ms),
+                          group=f"sbx.test.{tag}", topic=topic)
     runner = threading.Thread(target=projector.run, kwargs={"install_signals": False}, daemon=True)
     runner.start()
     try:

@@ -11,12 +11,12 @@ import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from pipeline import free_port
+from support import verify, workload
 
 from scalebox_stream.events import Event, EventCodec
 from scalebox_stream.kafka.config import admin_config, producer_config
 from scalebox_stream.kafka.topics import DEAD_LETTER_TOPIC, ensure_topics
-from scalebox_stream.projector import verify, workload
-from scalebox_stream.projector.service import Projector
+from scalebox_stream.projector.service import Projector, ProjectorSettings
 
 
 def _dlq_end(bootstrap: str) -> int:
@@ -81,8 +81,9 @@ def test_bad_events_are_dead_lettered_and_the_rest_is_projected(kafka_bootstrap,
     db = f"dlq_{tag}"
     dsn = verify.create_database(pg_dsn, db)
     try:
-        projector = Projector(kafka_bootstrap, dsn, batch_size=1000, group=f"sbx.test.{tag}", topic=topic,
-                              metrics_port=port)
+        projector = Projector(kafka_bootstrap, dsn, ProjectorSettings(batch_size=1000), group=f"sbx.test.{tag}",
+                              topic=topic, metrics_port=port)
+        projector.start()  # serves the metrics
         undecodable_before = _metric(port, "scalebox_projector_dead_letters_total", '{reason="undecodable"}')
         unprojectable_before = _metric(port, "scalebox_projector_dead_letters_total", '{reason="unprojectable"}')
         stats = projector.run(until_caught_up=True, install_signals=False)

@@ -8,14 +8,14 @@ import threading
 import uuid
 
 import psycopg
+from support import verify, workload
 
-from scalebox_stream.projector import verify, workload
 from scalebox_stream.projector.migrate import migrate
-from scalebox_stream.projector.service import Projector
+from scalebox_stream.projector.service import Projector, ProjectorSettings
 
 
 def _project(bootstrap: str, dsn: str, topic: str, group: str, batch_size: int) -> dict:
-    projector = Projector(bootstrap, dsn, batch_size=batch_size, group=group, topic=topic)
+    projector = Projector(bootstrap, dsn, ProjectorSettings(batch_size=batch_size), group=group, topic=topic)
     return {"stats": projector.run(until_caught_up=True, install_signals=False)}
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from support import verify, workload
 
 from scalebox_stream.local import postgres
-from scalebox_stream.projector import verify, workload
-from scalebox_stream.projector.service import Projector
+from scalebox_stream.projector.service import Projector, ProjectorSettings
 
 
 class ThrowawayPostgres:
@@ -80,7 +80,8 @@ def test_projector_survives_a_postgres_restart(kafka_bootstrap, pg_dsn, throwawa
     events = list(workload.generate(20_000, app=f"pgrestart-{tag}"))
     workload.produce(kafka_bootstrap, topic, events)
 
-    projector = Projector(kafka_bootstrap, throwaway_pg.dsn, batch_size=100, group=f"sbx.test.{tag}", topic=topic)
+    projector = Projector(kafka_bootstrap, throwaway_pg.dsn, ProjectorSettings(batch_size=100), group=f"sbx.test.{tag}",
+                          topic=topic)
     result: dict = {}
     thread = threading.Thread(target=lambda: result.update(
         stats=projector.run(until_caught_up=True, install_signals=False)), daemon=True)
@@ -108,7 +109,7 @@ def test_projector_survives_a_postgres_restart(kafka_bootstrap, pg_dsn, throwawa
     reference_db = f"pgrestart_ref_{tag}"
     reference = verify.create_database(pg_dsn, reference_db)
     try:
-        Projector(kafka_bootstrap, reference, batch_size=1000, group=f"sbx.test.{tag}.ref",
+        Projector(kafka_bootstrap, reference, ProjectorSettings(batch_size=1000), group=f"sbx.test.{tag}.ref",
                   topic=topic).run(until_caught_up=True, install_signals=False)
         with psycopg.connect(reference) as conn:
             expected = verify.table_digests(conn)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import uuid
 
 import psycopg
+from support import verify, workload
 
-from scalebox_stream.projector import verify, workload
-from scalebox_stream.projector.service import Projector
+from scalebox_stream.projector.service import Projector, ProjectorSettings
 
 
 def _project(bootstrap: str, dsn: str, topic: str, group: str, prepare_at_once: bool = False) -> Projector:
-    projector = Projector(bootstrap, dsn, batch_size=50, group=group, topic=topic)
+    projector = Projector(bootstrap, dsn, ProjectorSettings(batch_size=50), group=group, topic=topic)
+    projector.start()
     if prepare_at_once:  # the statements' first executions are in the failing batches
         projector.conn.prepare_threshold = 0
     projector.run(until_caught_up=True, install_signals=False)

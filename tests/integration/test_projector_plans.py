@@ -6,8 +6,9 @@ from __future__ import annotations
 import uuid
 
 import psycopg
+from support import verify, workload
 
-from scalebox_stream.projector import apply, verify, workload
+from scalebox_stream.projector import apply
 from scalebox_stream.projector.fold import fold
 from scalebox_stream.projector.migrate import migrate
 

@@ -14,13 +14,13 @@ import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from pipeline import scalebox
+from support import verify
 
 from scalebox_stream.events import DecodeError, Event, EventCodec
 from scalebox_stream.kafka.config import admin_config, producer_config
 from scalebox_stream.kafka.topics import EVENTS_TOPIC, ensure_topics
-from scalebox_stream.projector import verify
 from scalebox_stream.projector.migrate import drop_projection
-from scalebox_stream.projector.service import Projector
+from scalebox_stream.projector.service import Projector, ProjectorSettings
 
 SPLIT = """#!/bin/sh
 # body N: emits N work tasks
@@ -135,7 +135,8 @@ def test_replay_rebuilds_identical_tables(kafka_bootstrap, pg_dsn, tmp_path):
     db = f"replay_{app.replace('-', '_')}"
     dsn = verify.create_database(pg_dsn, db)
     try:
-        incremental = Projector(kafka_bootstrap, dsn, batch_size=3, group=f"sbx.test.{app}.a", topic=topic)
+        incremental = Projector(kafka_bootstrap, dsn, ProjectorSettings(batch_size=3), group=f"sbx.test.{app}.a",
+                                topic=topic)
         stats = incremental.run(until_caught_up=True, install_signals=False)
         assert stats.applied == len(records) and stats.batches > 3
         with psycopg.connect(dsn) as conn:
@@ -150,7 +151,8 @@ def test_replay_rebuilds_identical_tables(kafka_bootstrap, pg_dsn, tmp_path):
         # `scalebox replay --yes` does exactly this: drop the projection, project the log from the start
         with psycopg.connect(dsn, autocommit=True) as conn:
             drop_projection(conn)
-        replayed = Projector(kafka_bootstrap, dsn, batch_size=1000, group=f"sbx.test.{app}.b", topic=topic)
+        replayed = Projector(kafka_bootstrap, dsn, ProjectorSettings(batch_size=1000), group=f"sbx.test.{app}.b",
+                             topic=topic)
         replayed.run(until_caught_up=True, install_signals=False)
         with psycopg.connect(dsn) as conn:
             after = verify.table_digests(conn)

@@ -116,8 +116,7 @@ def test_the_fast_reader_reads_what_the_public_reader_reads():
     import io
 
     from fastavro import schemaless_reader
-
-    from scalebox_stream.projector.workload import generate
+    from support.workload import generate
 
     codec = EventCodec()
     assert codec._direct, "fastavro's record reader is not in use: decoding is ~15% slower"

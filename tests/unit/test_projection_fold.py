@@ -6,6 +6,7 @@ import dataclasses
 import uuid
 
 import pytest
+from support.workload import generate
 
 from scalebox_stream.events import Event
 from scalebox_stream.projector.apply import STAGING_TABLES, run_rows, task_rows
@@ -18,7 +19,6 @@ from scalebox_stream.projector.fold import (
     fold,
     task_rank,
 )
-from scalebox_stream.projector.workload import generate
 
 
 def test_ranks_order_attempts_then_stages_and_terminal_beats_all():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from scalebox_stream.projector.group import _summed
-from scalebox_stream.projector.service import ProjectorStats
+from scalebox_stream.projector.stats import ProjectorStats
 
 
 def test_group_counters_add_up_and_span_first_start_to_last_commit():

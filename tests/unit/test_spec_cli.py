@@ -8,16 +8,11 @@ import pytest
 from typer.testing import CliRunner
 
 from scalebox_stream.cli.app import app
-from scalebox_stream.spec import templating
 
 SPECS = Path(__file__).parent / "specs"
 
 
-@pytest.fixture(autouse=True)
-def _no_host_env_files(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = tmp_path_factory.mktemp("home")
-    monkeypatch.setattr(templating, "SYSTEM_ENV_FILE", home / "no-such-file")
-    monkeypatch.setenv("HOME", str(home))
+pytestmark = pytest.mark.usefixtures("no_host_env_files")
 
 
 def run(*args: str) -> tuple[int, str, str]:

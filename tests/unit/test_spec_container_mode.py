@@ -7,15 +7,9 @@ from pathlib import Path
 import pytest
 
 from scalebox_stream.executors import make_executor
-from scalebox_stream.spec import AppSpec, SpecError, load_app, templating
+from scalebox_stream.spec import AppSpec, SpecError, load_app
 
-
-@pytest.fixture(autouse=True)
-def _no_host_env_files(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep this machine's environment files out of the tests."""
-    home = tmp_path_factory.mktemp("home")
-    monkeypatch.setattr(templating, "SYSTEM_ENV_FILE", home / "no-such-file")
-    monkeypatch.setenv("HOME", str(home))
+pytestmark = pytest.mark.usefixtures("no_host_env_files")
 
 
 def load(tmp_path: Path, text: str) -> AppSpec:

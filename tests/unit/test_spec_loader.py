@@ -7,17 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from scalebox_stream.spec import AppSpec, RetryRule, SpecError, load_app, templating
+from scalebox_stream.spec import AppSpec, RetryRule, SpecError, load_app
 
 SPECS = Path(__file__).parent / "specs"
 
 
-@pytest.fixture(autouse=True)
-def _no_host_env_files(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep /etc/scalebox/environments and ~/.scalebox/environments of this machine out of the tests."""
-    home = tmp_path_factory.mktemp("home")
-    monkeypatch.setattr(templating, "SYSTEM_ENV_FILE", home / "no-such-file")
-    monkeypatch.setenv("HOME", str(home))
+pytestmark = pytest.mark.usefixtures("no_host_env_files")
 
 
 def load_text(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> AppSpec:

@@ -1,0 +1,148 @@
+"""Every limit on what users give scalebox-stream: app files, their numbers, task bodies and headers.
+
+One module, so that the validator, the CLI and the agent check the same numbers. Each limit is far
+above what a real app needs and far below what would hang, kill or overflow a component.
+
+| constant | limit | why |
+| --- | --- | --- |
+| `MAX_APP_FILE_BYTES` | 1 MiB | an app file is read whole and parsed in memory |
+| `MAX_ENV_FILE_BYTES` | 1 MiB | env files (`scalebox.env`, `--env-file`) likewise |
+| `MAX_YAML_DEPTH` | 64 | deeper nesting would exhaust the parser's recursion |
+| `MAX_YAML_NODES` | 100,000 | values after expanding aliases (a "billion laughs" file stops here) |
+| `MAX_INT_DIGITS` | 100 | digits of an integer in an app file (Python refuses to convert much longer ones) |
+| `MAX_START_TASK_FILE_BYTES` | 16 MiB | a `start_task: FILE:` file |
+| `MAX_START_TASKS` | 100,000 | start tasks of one module |
+| `MAX_MODULES` | 1,000 | modules of one app |
+| `MAX_NAME_CHARS` | 64 | an app or module name (a host topic `sbx.tasks.<app>.<module>.host.<host>` stays < 249) |
+| `MAX_SLOTS` | 1,024 | `slots`: parallel tasks per agent |
+| `MAX_DURATION_S` | 30 days | any duration: timeouts, deadlines, backoff, windows, host waits |
+| `MAX_ATTEMPTS` | 1,000 | `retry.max_attempts` |
+| `MAX_RETRIES` | 1,000 | retries of one rule (`retry_rules` counts, `retry.rules[].retries`) |
+| `MAX_BACKOFF_FACTOR` | 100 | `retry.backoff.factor` |
+| `MAX_OUTPUT_TEXT_SIZE` | 256 KiB | `output_text_size`: a report holds three such texts and must fit one Kafka record |
+| `MAX_ERROR_BUDGET_FAILURES` | 1,000,000 | `error_budget.max_failures` |
+| `MAX_TASKS_PER_HOST` | 65,536 | `max_tasks_per_host` |
+| `MAX_BACKLOG` | 100,000,000 | `max_backlog` |
+| `MAX_GB` | 1,000,000 | `dir_quota_gb`, `free_space_gb` (one petabyte) |
+| `MAX_BODY_BYTES` | 64 KiB | a task body (UTF-8), from the CLI, a start task or a sink line |
+| `MAX_HEADERS_BYTES` | 16 KiB | a task's headers, as compact JSON |
+| `MAX_HEADER_KEY_CHARS` | 128 | one header key (letters, digits, `_`, `.`, `-`) |
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+KIB = 1024
+MIB = 1024 * KIB
+
+MAX_APP_FILE_BYTES = 1 * MIB
+MAX_ENV_FILE_BYTES = 1 * MIB
+MAX_YAML_DEPTH = 64
+MAX_YAML_NODES = 100_000
+MAX_INT_DIGITS = 100
+MAX_START_TASK_FILE_BYTES = 16 * MIB
+MAX_START_TASKS = 100_000
+MAX_MODULES = 1_000
+MAX_NAME_CHARS = 64
+
+MAX_SLOTS = 1_024
+MAX_DURATION_S = 30 * 24 * 3600.0
+MAX_ATTEMPTS = 1_000
+MAX_RETRIES = 1_000
+MAX_BACKOFF_FACTOR = 100.0
+MAX_OUTPUT_TEXT_SIZE = 256 * KIB
+MAX_ERROR_BUDGET_FAILURES = 1_000_000
+MAX_TASKS_PER_HOST = 65_536
+MAX_BACKLOG = 100_000_000
+MAX_GB = 1_000_000.0
+
+MAX_BODY_BYTES = 64 * KIB
+MAX_HEADERS_BYTES = 16 * KIB
+MAX_HEADER_KEY_CHARS = 128
+HEADER_KEY_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def shown(value: float) -> str:
+    """A number for a message: `2592000.0` -> `2592000`, `1e300` -> `1e+300`."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**15:
+        return str(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:g}"
+
+
+def duration_text(seconds: float) -> str:
+    """`2592000` -> `30 days (2592000 s)`, for messages naming a duration limit."""
+    days = seconds / 86400
+    return f"{shown(days)} days ({shown(seconds)} s)" if days >= 1 else f"{shown(seconds)} s"
+
+
+def within_limit(value: Any, limit: float, name: str) -> Any:
+    """`value` unless it is a boolean, a non-finite number or a number over `limit` (named `name` in the
+    ValueError). Other values pass, for pydantic to check their type and lower bound."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"expected a finite number, got {value!r}")
+        if value > limit:
+            raise ValueError(f"must be less than or equal to {shown(limit)} (the limit, {name}), got {shown(value)}")
+    return value
+
+
+def _utf8_problem(text: str, what: str) -> str | None:
+    """Why `text` cannot be sent as UTF-8 (lone surrogates from undecodable input), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"{what} is not valid UTF-8 (undecodable byte at character {exc.start})"
+    return None
+
+
+def check_body(body: str) -> str | None:
+    """Why a task body cannot be sent (too large, NUL byte, not UTF-8), or None if it can."""
+    if not isinstance(body, str):
+        return f"a task body must be text, got {type(body).__name__}"
+    if problem := _utf8_problem(body, "the task body"):
+        return problem
+    if "\x00" in body:
+        return f"the task body contains a NUL byte (at character {body.index(chr(0))})"
+    size = len(body.encode("utf-8"))
+    if size > MAX_BODY_BYTES:
+        return f"the task body is {size} bytes, over the limit of {MAX_BODY_BYTES} bytes (MAX_BODY_BYTES)"
+    return None
+
+
+def check_header_key(key: str) -> str | None:
+    """Why `key` is not a valid header key, or None."""
+    if not isinstance(key, str) or not key:
+        return "a header key must be a non-empty string"
+    if problem := _utf8_problem(key, f"header key {key!r}"):
+        return problem
+    if len(key) > MAX_HEADER_KEY_CHARS:
+        return f"header key {key[:40]!r}... is {len(key)} characters, over the limit of {MAX_HEADER_KEY_CHARS}"
+    if not HEADER_KEY_RE.fullmatch(key):
+        return f"bad header key {key!r}: use letters, digits, '_', '.' and '-' (not starting with '.' or '-')"
+    return None
+
+
+def check_headers(headers: Mapping[str, str]) -> str | None:
+    """Why a task's headers cannot be sent (bad key, bad value, too large as JSON), or None."""
+    for key, value in headers.items():
+        if problem := check_header_key(key):
+            return problem
+        if not isinstance(value, str):
+            return f"header {key!r}: the value must be text, got {type(value).__name__}"
+        if problem := _utf8_problem(value, f"header {key!r}"):
+            return problem
+        if "\x00" in value:
+            return f"header {key!r} contains a NUL byte"
+    size = len(json.dumps(dict(headers), separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    if size > MAX_HEADERS_BYTES:
+        return f"the headers are {size} bytes as JSON, over the limit of {MAX_HEADERS_BYTES} bytes (MAX_HEADERS_BYTES)"
+    return None
