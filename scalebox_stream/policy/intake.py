@@ -11,12 +11,8 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-MAX_BODY_BYTES = 64 * 1024
-"""A task body's size in UTF-8 bytes (it is an argv entry and a text column)."""
-MAX_HEADERS = 256
-"""Headers of one task."""
-MAX_HEADER_BYTES = 16 * 1024
-"""A header name and value together, in UTF-8 bytes."""
+from scalebox_stream.policy.limits import check_body, check_headers
+
 MAX_ATTEMPT = 10_000
 """The highest attempt number a task may carry."""
 MAX_DELAY_US = 366 * 24 * 3600 * 1_000_000
@@ -46,18 +42,6 @@ def _uuid_problem(name: str, value: str) -> str | None:
     return f"{name} {value[:80]!r} is not a UUID"
 
 
-def _text_problem(name: str, value: str, limit: int) -> str | None:
-    if "\x00" in value:
-        return f"{name} contains a NUL byte"
-    try:
-        size = len(value.encode("utf-8"))
-    except UnicodeEncodeError:
-        return f"{name} is not valid UTF-8"
-    if size > limit:
-        return f"{name} has {size} bytes; the limit is {limit}"
-    return None
-
-
 def task_record_problem(record: TaskRecord, app: str, module: str, now_us: int) -> str | None:
     """Why `record`, read from a task topic of (`app`, `module`), must not run; None if it may."""
     if record.app != app:
@@ -72,13 +56,4 @@ def task_record_problem(record: TaskRecord, app: str, module: str, now_us: int) 
         return f"attempt {record.attempt} is outside 1..{MAX_ATTEMPT}"
     if record.not_before is not None and not 0 <= record.not_before <= now_us + MAX_DELAY_US:
         return f"not_before {record.not_before} is not a time within a year from now (µs since the epoch)"
-    if problem := _text_problem("body", record.body, MAX_BODY_BYTES):
-        return problem
-    if len(record.headers) > MAX_HEADERS:
-        return f"{len(record.headers)} headers; the limit is {MAX_HEADERS}"
-    for key, value in record.headers.items():
-        if not key:
-            return "a header has an empty name"
-        if problem := _text_problem(f"header {key[:40]!r}", key + value, MAX_HEADER_BYTES):
-            return problem
-    return None
+    return check_body(record.body) or check_headers(record.headers)
