@@ -150,9 +150,8 @@ class Agent:
             self._rejoin()
         self.dispatcher.release_due(self.checkpoint.holds)
         self.slots.start_waiting()
-        hold = self.control.suspended or self._blocked_downstream() or len(self.dispatcher.delayed) >= \
-            self.settings.max_delayed
-        self.rebalance.pause_or_resume(hold, len(self.dispatcher.waiting), self._buffer_target, self._buffer_cap)
+        self.rebalance.pause_or_resume(self._fetching_held(), len(self.dispatcher.waiting), self._buffer_target,
+                                       self._buffer_cap)
         for message in self._fetch():
             self.intake.on_message(message)
         self.slots.start_waiting()
@@ -174,6 +173,11 @@ class Agent:
     def _held(self) -> bool:
         """No task may start: the agent is stopping, the module suspended, or a downstream module too full."""
         return self._stop.is_set() or self.control.suspended or self._blocked_downstream()
+
+    def _fetching_held(self) -> bool:
+        """Pause fetching: the module is suspended, held by backpressure, or too many tasks wait for their time."""
+        return (self.control.suspended or self._blocked_downstream()
+                or len(self.dispatcher.delayed) >= self.settings.max_delayed)
 
     def _blocked_downstream(self) -> bool:
         """Backpressure: a module this one feeds has more tasks waiting than its `max_backlog`."""
