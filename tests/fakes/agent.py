@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fakes.kafka import FakeBroker
@@ -59,7 +60,8 @@ class Parts:
     rebalance: Rebalance
     stop: threading.Event
     timer: Timer
-    held: list[bool]
+    hold: list[Callable[[], bool]]
+    """hold[0](): whether starts are held (the agent's stop, suspension, backpressure)."""
 
     @property
     def consumer(self):  # noqa: ANN201 - a FakeConsumer
@@ -77,9 +79,9 @@ class Parts:
 def parts(slots: int = 3, broker: FakeBroker | None = None, **settings: object) -> Parts:
     """Wire the parts as the agent does, with settings for tests (no pauses)."""
     broker = broker or FakeBroker()
-    stop, timer, held = threading.Event(), Timer(), [False]
+    stop, timer, hold = threading.Event(), Timer(), [lambda: False]
     config = AgentSettings(**{"retry_pause_s": 0.0, "revoke_drain_s": 2.0, **settings})  # type: ignore[arg-type]
-    dispatcher = Dispatcher(slots, held=lambda: held[0])
+    dispatcher = Dispatcher(slots, held=lambda: hold[0]())
     publisher = TransactionalPublisher("fake:9092", "sbx-agent-test", producer_factory=broker.producer, stop=stop,
                                        timeout_s=1.0, watchdog_grace_s=0.5, init_retry_s=0.001)
     box: dict[str, Rebalance] = {}
@@ -88,4 +90,4 @@ def parts(slots: int = 3, broker: FakeBroker | None = None, **settings: object) 
     rebalance = box["r"] = Rebalance(broker.consumer, [TOPIC], checkpoint, dispatcher, config, stop, "agent-test")
     checkpoint.on_membership = rebalance.note_membership
     rebalance.subscribe()
-    return Parts(broker, dispatcher, checkpoint, rebalance, stop, timer, held)
+    return Parts(broker, dispatcher, checkpoint, rebalance, stop, timer, hold)

@@ -104,7 +104,7 @@ def test_a_tripped_budget_is_queued_for_the_next_transaction_while_three_other_s
 
     control = ModuleControl(IDENTITY, ErrorBudget(1, 60.0), p.dispatcher.lock, put,
                             lambda e: OutMessage(EVENTS_TOPIC, e.task_id, CODEC.encode(e)))
-    p.dispatcher._held = lambda: control.suspended
+    p.hold[0] = lambda: control.suspended
     counting: list[float] = []
     count = control.count
 
