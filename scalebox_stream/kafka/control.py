@@ -23,12 +23,19 @@ class Command:
     reason: str = ""
 
 
-def send_command(producer: Producer, command: Command) -> None:
-    """Publish a command (the caller flushes)."""
+def encode_command(command: Command) -> tuple[str, str, bytes]:
+    """The record (topic, key, value) that carries a command: sent alone by the CLI, or by an agent in one of
+    its transactions."""
     if command.command not in COMMANDS:
         raise ValueError(f"unknown command {command.command!r} (known: {', '.join(COMMANDS)})")
     value = json.dumps({"command": command.command, "reason": command.reason})
-    producer.produce(CONTROL_TOPIC, key=f"{command.app}/{command.module}", value=value.encode())
+    return CONTROL_TOPIC, f"{command.app}/{command.module}", value.encode()
+
+
+def send_command(producer: Producer, command: Command) -> None:
+    """Publish a command (the caller flushes)."""
+    topic, key, value = encode_command(command)
+    producer.produce(topic, key=key, value=value)
 
 
 class CommandListener:

@@ -35,20 +35,22 @@ class TransactionalPublisher:
     """Publishes (topic, key, value, headers) records plus offsets in one transaction."""
 
     def __init__(self, bootstrap: str, transactional_id: str, timeout_s: float = 10.0,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, producer_factory: Callable[[dict[str, Any]], Any] = Producer,
+                 watchdog_grace_s: float = WATCHDOG_GRACE_S, init_retry_s: float = 0.5) -> None:
         self.bootstrap, self.transactional_id, self.timeout_s = bootstrap, transactional_id, timeout_s
         self._stop = stop or threading.Event()  # ends the retries of a producer that cannot start yet
+        self._make = producer_factory  # confluent_kafka.Producer, or a fake in tests
+        self._grace_s, self._init_retry_s = watchdog_grace_s, init_retry_s
         self._calls = _CallThread()
         self.producer = self._new_producer()
 
-    def _new_producer(self) -> Producer:
-        # retry.backoff.ms: back-to-back transactions wait for the previous one to complete on the coordinator;
-        # the default 100 ms retry backoff made every send_offsets_to_transaction take ~100 ms, and 5 ms still
-        # doubled a transaction (9.6 ms against 4.8 ms at 1 ms; the backoff grows exponentially from there).
-        # A commit flushes at once, so lingering only adds latency.
-        delay = 0.5
+    def _new_producer(self) -> Any:
+        # retry.backoff.ms: back-to-back transactions wait for the previous one to complete on the coordinator, and
+        # each retry's backoff adds itself to the transaction (it grows exponentially from the first). A commit
+        # flushes at once, so lingering only adds latency.
+        delay = self._init_retry_s
         while True:
-            producer = Producer(producer_config(self.bootstrap, transactional_id=self.transactional_id, **{
+            producer = self._make(producer_config(self.bootstrap, transactional_id=self.transactional_id, **{
                 "retry.backoff.ms": 1, "retry.backoff.max.ms": 100, "linger.ms": 0}))
             try:
                 producer.init_transactions(60)
@@ -91,9 +93,9 @@ class TransactionalPublisher:
     def _guarded(self, call: Callable[[], None], timeout_s: float) -> None:
         """Run `call` on the call thread; if it is stuck, leave it there and replace the producer."""
         try:
-            self._calls.run(call, timeout_s + WATCHDOG_GRACE_S)
+            self._calls.run(call, timeout_s + self._grace_s)
         except TimeoutError:
-            log.error("transactional call stuck for %.0fs; replacing the producer", timeout_s + WATCHDOG_GRACE_S)
+            log.error("transactional call stuck for %.0fs; replacing the producer", timeout_s + self._grace_s)
             self._calls = _CallThread()
             self.replace()
             raise TransactionHung("transactional call did not return") from None

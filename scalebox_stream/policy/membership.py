@@ -14,23 +14,19 @@ coordinator requests assert on a reference count when the broker goes away under
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaError
-
 from scalebox_stream.policy.pacing import pending_since
 
 REJOIN_AFTER_S = 60.0
 """How long the broker must have refused the agent's membership before it rejoins."""
-NOT_A_MEMBER = frozenset({KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION,
-                          KafkaError.FENCED_INSTANCE_ID})
-"""Error codes by which the group coordinator says the committing consumer is not (or no longer) a member."""
 
 
-def membership_evidence(committed: bool, error_code: int | None = None) -> bool | None:
+def membership_evidence(committed: bool, refused_as_non_member: bool = False) -> bool | None:
     """What a transaction says about membership: True when it committed positions, False when the broker
-    refused them as from a non-member, None when it failed for another reason."""
+    refused them as from a non-member (`refused_as_non_member`, see `kafka.errors`), None when it failed for
+    another reason."""
     if committed:
         return True
-    return False if error_code in NOT_A_MEMBER else None
+    return False if refused_as_non_member else None
 
 
 def absent_since(present: bool | None, since: float | None, now: float) -> float | None:

@@ -1,0 +1,127 @@
+"""The whole agent, its Kafka clients handed in as in-memory fakes: tasks run as real processes, and their
+reports, the agent's lifecycle and the positions land in the fake broker's transactions."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+
+from fakes.agent import CODEC, TOPIC, created
+from fakes.kafka import FakeBroker
+
+from scalebox_stream.agent.clients import AgentClients
+from scalebox_stream.agent.identity import AgentIdentity
+from scalebox_stream.agent.loop import Agent, AgentOptions
+from scalebox_stream.agent.settings import AgentSettings
+from scalebox_stream.kafka.topics import DEAD_LETTER_TOPIC, EVENTS_TOPIC, PRESENCE_TOPIC
+from scalebox_stream.spec.loader import load_app
+
+P0 = (TOPIC, 0)
+
+
+class _Quiet:
+    """Commands, downstream backlog, host directory and backlog monitor that have nothing to say."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def poll(self) -> list:
+        return []
+
+    def over_bound(self) -> None:
+        return None
+
+    def note_started(self) -> None:
+        return None
+
+    def backlog(self, app: str, module: str) -> int:
+        return 0
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _clients(broker: FakeBroker, made: list[str]) -> AgentClients:
+    from scalebox_stream.kafka.transactions import TransactionalPublisher
+
+    def publisher(stop: threading.Event) -> TransactionalPublisher:
+        return TransactionalPublisher("fake:9092", "sbx-agent-x", producer_factory=broker.producer, stop=stop)
+
+    return AgentClients(consumer=broker.consumer, publisher=publisher, commands=_Quiet,
+                        downstream=lambda bounds: _Quiet(), backlog=_Quiet, directory=_Quiet,
+                        prepare_topics=made.append)
+
+
+def _events(broker: FakeBroker) -> list:
+    return [CODEC.decode(r[2]) for t in broker.transactions for r in t.on(EVENTS_TOPIC)]
+
+
+def _run(tmp_path, broker: FakeBroker, until_committed: int) -> tuple[Agent, list[str]]:
+    """Run an agent of module m (/bin/true, two slots) until `until_committed` is committed on P0."""
+    app = tmp_path / "app.yaml"
+    app.write_text("name: app\nmodules:\n  m:\n    command: [/bin/true]\n    executor: process\n    slots: 2\n")
+    made: list[str] = []
+    identity = AgentIdentity("app", "m", host="h1", cluster="c1", agent_id="agent-x")
+    agent = Agent(load_app(app), identity, "fake:9092", AgentOptions(
+        slots=2, work_root=tmp_path / "work", settings=AgentSettings(presence_s=0.05)), clients=_clients(broker, made))
+    agent.consumer.assign(P0, now=False)  # handed over inside the agent's first poll
+
+    def stop_when_done() -> None:
+        deadline = time.monotonic() + 20
+        while broker.committed.get(P0, (0, ""))[0] < until_committed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # a presence renewal or two
+        agent.request_stop()
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    interval = sys.getswitchinterval()
+    try:
+        driver = threading.Thread(target=stop_when_done)
+        driver.start()
+        agent.run()
+        driver.join()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        sys.setswitchinterval(interval)
+    return agent, made
+
+
+def test_an_agent_with_fake_clients_runs_tasks_and_commits_them(tmp_path):
+    broker = FakeBroker()
+    tasks = [created() for _ in range(6)]
+    for event in tasks:
+        broker.append(TOPIC, 0, CODEC.encode(event), key=event.task_id)
+    broker.append(TOPIC, 0, b"not a task")
+    agent, made = _run(tmp_path, broker, len(tasks) + 1)
+    assert made == [agent.topics[1]]
+    assert broker.committed[P0] == (len(tasks) + 1, "")
+    events = _events(broker)
+    finished = {e.task_id: e.payload["outcome"] for e in events if e.event_type == "TaskFinished"}
+    assert finished == {t.task_id: "succeeded" for t in tasks}
+    lifecycle = [e.payload["state"] for e in events if e.event_type == "AgentLifecycle"]
+    assert lifecycle[0] == "started" and lifecycle[-1] == "stopped"
+    presence = [r for t in broker.transactions for r in t.on(PRESENCE_TOPIC)]
+    assert len(presence) >= 3  # started, renewed, stopped
+    (poison,) = [r for t in broker.transactions for r in t.on(DEAD_LETTER_TOPIC)]
+    assert poison[2] == b"not a task" and dict(poison[3])["source_offset"] == str(len(tasks)).encode()
+    assert agent.dispatcher.in_flight == 0 and agent.consumer.closed and agent.assignments == 1
+    assert agent.intake.poison_count == 1
+
+
+def test_attempts_a_dead_agent_was_running_are_recorded_lost_then_run_again_or_failed(tmp_path):
+    """The lease says offset 0 ran attempt 1 and offset 1 attempt 3 when their agent died; offset 2 finished."""
+    broker = FakeBroker()
+    tasks = [created() for _ in range(3)]
+    for event in tasks:
+        broker.append(TOPIC, 0, CODEC.encode(event), key=event.task_id)
+    broker.committed[P0] = (0, "sbx2:2;0@1,1@3")
+    _run(tmp_path, broker, 3)
+    assert broker.committed[P0] == (3, "")
+    runs = sorted((e.task_id == tasks[1].task_id, e.attempt, e.payload["outcome"])
+                  for e in _events(broker) if e.event_type == "TaskFinished")
+    assert runs == [(False, 1, "lost"), (False, 2, "succeeded"), (True, 3, "lost")]
+    (failed,) = [e for e in _events(broker) if e.event_type == "TaskFailed"]
+    assert failed.task_id == tasks[1].task_id and "lost 3 times" in failed.payload["reason"]
