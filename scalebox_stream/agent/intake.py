@@ -1,9 +1,10 @@
 """What the poll thread does with a consumed message: skip it, park it as poison, or buffer it as a task.
 
 A message already done (below the partition's watermark, or finished by a previous owner) is skipped. One that
-is not a TaskCreated goes to the dead-letter topic. A task whose attempt a previous owner was running when it
-went away (the partition's lease record says so) gets that attempt recorded as lost, then runs as the next
-attempt, or fails once its attempts were lost `max_lost_attempts` times.
+is not a TaskCreated, or whose fields fail `policy.intake`'s check (ids, attempt, times, module, body and header
+limits), goes to the dead-letter topic with its fault named, and is counted. A task whose attempt a previous
+owner was running when it went away (the partition's lease record says so) gets that attempt recorded as lost,
+then runs as the next attempt, or fails once its attempts were lost `max_lost_attempts` times.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from scalebox_stream.agent.dispatcher import Dispatcher
 from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.task_runner import OutMessage, TaskMessage, TaskRunner
 from scalebox_stream.agent.telemetry import AgentTelemetry
-from scalebox_stream.events import DecodeError, EventCodec
+from scalebox_stream.events import DecodeError, Event, EventCodec, now_us
 from scalebox_stream.kafka.topics import DEAD_LETTER_TOPIC
+from scalebox_stream.policy.intake import TaskRecord, task_record_problem
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,9 @@ class Intake:
         except DecodeError as exc:
             self._dead_letter(message, str(exc))
             return
+        if problem := self._problem(event):
+            self._dead_letter(message, f"invalid task: {problem}")
+            return
         task = TaskMessage(event, message.topic(), message.partition(), message.offset(),
                            assignment=tracker.assignment)
         lost = tracker.lost_attempt(task.offset)
@@ -70,6 +75,14 @@ class Intake:
                 return
         tracker.start(task.offset)
         self.dispatcher.add(task)
+
+    def _problem(self, event: Event) -> str | None:
+        """Why a decoded TaskCreated must not run here (see `policy.intake`), or None."""
+        payload = event.payload
+        record = TaskRecord(app=event.app, module=event.module, task_id=event.task_id, attempt=event.attempt,
+                            body=payload["body"], headers=payload["headers"], not_before=payload.get("not_before"),
+                            parent_task_id=payload.get("parent_task_id"))
+        return task_record_problem(record, self.identity.app, self.identity.module, now_us())
 
     def _after_lost_attempt(self, task: TaskMessage, lost: int) -> TaskMessage | None:
         """Record the attempt a dead agent was running as lost; the next attempt, or None if given up."""

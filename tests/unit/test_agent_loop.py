@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 
 from fakes.agent import CODEC, TOPIC, created
 from fakes.kafka import FakeBroker
@@ -125,3 +126,24 @@ def test_attempts_a_dead_agent_was_running_are_recorded_lost_then_run_again_or_f
     assert runs == [(False, 1, "lost"), (False, 2, "succeeded"), (True, 3, "lost")]
     (failed,) = [e for e in _events(broker) if e.event_type == "TaskFailed"]
     assert failed.task_id == tasks[1].task_id and "lost 3 times" in failed.payload["reason"]
+
+
+def test_invalid_task_records_are_dead_lettered_with_their_fault_and_the_rest_run(tmp_path):
+    """A record that decodes but carries a bad id, attempt, time or body never reaches a slot."""
+    broker = FakeBroker()
+    good = created()
+    bad = [replace(created(), task_id="not-a-uuid"), created(attempt=-5), created(not_before=2**62),
+           created(body="a\x00b"), replace(created(), module="other")]
+    for event in [*bad, good]:
+        broker.append(TOPIC, 0, CODEC.encode(event), key=event.task_id)
+    agent, _ = _run(tmp_path, broker, len(bad) + 1)
+    assert broker.committed[P0][0] == len(bad) + 1
+    finished = {e.task_id for e in _events(broker) if e.event_type == "TaskFinished"}
+    assert finished == {good.task_id}
+    faults = [dict(r[3])["error"].decode() for t in broker.transactions for r in t.on(DEAD_LETTER_TOPIC)]
+    assert faults == ["invalid task: task_id 'not-a-uuid' is not a UUID",
+                      "invalid task: attempt -5 is outside 1..10000",
+                      f"invalid task: not_before {2**62} is not a time within a year from now (µs since the epoch)",
+                      "invalid task: the task body contains a NUL byte (at character 1)",
+                      "invalid task: module 'other' is not this agent's module 'm'"]
+    assert agent.intake.poison_count == len(bad)
