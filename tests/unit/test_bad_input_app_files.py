@@ -167,8 +167,6 @@ CASES = [
     Case("variable-is-not-yaml", module("    slots: ${N}\n"), 5, "modules.m.slots", ("valid integer",),
          environ={"N": "2\n- 3"}),
     # names that collide as topic names
-    Case("app-name-with-dot", "name: col.x\nmodules:\n  m: {command: /bin/true}\n", 1, "name",
-         ("bad app name 'col.x'", "would collide with those of app 'col_x'")),
     Case("module-vs-host-topic", "name: a\nmodules:\n  m: {command: /bin/true}\n  m_host_x: {command: /bin/true}\n",
          4, "modules.m_host_x.name", ("module name 'm_host_x' collides with module 'm'", "sbx.tasks.a.m.host.x")),
     Case("app-name-too-long", "name: " + "a" * (MAX_NAME_CHARS + 1) + "\nmodules:\n  m: {command: /bin/true}\n",
