@@ -111,7 +111,7 @@ def _parse_yaml_tolerating_tabs(text: str, file: str, variables: Mapping[str, st
     try:
         return parse_yaml(text, file, variables)
     except SpecError as exc:
-        if "found character '\t' that cannot start any token" not in exc.message:
+        if "found character '\\t' that cannot start any token" not in exc.message:
             raise
         fixed = _TAB_AFTER_KEY.sub(lambda m: m.group(1) + " " * len(m.group(2)), text)
         if fixed == text:

@@ -185,7 +185,7 @@ def _app_forms(result: Normalized) -> None:
         path = result.origin.pop(("clusters",))
         if isinstance(clusters, dict):
             result.clusters = clusters
-            result.warnings.append((path, "clusters: only each cluster's head host (role: head) and base_data_dir "
+            result.warnings.append((path, "only each cluster's head host (role: head) and base_data_dir "
                                           "are read; hosts are not started over SSH or Slurm here (not yet)"))
         elif clusters is not None:
             result.issues.append((path, "expected a mapping of cluster name -> cluster definition"))
