@@ -28,7 +28,8 @@ Flow-control and placement keys:
 | `on_missing_host` | HOST-BOUND: then `fail` (default) or `reroute` to any host |
 
 Every number has a range, and names, files and bodies have limits: see `spec.limits`. App names have no
-`.` (Kafka treats `.` and `_` in topic names alike, so `col.x` and `col_x` would share topics);
+`.` (Kafka treats `.` and `_` in topic names alike, so `col.x` and `col_x` would share topics; the loader
+runs a dotted Scalebox name with `-` instead, `normalize.dotless_name`);
 `start_task: FILE:` reads only regular files inside the app's directory.
 
 Scalebox module keys read into typed fields (their executor wiring is the agent's and the executors' job):
@@ -100,7 +101,6 @@ _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _EXECUTOR_ALIASES = {"singularity": "apptainer"}
 ACTIONS = {"run": "ACTION_RUN", "setup": "ACTION_SETUP", "teardown": "ACTION_TEARDOWN", "check": "ACTION_CHECK"}
 """The in-container scripts a module's environment may replace, and the variables that name them."""
-NETWORKS = ("none", "bridge", "host")
 DEFAULT_NETWORK = "bridge"
 """Containers reach the network through the engine's bridge, so transfer modules work; `network: none`
 locks a module down."""
@@ -135,9 +135,9 @@ def _within_limit(value: Any, field: str) -> Any:
     return within_limit(value, limit, name)
 
 
-def _context(info: ValidationInfo | None = None, key: str = "", default: Any = None) -> Any:
-    """A value from the validation context."""
-    context = info.context if info is not None and isinstance(info.context, dict) else {}
+def _context(info: ValidationInfo, key: str, default: Any) -> Any:
+    """A value from the validation context (the loader puts `app_dir`, `allow_outside` and `head` there)."""
+    context = info.context if isinstance(info.context, dict) else {}
     return context.get(key, default)
 
 
@@ -570,9 +570,8 @@ class ModuleSpec(BaseModel):
         return {action: self.environments[var].strip() for action, var in ACTIONS.items()
                 if self.environments.get(var, "").strip()}
 
-    def slots_on(self, host: str, head: str = DEFAULT_HEAD) -> int:
-        """How many slots this module has on `host` (`head` is the head's name): from the host list, else
-        `slots` on any host."""
+    def slots_on(self, host: str) -> int:
+        """How many slots this module has on `host`: from the host list, else `slots` on any host."""
         if not self.placement:
             return self.slots
         return slots_on(self.placement, host)
