@@ -3,8 +3,10 @@
 from .durations import parse_duration
 from .error_budget import ErrorBudgetSpec
 from .errors import SpecError, SpecIssue
+from .launch import LaunchTemplate
 from .loader import load_app, parse_app
 from .model import AppSpec, ModuleSpec
+from .placement import SlotPlacement
 from .retry_rules import RetryRule, parse_rules, retries_allowed
 from .retry_spec import BackoffSpec, RetryRuleSpec, RetrySpec, build_retry_policy
 
@@ -12,11 +14,13 @@ __all__ = [
     "AppSpec",
     "BackoffSpec",
     "ErrorBudgetSpec",
+    "LaunchTemplate",
     "ModuleSpec",
     "RetryRule",
     "RetryRuleSpec",
     "RetrySpec",
     "SpecError",
+    "SlotPlacement",
     "SpecIssue",
     "build_retry_policy",
     "load_app",

@@ -27,6 +27,10 @@ above what a real app needs and far below what would hang, kill or overflow a co
 | `MAX_BODY_BYTES` | 64 KiB | a task body (UTF-8), from the CLI, a start task or a sink line |
 | `MAX_HEADERS_BYTES` | 16 KiB | a task's headers, as compact JSON |
 | `MAX_HEADER_KEY_CHARS` | 128 | one header key (letters, digits, `_`, `.`, `-`) |
+| `MAX_SLOT_ENTRIES` | 1,024 | entries of a `slots:` host list |
+| `MAX_HOST_PATTERN_CHARS` | 253 | a host name or pattern in a `slots:` entry (the longest DNS name) |
+| `MAX_SLOT_EXPR_CHARS` | 100 | a `{~expr~}` slot expression in a launch template |
+| `MAX_ENV_CASCADE` | 16 | env files read for one `-e NAME.env` (`a_b_c.env` reads `a.env`, `a_b.env`, then itself) |
 """
 
 from __future__ import annotations
@@ -68,6 +72,10 @@ MAX_TASKS_PER_HOST = 65_536
 MAX_BACKLOG = 100_000_000
 MAX_GB = 1_000_000.0
 
+MAX_SLOT_ENTRIES = 1_024
+MAX_HOST_PATTERN_CHARS = 253
+MAX_SLOT_EXPR_CHARS = 100
+MAX_ENV_CASCADE = 16
 
 
 def shown(value: float) -> str:

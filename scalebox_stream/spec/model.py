@@ -28,8 +28,25 @@ Flow-control and placement keys:
 | `on_missing_host` | HOST-BOUND: then `fail` (default) or `reroute` to any host |
 
 Every number has a range, and names, files and bodies have limits: see `spec.limits`. App names have no
-`.` (Kafka treats `.` and `_` in topic names alike, so `col.x` and `col_x` would share topics);
+`.` (Kafka treats `.` and `_` in topic names alike, so `col.x` and `col_x` would share topics; the loader
+runs a dotted Scalebox name with `-` instead, `normalize.dotless_name`);
 `start_task: FILE:` reads only regular files inside the app's directory.
+
+Scalebox module keys read into typed fields (their executor wiring is the agent's and the executors' job):
+
+| key | meaning |
+| --- | --- |
+| `code_path` | the module's code directory (absolute, resolved against the app dir), mounted at `/app/bin` |
+| `slots` as a host list | `placement`: [(host or pattern, count)], `h0` being the head (see `spec.placement`) |
+| `slot_on_head` | one slot on the head (`slot_options: slot_on_head`, `slot_on_head: yes`) |
+| `command` with `{{IMAGE}}` | `launch`: a Scalebox launch template, read (see `spec.launch`) |
+| `network` | `none`, `bridge` (default: transfer modules reach their peers) or `host` |
+| `tmpfs_workdir` | `/work` on a tmpfs (`slot_options: tmpfs_workdir`) |
+| `local_data_mapping` | the host's `/` at `/local_data_root` (default on; `disable_local_mapping` turns it off) |
+| `cluster_data_mapping` | the cluster data directory at `/cluster_data_root` (default on; `disable_data_mapping`) |
+| `ACTION_RUN`... in `environments` | `actions`: the scripts that replace run.sh, setup.sh, teardown.sh, check.sh |
+
+`task_dist_mode: SLOT-BOUND` (a `to_slot` header picks the slot) is refused: agents here take tasks per host.
 
 `container_mode` (docker only): `task` (default) runs one container per attempt; `slot` keeps one
 long-lived container per agent slot that runs the slot's tasks one after another (`setup.sh` once when
@@ -49,8 +66,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from scalebox_stream.policy.retry import RetryPolicy
 
 from .error_budget import ErrorBudgetSpec
-from .errors import FieldError
+from .errors import FieldError, SpecIssue
 from .files import FileProblem, inside, read_capped
+from .launch import LaunchTemplate, engine_of, parse_launch
 from .limits import (
     MAX_BACKLOG,
     MAX_DURATION_S,
@@ -67,6 +85,7 @@ from .limits import (
     within_limit,
 )
 from .names import host_topic_clash
+from .placement import DEFAULT_HEAD, SlotPlacement, parse_placement, slots_on
 from .retry_rules import RetryRule, parse_rules
 from .retry_spec import RetrySpec, build_retry_policy
 
@@ -80,6 +99,17 @@ MODULE_NAME_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{0,{MAX_NAME_CHARS - 1}}
 CLUSTER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _EXECUTOR_ALIASES = {"singularity": "apptainer"}
+ACTIONS = {"run": "ACTION_RUN", "setup": "ACTION_SETUP", "teardown": "ACTION_TEARDOWN", "check": "ACTION_CHECK"}
+"""The in-container scripts a module's environment may replace, and the variables that name them."""
+DEFAULT_NETWORK = "bridge"
+"""Containers reach the network through the engine's bridge, so transfer modules work; `network: none`
+locks a module down."""
+CODE_DIR = "/app/bin"
+LOCAL_DATA_ROOT = "/local_data_root"
+CLUSTER_DATA_ROOT = "/cluster_data_root"
+SHM_DIR = "/dev/shm"
+_YES = {"yes": True, "y": True, "true": True, "on": True, "1": True,
+        "no": False, "n": False, "false": False, "off": False, "0": False}
 
 
 def _app_dir(info: ValidationInfo) -> Path:
@@ -103,6 +133,28 @@ def _within_limit(value: Any, field: str) -> Any:
     would not)."""
     name, limit = _UPPER_LIMITS[field]
     return within_limit(value, limit, name)
+
+
+def _context(info: ValidationInfo, key: str, default: Any) -> Any:
+    """A value from the validation context (the loader puts `app_dir`, `allow_outside` and `head` there)."""
+    context = info.context if isinstance(info.context, dict) else {}
+    return context.get(key, default)
+
+
+def _flag(value: Any) -> Any:
+    """Scalebox's yes/no (true/false, on/off, 1/0) as a boolean; anything else is left to pydantic."""
+    if isinstance(value, str) and value.strip().lower() in _YES:
+        return _YES[value.strip().lower()]
+    return value
+
+
+def _raw_environment(value: Any) -> dict[str, str]:
+    """The KEY -> value pairs of a raw `environments` (a map or a list of KEY=value), leniently."""
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return dict(str(item).partition("=")[::2] for item in value if isinstance(item, str) and "=" in item)
+    return {}
 
 
 def _env_text(value: Any) -> str:
@@ -150,6 +202,17 @@ class ModuleSpec(BaseModel):
     container_mode: Literal["task", "slot"] = "task"
     cluster: str | None = None
     """The Kafka cluster whose agents run this module (default: the app's `cluster`)."""
+    placement: list[SlotPlacement] = Field(default_factory=list)
+    """Scalebox's host list: `count` slots on each matching host; empty: `slots` on every host of an agent."""
+    slot_on_head: bool = False
+    code_path: Path | None = None
+    """The module's code directory, mounted at /app/bin (Scalebox's `code_path`)."""
+    network: Literal["none", "bridge", "host"] = DEFAULT_NETWORK
+    tmpfs_workdir: bool = False
+    local_data_mapping: bool = True
+    cluster_data_mapping: bool = True
+    launch: LaunchTemplate | None = None
+    """A Scalebox launch template given as `command` (`docker run {{ENVS}} {{VOLUMES}} {{IMAGE}}`)."""
 
     @field_validator("check", mode="before")
     @classmethod
@@ -203,11 +266,12 @@ class ModuleSpec(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _defaults(cls, data: Any) -> Any:
-        """Executor: docker with an image (apptainer for a `.sif`), else process; image command default."""
+    def _defaults(cls, data: Any, info: ValidationInfo) -> Any:
+        """Executor: the launch template's engine, else docker with an image (apptainer for a `.sif`), else
+        process; image command default (`ACTION_RUN` if the environment names one); Scalebox's forms."""
         if not isinstance(data, dict):
             return data
-        data = dict(data)
+        data = _scalebox_forms(dict(data), _context(info, "head", DEFAULT_HEAD))
         image = data.get("image")
         if data.get("executor") is None:
             if isinstance(image, str) and image:
@@ -216,8 +280,46 @@ class ModuleSpec(BaseModel):
                 data["executor"] = "process"
         executor = _EXECUTOR_ALIASES.get(str(data["executor"]).lower(), str(data["executor"]).lower())
         if data.get("command") is None and image and executor in CONTAINER_EXECUTORS:
-            data["command"] = [DEFAULT_COMMAND]
+            run = _raw_environment(data.get("environments")).get(ACTIONS["run"], "").strip()
+            data["command"] = [run or DEFAULT_COMMAND]
         return data
+
+    @field_validator("placement", mode="before")
+    @classmethod
+    def _placement(cls, value: Any) -> Any:
+        """A Scalebox host list (`[h0:2, 'n-[01][01]:4']`), each entry checked (see `spec.placement`)."""
+        if value is None or _placed(value):
+            return value or []
+        return parse_placement(value)
+
+    @field_validator("launch", mode="before")
+    @classmethod
+    def _launch(cls, value: Any) -> Any:
+        """A launch template string, read by `spec.launch.parse_launch`."""
+        if isinstance(value, str):
+            return parse_launch(value)
+        return value
+
+    @field_validator("code_path", mode="before")
+    @classmethod
+    def _code_path(cls, value: Any, info: ValidationInfo) -> Any:
+        """A directory, relative to the app dir unless absolute; it must exist (it is mounted at /app/bin)."""
+        if not isinstance(value, str | Path):
+            raise ValueError(f"expected the path of the module's code directory, got {value!r}")
+        path = (_app_dir(info) / str(value).strip()).resolve()
+        if not path.is_dir():
+            raise ValueError(f"code_path {str(value)!r} is not a directory (looked for {path})")
+        return path
+
+    @field_validator("network", mode="before")
+    @classmethod
+    def _network(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("tmpfs_workdir", "local_data_mapping", "cluster_data_mapping", "slot_on_head", mode="before")
+    @classmethod
+    def _flags(cls, value: Any) -> Any:
+        return _flag(value)
 
     @field_validator("name")
     @classmethod
@@ -245,8 +347,8 @@ class ModuleSpec(BaseModel):
         """A string is split like a shell would (no expansion); list items may be numbers."""
         if isinstance(value, str):
             if "{{" in value:
-                raise ValueError("Scalebox launch templates ({{IMAGE}}, {{ENVS}}...) are not supported; "
-                                 "give the program to run inside the container")
+                raise ValueError("a Scalebox launch template ({{IMAGE}}, {{ENVS}}...) is read from a module's "
+                                 "`command` in an app file, not here")
             try:
                 value = shlex.split(value)
             except ValueError as exc:
@@ -406,10 +508,23 @@ class ModuleSpec(BaseModel):
             raise FieldError(problems)
         return out
 
-    @field_validator("text_trunc_mode", "task_dist_mode", mode="before")
+    @field_validator("text_trunc_mode", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("task_dist_mode", mode="before")
+    @classmethod
+    def _dist_mode(cls, value: Any) -> Any:
+        """Upper case; blank is DEFAULT (Scalebox's `task_dist_mode: ${TASK_DIST_MODE}` with `TASK_DIST_MODE=`);
+        SLOT-BOUND is refused, saying why."""
+        if not isinstance(value, str):
+            return value
+        mode = value.strip().upper() or "DEFAULT"
+        if mode == "SLOT-BOUND":
+            raise ValueError("SLOT-BOUND (a to_slot header picks the slot) is not supported: agents here take tasks "
+                             "per host, not per slot; use HOST-BOUND with a to_host header, or DEFAULT")
+        return mode
 
     @field_validator("container_mode", mode="before")
     @classmethod
@@ -448,6 +563,30 @@ class ModuleSpec(BaseModel):
         """The retry policy from `retry.rules` or `retry_rules`, with `retry`'s max_attempts and backoff."""
         return build_retry_policy(self.retry, self.retry_rules)
 
+    @property
+    def actions(self) -> dict[str, str]:
+        """The scripts the environment names instead of run.sh, setup.sh, teardown.sh and check.sh
+        (`ACTION_RUN`...: `{"check": "/app/bin/mycheck.sh"}`); a blank `ACTION_CHECK=` names none."""
+        return {action: self.environments[var].strip() for action, var in ACTIONS.items()
+                if self.environments.get(var, "").strip()}
+
+    def slots_on(self, host: str) -> int:
+        """How many slots this module has on `host`: from the host list, else `slots` on any host."""
+        if not self.placement:
+            return self.slots
+        return slots_on(self.placement, host)
+
+    def standard_mounts(self, cluster_data_dir: Path | None) -> list[str]:
+        """Scalebox's standard mounts for this module as `src:dst[:mode]`: `code_path` at /app/bin (read-only),
+        the host's / at /local_data_root, the cluster data directory at /cluster_data_root, and /dev/shm."""
+        mounts = [f"{self.code_path}:{CODE_DIR}:ro"] if self.code_path else []
+        if self.local_data_mapping:
+            mounts.append(f"/:{LOCAL_DATA_ROOT}")
+        if self.cluster_data_mapping and cluster_data_dir is not None:
+            mounts.append(f"{cluster_data_dir}:{CLUSTER_DATA_ROOT}")
+        mounts.append(f"{SHM_DIR}:{SHM_DIR}")
+        return mounts
+
 
 class AppSpec(BaseModel):
     """A whole app: its modules (in file order) and where it was loaded from."""
@@ -462,6 +601,25 @@ class AppSpec(BaseModel):
     modules: dict[str, ModuleSpec]
     app_dir: Path
     source: Path
+    version: str | None = None
+    initial_status: Literal["RUNNING", "INITIAL", "PAUSED"] = "RUNNING"
+    """Scalebox's app state after creation: RUNNING starts at once; INITIAL and PAUSED wait to be started."""
+    head_host: str = DEFAULT_HEAD
+    """The head host's name in host lists: `h0` unless the file's `clusters:` gives a host `role: head`."""
+    cluster_data_dir: Path | None = None
+    """The cluster data directory (`${CLUSTER_DATA_DIR}`), mounted at /cluster_data_root."""
+    warnings: tuple[SpecIssue, ...] = ()
+    """What the loader accepted but ignores, one line each (`file:line: field: message`), for the CLI to print."""
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+    @field_validator("initial_status", mode="before")
+    @classmethod
+    def _initial_status(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("name")
     @classmethod
@@ -542,6 +700,42 @@ class AppSpec(BaseModel):
         if self.main_router and self.main_router != module:
             return [self.main_router]
         return []
+
+
+def _scalebox_forms(data: dict[str, Any], head: str) -> dict[str, Any]:
+    """What a launch template implies (executor, network, tmpfs /work) unless given; `slots` from a host
+    list (the head's share, else the first entry's); `slot_on_head` as a placement on the head."""
+    launch = data.get("launch")
+    if isinstance(launch, str):
+        if data.get("executor") is None and (engine := engine_of(launch)):
+            data["executor"] = engine
+        try:
+            template = parse_launch(launch)
+        except ValueError:
+            template = None  # the field validator reports it
+        if template is not None:
+            if data.get("network") is None and template.network:
+                data["network"] = template.network
+            if data.get("tmpfs_workdir") is None and "/work" in [t.split(":")[0] for t in template.tmpfs]:
+                data["tmpfs_workdir"] = True
+    placement = data.get("placement")
+    if placement is not None and data.get("slots") is None:
+        try:
+            entries = parse_placement(placement) if not _placed(placement) else placement
+        except ValueError:
+            entries = []
+        if entries:
+            data["slots"] = slots_on(entries, head) or entries[0].count
+    elif _flag(data.get("slot_on_head")) is True:
+        slots = data.get("slots", 1)
+        count = slots if isinstance(slots, int) and not isinstance(slots, bool) and slots >= 1 else 1
+        data["placement"] = [SlotPlacement(host=head, count=count)]
+    return data
+
+
+def _placed(value: Any) -> bool:
+    """Whether `value` is already a list of SlotPlacement."""
+    return isinstance(value, list) and bool(value) and all(isinstance(v, SlotPlacement) for v in value)
 
 
 def _start_task_file(name: str, info: ValidationInfo) -> list[tuple[int, str]]:

@@ -4,6 +4,14 @@ Substitution happens after YAML parsing, inside each string value (`yamlsrc.pars
 value is always one value: it can never add keys, modules or YAML syntax. Placeholders in YAML comments
 are never seen. Syntax: `${VAR}`, `${VAR:-default}` (default when VAR is unset or empty) and `$$` for a
 literal `$`. A `$` followed by anything else is left alone.
+
+Env files given by the user cascade as Scalebox's `-e` does: `-e p419_48nodes_1266932744.env` reads
+`p419.env`, then `p419_48nodes.env`, then `p419_48nodes_1266932744.env` (each from the named file's
+directory; the shorter ones only if they exist), later files overriding earlier ones. `KEY=` declares KEY
+with an empty value, so `${KEY}` is then the empty string rather than an undefined variable.
+
+`CLUSTER_DATA_DIR` needs no definition: when no source defines it, it is the cluster data directory
+(`default_cluster_data_dir`, or the `base_data_dir` of the app's cluster in the app file's `clusters:`).
 """
 
 from __future__ import annotations
@@ -16,11 +24,13 @@ from pathlib import Path
 
 from .errors import SpecError, SpecIssue
 from .files import FileProblem, read_capped
-from .limits import MAX_ENV_FILE_BYTES
+from .limits import MAX_ENV_CASCADE, MAX_ENV_FILE_BYTES
 
 SYSTEM_ENV_FILE = Path("/etc/scalebox/environments")
 USER_ENV_FILE_NAME = ".scalebox/environments"
 APP_ENV_FILE_NAME = "scalebox.env"
+CLUSTER_DATA_DIR = "CLUSTER_DATA_DIR"
+CLUSTER_DATA_DIR_NAME = "cluster-data"
 
 _TOKEN = re.compile(r"\$(?:(?P<dollar>\$)|\{(?P<body>[^}\n]*)\}|(?P<open>\{))")
 _PLACEHOLDER = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?", re.DOTALL)
@@ -66,23 +76,52 @@ def _unquote(value: str) -> str:
     return value[: comment.start()].rstrip() if comment else value
 
 
-def env_file_layers(app_dir: Path, env_files: Sequence[Path] = ()) -> list[tuple[Path, bool]]:
-    """The env files to read, lowest precedence first, each with whether it must exist."""
+def cascade(path: Path) -> list[Path]:
+    """`dir/a_b_c.env` -> [dir/a.env, dir/a_b.env, dir/a_b_c.env]: the most general first, the named file
+    last (at most MAX_ENV_CASCADE files: the most specific ones). A name without `_` or `.env` is itself."""
+    path = Path(path)
+    if path.suffix != ".env" or "_" not in path.stem:
+        return [path]
+    parts = path.stem.split("_")
+    names = ["_".join(parts[:size]) for size in range(1, len(parts) + 1) if all(parts[:size])]
+    if not names or names[-1] != path.stem:
+        return [path]
+    return [path.with_name(name + ".env") for name in names[-MAX_ENV_CASCADE:]]
+
+
+def env_file_layers(app_dir: Path, env_files: Sequence[Path] = (), *,
+                    cascade_env_files: bool = True) -> list[tuple[Path, bool]]:
+    """The env files to read, lowest precedence first, each with whether it must exist.
+
+    With `cascade_env_files`, each of `env_files` is preceded by its more general names (`cascade`),
+    which are read only if they exist.
+    """
     layers = [
         (SYSTEM_ENV_FILE, False),
         (Path.home() / USER_ENV_FILE_NAME, False),
         (app_dir / APP_ENV_FILE_NAME, False),
     ]
-    layers.extend((Path(f), True) for f in env_files)
+    for name in env_files:
+        chain = cascade(Path(name)) if cascade_env_files else [Path(name)]
+        layers.extend((path, path == chain[-1]) for path in chain)
     return layers
 
 
+def default_cluster_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """`$SCALEBOX_HOME/cluster-data` (default `~/.scalebox/cluster-data`): the cluster data directory when
+    neither `CLUSTER_DATA_DIR` nor a `clusters:` `base_data_dir` names one. Not created here."""
+    env = os.environ if environ is None else environ
+    home = env.get("SCALEBOX_HOME") or "~/.scalebox"
+    return Path(home).expanduser().absolute() / CLUSTER_DATA_DIR_NAME
+
+
 def collect_variables(app_dir: Path, env_files: Sequence[Path] = (),
-                      environ: Mapping[str, str] | None = None) -> dict[str, str]:
+                      environ: Mapping[str, str] | None = None, *,
+                      cascade_env_files: bool = True) -> dict[str, str]:
     """Merge the layered env files, then the process environment (highest precedence)."""
     variables: dict[str, str] = {}
     issues: list[SpecIssue] = []
-    for path, required in env_file_layers(app_dir, env_files):
+    for path, required in env_file_layers(app_dir, env_files, cascade_env_files=cascade_env_files):
         if not path.is_file():
             if required:
                 issues.append(SpecIssue(str(path), None, "", "env file not found"))

@@ -79,6 +79,11 @@ def module(lines: str) -> str:
     return HEAD + lines
 
 
+def container(lines: str) -> str:
+    """A module with an image and no command, plus module keys (first key on line 5)."""
+    return "name: a\nmodules:\n  m:\n    image: x\n" + lines
+
+
 def _fifo(directory: Path) -> None:
     os.mkfifo(directory / "tasks.fifo")
 
@@ -167,8 +172,6 @@ CASES = [
     Case("variable-is-not-yaml", module("    slots: ${N}\n"), 5, "modules.m.slots", ("valid integer",),
          environ={"N": "2\n- 3"}),
     # names that collide as topic names
-    Case("app-name-with-dot", "name: col.x\nmodules:\n  m: {command: /bin/true}\n", 1, "name",
-         ("bad app name 'col.x'", "would collide with those of app 'col_x'")),
     Case("module-vs-host-topic", "name: a\nmodules:\n  m: {command: /bin/true}\n  m_host_x: {command: /bin/true}\n",
          4, "modules.m_host_x.name", ("module name 'm_host_x' collides with module 'm'", "sbx.tasks.a.m.host.x")),
     Case("app-name-too-long", "name: " + "a" * (MAX_NAME_CHARS + 1) + "\nmodules:\n  m: {command: /bin/true}\n",
@@ -193,6 +196,58 @@ CASES = [
          files={"tasks.txt": "ok\n" + "y" * (MAX_BODY_BYTES + 1) + "\n"}),
     Case("file-not-utf8", module("    start_task: FILE:tasks.txt\n"), 5, "modules.m.start_task",
          ("is not valid UTF-8",), files={"tasks.txt": b"ok\n\xff\n"}),
+    # Scalebox keys: wrong types and values name the field and the line
+    Case("code-path-missing", module("    image: x\n    arguments:\n      code_path: ./nope\n"), 7,
+         "modules.m.arguments.code_path", ("code_path './nope' is not a directory",)),
+    Case("code-path-number", module("    image: x\n    code_path: 7\n"), 6, "modules.m.code_path",
+         ("expected the path of the module's code directory, got 7",)),
+    Case("code-path-is-a-file", module("    image: x\n    code_path: run.sh\n"), 6, "modules.m.code_path",
+         ("is not a directory",), files={"run.sh": "#!/bin/sh\n"}),
+    Case("slots-bad-regex", module("    slots:\n      - h0:1\n      - 'n-[01:2'\n"), 7, "modules.m.slots.1",
+         ("host 'n-[01' is not a valid regular expression",)),
+    Case("slots-count-word", module("    slots: [h0:two]\n"), 5, "modules.m.slots.0",
+         ("the slot count in 'h0:two' must be a whole number >= 1",)),
+    Case("slots-count-over", module("    slots: [h0:5000]\n"), 5, "modules.m.slots.0", ("MAX_SLOTS", "got 5000")),
+    Case("slots-no-host", module("    slots: [':3']\n"), 5, "modules.m.slots.0", ("no host in ':3'",)),
+    Case("slots-entry-number", module("    slots: [2]\n"), 5, "modules.m.slots.0",
+         ("expected '<host>[:<count>]', e.g. 'h0:2', got 2",)),
+    Case("slots-host-too-long", module("    slots: ['" + "h" * 300 + ":1']\n"), 5, "modules.m.slots.0",
+         ("MAX_HOST_PATTERN_CHARS",)),
+    Case("slots-too-many-entries", module("    slots: [" + ", ".join(["h0:1"] * 1025) + "]\n"), 5, "modules.m.slots",
+         ("1025 host entries, over the limit of 1024 (MAX_SLOT_ENTRIES)",)),
+    Case("network-bad", module("    network: public\n"), 5, "modules.m.network", ("'none', 'bridge' or 'host'",)),
+    Case("tmpfs-workdir-maybe", module("    tmpfs_workdir: maybe\n"), 5, "modules.m.tmpfs_workdir",
+         ("valid boolean",)),
+    Case("slot-on-head-maybe", module("    parameters:\n      slot_on_head: maybe\n"), 6,
+         "modules.m.parameters.slot_on_head", ("expected yes or no, got 'maybe'",)),
+    Case("slot-options-mapping", module("    arguments:\n      slot_options: {a: 1}\n"), 6,
+         "modules.m.arguments.slot_options", ("expected comma-separated slot options",)),
+    Case("initial-status-bad", "name: a\nparameters:\n  initial_status: STARTED\nmodules:\n  m: {command: /bin/true}\n",
+         3, "parameters.initial_status", ("'RUNNING', 'INITIAL' or 'PAUSED'",)),
+    Case("clusters-not-a-mapping", "name: a\nclusters: [x]\nmodules:\n  m: {command: /bin/true}\n", 2, "clusters",
+         ("expected a mapping of cluster name -> cluster definition",)),
+    Case("launch-unknown-placeholder", container("    command: docker run {{ENVS}} {{IMAGES}}\n"), 5,
+         "modules.m.command", ("unknown placeholder '{{IMAGES}}'",)),
+    Case("launch-no-image", container("    command: docker run {{ENVS}} {{VOLUMES}} myimage\n"), 5,
+         "modules.m.command", ("needs {{IMAGE}}",)),
+    Case("launch-unknown-engine", container("    command: lxc-start {{IMAGE}}\n"), 5, "modules.m.command",
+         ("starts with 'lxc-start'",)),
+    Case("launch-bad-network", container("    command: docker run --network=overlay {{IMAGE}}\n"), 5,
+         "modules.m.command", ("--network 'overlay'",)),
+    Case("slot-expr-bad", container("    command: docker run -e D={~import os~} {{IMAGE}}\n"), 5,
+         "modules.m.command", ("bad slot expression {~import os~}",)),
+    Case("slot-expr-call", container("    command: docker run -e D={~__import__(1)~} {{IMAGE}}\n"), 5,
+         "modules.m.command", ("use n, whole numbers",)),
+    Case("slot-expr-div-zero", container("    command: docker run -e D={~n%0~} {{IMAGE}}\n"), 5,
+         "modules.m.command", ("division by zero",)),
+    Case("slot-expr-too-long", container("    command: docker run -e D={~" + "n+" * 60 + "1~} {{IMAGE}}\n"),
+         5, "modules.m.command", ("MAX_SLOT_EXPR_CHARS",)),
+    Case("slot-bound", module("    image: x\n    task_dist_mode: SLOT-BOUND\n"), 6, "modules.m.task_dist_mode",
+         ("SLOT-BOUND (a to_slot header picks the slot) is not supported",)),
+    Case("executor-podman", module("    image: x\n    executor: podman\n"), 6, "modules.m.executor",
+         ("podman is not available on this machine", "(executors: process, docker)")),
+    Case("executor-sif", module("    image: /images/agent.sif\n"), 5, "modules.m.image",
+         ("apptainer is not available on this machine (chosen by the .sif image)",)),
     Case("env-file-too-big", module("    image: x\n"), None, "",
          (f"env file is {MAX_ENV_FILE_BYTES + 1} bytes, over the limit of {MAX_ENV_FILE_BYTES} bytes",),
          files={"scalebox.env": "A=" + "x" * (MAX_ENV_FILE_BYTES - 2) + "\n"}),

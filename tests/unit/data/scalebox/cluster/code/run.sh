@@ -1,0 +1,2 @@
+#!/bin/bash
+cp "/incoming/$1" /work/

@@ -1,0 +1,2 @@
+#!/bin/bash
+echo "slot device ${ROCR_VISIBLE_DEVICES}: $1"
