@@ -6,16 +6,10 @@ from datetime import datetime
 
 import psycopg
 import typer
-from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.table import Table
 
-from scalebox_stream.cli.common import KafkaOption, PgOption, connections, fail, print_json
-from scalebox_stream.events import EventCodec
-from scalebox_stream.kafka.config import admin_config, producer_config
-from scalebox_stream.kafka.task_publisher import flush_or_fail, publish_task
-from scalebox_stream.kafka.topics import task_topic
+from scalebox_stream.cli.common import KafkaOption, PgOption, connections, fail, print_json, settings
 from scalebox_stream.projector import queries
 
 app = typer.Typer(help="Add tasks and inspect them.", no_args_is_help=True)
@@ -41,14 +35,15 @@ def add(
     kafka: str | None = KafkaOption,
     pg: str | None = PgOption,
 ) -> None:
-    """Send tasks to a module of a deployed app; prints their ids."""
+    """Send tasks to a module of a deployed app, all in one transaction; prints their ids."""
+    from scalebox_stream.launch.operations import add_tasks
+
+    headers = parse_headers(header)
     conns = connections(kafka, pg)
-    topic = task_topic(app_name, module)
-    if topic not in AdminClient(admin_config(conns.kafka)).list_topics(timeout=15).topics:
-        fail(f"no topic {topic}: is app {app_name!r} with module {module!r} deployed (scalebox run)?")
-    producer, codec = Producer(producer_config(conns.kafka)), EventCodec()
-    ids = [publish_task(producer, codec, app_name, module, body, parse_headers(header)) for body in bodies]
-    flush_or_fail(producer)
+    try:
+        ids = add_tasks(settings(kafka, pg), conns.kafka, app_name, module, bodies, headers)
+    except RuntimeError as exc:
+        fail(str(exc), code=getattr(exc, "code", 1))
     for task_id in ids:
         typer.echo(task_id)
 
