@@ -35,7 +35,7 @@ class Connections:
 class CliSettings(BaseModel):
     """What a `scalebox` command needs to know besides its own arguments."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
     kafka: str | None = Field(None, description="Kafka bootstrap servers; None: the local broker.")
     pg: str | None = Field(None, description="PostgreSQL DSN; None: the local PostgreSQL.")

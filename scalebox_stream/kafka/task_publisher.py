@@ -6,6 +6,7 @@ import socket
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
@@ -43,10 +44,12 @@ class TaskSender:
     so no agent runs a task the event log never heard of, and no TaskCreated names a task that never ran.
     """
 
-    def __init__(self, bootstrap: str, producer_id: str = "cli", timeout_s: float = 30.0) -> None:
+    def __init__(self, bootstrap: str, producer_id: str = "cli", timeout_s: float = 30.0,
+                 make_producer: Callable[[dict[str, Any]], Producer] = Producer) -> None:
         self.producer_id, self.timeout_s = producer_id, timeout_s
         self.codec = EventCodec()
-        self.producer = Producer(producer_config(bootstrap, transactional_id=f"sbx.{producer_id}.{uuid.uuid4().hex}"))
+        self.producer = make_producer(producer_config(bootstrap,
+                                                      transactional_id=f"sbx.{producer_id}.{uuid.uuid4().hex}"))
         self._kafka("start a producer", lambda: self.producer.init_transactions(timeout_s))
 
     def send(self, app: str, tasks: Sequence[tuple[str, str]], headers: dict[str, str] | None = None) -> list[str]:
