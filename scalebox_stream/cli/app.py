@@ -26,15 +26,13 @@ def list_apps(
     pg: Annotated[str | None, typer.Option("--pg", help="PostgreSQL DSN (env SCALEBOX_PG).")] = None,
 ) -> None:
     """Deployed apps with their modules and task counts."""
-    import psycopg
     from rich.console import Console
     from rich.table import Table
 
     from scalebox_stream.cli.common import connections, print_json
-    from scalebox_stream.projector import queries
+    from scalebox_stream.launch.views import list_apps as apps
 
-    with psycopg.connect(connections(kafka, pg).pg) as conn:
-        rows = queries.list_apps(conn)
+    rows = apps(connections(kafka, pg).pg)
     if as_json:
         print_json(rows)
         return
