@@ -9,12 +9,12 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from scalebox_stream.config import CliSettings
-from scalebox_stream.launch.errors import OperationError
 from scalebox_stream.kafka import cleanup
 from scalebox_stream.kafka.config import admin_config, producer_config
 from scalebox_stream.kafka.control import Command, send_command
 from scalebox_stream.kafka.task_publisher import TaskSender, flush_or_fail
 from scalebox_stream.kafka.topics import ensure_shared_topics, task_topic
+from scalebox_stream.launch.errors import OperationError
 
 
 def add_tasks(settings: CliSettings, kafka: str, app: str, module: str, bodies: Sequence[str],
