@@ -29,15 +29,20 @@ def settings(kafka: str | None = None, pg: str | None = None) -> CliSettings:
     return CliSettings.load(kafka=kafka, pg=pg)
 
 
-def connections(kafka: str | None, pg: str | None) -> Connections:
-    """Resolve connections (flags, environment, else the local services), turning set-up problems into clear
-    exits."""
+def connect(cli: CliSettings) -> Connections:
+    """The settings' Kafka and PostgreSQL, else the local services (started if needed); set-up problems become
+    clear exits."""
     from scalebox_stream.local.services import connections as resolve
 
     try:
-        return resolve(settings(kafka, pg))
+        return resolve(cli)
     except Exception as exc:  # MissingPrerequisite, LocalServiceError, RuntimeError: all user-facing
         fail(str(exc))
+
+
+def connections(kafka: str | None, pg: str | None) -> Connections:
+    """`connect` with the settings of these flags."""
+    return connect(settings(kafka, pg))
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from scalebox_stream.cli.common import KafkaOption, PgOption, connections, fail, settings
+from scalebox_stream.cli.common import KafkaOption, PgOption, connect, fail, settings
 from scalebox_stream.cli.task import parse_headers
 from scalebox_stream.launch.progress import table
 from scalebox_stream.launch.run import RunRequest, run_app, start_tasks
@@ -44,9 +44,10 @@ def run(
     if not sends:
         fail("nothing to run: give task bodies or set start_task in the app file")
     request = RunRequest(app_file, tuple(sends), tuple(env_file), parse_headers(header), timeout, metrics_port)
-    conns = connections(kafka, pg)
+    cli = settings(kafka, pg)
+    conns = connect(cli)
     try:
-        result = run_app(spec, request, settings(kafka, pg), conns, console)
+        result = run_app(spec, request, cli, conns, console)
     except (RuntimeError, TimeoutError) as exc:
         fail(str(exc), code=1)
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from scalebox_stream.cli.common import KafkaOption, PgOption, connections, fail, print_json, settings
+from scalebox_stream.cli.common import KafkaOption, PgOption, connect, connections, fail, print_json, settings
 from scalebox_stream.launch import views
 
 app = typer.Typer(help="Add tasks and inspect them.", no_args_is_help=True)
@@ -36,14 +36,18 @@ def add(
     pg: str | None = PgOption,
 ) -> None:
     """Send tasks to a module of a deployed app, all in one transaction; prints their ids."""
+    from scalebox_stream.launch.errors import OperationError
     from scalebox_stream.launch.operations import add_tasks
 
     headers = parse_headers(header)
-    conns = connections(kafka, pg)
+    cli = settings(kafka, pg)
+    bootstrap = connect(cli).kafka
     try:
-        ids = add_tasks(settings(kafka, pg), conns.kafka, app_name, module, bodies, headers)
+        ids = add_tasks(cli, bootstrap, app_name, module, bodies, headers)
+    except OperationError as exc:
+        fail(str(exc), exc.code)
     except RuntimeError as exc:
-        fail(str(exc), code=getattr(exc, "code", 1))
+        fail(str(exc), code=1)
     for task_id in ids:
         typer.echo(task_id)
 
