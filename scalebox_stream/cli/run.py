@@ -51,7 +51,6 @@ def run(
     except (RuntimeError, TimeoutError) as exc:
         fail(str(exc), code=1)
     except KeyboardInterrupt:
-        console.print("interrupted; stopping agents")
         raise typer.Exit(130) from None
     console.print(table(result.state, f"{spec.name}: finished in {result.elapsed_s:.1f}s"))
     if result.state.failed:

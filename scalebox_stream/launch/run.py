@@ -148,6 +148,9 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
                 reaper.stop()
         sender.send_event(Event("AppFinished", spec.name, {"succeeded": state.succeeded, "failed": state.failed},
                                 producer="cli"))
+    except KeyboardInterrupt:
+        console.print("interrupted; stopping agents")
+        raise
     finally:
         children.stop(settings.children_grace_s)
     return RunResult(state, time.monotonic() - started, children.log_dir)
