@@ -173,3 +173,19 @@ def test_feed_without_bounds_needs_no_backlog_monitor(spec) -> None:
     assert names(world.journal) == ["send"]
 
 
+
+
+def test_an_interrupted_run_says_so_and_stops_every_child(spec, tmp_path: Path) -> None:
+    world = World()
+
+    def interrupted(*args: object) -> RunState:
+        raise KeyboardInterrupt
+
+    kit = world.kit()
+    out = io.StringIO()
+    request = RunRequest(spec.source, (("scatter", "a"),))
+    with pytest.raises(KeyboardInterrupt):
+        run_app(spec, request, CliSettings.load(environ={}, home=tmp_path), CONNS, Console(file=out),
+                RunKit(**{**kit.__dict__, "wait": interrupted}))
+    assert "interrupted; stopping agents" in out.getvalue()
+    assert names(world.journal)[-1] == "stop children" and "event" not in names(world.journal)
