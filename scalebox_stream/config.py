@@ -1,9 +1,27 @@
-"""Where Kafka and PostgreSQL are: flags, then environment, then the local services."""
+"""The CLI's settings: one frozen model filled from flags, then the environment, then defaults.
+
+This is the one module of the CLI side (commands, `launch`, `local`) that reads environment variables;
+the others are handed a `CliSettings` or ask `CliSettings.load()`.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ENVIRONMENT: dict[str, str] = {
+    "kafka": "SCALEBOX_KAFKA",
+    "pg": "SCALEBOX_PG",
+    "home": "SCALEBOX_HOME",
+    "cluster": "SCALEBOX_CLUSTER",
+    "java_home": "JAVA_HOME",
+}
+"""Which environment variable fills which field (an empty variable counts as unset)."""
 
 
 @dataclass(frozen=True)
@@ -14,16 +32,41 @@ class Connections:
     pg: str
 
 
-def resolve(kafka: str | None = None, pg: str | None = None, start_local: bool = True) -> Connections:
-    """`--kafka`/`--pg`, else `SCALEBOX_KAFKA`/`SCALEBOX_PG`, else the local services (started if needed)."""
-    kafka = kafka or os.environ.get("SCALEBOX_KAFKA")
-    pg = pg or os.environ.get("SCALEBOX_PG")
-    if kafka and pg:
-        return Connections(kafka, pg)
-    if not start_local:
-        raise RuntimeError("no Kafka/PostgreSQL given (--kafka/--pg or SCALEBOX_KAFKA/SCALEBOX_PG); "
-                           "start local ones with `scalebox local up`")
-    from scalebox_stream.local.services import ensure_running
+class CliSettings(BaseModel):
+    """What a `scalebox` command needs to know besides its own arguments."""
 
-    local = ensure_running()
-    return Connections(kafka or local.kafka_bootstrap, pg or local.pg_dsn)
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    kafka: str | None = Field(None, description="Kafka bootstrap servers; None: the local broker.")
+    pg: str | None = Field(None, description="PostgreSQL DSN; None: the local PostgreSQL.")
+    home: Path = Field(Path("~/.scalebox"), description="Where local services, logs and work directories live.")
+    cluster: str | None = Field(None, description="The cluster an agent stamps on its events; None: the one the "
+                                                  "app file places its module on.")
+    java_home: Path | None = Field(None, description="The JDK for the local Kafka and MirrorMaker 2; None: PATH.")
+
+    flush_timeout_s: float = Field(30.0, gt=0, description="How long records may wait for Kafka's acknowledgement "
+                                                           "(or a transaction for its commit) before a command fails.")
+    metadata_timeout_s: float = Field(15.0, gt=0, description="How long a command waits for topic metadata.")
+    progress_poll_s: float = Field(0.3, gt=0, description="How often `scalebox run` reads the run's progress.")
+    backlog_poll_s: float = Field(0.2, gt=0, description="How often feeding start tasks re-reads a full backlog.")
+    children_grace_s: float = Field(15.0, ge=0, description="How long agents and projector get to stop after "
+                                                            "SIGTERM before SIGKILL.")
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **flags: Any) -> CliSettings:
+        """Flags (those not None) beat the environment (`ENVIRONMENT`, default `os.environ`) beat defaults."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {name: env[var] for name, var in ENVIRONMENT.items() if env.get(var)}
+        values.update({name: value for name, value in flags.items() if value is not None})
+        return cls(**values)
+
+
+def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment with `extra` on top: what child processes (agents, projector) get."""
+    return {**os.environ, **extra}
+

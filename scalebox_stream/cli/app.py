@@ -26,15 +26,13 @@ def list_apps(
     pg: Annotated[str | None, typer.Option("--pg", help="PostgreSQL DSN (env SCALEBOX_PG).")] = None,
 ) -> None:
     """Deployed apps with their modules and task counts."""
-    import psycopg
     from rich.console import Console
     from rich.table import Table
 
     from scalebox_stream.cli.common import connections, print_json
-    from scalebox_stream.projector import queries
+    from scalebox_stream.launch.views import list_apps as apps
 
-    with psycopg.connect(connections(kafka, pg).pg) as conn:
-        rows = queries.list_apps(conn)
+    rows = apps(connections(kafka, pg).pg)
     if as_json:
         print_json(rows)
         return
@@ -58,19 +56,14 @@ def clean(
 ) -> None:
     """Delete a finished app's task topics and its agents' consumer groups; its records stay (event log and
     perspective). Refuses while agents of the app run, unless --force."""
-    from confluent_kafka.admin import AdminClient
-
     from scalebox_stream.cli.common import connections, fail
-    from scalebox_stream.kafka import cleanup
-    from scalebox_stream.kafka.config import admin_config
+    from scalebox_stream.launch.operations import app_leftovers, remove_leftovers
 
-    admin = AdminClient(admin_config(connections(kafka, None).kafka))
-    leftovers = cleanup.find_leftovers(admin, name)
-    if not leftovers.topics and not leftovers.groups:
-        fail(f"app {name!r} has no task topics or consumer groups on this broker", code=1)
-    if leftovers.busy_groups and not force:
-        fail(f"agents of app {name!r} still run (groups {', '.join(leftovers.busy_groups)}); stop them first "
-             "or pass --force", code=1)
+    bootstrap = connections(kafka, None).kafka
+    try:
+        leftovers = app_leftovers(bootstrap, name, force)
+    except RuntimeError as exc:
+        fail(str(exc), code=1)
     for topic in leftovers.topics:
         typer.echo(f"topic {topic}")
     for group in leftovers.groups:
@@ -78,7 +71,7 @@ def clean(
     if dry_run:
         return
     try:
-        cleanup.remove(admin, leftovers)
+        remove_leftovers(bootstrap, leftovers)
     except RuntimeError as exc:
         fail(str(exc), code=1)
     kept = len(leftovers.busy_groups)

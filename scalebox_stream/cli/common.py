@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 import typer
 
-from scalebox_stream.config import Connections, resolve
+from scalebox_stream.config import CliSettings, Connections
 
 KafkaOption = typer.Option(None, "--kafka", help="Kafka bootstrap servers (env SCALEBOX_KAFKA; default: local).")
 PgOption = typer.Option(None, "--pg", help="PostgreSQL DSN (env SCALEBOX_PG; default: local).")
@@ -24,12 +24,25 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def connections(kafka: str | None, pg: str | None) -> Connections:
-    """Resolve connections, turning set-up problems into clear exits."""
+def settings(kafka: str | None = None, pg: str | None = None) -> CliSettings:
+    """The command's settings: its `--kafka`/`--pg` flags, then the environment, then defaults."""
+    return CliSettings.load(kafka=kafka, pg=pg)
+
+
+def connect(cli: CliSettings) -> Connections:
+    """The settings' Kafka and PostgreSQL, else the local services (started if needed); set-up problems become
+    clear exits."""
+    from scalebox_stream.local.services import connections as resolve
+
     try:
-        return resolve(kafka, pg)
+        return resolve(cli)
     except Exception as exc:  # MissingPrerequisite, LocalServiceError, RuntimeError: all user-facing
         fail(str(exc))
+
+
+def connections(kafka: str | None, pg: str | None) -> Connections:
+    """`connect` with the settings of these flags."""
+    return connect(settings(kafka, pg))
 
 
 def setup_logging(verbose: bool = False) -> None:

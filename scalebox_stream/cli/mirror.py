@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import tempfile
 from pathlib import Path
 
 import typer
@@ -26,9 +24,8 @@ def mirror(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Copy apps' task topics to the clusters that run their modules, and their events home, until SIGTERM."""
-    from scalebox_stream.mirror import runner
-    from scalebox_stream.mirror.flows import clusters, merged
-    from scalebox_stream.mirror.properties import render
+    from scalebox_stream.launch.errors import OperationError
+    from scalebox_stream.launch.mirror import CLEAN_EXITS, plan_mirror, start_mirror
 
     setup_logging(verbose)
     specs = []
@@ -43,37 +40,17 @@ def mirror(
     if len(bootstraps) != len(cluster):
         fail("--cluster takes NAME=BOOTSTRAP")
     try:
-        planned = merged(specs)  # first: apps with different homes cannot be mirrored together at all
-    except ValueError as exc:
-        fail(str(exc))
-    home = specs[0].cluster
-    if not planned:
-        fail(f"every module runs on the home cluster {home!r}: nothing to mirror")
-    if home not in bootstraps:
-        bootstraps[home] = kafka or connections(None, None).kafka
-    spanned = list(dict.fromkeys(name for spec in specs for name in clusters(spec)))
-    if unknown := sorted(set(bootstraps) - set(spanned)):
-        fail(f"no app runs a module on cluster(s) {', '.join(unknown)} (their clusters: {', '.join(spanned)})")
-    if missing := [name for name in spanned if name not in bootstraps]:
-        fail(f"no bootstrap servers for cluster(s) {', '.join(missing)}: give --cluster NAME=BOOTSTRAP")
-    properties = render(planned, bootstraps, replication_factor)
+        plan = plan_mirror(specs, bootstraps, lambda: kafka or connections(None, None).kafka, replication_factor)
+    except OperationError as exc:
+        fail(str(exc), exc.code)
     if print_only:
-        typer.echo(properties, nl=False)
+        typer.echo(plan.properties, nl=False)
         return
-    work = Path(tempfile.mkdtemp(prefix=f"sbx-mirror-{home}-"))
-    (work / "mm2.properties").write_text(properties)
-    proc = runner.start(work / "mm2.properties", work / "mirror.log")
-    for flow in planned:
+    run = start_mirror(plan)
+    for flow in plan.flows:
         typer.echo(f"{flow.source} -> {flow.target}: {len(flow.topics)} topic pattern(s)", err=True)
-    typer.echo(f"MirrorMaker 2 running (pid {proc.pid}); configuration and log in {work}", err=True)
-
-    def forward(signum: int, _frame: object) -> None:
-        proc.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    code = proc.wait()
-    if code not in (0, 130, 143, -signal.SIGTERM, -signal.SIGINT):
-        tail = (work / "mirror.log").read_text()[-3000:] if (work / "mirror.log").exists() else ""
-        typer.echo(f"MirrorMaker 2 exited with code {code}:\n{tail}", err=True)
+    typer.echo(f"MirrorMaker 2 running (pid {run.process.pid}); configuration and log in {run.work}", err=True)
+    code = run.wait()
+    if code not in CLEAN_EXITS:
+        typer.echo(f"MirrorMaker 2 exited with code {code}:\n{run.log_tail()}", err=True)
         sys.exit(1)

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import typer
-from confluent_kafka import Producer
 
-from scalebox_stream.cli.common import KafkaOption, PgOption, connections
-from scalebox_stream.kafka.config import producer_config
-from scalebox_stream.kafka.control import Command, send_command
-from scalebox_stream.kafka.task_publisher import flush_or_fail
+from scalebox_stream.cli.common import KafkaOption, PgOption, connect, fail, settings
+from scalebox_stream.launch.operations import send_module_command
 
 app = typer.Typer(help="Suspend or resume a module.", no_args_is_help=True)
 
 
 def _send(app_name: str, module: str, command: str, reason: str, kafka: str | None, pg: str | None) -> None:
-    producer = Producer(producer_config(connections(kafka, pg).kafka))
-    send_command(producer, Command(app_name, module, command, reason))
-    flush_or_fail(producer)
+    cli = settings(kafka, pg)
+    bootstrap = connect(cli).kafka
+    try:
+        send_module_command(cli, bootstrap, app_name, module, command, reason)
+    except RuntimeError as exc:
+        fail(str(exc), code=1)
     typer.echo(f"{command} sent to the agents of {app_name}/{module}")
 
 

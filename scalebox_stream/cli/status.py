@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import psycopg
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from scalebox_stream.cli.common import KafkaOption, PgOption, connections, print_json
-from scalebox_stream.projector import queries
+from scalebox_stream.launch.views import PERCENTILES, TIMINGS, module_status
 
 COLUMNS = ("created", "waiting", "running", "succeeded", "failed", "attempts")
-TIMINGS = ("queue_wait", "run_time")
-PERCENTILES = ("p50", "p95", "p99")
-
-
-def with_timings(rows: list[dict], timings: dict[tuple[str, str], dict]) -> list[dict]:
-    """Rows with `queue_wait` and `run_time` percentile maps (seconds) added."""
-    for r in rows:
-        t = timings.get((r["app"], r["module"]), {})
-        for name in TIMINGS:
-            values = t.get(name) or [None] * len(PERCENTILES)
-            r[name] = dict(zip(PERCENTILES, values, strict=True))
-    return rows
 
 
 def _seconds(value: float | None) -> str:
@@ -50,9 +37,7 @@ def status(
     pg: str | None = PgOption,
 ) -> None:
     """Show per-module task counts."""
-    conns = connections(kafka, pg)
-    with psycopg.connect(conns.pg) as conn:
-        rows = with_timings(queries.module_status(conn, app_name), queries.module_timings(conn, app_name))
+    rows = module_status(connections(kafka, pg).pg, app_name)
     if as_json:
         print_json(rows)
     else:

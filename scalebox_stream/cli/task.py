@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
-import psycopg
 import typer
-from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.table import Table
 
-from scalebox_stream.cli.common import KafkaOption, PgOption, connections, fail, print_json
-from scalebox_stream.events import EventCodec
-from scalebox_stream.kafka.config import admin_config, producer_config
-from scalebox_stream.kafka.task_publisher import flush_or_fail, publish_task
-from scalebox_stream.kafka.topics import task_topic
-from scalebox_stream.projector import queries
+from scalebox_stream.cli.common import KafkaOption, PgOption, connect, connections, fail, print_json, settings
+from scalebox_stream.launch import views
 
 app = typer.Typer(help="Add tasks and inspect them.", no_args_is_help=True)
 
@@ -41,14 +35,19 @@ def add(
     kafka: str | None = KafkaOption,
     pg: str | None = PgOption,
 ) -> None:
-    """Send tasks to a module of a deployed app; prints their ids."""
-    conns = connections(kafka, pg)
-    topic = task_topic(app_name, module)
-    if topic not in AdminClient(admin_config(conns.kafka)).list_topics(timeout=15).topics:
-        fail(f"no topic {topic}: is app {app_name!r} with module {module!r} deployed (scalebox run)?")
-    producer, codec = Producer(producer_config(conns.kafka)), EventCodec()
-    ids = [publish_task(producer, codec, app_name, module, body, parse_headers(header)) for body in bodies]
-    flush_or_fail(producer)
+    """Send tasks to a module of a deployed app, all in one transaction; prints their ids."""
+    from scalebox_stream.launch.errors import OperationError
+    from scalebox_stream.launch.operations import add_tasks
+
+    headers = parse_headers(header)
+    cli = settings(kafka, pg)
+    bootstrap = connect(cli).kafka
+    try:
+        ids = add_tasks(cli, bootstrap, app_name, module, bodies, headers)
+    except OperationError as exc:
+        fail(str(exc), exc.code)
+    except RuntimeError as exc:
+        fail(str(exc), code=1)
     for task_id in ids:
         typer.echo(task_id)
 
@@ -66,9 +65,7 @@ def list_(
     pg: str | None = PgOption,
 ) -> None:
     """List tasks with their status, exit code, attempts, host and custom output."""
-    conns = connections(kafka, pg)
-    with psycopg.connect(conns.pg) as conn:
-        rows = queries.list_tasks(conn, app_name, module, status, host, since, limit)
+    rows = views.list_tasks(connections(kafka, pg).pg, app_name, module, status, host, since, limit)
     if as_json:
         print_json(rows)
         return
@@ -88,11 +85,11 @@ def _short(value: str | None, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _task_or_fail(conn: psycopg.Connection, task_id: str) -> dict:
-    task = queries.find_task(conn, task_id)
-    if task is None:
-        fail(f"no task {task_id!r} (or the prefix is ambiguous)", code=1)
-    return task
+def _detail_or_fail(read: Callable[[str, str], views.TaskDetail], pg: str, task_id: str) -> views.TaskDetail:
+    try:
+        return read(pg, task_id)
+    except RuntimeError as exc:
+        fail(str(exc), code=1)
 
 
 RUN_SECTIONS = {
@@ -113,13 +110,10 @@ def show(
     pg: str | None = PgOption,
 ) -> None:
     """Every attempt of a task with every recorded field, stdout and stderr included."""
-    with psycopg.connect(connections(kafka, pg).pg) as conn:
-        task = _task_or_fail(conn, task_id)
-        runs = queries.attempts_of(conn, task["task_id"])
-        children = queries.descendants(conn, task["task_id"])
+    detail = _detail_or_fail(views.task_detail, connections(kafka, pg).pg, task_id)
+    task, runs = detail.task, detail.attempts
     if as_json:
-        print_json({**task, "attempts_detail": runs, "children": [c["task_id"] for c in children
-                                                                 if c["edge_parent"] == task["task_id"]]})
+        print_json({**task, "attempts_detail": runs, "children": detail.children})
         return
     console = Console()
     console.print(f"[bold]task {task['task_id']}[/]  {task['app']}/{task['module']}  status [bold]{task['status']}"
@@ -148,10 +142,8 @@ def lineage(
     """A task's ancestors and descendants as a tree."""
     from rich.tree import Tree
 
-    with psycopg.connect(connections(kafka, pg).pg) as conn:
-        task = _task_or_fail(conn, task_id)
-        up = queries.ancestors(conn, task["task_id"])
-        down = queries.descendants(conn, task["task_id"])
+    detail = _detail_or_fail(views.task_lineage, connections(kafka, pg).pg, task_id)
+    task, up, down = detail.task, detail.ancestors, detail.descendants
     if as_json:
         print_json({"ancestors": up, "task": task, "descendants": down})
         return

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 
-import psycopg
 import typer
 
-from scalebox_stream.cli.common import KafkaOption, PgOption, connections, fail, setup_logging
+from scalebox_stream.cli.common import KafkaOption, PgOption, connections, fail, settings, setup_logging
 from scalebox_stream.spec import SpecError, load_app
 
 
@@ -34,7 +32,8 @@ def agent(
     from scalebox_stream.local.home import scalebox_home
 
     setup_logging(verbose)
-    bootstrap = kafka or os.environ.get("SCALEBOX_KAFKA") or connections(None, None).kafka
+    cli = settings(kafka)
+    bootstrap = cli.kafka or connections(None, None).kafka
     env_files: tuple[Path, ...] = tuple(env_file)
     if app_file is None:
         record = lookup_app(bootstrap, app_name)
@@ -50,7 +49,7 @@ def agent(
     if module not in spec.modules:
         fail(f"app {app_name!r} has no module {module!r} (modules: {', '.join(spec.modules)})")
     # The cluster stamped on its events: SCALEBOX_CLUSTER, else the one the app file places the module on.
-    identity = AgentIdentity(app_name, module, cluster=os.environ.get("SCALEBOX_CLUSTER") or spec.cluster_of(module),
+    identity = AgentIdentity(app_name, module, cluster=cli.cluster or spec.cluster_of(module),
                              **({"host": host} if host else {}))
     overrides = dict(item.split("=", 1) for item in consumer_config if "=" in item)
     if len(overrides) != len(consumer_config):
@@ -79,33 +78,23 @@ def projector(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Project the events topic into PostgreSQL (the task perspective)."""
+    from scalebox_stream.launch.operations import prepare_shared_topics
     from scalebox_stream.projector.group import ProjectorConfig, run_projectors
     from scalebox_stream.projector.settings import ProjectorSettings
 
     setup_logging(verbose)
     conns = connections(kafka, pg)
-    _ensure_shared_topics(conns.kafka)
-    settings = ProjectorSettings(batch_size=batch_size)
+    prepare_shared_topics(conns.kafka)
+    projector_settings = ProjectorSettings(batch_size=batch_size)
     if batch_wait_ms is not None:
-        settings = replace(settings, batch_wait_ms=batch_wait_ms)
-    config = ProjectorConfig(conns.kafka, conns.pg, settings, metrics_port=metrics_port)
+        projector_settings = replace(projector_settings, batch_wait_ms=batch_wait_ms)
+    config = ProjectorConfig(conns.kafka, conns.pg, projector_settings, metrics_port=metrics_port)
     try:
         stats = run_projectors(config, processes, until_caught_up=until_caught_up)
     except RuntimeError as exc:
         fail(str(exc))
     typer.echo(f"projected {stats.events} event(s) in {stats.batches} batch(es); "
                f"{stats.dead_letters} dead-lettered", err=True)
-
-
-def _ensure_shared_topics(bootstrap: str) -> None:
-    """The events and dead-letter topics exist before a projector subscribes: on a fresh broker it would
-    otherwise wait for a topic that nobody creates (and `--until-caught-up` would never end)."""
-    from confluent_kafka.admin import AdminClient
-
-    from scalebox_stream.kafka.config import admin_config
-    from scalebox_stream.kafka.topics import ensure_shared_topics
-
-    ensure_shared_topics(AdminClient(admin_config(bootstrap)))
 
 
 def replay(
@@ -116,17 +105,14 @@ def replay(
     pg: str | None = PgOption,
 ) -> None:
     """Drop the projection and rebuild it from the log (stop running projectors first)."""
+    from scalebox_stream.launch.operations import drop_projection
     from scalebox_stream.projector.group import ProjectorConfig, run_projectors
-    from scalebox_stream.projector.migrate import drop_projection, migrate
     from scalebox_stream.projector.settings import ProjectorSettings
 
     conns = connections(kafka, pg)
     if not yes:
         typer.confirm("Drop the task perspective tables and rebuild them from Kafka?", abort=True)
-    _ensure_shared_topics(conns.kafka)
-    with psycopg.connect(conns.pg, autocommit=True) as conn:
-        drop_projection(conn)
-        migrate(conn)
+    drop_projection(conns.kafka, conns.pg)
     try:
         stats = run_projectors(ProjectorConfig(conns.kafka, conns.pg, ProjectorSettings(batch_size=batch_size)),
                                processes,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from scalebox_stream.executors.base import ExecRequest, ExecResult, Executor, StartedCallback
+from scalebox_stream.spec.model import ENGINE_EXECUTORS
 
 __all__ = ["ExecRequest", "ExecResult", "Executor", "StartedCallback", "make_executor"]
 
-AVAILABLE = ("process", "docker")
+AVAILABLE = ENGINE_EXECUTORS
 PLANNED = ("podman", "apptainer", "singularity")
 CONTAINER_MODES = ("task", "slot")
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
+from scalebox_stream.kafka.config import reader_config
 from scalebox_stream.kafka.topics import APPS_TOPIC
 
 
@@ -29,8 +29,7 @@ def publish_app(producer: Producer, record: AppRecord) -> None:
 
 def lookup_app(bootstrap: str, name: str, timeout_s: float = 10.0) -> AppRecord | None:
     """The latest record of `name`, reading the compacted topic from the beginning to its end."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"sbx.lookup.{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "enable.partition.eof": True})
+    consumer = Consumer(reader_config(bootstrap, "lookup", **{"enable.partition.eof": True}))
     try:
         metadata = consumer.list_topics(APPS_TOPIC, timeout=timeout_s).topics.get(APPS_TOPIC)
         if metadata is None or metadata.error is not None:

@@ -11,10 +11,10 @@ assert on a reference count, and kill the process, when the broker goes away und
 from __future__ import annotations
 
 import time
-import uuid
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from scalebox_stream.kafka.config import reader_config
 from scalebox_stream.kafka.topics import module_group, task_topic
 
 CACHE_SECONDS = 0.5
@@ -25,8 +25,7 @@ class BacklogMonitor:
 
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"sbx.backlog.{uuid.uuid4().hex}",
-                                  "enable.auto.commit": False})
+        self.consumer = Consumer(reader_config(bootstrap, "backlog"))
         self._readers: dict[str, Consumer] = {}  # module group -> a consumer that only reads its offsets
         self._cache: dict[tuple[str, str], tuple[float, int]] = {}
 
@@ -34,8 +33,8 @@ class BacklogMonitor:
         """A consumer of `group` that never joins it, to read its committed offsets. Read uncommitted: a read
         committed one would wait out the agents' open transactions (KIP-447's stable offsets)."""
         if group not in self._readers:
-            self._readers[group] = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group,
-                                             "enable.auto.commit": False, "isolation.level": "read_uncommitted"})
+            self._readers[group] = Consumer(reader_config(self.bootstrap, "backlog", group_id=group,
+                                                           **{"isolation.level": "read_uncommitted"}))
         return self._readers[group]
 
     def backlog(self, app: str, module: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 
@@ -39,6 +40,21 @@ def consumer_config(bootstrap: str, group_id: str, **extra: Any) -> dict[str, An
     return config
 
 
-def admin_config(bootstrap: str) -> dict[str, Any]:
+def reader_config(bootstrap: str, purpose: str, group_id: str | None = None, **extra: Any) -> dict[str, Any]:
+    """A side consumer that reads (assigned partitions, metadata, offsets) and never commits.
+
+    Its group is a fresh `sbx.<purpose>.<random>` so it never joins a real group, unless `group_id` names
+    the group whose committed offsets it is there to read.
+    """
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group_id or f"sbx.{purpose}.{uuid.uuid4().hex}",
+        "enable.auto.commit": False,
+    }
+    config.update(extra)
+    return config
+
+
+def admin_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
     """Admin client configuration."""
-    return {"bootstrap.servers": bootstrap}
+    return {"bootstrap.servers": bootstrap, **extra}

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
+from scalebox_stream.kafka.config import reader_config
 from scalebox_stream.kafka.topics import CONTROL_TOPIC
 
 COMMANDS = ("suspend", "resume")
@@ -43,8 +43,7 @@ class CommandListener:
 
     def __init__(self, bootstrap: str, app: str, module: str) -> None:
         self.key = f"{app}/{module}".encode()
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"sbx.control.{uuid.uuid4().hex}",
-                                  "enable.auto.commit": False, "log_level": 3})
+        self.consumer = Consumer(reader_config(bootstrap, "control", log_level=3))
         self.consumer.assign([TopicPartition(CONTROL_TOPIC, 0, OFFSET_END)])
 
     def poll(self) -> list[Command]:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from scalebox_stream.events import DecodeError, Event, EventCodec
-from scalebox_stream.kafka.config import admin_config
+from scalebox_stream.kafka.config import admin_config, reader_config
 from scalebox_stream.kafka.topics import PRESENCE_TOPIC, ensure_topics
 
 PRESENCE_SECONDS = 5.0
@@ -133,8 +132,7 @@ class HostDirectory:
 
     def _open(self) -> Consumer:
         ensure_topics(self.admin, {PRESENCE_TOPIC: 1})
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"sbx.presence.{uuid.uuid4().hex}",
-                             "enable.auto.commit": False, "isolation.level": "read_committed",
-                             "enable.partition.eof": True, "fetch.wait.max.ms": 100})
+        consumer = Consumer(reader_config(self.bootstrap, "presence", **{
+            "isolation.level": "read_committed", "enable.partition.eof": True, "fetch.wait.max.ms": 100}))
         consumer.assign([TopicPartition(PRESENCE_TOPIC, 0, OFFSET_BEGINNING)])
         return consumer

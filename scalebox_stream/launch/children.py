@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from scalebox_stream.config import child_environment
+
 
 @dataclass
 class Child:
@@ -45,7 +47,7 @@ class Children:
 
     def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
         self.log_dir = log_dir
-        self.env = {**os.environ, **env}
+        self.env = child_environment(env)
         self.children: list[Child] = []
         log_dir.mkdir(parents=True, exist_ok=True)
 

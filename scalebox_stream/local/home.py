@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from scalebox_stream.config import CliSettings
+
 STATE_FILE = "local.json"
 
 
@@ -23,9 +25,8 @@ class MissingPrerequisite(LocalServiceError):
 
 
 def scalebox_home() -> Path:
-    """Return ``$SCALEBOX_HOME`` (default ``~/.scalebox``), created if missing."""
-    raw = os.environ.get("SCALEBOX_HOME") or "~/.scalebox"
-    home = Path(raw).expanduser().resolve()
+    """Return the settings' home (``$SCALEBOX_HOME``, default ``~/.scalebox``), created if missing."""
+    home = CliSettings.load().home
     home.mkdir(parents=True, exist_ok=True)
     return home
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from scalebox_stream.config import CliSettings
 from scalebox_stream.local import home, startup
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def kafka_dir() -> Path:
 
 def find_java() -> str | None:
     """The ``java`` to use: ``$JAVA_HOME/bin/java`` if set, else the one on PATH."""
-    java_home = os.environ.get("JAVA_HOME")
+    java_home = CliSettings.load().java_home
     if java_home and os.access(Path(java_home, "bin", "java"), os.X_OK):
         return str(Path(java_home, "bin", "java"))
     return shutil.which("java")
@@ -303,7 +304,9 @@ def running() -> KafkaInfo | None:
 def _broker_answers(bootstrap: str, timeout: float) -> bool:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    from scalebox_stream.kafka.config import admin_config
+
+    admin = AdminClient(admin_config(bootstrap, log_level=0))
     try:
         return bool(admin.list_topics(timeout=timeout).brokers)
     except Exception:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from scalebox_stream.config import CliSettings, Connections
 from scalebox_stream.local import home, kafka, postgres
 from scalebox_stream.local.home import LocalServiceError, MissingPrerequisite
 
-__all__ = ["Endpoints", "LocalServiceError", "MissingPrerequisite", "down", "ensure_running", "reset", "status",
-           "up"]
+__all__ = ["Endpoints", "LocalServiceError", "MissingPrerequisite", "connections", "down", "ensure_running", "reset",
+           "status", "up"]
 
 
 @dataclass(frozen=True)
@@ -76,3 +77,14 @@ def ensure_running() -> Endpoints:
     if broker is not None and pg is not None:
         return Endpoints(kafka_bootstrap=broker.bootstrap, pg_dsn=pg.dsn)
     return up()
+
+
+def connections(settings: CliSettings, start_local: bool = True) -> Connections:
+    """Kafka and PostgreSQL as the settings give them, else the local services (started if needed)."""
+    if settings.kafka and settings.pg:
+        return Connections(settings.kafka, settings.pg)
+    if not start_local:
+        raise RuntimeError("no Kafka/PostgreSQL given (--kafka/--pg or SCALEBOX_KAFKA/SCALEBOX_PG); "
+                           "start local ones with `scalebox local up`")
+    local = ensure_running()
+    return Connections(settings.kafka or local.kafka_bootstrap, settings.pg or local.pg_dsn)

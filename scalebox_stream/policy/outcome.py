@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from scalebox_stream.spec.retry_rules import RetryRule
-
-from .retry import RetryPolicy, decide_retry
+from .retry import RetryPolicy, ScaleboxRule, decide_retry
 from .timeouts import TimeoutSpec, retry_allowed_by_deadline
 
 
@@ -45,7 +43,7 @@ def decide_attempt(policy: RetryPolicy, attempt: int, exit_code: int, duration_s
     return AttemptVerdict(outcome, decision.retry, decision.rule, decision.delay_s, decision.reason)
 
 
-def decide(rules: Sequence[RetryRule], attempt: int, exit_code: int, timed_out: bool,
+def decide(rules: Sequence[ScaleboxRule], attempt: int, exit_code: int, timed_out: bool,
            error: str | None) -> AttemptVerdict:
     """Scalebox rules only (no backoff): retry while the matching rule allows it (attempt n used n-1)."""
     return decide_attempt(RetryPolicy.from_scalebox(rules), attempt, exit_code, 0.0, timed_out, error, 0.0)

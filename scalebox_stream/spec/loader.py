@@ -7,7 +7,7 @@ all issues found in one pass are raised together as one `SpecError`. What is acc
 Scalebox knob this engine has no use for) becomes a `SpecIssue` in `AppSpec.warnings`, for the CLI to print.
 
 A module whose executor this engine does not have (`podman`, `apptainer`, a `.sif` image) is refused here,
-naming the executors it has (`scalebox_stream.executors.AVAILABLE`), rather than when its agent starts.
+naming the executors it has (`spec.model.ENGINE_EXECUTORS`), rather than when its agent starts.
 """
 
 from __future__ import annotations
@@ -22,18 +22,11 @@ from pydantic import ValidationError
 from .errors import SpecError, SpecIssue, error_messages
 from .files import FileProblem, read_capped
 from .limits import MAX_APP_FILE_BYTES
-from .model import AppSpec
+from .model import ENGINE_EXECUTORS, AppSpec
 from .normalize import Normalized, normalize_app
 from .placement import head_of
 from .templating import CLUSTER_DATA_DIR, collect_variables, default_cluster_data_dir, render
 from .yamlsrc import Path_, parse_yaml
-
-
-def available_executors() -> tuple[str, ...]:
-    """The executors this engine has (the executors package keeps the list)."""
-    from scalebox_stream.executors import AVAILABLE
-
-    return tuple(AVAILABLE)
 
 
 def load_app(path: Path, env_files: Sequence[Path] = (), environ: Mapping[str, str] | None = None,
@@ -92,7 +85,7 @@ def parse_app(text: str, *, file: str, app_dir: Path, source: Path, variables: M
     except ValidationError as exc:
         issues.extend(_validation_issues(exc, norm, file, lines))
         raise SpecError.from_issues(issues) from None
-    issues.extend(_executor_issues(app, norm, file, lines, available_executors() if executors is None else executors))
+    issues.extend(_executor_issues(app, norm, file, lines, ENGINE_EXECUTORS if executors is None else executors))
     if issues:
         raise SpecError.from_issues(issues)
     warnings.extend(_placement_warnings(app, norm, file, lines))

@@ -168,6 +168,11 @@ def _env_text(value: Any) -> str:
     raise ValueError(f"expected a scalar value, got {type(value).__name__}")
 
 
+
+ENGINE_EXECUTORS = ("process", "docker")
+"""The executors this engine has; `app validate` refuses the others at the key that chose them (the executors
+package builds them: `executors.make_executor`)."""
+
 class ModuleSpec(BaseModel):
     """One module of an app: what to run, where, and with which task policies."""
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import psycopg
 from confluent_kafka import Producer
 
-from scalebox_stream.cli.run import local_reaper
 from scalebox_stream.events import EventCodec
 from scalebox_stream.kafka.config import producer_config
 from scalebox_stream.kafka.task_publisher import flush_or_fail, publish_task
 from scalebox_stream.launch.children import Child, Children
 from scalebox_stream.launch.deploy import deploy
 from scalebox_stream.launch.progress import RunState
+from scalebox_stream.launch.run import local_reaper
 from scalebox_stream.projector import queries
 from scalebox_stream.spec import load_app
 

@@ -8,7 +8,7 @@ from prometheus_client import REGISTRY
 
 from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.telemetry import AgentTelemetry
-from scalebox_stream.cli.run import metrics_ports
+from scalebox_stream.launch.run import metrics_ports
 from scalebox_stream.policy.outcome import OUTCOMES
 
 

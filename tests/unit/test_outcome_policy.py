@@ -63,3 +63,15 @@ def test_within_deadline() -> None:
     assert not cancelled.retry and cancelled.delay_s == 0 and "deadline" in cancelled.reason
     final = AttemptVerdict("failed", False)
     assert within_deadline(final, module, 0, 500) is final
+
+
+def test_decide_takes_any_rule_shape_not_only_the_spec_model() -> None:
+    """policy/ does not import spec/: any object with `exit_code` and `count` is a Scalebox rule."""
+    class Rule(SimpleNamespace):
+        def __str__(self) -> str:
+            return f"{'*' if self.exit_code is None else self.exit_code}:{self.count}"
+
+    rules = [Rule(exit_code=1, count=2), Rule(exit_code=None, count=0)]
+    assert [decide(rules, a, 1, False, None).retry for a in (1, 2, 3)] == [True, True, False]
+    assert decide(rules, 1, 1, False, None).rule == "1:2"
+    assert not decide(rules, 1, 9, False, None).retry

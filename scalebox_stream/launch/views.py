@@ -1,0 +1,81 @@
+"""Reading the task perspective for the CLI: apps, module status, tasks, one task's attempts and lineage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from scalebox_stream.launch.errors import OperationError
+from scalebox_stream.projector import queries
+
+TIMINGS = ("queue_wait", "run_time")
+PERCENTILES = ("p50", "p95", "p99")
+
+
+def with_timings(rows: list[dict], timings: dict[tuple[str, str], dict]) -> list[dict]:
+    """Rows with `queue_wait` and `run_time` percentile maps (seconds) added."""
+    for r in rows:
+        t = timings.get((r["app"], r["module"]), {})
+        for name in TIMINGS:
+            values = t.get(name) or [None] * len(PERCENTILES)
+            r[name] = dict(zip(PERCENTILES, values, strict=True))
+    return rows
+
+
+def list_apps(pg: str) -> list[dict]:
+    """Deployed apps with their modules and task counts."""
+    with psycopg.connect(pg) as conn:
+        return queries.list_apps(conn)
+
+
+def module_status(pg: str, app: str | None) -> list[dict]:
+    """Per module: task counts, and queue-wait and run-time percentiles."""
+    with psycopg.connect(pg) as conn:
+        return with_timings(queries.module_status(conn, app), queries.module_timings(conn, app))
+
+
+def list_tasks(pg: str, app: str | None, module: str | None, status: str | None, host: str | None,
+               since: datetime | None, limit: int | None) -> list[dict]:
+    """Tasks with their status, exit code, attempts, host and custom output."""
+    with psycopg.connect(pg) as conn:
+        return queries.list_tasks(conn, app, module, status, host, since, limit)
+
+
+@dataclass(frozen=True)
+class TaskDetail:
+    """A task, every attempt of it, and its descendants (each with the `edge_parent` it hangs from)."""
+
+    task: dict
+    attempts: list[dict]
+    descendants: list[dict]
+    ancestors: list[dict]
+
+    @property
+    def children(self) -> list[str]:
+        """The ids of the task's direct children."""
+        return [d["task_id"] for d in self.descendants if d["edge_parent"] == self.task["task_id"]]
+
+
+def _task(conn: psycopg.Connection, task_id: str) -> dict:
+    task = queries.find_task(conn, task_id)
+    if task is None:
+        raise OperationError(f"no task {task_id!r} (or the prefix is ambiguous)")
+    return task
+
+
+def task_detail(pg: str, task_id: str) -> TaskDetail:
+    """A task (by id or unique prefix) with its attempts and descendants."""
+    with psycopg.connect(pg) as conn:
+        task = _task(conn, task_id)
+        return TaskDetail(task, queries.attempts_of(conn, task["task_id"]), queries.descendants(conn, task["task_id"]),
+                          [])
+
+
+def task_lineage(pg: str, task_id: str) -> TaskDetail:
+    """A task (by id or unique prefix) with its ancestors (root first) and descendants."""
+    with psycopg.connect(pg) as conn:
+        task = _task(conn, task_id)
+        return TaskDetail(task, [], queries.descendants(conn, task["task_id"]),
+                          queries.ancestors(conn, task["task_id"]))
