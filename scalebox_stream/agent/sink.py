@@ -11,6 +11,9 @@ from scalebox_stream.agent.limits import MAX_SINK_FILE_BYTES, MAX_SINK_LINE_BYTE
 from scalebox_stream.agent.workfiles import read_one
 
 SINK_FILE = "sink-tasks.txt"
+BLANK = " \t\r"
+"""What a blank line may hold (other whitespace, such as `\x0b` or `\u2028`, is a body)."""
+BLANK_BYTES = BLANK.encode()
 
 
 class SinkLineError(ValueError):
@@ -45,10 +48,10 @@ def parse_sink_line(line: str, modules: Collection[str]) -> SinkMessage | None:
     """Parse one line: `body`, `body,{headers}`, `module,body` or `module,body,{headers}`.
 
     A leading field is taken as a module only when it names a module of the app; a body that is
-    itself JSON (starts with `{` or `[`) is kept whole. Blank lines give None.
+    itself JSON (starts with `{` or `[`) is kept whole. Blank lines (spaces and tabs only) give None.
     """
     text = line.rstrip("\r\n")
-    if not text.strip():
+    if not text.strip(BLANK):
         return None
     if text.lstrip()[:1] in "{[":
         try:
@@ -90,7 +93,7 @@ def check_sink_limits(data: bytes, size: int | None = None) -> None:
     if size > MAX_SINK_FILE_BYTES:
         raise SinkLineError(f"{SINK_FILE} is {size} bytes; the limit is {MAX_SINK_FILE_BYTES}")
     lines = data.split(b"\n")
-    if len(lines) > MAX_SINK_LINES + 1 and (count := sum(1 for line in lines if line.strip())) > MAX_SINK_LINES:
+    if len(lines) > MAX_SINK_LINES + 1 and (count := sum(1 for x in lines if x.strip(BLANK_BYTES))) > MAX_SINK_LINES:
         raise SinkLineError(f"{SINK_FILE} has {count} lines; the limit is {MAX_SINK_LINES}")
     if len(data) > MAX_SINK_LINE_BYTES:
         for number, line in enumerate(lines, start=1):
