@@ -125,8 +125,8 @@ def listing(work_dir: Path) -> set[str]:
 
 
 def read_bytes(path: Path, limit: int = MAX_PERSPECTIVE_FILE_BYTES) -> bytes | None:
-    """At most `limit` bytes of a work-dir file (see `workfiles.read_work_file`); None if it is missing, a
-    directory, or not a regular file."""
+    """At most the first `limit` bytes of a work-dir file (see `workfiles.read_work_file`); None if it is
+    missing, a directory, or not a regular file."""
     return read_one(path.parent, path.name, limit).data
 
 
@@ -204,8 +204,8 @@ def _read_files(perspective: Perspective, dir_fd: int, wanted: list[str], view: 
             read = read_work_file(dir_fd, name, limit, "tail" if mode.upper() == "HEAD" else "head")
             perspective.custom_out = read.data or b""
         else:
-            read = read_work_file(dir_fd, name, MAX_PERSPECTIVE_FILE_BYTES + 1)
-            if read.truncated or (read.data is not None and len(read.data) > MAX_PERSPECTIVE_FILE_BYTES):
+            read = read_work_file(dir_fd, name, MAX_PERSPECTIVE_FILE_BYTES, whole=True)
+            if read.size > MAX_PERSPECTIVE_FILE_BYTES:
                 perspective.problems.append(f"{name} is larger than {MAX_PERSPECTIVE_FILE_BYTES} bytes: not read")
                 continue
         if read.problem is not None:

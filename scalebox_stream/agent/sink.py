@@ -86,12 +86,11 @@ def parse_sink_file(text: str, modules: Collection[str]) -> list[SinkMessage]:
     return messages
 
 
-def check_sink_limits(data: bytes, size: int | None = None) -> None:
-    """Raise SinkLineError if the bytes of a sink file go past a limit: its size (`size`, if only part
-    of it was read), the number of its non-blank lines, or the bytes of one line."""
-    size = max(len(data), size or 0)
-    if size > MAX_SINK_FILE_BYTES:
-        raise SinkLineError(f"{SINK_FILE} is {size} bytes; the limit is {MAX_SINK_FILE_BYTES}")
+def check_sink_limits(data: bytes) -> None:
+    """Raise SinkLineError if the bytes of a sink file go past a limit: its size, the number of its
+    non-blank lines, or the bytes of one line."""
+    if len(data) > MAX_SINK_FILE_BYTES:
+        raise SinkLineError(f"{SINK_FILE} is {len(data)} bytes; the limit is {MAX_SINK_FILE_BYTES}")
     lines = data.split(b"\n")
     if len(lines) > MAX_SINK_LINES + 1 and (count := sum(1 for x in lines if x.strip(BLANK_BYTES))) > MAX_SINK_LINES:
         raise SinkLineError(f"{SINK_FILE} has {count} lines; the limit is {MAX_SINK_LINES}")
@@ -107,10 +106,12 @@ def read_sink_file(work_dir: Path, modules: Collection[str]) -> list[SinkMessage
 
     Raises SinkLineError for a file that is not a regular file (a link, a FIFO, a device: never followed
     nor opened), one past a limit (see `check_sink_limits`), or a line that cannot be understood."""
-    read = read_one(work_dir, SINK_FILE, MAX_SINK_FILE_BYTES + 1)
+    read = read_one(work_dir, SINK_FILE, MAX_SINK_FILE_BYTES, whole=True)
     if read.problem is not None:
         raise SinkLineError(read.problem)
+    if read.data is None and read.size > MAX_SINK_FILE_BYTES:
+        raise SinkLineError(f"{SINK_FILE} is {read.size} bytes; the limit is {MAX_SINK_FILE_BYTES}")
     if not read.data:
         return []
-    check_sink_limits(read.data, read.size)
+    check_sink_limits(read.data)
     return parse_sink_file(read.data.decode("utf-8", errors="backslashreplace"), modules)

@@ -71,9 +71,10 @@ def open_dir(path: Path) -> int | None:
         return None
 
 
-def read_work_file(dir_fd: int, name: str, limit: int, keep: str = "head") -> WorkFile:
+def read_work_file(dir_fd: int, name: str, limit: int, keep: str = "head", whole: bool = False) -> WorkFile:
     """Read file `name` (no slash) of the directory `dir_fd`: at most `limit` bytes, the first ones
-    (`keep="head"`) or the last ones (`"tail"`). Never follows a link, never blocks, never raises.
+    (`keep="head"`) or the last ones (`"tail"`); with `whole`, nothing of a file larger than `limit` (its
+    data is None, its size says why). Never follows a link, never blocks, never raises.
 
     A missing file or a directory reads as absent (data None, no problem); a link, FIFO, socket or device
     is refused with a problem, and is never opened (opening a device can act on it)."""
@@ -97,27 +98,30 @@ def read_work_file(dir_fd: int, name: str, limit: int, keep: str = "head") -> Wo
         info = os.fstat(fd)  # what was opened, not what was looked at: it may have changed in between
         if not stat.S_ISREG(info.st_mode):
             return WorkFile(problem=f"{shown(name)} is {kind(info.st_mode)}: not read")
-        start = max(0, info.st_size - limit) if keep == "tail" else 0
+        size = info.st_size
+        if whole and size > limit:
+            return WorkFile(size=size)
+        start = max(0, size - limit) if keep == "tail" else 0
         chunks: list[bytes] = []
-        left = limit
+        left = min(limit, size - start)  # the program has ended: its file does not grow (one read, no EOF read)
         while left > 0 and (chunk := os.pread(fd, min(left, _READ_CHUNK), start)):
             chunks.append(chunk)
             start += len(chunk)
             left -= len(chunk)
-        return WorkFile(b"".join(chunks), size=max(info.st_size, limit - left))
+        return WorkFile(b"".join(chunks), size=size)
     except OSError as exc:
         return WorkFile(problem=f"{shown(name)} cannot be read: {exc.strerror}")
     finally:
         os.close(fd)
 
 
-def read_one(work_dir: Path, name: str, limit: int, keep: str = "head") -> WorkFile:
+def read_one(work_dir: Path, name: str, limit: int, keep: str = "head", whole: bool = False) -> WorkFile:
     """`read_work_file` for a single file of `work_dir` (opens and closes the directory around it)."""
     dir_fd = open_dir(work_dir)
     if dir_fd is None:
         return WorkFile()
     try:
-        return read_work_file(dir_fd, name, limit, keep)
+        return read_work_file(dir_fd, name, limit, keep, whole)
     finally:
         os.close(dir_fd)
 
