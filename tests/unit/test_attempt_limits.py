@@ -71,7 +71,7 @@ def test_the_most_sink_lines_allowed_are_published(tmp_path):
 
 
 def test_a_report_too_large_for_kafka_is_sent_bare_as_an_error(tmp_path):
-    """output_text_size: 256 KiB, and more than half a MiB of bytes that are not UTF-8 on each stream (kept as escapes)."""
+    """output_text_size: 256 KiB, and over half a MiB of bytes that are not UTF-8 on each stream (escaped)."""
     script = ("head -c 600000 /dev/zero | tr '\\0' '\\377'\nhead -c 600000 /dev/zero | tr '\\0' '\\377' >&2\n"
               "echo 1 > sink-tasks.txt\n")
     report, events = _run(tmp_path, script, extra="    output_text_size: 262144\n")
