@@ -5,15 +5,29 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from scalebox_stream.agent.limits import (
+    MAX_LISTED_FILES,
+    MAX_MESSAGE_TEXT_CHARS,
+    MAX_PERSPECTIVE_FILE_BYTES,
+    MAX_PROBLEMS,
+    MAX_TEXT_BYTES,
+    MAX_USER_TIMESTAMPS,
+)
+from scalebox_stream.agent.workfiles import ProgramView, file_size, open_dir, read_one, read_work_file, shown
+
 _TS = re.compile(
     r"^\s*(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:[.,](\d{1,9}))?\s*(Z|[+-]\d{2}:?\d{2})?\s*$",
     re.IGNORECASE,
 )
+CUSTOM_OUT = "custom-out.txt"
+PERSPECTIVE_FILES = (CUSTOM_OUT, "task-exec.json", "timestamps.txt", "input-files.txt", "output-files.txt")
+"""The files read back after an attempt, in the order they are applied."""
 
 
 class PerspectiveError(ValueError):
@@ -31,6 +45,13 @@ class Perspective:
     output_bytes: int | None = None
     timestamps: list[tuple[int, str | None]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    """Perspective files not read because they are not regular files (a link, a FIFO, a device)."""
+
+    @property
+    def error(self) -> str | None:
+        """Why the attempt is an error for what it left in its work directory, or None."""
+        return "; ".join(self.refused) or None
 
 
 def parse_timestamp(text: str) -> int:
@@ -40,7 +61,7 @@ def parse_timestamp(text: str) -> int:
     """
     match = _TS.match(text)
     if not match:
-        raise PerspectiveError(f"not an RFC 3339 timestamp: {text.strip()!r}")
+        raise PerspectiveError(f"not an RFC 3339 timestamp: {shown(text.strip())!r}")
     date, clock, fraction, offset = match.groups()
     base = datetime.fromisoformat(f"{date}T{clock}")
     if offset and offset.upper() != "Z":
@@ -55,7 +76,7 @@ def parse_timestamp(text: str) -> int:
 def parse_timestamp_lines(text: str) -> list[tuple[int, str | None]]:
     """Lines of `timestamp[,label]` to (µs, label) pairs; a comma inside the fraction is not a label."""
     result: list[tuple[int, str | None]] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.strip()
         if not line:
             continue
@@ -74,20 +95,24 @@ def parse_timestamp_lines(text: str) -> list[tuple[int, str | None]]:
     return result
 
 
-def sum_file_sizes(listing: str, root: Path | None = None) -> int:
-    """Sum the sizes of the files named one per line; relative names are taken from `root`."""
+def sum_file_sizes(names: Iterable[str], view: ProgramView, problems: list[str], label: str) -> int:
+    """Sum the sizes of the regular files named (at most MAX_LISTED_FILES of them), as `view` maps them;
+    a name that is no such file adds a problem (prefixed with `label`) and nothing to the sum."""
     total = 0
-    for line in listing.splitlines():
-        name = line.strip()
+    counted = 0
+    for raw in names:
+        name = raw.strip()
         if not name:
             continue
-        path = Path(name)
-        if not path.is_absolute() and root is not None:
-            path = root / path
-        try:
-            total += path.stat().st_size
-        except OSError as exc:
-            raise PerspectiveError(f"cannot stat {name}: {exc.strerror}") from exc
+        if counted == MAX_LISTED_FILES:
+            problems.append(f"{label}: more than {MAX_LISTED_FILES} files named; the rest are not counted")
+            break
+        counted += 1
+        size, problem = file_size(view, name)
+        if problem is not None:
+            problems.append(f"{label}: {problem}")
+        else:
+            total += size or 0
     return total
 
 
@@ -99,41 +124,27 @@ def listing(work_dir: Path) -> set[str]:
         return set()
 
 
-def read_bytes(path: Path) -> bytes | None:
-    """The bytes of a file; None if it is missing or a directory. Plain system calls (open, reads, close),
-    no Python file object: a slot reads a few such files per task."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return None
-    try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 18):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except IsADirectoryError:
-        return None
-    finally:
-        os.close(fd)
+def read_bytes(path: Path, limit: int = MAX_PERSPECTIVE_FILE_BYTES) -> bytes | None:
+    """At most the first `limit` bytes of a work-dir file (see `workfiles.read_work_file`); None if it is
+    missing, a directory, or not a regular file."""
+    return read_one(path.parent, path.name, limit).data
 
 
-def _read(path: Path) -> str | None:
-    data = read_bytes(path)
-    return None if data is None else data.decode("utf-8", errors="backslashreplace")
-
-
-def _apply_task_exec(perspective: Perspective, data: dict[str, Any]) -> None:
+def _apply_task_exec(perspective: Perspective, data: dict[str, Any], view: ProgramView) -> None:
+    if not isinstance(data, dict):
+        raise PerspectiveError("not a JSON object")
     if isinstance(data.get("statusCode"), int):
         perspective.status_code = data["statusCode"]
     text = data.get("messageText", data.get("userText"))
     if text is not None:
-        perspective.message_text = str(text)
+        perspective.message_text = str(text)[:MAX_MESSAGE_TEXT_CHARS]
     for key, attr in (("inputBytes", "input_bytes"), ("outputBytes", "output_bytes")):
         if isinstance(data.get(key), int):
             setattr(perspective, attr, data[key])
     for key, attr in (("inputFiles", "input_bytes"), ("outputFiles", "output_bytes")):
         if isinstance(data.get(key), list) and getattr(perspective, attr) is None:
-            setattr(perspective, attr, sum_file_sizes("\n".join(map(str, data[key]))))
+            setattr(perspective, attr, sum_file_sizes(map(str, data[key]), view, perspective.problems,
+                                                      f"task-exec.json {key}"))
     for item in data.get("timestamps") or []:
         label = None
         if isinstance(item, dict):
@@ -141,43 +152,79 @@ def _apply_task_exec(perspective: Perspective, data: dict[str, Any]) -> None:
         perspective.timestamps.extend(parse_timestamp_lines(f"{item},{label}" if label else str(item)))
 
 
-def read_perspective(work_dir: Path, host_root: Path | None = None, names: set[str] | None = None) -> Perspective:
+def _add_sizes(perspective: Perspective, attr: str, text: str, view: ProgramView, label: str) -> None:
+    total = sum_file_sizes(text.split("\n"), view, perspective.problems, label)
+    setattr(perspective, attr, (getattr(perspective, attr) or 0) + total)
+
+
+def read_perspective(work_dir: Path, view: ProgramView | None = None, names: set[str] | None = None,
+                     text_limit: int = MAX_TEXT_BYTES, mode: str = "HEAD") -> Perspective:
     """Read task-exec.json, timestamps.txt, custom-out.txt and the file lists; never raises.
 
-    `host_root` maps absolute paths named in file lists when the program ran in a container whose
-    files the agent cannot see (None: paths are read as they are). `names`: the work directory's listing, when
-    the caller has it (only the files in it are opened). Problems are collected, not raised.
+    `view` maps the paths the file lists name to this host's files (default: the work directory only).
+    `names`: the work directory's listing, when the caller has it (only the files in it are opened).
+    custom-out.txt is read up to `text_limit` bytes (at most MAX_TEXT_BYTES), the end `mode` keeps (see
+    `cap_text`). A perspective file that is not a regular file (a link, a FIFO, a device) is refused and
+    named in `refused`; other problems are collected, not raised.
     """
     perspective = Perspective()
     if names is None:
         names = listing(work_dir)
-    if "custom-out.txt" in names:
-        perspective.custom_out = read_bytes(work_dir / "custom-out.txt") or b""
-    steps = [
-        ("task-exec.json", lambda t: _apply_task_exec(perspective, json.loads(t))),
-        ("timestamps.txt", lambda t: perspective.timestamps.extend(parse_timestamp_lines(t))),
-        ("input-files.txt", lambda t: setattr(perspective, "input_bytes",
-                                              (perspective.input_bytes or 0) + sum_file_sizes(t, work_dir))),
-        ("output-files.txt", lambda t: setattr(perspective, "output_bytes",
-                                               (perspective.output_bytes or 0) + sum_file_sizes(t, work_dir))),
-    ]
-    for name, apply in steps:
-        text = _read(work_dir / name) if name in names else None
-        if text is None:
+    wanted = [name for name in PERSPECTIVE_FILES if name in names]
+    if not wanted:
+        return perspective
+    dir_fd = open_dir(work_dir)
+    if dir_fd is None:
+        return perspective
+    try:
+        _read_files(perspective, dir_fd, wanted, view or ProgramView.of_work_dir(work_dir), text_limit, mode)
+    finally:
+        os.close(dir_fd)
+    if len(perspective.timestamps) > MAX_USER_TIMESTAMPS:
+        perspective.problems.append(f"{len(perspective.timestamps)} user timestamps; the first "
+                                    f"{MAX_USER_TIMESTAMPS} are kept")
+        del perspective.timestamps[MAX_USER_TIMESTAMPS:]
+    if len(perspective.problems) > MAX_PROBLEMS:
+        more = len(perspective.problems) - MAX_PROBLEMS
+        perspective.problems[MAX_PROBLEMS:] = [f"and {more} more problems"]
+    return perspective
+
+
+def _read_files(perspective: Perspective, dir_fd: int, wanted: list[str], view: ProgramView, text_limit: int,
+                mode: str) -> None:
+    steps = {
+        "task-exec.json": lambda t: _apply_task_exec(perspective, json.loads(t), view),
+        "timestamps.txt": lambda t: perspective.timestamps.extend(parse_timestamp_lines(t)),
+        "input-files.txt": lambda t: _add_sizes(perspective, "input_bytes", t, view, "input-files.txt"),
+        "output-files.txt": lambda t: _add_sizes(perspective, "output_bytes", t, view, "output-files.txt"),
+    }
+    for name in wanted:
+        if name == CUSTOM_OUT:
+            limit = min(text_limit, MAX_TEXT_BYTES)
+            read = read_work_file(dir_fd, name, limit, "tail" if mode.upper() == "HEAD" else "head")
+            perspective.custom_out = read.data or b""
+        else:
+            read = read_work_file(dir_fd, name, MAX_PERSPECTIVE_FILE_BYTES, whole=True)
+            if read.size > MAX_PERSPECTIVE_FILE_BYTES:
+                perspective.problems.append(f"{name} is larger than {MAX_PERSPECTIVE_FILE_BYTES} bytes: not read")
+                continue
+        if read.problem is not None:
+            perspective.refused.append(read.problem)
+        if read.data is None or name == CUSTOM_OUT:
             continue
         try:
-            apply(text)
-        except (PerspectiveError, ValueError, TypeError, AttributeError) as exc:
+            steps[name](read.data.decode("utf-8", errors="backslashreplace"))
+        except (PerspectiveError, ValueError, TypeError, AttributeError, RecursionError) as exc:
             perspective.problems.append(f"{name}: {exc}")
-    return perspective
 
 
 def cap_text(data: bytes, limit: int, mode: str = "HEAD") -> str:
     """Cap program output to `limit` bytes, Scalebox style, and decode it without ever failing.
 
     `HEAD` (the default) drops the head and keeps the tail; `TAIL` keeps the head. Invalid UTF-8 is
-    kept as backslash escapes.
+    kept as backslash escapes. Never more than MAX_TEXT_BYTES are kept.
     """
+    limit = min(limit, MAX_TEXT_BYTES)
     if len(data) > limit:
         data = data[-limit:] if mode.upper() == "HEAD" else data[:limit]
     return data.decode("utf-8", errors="backslashreplace")

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 from scalebox_stream.agent.identity import AgentIdentity
+from scalebox_stream.agent.limits import bare_result, oversized
 from scalebox_stream.agent.outputs import Children, NoSinkError, OutputRouter
-from scalebox_stream.agent.perspective import cap_text, listing, read_bytes, read_perspective
-from scalebox_stream.agent.sink import SinkLineError, parse_sink_file
+from scalebox_stream.agent.perspective import cap_text, listing, read_perspective
+from scalebox_stream.agent.sink import SinkLineError, read_sink_file
+from scalebox_stream.agent.workfiles import program_view
 from scalebox_stream.events import Event, EventCodec, now_us
 from scalebox_stream.executors.base import ExecRequest, ExecResult, Executor
 from scalebox_stream.executors.slot_support import empty_dir
@@ -231,17 +233,18 @@ class TaskRunner:
                            labels=labels, keep_output_bytes=self.module.output_text_size, slot=slot)
 
     def _report(self, created: Event, slot: int, work_dir: Path, result: ExecResult,
-                started_at: int, may_retry: bool = True, names: set[str] | None = None) -> AttemptReport:
+                started_at: int, may_retry: bool = True, names: set[str] | None = None,
+                bare: bool = False) -> AttemptReport:
         if names is None:
             names = listing(work_dir)  # the files a program did not write are not even opened
-        perspective = read_perspective(work_dir, names=names)
-        error = result.error
+        perspective = read_perspective(work_dir, program_view(self.executor.name, work_dir, self.module.volumes),
+                                       names, self.module.output_text_size, self.module.text_trunc_mode)
+        error = result.error or perspective.error
         children = Children()
         if result.exit_code == 0 and not result.timed_out and not error:
             try:
-                data = read_bytes(work_dir / SINK_FILE) if SINK_FILE in names else None
-                text = data.decode(errors="backslashreplace") if data else ""
-                children = self.outputs.children(created, parse_sink_file(text, self.spec.modules))
+                messages = read_sink_file(work_dir, self.spec.modules) if SINK_FILE in names else []
+                children = self.outputs.children(created, messages)
             except (SinkLineError, NoSinkError) as exc:
                 error = str(exc)
         verdict = self._verdict(created, result, error, may_retry)
@@ -276,6 +279,11 @@ class TaskRunner:
             records.append(OutMessage(EVENTS_TOPIC, child.task_id, self.codec.encode(child)))
             records.extend(self._never_ran(child, problem))
         records.extend(self._follow_up(created, verdict, result.exit_code, error))
+        if (too_big := oversized(records)) is not None and (may_retry or not bare):
+            # reported again without texts, perspective or children; if even that is too large (the task's
+            # own body is), without its retry
+            return self._report(created, slot, work_dir, bare_result(result, too_big), started_at,
+                                may_retry=may_retry and not bare, names=set(), bare=True)
         return AttemptReport(records, verdict.outcome)
 
     def _verdict(self, created: Event, result: ExecResult, error: str | None, may_retry: bool) -> AttemptVerdict:

@@ -7,6 +7,9 @@ import select
 from types import TracebackType
 
 DEFAULT_MAX_OUTPUT_BYTES = 1 << 20
+MAX_KEPT_BYTES = 4 << 20
+"""The most a capture keeps of one stream, whatever it is asked for (a module's output_text_size may say a
+GiB): memory per slot stays bounded. At least twice the agent's largest text, so either end it keeps is whole."""
 READ_CHUNK = 1 << 16
 EXIT_CHECK_MS = 50
 """Without a pidfd, how often the reader checks whether the program exited while something else (a process
@@ -20,9 +23,11 @@ def _head_tail(head: bytes, tail: bytes, omitted: int) -> bytes:
 
 
 class OutputCapture:
-    """Keeps the head and the tail of a byte stream fed in chunks, at most `limit` bytes in all."""
+    """Keeps the head and the tail of a byte stream fed in chunks, at most `limit` bytes in all (and at most
+    MAX_KEPT_BYTES)."""
 
     def __init__(self, limit: int = DEFAULT_MAX_OUTPUT_BYTES) -> None:
+        limit = min(limit, MAX_KEPT_BYTES)
         self._head_limit = limit // 2
         self._tail_limit = limit - self._head_limit
         self._head = bytearray()

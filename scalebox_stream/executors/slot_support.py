@@ -9,6 +9,7 @@ import re
 import shlex
 import shutil
 import socket
+import stat
 from pathlib import Path
 
 from scalebox_stream.executors.base import ExecRequest
@@ -109,7 +110,11 @@ def empty_dir(path: Path, names: set[str] | None = None) -> None:
 
 
 def move_contents(src: Path, dst: Path) -> None:
-    """Moves every entry of `src` into `dst` (a rename on one filesystem), leaving `src` empty."""
+    """Moves every entry of `src` into `dst` (a rename on one filesystem), leaving `src` empty.
+
+    Across filesystems what a program left is copied without ever opening anything but a regular file: a
+    link is copied as a link, and a FIFO or device node is left behind (opening one could block or act on a
+    host device)."""
     dst.mkdir(parents=True, exist_ok=True)
     try:
         entries = list(os.scandir(src))
@@ -121,12 +126,30 @@ def move_contents(src: Path, dst: Path) -> None:
             os.rename(entry.path, target)
         except OSError as e:
             if e.errno == errno.EXDEV:
-                shutil.move(entry.path, target)
+                _copy_across(entry.path, target)
             elif e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR):
                 _remove(target)
                 os.rename(entry.path, target)
             elif e.errno != errno.ENOENT:
                 raise
+
+
+def _copy_regular(src: str, dst: str) -> None:
+    """shutil's copy function, for regular files only (others are skipped, never opened)."""
+    if stat.S_ISREG(os.lstat(src).st_mode):
+        shutil.copy2(src, dst, follow_symlinks=False)
+
+
+def _copy_across(src: str, dst: Path) -> None:
+    """Copy `src` (a file, link or tree) to `dst` on another filesystem, then remove it."""
+    mode = os.lstat(src).st_mode
+    if stat.S_ISLNK(mode):
+        os.symlink(os.readlink(src), dst)
+    elif stat.S_ISDIR(mode):
+        shutil.copytree(src, dst, symlinks=True, copy_function=_copy_regular)
+    else:
+        _copy_regular(src, str(dst))
+    _remove(src)
 
 
 def _remove(path: str | Path) -> None:

@@ -1,9 +1,14 @@
 """Slot work directories are emptied before and after every task; /proc I/O counters are read per task."""
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
 
 from scalebox_stream.executors.process import read_proc_io
-from scalebox_stream.executors.slot_support import empty_dir
+from scalebox_stream.executors.slot_support import empty_dir, move_contents
 
 
 def test_empty_dir_creates_a_missing_directory(tmp_path):
@@ -30,3 +35,26 @@ def test_read_proc_io_gives_counters_and_nothing_for_a_missing_process():
     io = read_proc_io(os.getpid())
     assert {"rchar", "wchar"} <= io.keys() and all(isinstance(v, int) for v in io.values())
     assert read_proc_io(2**22 + 12345) == {}
+
+
+def test_moving_across_filesystems_copies_files_and_links_but_never_opens_a_fifo(tmp_path):
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another filesystem than the temporary directory")
+    src = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        (src / "out.dat").write_bytes(b"x" * 10)
+        (src / "custom-out.txt").symlink_to("/etc/shadow")
+        os.mkfifo(src / "pipe")
+        (src / "sub").mkdir()
+        (src / "sub" / "in.dat").write_bytes(b"y")
+        os.mkfifo(src / "sub" / "pipe")
+        dst = tmp_path / "dst"
+        move_contents(src, dst)  # a blocking open of a FIFO would hang here
+        assert list(src.iterdir()) == []
+        assert sorted(p.name for p in dst.iterdir()) == ["custom-out.txt", "out.dat", "sub"]
+        assert (dst / "out.dat").read_bytes() == b"x" * 10 and (dst / "sub" / "in.dat").read_bytes() == b"y"
+        assert os.readlink(dst / "custom-out.txt") == "/etc/shadow"
+        assert not (dst / "sub" / "pipe").exists()
+    finally:
+        shutil.rmtree(src, ignore_errors=True)

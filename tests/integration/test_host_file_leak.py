@@ -1,0 +1,162 @@
+"""A program cannot make the agent read a host file or block it through what it leaves in its work directory.
+
+The host file holds a random marker; after the run, every record written to Kafka since the test began
+(committed or not, on any topic) and every row of the projection is searched for it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from cluster import Cluster
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka.admin import AdminClient
+from docker_fixtures import *  # noqa: F403
+
+GRACE_S = 5
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> tuple[Path, bytes]:
+    """A host file outside every mount, holding a random marker."""
+    marker = f"SECRET-{uuid.uuid4().hex}".encode()
+    path = tmp_path / "host-only" / "shadow"
+    path.parent.mkdir()
+    path.write_bytes(marker + b"\n")
+    return path, marker
+
+
+def _cluster(tmp_path: Path, kafka: str, pg: str, module: str) -> Cluster:
+    app = tmp_path / "app.yaml"
+    app.write_text(f"name: leak-{uuid.uuid4().hex[:8]}\nmodules:\n  m:\n{module}")
+    return Cluster(app, kafka, pg, tmp_path / "logs")
+
+
+def _run_one(cluster: Cluster, body: str = "go") -> dict:
+    """Run one task to its end with one agent (stopped by SIGTERM within its grace period) and a projector;
+    the task's single attempt as projected."""
+    agent = cluster.start_agent("m", 1, "--grace", str(GRACE_S))
+    cluster.start_projector()
+    (task_id,) = cluster.send("m", [body])
+    state = cluster.wait([task_id], timeout_s=120)
+    assert state.finished
+    began = time.monotonic()
+    assert cluster.terminate(agent, timeout_s=GRACE_S + 20) == 0
+    assert time.monotonic() - began < GRACE_S + 10
+    (run,) = cluster.query("SELECT status, error, custom_out, input_bytes FROM task_runs WHERE task_id = %s",
+                           task_id)
+    (status,) = cluster.query("SELECT status FROM tasks WHERE task_id = %s", task_id)[0]
+    return {"task": status, "status": run[0], "error": run[1], "custom_out": run[2], "input_bytes": run[3]}
+
+
+def _in_topics(kafka: str, marker: bytes, since_ms: int) -> list[str]:
+    """Topics holding `marker` in a key, value or header of a record written since `since_ms` (aborted ones
+    too: the consumer reads uncommitted)."""
+    admin = AdminClient({"bootstrap.servers": kafka})
+    metadata = admin.list_topics(timeout=30)
+    consumer = Consumer({"bootstrap.servers": kafka, "group.id": f"leak-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "isolation.level": "read_uncommitted",
+                         "enable.partition.eof": True})
+    try:
+        wanted = [TopicPartition(name, p, since_ms) for name, topic in metadata.topics.items()
+                  if not name.startswith("__") for p in topic.partitions]
+        starts = consumer.offsets_for_times(wanted, timeout=30)
+        ends: dict[tuple[str, int], int] = {}
+        assigned = []
+        for tp in starts:
+            high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=30)[1]
+            if 0 <= tp.offset < high:
+                ends[(tp.topic, tp.partition)] = high
+                assigned.append(tp)
+        found: set[str] = set()
+        consumer.assign(assigned)
+        deadline = time.monotonic() + 120
+        while ends and time.monotonic() < deadline:
+            for message in consumer.consume(1000, timeout=1.0):
+                key = (message.topic(), message.partition())
+                if message.error():  # the end of a partition (past its last transaction marker too)
+                    if message.error().code() == KafkaError._PARTITION_EOF:
+                        ends.pop(key, None)
+                    continue
+                parts = [message.key() or b"", message.value() or b""]
+                parts += [value or b"" for _, value in message.headers() or []]
+                if any(marker in part for part in parts):
+                    found.add(message.topic())
+        assert not ends, f"topics not read to their end: {sorted(ends)}"
+        return sorted(found)
+    finally:
+        consumer.close()
+
+
+def _in_tables(pg: str, marker: bytes) -> list[str]:
+    """Projection tables with a row whose text (bytea columns shown in hex) holds `marker`."""
+    found = []
+    with psycopg.connect(pg, autocommit=True) as conn:
+        tables = [row[0] for row in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
+            "AND table_type = 'BASE TABLE'")]
+        for table in tables:
+            hit = conn.execute(f'SELECT 1 FROM "{table}" AS r WHERE r::text LIKE %s OR r::text LIKE %s LIMIT 1',
+                               (f"%{marker.decode()}%", f"%{marker.hex()}%")).fetchone()
+            if hit:
+                found.append(table)
+    return found
+
+
+def _assert_no_leak(kafka: str, pg: str, marker: bytes, since_ms: int) -> None:
+    assert _in_topics(kafka, marker, since_ms) == []
+    assert _in_tables(pg, marker) == []
+
+
+@pytest.mark.usefixtures("busybox_image")
+@pytest.mark.parametrize("mode", ["task", "slot"])
+def test_a_container_link_to_a_host_file_is_an_error_and_leaks_nothing(tmp_path, kafka_bootstrap, pg_dsn, secret,
+                                                                          mode):
+    path, marker = secret
+    since_ms = int(time.time() * 1000) - 1000
+    command = f"ln -s {path} /work/custom-out.txt; printf '%s\\n' {path} /etc/shadow > /work/input-files.txt"
+    cluster = _cluster(tmp_path, kafka_bootstrap, pg_dsn,
+                       f"    image: scalebox/base:busybox\n    container_mode: {mode}\n"
+                       f"    command: [/bin/sh, -c, \"{command}\"]\n")
+    try:
+        run = _run_one(cluster)
+    finally:
+        cluster.close()
+    assert (run["task"], run["status"]) == ("failed", "error")
+    assert run["error"] == "custom-out.txt is a symbolic link: not read"
+    assert run["custom_out"] == "" and run["input_bytes"] == 0  # the host file's size is not revealed either
+    _assert_no_leak(kafka_bootstrap, pg_dsn, marker, since_ms)
+
+
+def test_a_process_link_to_a_host_file_is_an_error_and_leaks_nothing(tmp_path, kafka_bootstrap, pg_dsn, secret):
+    path, marker = secret
+    since_ms = int(time.time() * 1000) - 1000
+    cluster = _cluster(tmp_path, kafka_bootstrap, pg_dsn,
+                       f"    command: [/bin/sh, -c, 'ln -s {path} \"$WORK_DIR/custom-out.txt\"']\n")
+    try:
+        run = _run_one(cluster)
+    finally:
+        cluster.close()
+    assert (run["task"], run["status"]) == ("failed", "error")
+    assert run["error"] == "custom-out.txt is a symbolic link: not read"
+    _assert_no_leak(kafka_bootstrap, pg_dsn, marker, since_ms)
+
+
+@pytest.mark.parametrize("executor", ["process", "docker"])
+def test_a_fifo_left_in_the_work_dir_blocks_nothing(tmp_path, kafka_bootstrap, pg_dsn, executor, request):
+    if executor == "docker":
+        request.getfixturevalue("busybox_image")
+        module = ("    image: scalebox/base:busybox\n"
+                  "    command: [/bin/sh, -c, 'mkfifo /work/custom-out.txt /work/sink-tasks.txt']\n")
+    else:
+        module = "    command: [/bin/sh, -c, 'cd \"$WORK_DIR\" && mkfifo custom-out.txt sink-tasks.txt']\n"
+    cluster = _cluster(tmp_path, kafka_bootstrap, pg_dsn, module)
+    try:
+        run = _run_one(cluster)  # the task ends, and the agent stops within its grace period
+    finally:
+        cluster.close()
+    assert (run["task"], run["status"], run["error"]) == ("failed", "error", "custom-out.txt is a FIFO: not read")
