@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from scalebox_stream.executors.base import ExecResult
+from scalebox_stream.spec.limits import MAX_OUTPUT_TEXT_SIZE
 
 MAX_SINK_LINES = 10_000
 """Messages one attempt may emit through sink-tasks.txt (blank lines aside)."""
@@ -21,7 +22,7 @@ MAX_SINK_LINE_BYTES = 64 * 1024
 """Bytes of one sink line: its body and headers."""
 MAX_SINK_FILE_BYTES = 16 * 1024 * 1024
 """Bytes of sink-tasks.txt: the most the agent reads into memory for one attempt's children."""
-MAX_TEXT_BYTES = 256 * 1024
+MAX_TEXT_BYTES = MAX_OUTPUT_TEXT_SIZE
 """Bytes kept of each of stdout, stderr and custom-out.txt, whatever a module's output_text_size says."""
 MAX_PERSPECTIVE_FILE_BYTES = 256 * 1024
 """Bytes of task-exec.json, timestamps.txt, input-files.txt and output-files.txt; a larger one is not read."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from scalebox_stream.agent.limits import MAX_SINK_FILE_BYTES, MAX_SINK_LINE_BYTES, MAX_SINK_LINES
 from scalebox_stream.agent.workfiles import read_one
+from scalebox_stream.policy.limits import check_body, check_headers
 
 SINK_FILE = "sink-tasks.txt"
 BLANK = " \t\r"
@@ -67,6 +68,8 @@ def parse_sink_line(line: str, modules: Collection[str]) -> SinkMessage | None:
         module = None
     if not rest:
         raise SinkLineError("empty task body")
+    if problem := check_body(rest) or check_headers(headers):
+        raise SinkLineError(problem)  # the next agent would refuse the child: the parent's attempt fails instead
     return SinkMessage(body=rest, module=module, headers=headers)
 
 

@@ -1,5 +1,7 @@
 """Parsing of the sink-tasks.txt line forms, and the limits on a sink file."""
 
+import re
+
 import pytest
 
 from scalebox_stream.agent.limits import MAX_SINK_FILE_BYTES, MAX_SINK_LINE_BYTES, MAX_SINK_LINES
@@ -93,3 +95,13 @@ def test_a_missing_or_directory_sink_file_emits_nothing(tmp_path):
     assert read_sink_file(tmp_path, MODULES) == []
     (tmp_path / "sink-tasks.txt").mkdir()
     assert read_sink_file(tmp_path, MODULES) == []
+
+
+@pytest.mark.parametrize(("line", "fault"), [
+    ("a\x00b", "the task body contains a NUL byte"),
+    ('x,{"../k":"v"}', "bad header key '../k'"),
+    ('x,{"k":"' + "v" * 20000 + '"}', "the headers are 20008 bytes as JSON, over the limit of 16384 bytes"),
+])
+def test_a_line_the_next_agent_would_refuse_fails_its_parent(line: str, fault: str) -> None:
+    with pytest.raises(SinkLineError, match=re.escape(fault)):
+        parse_sink_line(line, ["m"])
