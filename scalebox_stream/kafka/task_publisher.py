@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import socket
-
 from confluent_kafka import Producer
 
-from scalebox_stream.events import Event, EventCodec, new_task_id
+from scalebox_stream.events import EventCodec, EventStamp, new_task_id
 from scalebox_stream.kafka.topics import EVENTS_TOPIC, task_topic
 
 
@@ -15,9 +13,7 @@ def publish_task(producer: Producer, codec: EventCodec, app: str, module: str, b
     """Send one TaskCreated to the module's topic and to the events topic; returns the task id."""
     task_id = new_task_id()
     topic = task_topic(app, module)
-    event = Event("TaskCreated", app, {"body": body, "headers": dict(headers or {}), "parent_task_id": None,
-                                       "not_before": None, "topic": topic, "task_created_at": 0},
-                  module=module, task_id=task_id, attempt=1, host=socket.gethostname(), producer=producer_id)
+    event = EventStamp.for_cli(app, producer_id).task_created(task_id, module, body, dict(headers or {}), topic)
     value = codec.encode(event)
     producer.produce(topic, key=task_id, value=value)
     producer.produce(EVENTS_TOPIC, key=task_id, value=value)
