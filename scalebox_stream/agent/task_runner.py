@@ -222,8 +222,8 @@ class TaskRunner:
         return self.to_events(self.stamp.event(TaskFailed(attempts=attempt, reason=reason), task_id, attempt, module))
 
     def _fresh_work_dir(self, task_id: str, attempt: int, slot: int) -> Path:
-        """An empty work directory: the slot's own, reused (creating and removing a directory per task
-        cost a few ms on a busy disk), or the attempt's own when work directories are kept."""
+        """An empty work directory: the slot's own, reused (cheaper on a busy disk than a directory created and
+        removed per task), or the attempt's own when work directories are kept."""
         base = self.work_root / self.spec.name / self.module.name
         if not self.keep_work_dirs:
             path = base / f"{self.identity.agent_id}.slot{slot}"

@@ -18,7 +18,6 @@ Long = Annotated[int, "long"]
 
 _MISSING: Any = object()
 _FRESH: Any = object()  # the parameter default of a list or map field: each payload gets its own empty one
-_set = object.__setattr__
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +35,10 @@ class FieldSpec:
 
 @dataclass_transform(kw_only_default=True, frozen_default=True)
 class Record:
-    """An Avro record with typed, read-only fields declared as class annotations (with defaults as values)."""
+    """An Avro record with typed, read-only fields declared as class annotations (with defaults as values).
+
+    Fields are properties without setters and subclasses declare `__slots__ = ()`, so a payload takes no
+    assignment; only its private `_avro` dict could be replaced."""
 
     __slots__ = ("_avro",)
     NAME: ClassVar[str]
@@ -47,6 +49,8 @@ class Record:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "__slots__" not in cls.__dict__:  # without, instances would take any new attribute
+            raise TypeError(f"record {cls.__name__} must declare __slots__ = ()")
         cls.NAME = cls.__name__
         cls.FULL_NAME = f"{NAMESPACE}.{cls.__name__}"
         fields = []
@@ -64,7 +68,7 @@ class Record:
     def from_avro(cls, record: dict[str, Any]) -> typing.Self:
         """The payload of a record decoded by fastavro (every field present; taken, not copied)."""
         obj = object.__new__(cls)
-        _set(obj, "_avro", record)
+        obj._avro = record
         return obj
 
     def to_avro(self) -> dict[str, Any]:
@@ -101,12 +105,6 @@ class Record:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self._avro.items())})"
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"{type(self).__name__} is read-only")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is read-only")
-
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self).from_avro, (self._avro,)
 
@@ -128,7 +126,7 @@ def _avro_items(items: list[Any]) -> list[Any]:
 
 def _make_init(fields: tuple[FieldSpec, ...]) -> Any:
     """A keyword-only `__init__` that builds the Avro dict in one expression (as dataclasses do, by source)."""
-    namespace: dict[str, Any] = {"_set": _set, "_FRESH": _FRESH, "_avro_items": _avro_items}
+    namespace: dict[str, Any] = {"_FRESH": _FRESH, "_avro_items": _avro_items}
     params, values = [], []
     for f in fields:
         value = f.name
@@ -141,11 +139,11 @@ def _make_init(fields: tuple[FieldSpec, ...]) -> Any:
             namespace[f"_default_{f.name}"] = f.default
             params.append(f"{f.name}=_default_{f.name}")
         if f.nested is not None:
-            value = f"([] if {f.name} is _FRESH else _avro_items({f.name}))"
+            value = f"([] if {f.name} is _FRESH else _avro_items({f.name}) if {f.name} else {f.name})"
         values.append(f"{f.name!r}: {value}")
     signature = f"self, *, {', '.join(params)}" if params else "self"
     source = (f"def __init__({signature}):\n"
-              f"    _set(self, '_avro', {{{', '.join(values)}}})\n")
+              f"    self._avro = {{{', '.join(values)}}}\n")
     exec(source, namespace)  # the source is built from the field names above
     return namespace["__init__"]
 

@@ -93,6 +93,7 @@ def test_a_field_on_one_side_only_is_caught():
     """The comparison above fails when a class or a schema file gains a field the other lacks."""
 
     class TaskSucceeded(Record):  # a Record, so the registry of payloads stays as it is
+        __slots__ = ()
         attempts: int
         note: str = ""
 
@@ -200,6 +201,12 @@ def test_the_mapping_view_reads_like_the_dict_of_before():
     assert started.get("offset") == 9 and started.get("missing", "d") == "d" and "slot" in started
     with pytest.raises(KeyError):
         started["missing"]
+
+
+def test_a_record_class_must_declare_its_slots():
+    with pytest.raises(TypeError, match="__slots__"):
+        class Loose(Record):
+            at: int
 
 
 def test_a_payload_survives_pickling():
