@@ -8,7 +8,6 @@ the payloads copies nothing on the hot path. A read-only mapping view (`p["x"]`,
 
 import typing
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Annotated, Any, ClassVar, dataclass_transform
 
 NAMESPACE = "sbx.events"
@@ -60,7 +59,7 @@ class Record:
             args = typing.get_args(annotation)
             nested = args[0] if typing.get_origin(annotation) is list and _is_record(args[0]) else None
             fields.append(FieldSpec(name, annotation, cls.__dict__.get(name, _MISSING), nested))
-            setattr(cls, name, _nested_property(name, nested) if nested else property(itemgetter(name)))
+            setattr(cls, name, _nested_property(name, nested) if nested else _property(name))
         cls.FIELDS = tuple(fields)
         cls.__init__ = _make_init(cls.FIELDS)  # type: ignore[method-assign]
 
@@ -111,6 +110,12 @@ class Record:
 
 def _is_record(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, Record)
+
+
+def _property(name: str) -> property:
+    def get(self: Record) -> Any:
+        return self._avro[name]
+    return property(get)
 
 
 def _nested_property(name: str, nested: type[Record]) -> property:
