@@ -97,6 +97,9 @@ class Record:
         return key in self._avro
 
     def __eq__(self, other: object) -> bool:
+        """Equal to a record of the same class, or to a plain dict of its Avro form (a dict payload of before)."""
+        if type(other) is dict:
+            return self._avro == other
         return type(other) is type(self) and other._avro == self._avro  # type: ignore[attr-defined]
 
     __hash__ = None  # type: ignore[assignment]  # fields hold lists and maps

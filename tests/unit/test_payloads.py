@@ -199,6 +199,8 @@ def test_the_mapping_view_reads_like_the_dict_of_before():
     assert dict(**started) == SAMPLES["TaskStarted"] == dict(started.items())
     assert list(started.keys()) == [f.name for f in TaskStarted.FIELDS]
     assert started.get("offset") == 9 and started.get("missing", "d") == "d" and "slot" in started
+    assert started == SAMPLES["TaskStarted"] and started != {**SAMPLES["TaskStarted"], "slot": 3}
+    assert payload_class("TaskSucceeded")(attempts=1) != payload_class("TaskFailed")(attempts=1, reason="")
     with pytest.raises(KeyError):
         started["missing"]
 
