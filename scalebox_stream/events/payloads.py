@@ -62,10 +62,11 @@ class Record:
             setattr(cls, name, _nested_property(name, nested) if nested else _property(name))
         cls.FIELDS = tuple(fields)
         cls.__init__ = _make_init(cls.FIELDS)  # type: ignore[method-assign]
+        cls.__init__.__qualname__ = f"{cls.__qualname__}.__init__"
 
     @classmethod
     def from_avro(cls, record: dict[str, Any]) -> typing.Self:
-        """The payload of a record decoded by fastavro (every field present; taken, not copied)."""
+        """The record of a dict decoded by fastavro (every field present; taken, not copied)."""
         obj = object.__new__(cls)
         obj._avro = record
         return obj
