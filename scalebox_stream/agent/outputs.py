@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.sink import SinkMessage
-from scalebox_stream.events import Event, child_task_id
+from scalebox_stream.events import Event, EventStamp, child_task_id
 from scalebox_stream.kafka.presence import HostDirectory
 from scalebox_stream.kafka.topics import HOST_TOPIC_PARTITIONS, task_topic
 from scalebox_stream.policy.routing import missing_host_action, route
@@ -36,8 +36,10 @@ class Children:
 class OutputRouter:
     """Builds the children of one attempt; waits (in the slot thread) for hosts with no agent yet."""
 
-    def __init__(self, spec: AppSpec, identity: AgentIdentity, directory: HostDirectory | None) -> None:
+    def __init__(self, spec: AppSpec, stamp: EventStamp, identity: AgentIdentity,
+                 directory: HostDirectory | None) -> None:
         self.spec = spec
+        self.stamp = stamp
         self.identity = identity
         self.module = spec.modules[identity.module]
         self.directory = directory
@@ -66,11 +68,8 @@ class OutputRouter:
                 elif decided[key] == "fail":
                     problem = (f"no agent of module {target} serves host {host} (waited "
                                f"{self.spec.modules[target].host_wait_seconds:g}s)")
-            child = Event("TaskCreated", self.spec.name, {
-                "body": message.body, "headers": headers, "parent_task_id": parent.task_id, "not_before": None,
-                "topic": task_topic(self.spec.name, target, host), "task_created_at": 0},
-                module=target, task_id=child_task_id(parent.task_id, position), attempt=1,
-                cluster=self.identity.cluster, host=self.identity.host, producer=self.identity.agent_id)
+            child = self.stamp.task_created(child_task_id(parent.task_id, position), target, message.body, headers,
+                                            task_topic(self.spec.name, target, host), parent_task_id=parent.task_id)
             if problem:
                 result.unplaceable.append((child, problem))
             else:

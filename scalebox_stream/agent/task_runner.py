@@ -9,15 +9,27 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.limits import bare_result, oversized
 from scalebox_stream.agent.outputs import Children, NoSinkError, OutputRouter
-from scalebox_stream.agent.perspective import cap_text, listing, read_perspective
+from scalebox_stream.agent.perspective import Perspective, cap_text, listing, read_perspective
 from scalebox_stream.agent.sink import SinkLineError, read_sink_file
 from scalebox_stream.agent.workfiles import program_view
-from scalebox_stream.events import Event, EventCodec, now_us
+from scalebox_stream.events import (
+    Event,
+    EventCodec,
+    EventStamp,
+    TaskAccepted,
+    TaskFailed,
+    TaskFinished,
+    TaskRetryScheduled,
+    TaskStarted,
+    UserTimestamp,
+    now_us,
+)
+from scalebox_stream.events.payloads import payload_class
 from scalebox_stream.executors.base import ExecRequest, ExecResult, Executor
 from scalebox_stream.executors.slot_support import empty_dir
 from scalebox_stream.kafka.presence import HostDirectory
@@ -82,13 +94,13 @@ class TaskRunner:
         self.codec = codec
         self.work_root = work_root.resolve()  # once: executors take the work directories as they are
         self.keep_work_dirs = keep_work_dirs
-        self.outputs = OutputRouter(spec, identity, directory)
+        self.stamp = EventStamp.for_agent(identity)
+        self.outputs = OutputRouter(spec, self.stamp, identity, directory)
 
-    def event(self, event_type: str, task_id: str, attempt: int, payload: dict, **kw: str) -> Event:
-        """An event stamped with this agent's identity."""
-        return Event(event_type, self.spec.name, payload, module=kw.get("module", self.module.name),
-                     task_id=task_id, attempt=attempt, cluster=self.identity.cluster,
-                     host=self.identity.host, producer=self.identity.agent_id)
+    def event(self, event_type: str, task_id: str, attempt: int, payload: dict[str, Any]) -> Event:
+        """An event with a dict payload, stamped with this agent's identity (for callers not yet switched to
+        `stamp` and the payload classes)."""
+        return self.stamp.event(payload_class(event_type)(**payload), task_id, attempt)
 
     def to_events(self, event: Event) -> OutMessage:
         """The record that puts an event on the events topic."""
@@ -97,9 +109,9 @@ class TaskRunner:
     def accepted(self, task: TaskMessage, slot: int) -> OutMessage:
         """The TaskAccepted of `task` in `slot`, dated `task.accepted_at` (sent alone only when the attempt
         does not start at once)."""
-        event = self.event("TaskAccepted", task.event.task_id, task.event.attempt, {
-            "agent": self.identity.agent_id, "slot": slot, "topic": task.topic, "partition": task.partition,
-            "offset": task.offset})
+        event = self.stamp.event(TaskAccepted(agent=self.identity.agent_id, slot=slot, topic=task.topic,
+                                              partition=task.partition, offset=task.offset),
+                                 task.event.task_id, task.event.attempt)
         return self.to_events(replace(event, occurred_at=task.accepted_at or event.occurred_at))
 
     def run(self, task: TaskMessage, slot: int, publish: Callable[[OutMessage], None]) -> AttemptReport:
@@ -123,14 +135,13 @@ class TaskRunner:
         def on_started(container_id: str | None) -> None:
             nonlocal started_at, unreported
             started_at = now_us()
-            payload = {"agent": self.identity.agent_id, "slot": slot, "executor": self.executor.name,
-                       "image": self.module.image, "container_id": container_id, "started_at": started_at,
-                       "admission_refusals": task.refusals}
-            if unreported:
-                payload.update(accepted_at=task.accepted_at, topic=task.topic, partition=task.partition,
-                               offset=task.offset)
-                unreported = False
-            publish(self.to_events(self.event("TaskStarted", created.task_id, created.attempt, payload)))
+            acceptance = {"accepted_at": task.accepted_at, "topic": task.topic, "partition": task.partition,
+                          "offset": task.offset} if unreported else {}
+            unreported = False
+            payload = TaskStarted(agent=self.identity.agent_id, slot=slot, executor=self.executor.name,
+                                  image=self.module.image, container_id=container_id, started_at=started_at,
+                                  admission_refusals=task.refusals, **acceptance)
+            publish(self.to_events(self.stamp.event(payload, created.task_id, created.attempt)))
 
         try:
             result = self.executor.run(request, on_started)
@@ -152,11 +163,11 @@ class TaskRunner:
     @staticmethod
     def task_created_s(created: Event) -> float:
         """When attempt 1 of the task was created, in seconds since the epoch."""
-        return (created.payload.get("task_created_at") or created.occurred_at) / 1e6
+        return (created.payload.task_created_at or created.occurred_at) / 1e6
 
     def _expiry(self, created: Event, now_s: float) -> ExecResult | None:
         """A result for an attempt that must not start (queue timeout or task deadline passed), else None."""
-        due_s = max(created.occurred_at, created.payload.get("not_before") or 0) / 1e6
+        due_s = max(created.occurred_at, created.payload.not_before or 0) / 1e6
         if queue_expired(self.module, due_s, now_s):
             reason = f"queue timeout: waited {now_s - due_s:.1f}s > queue_timeout_seconds"
         elif (limit := attempt_timeout(self.module, self.task_created_s(created), now_s)) is not None and limit <= 0:
@@ -174,26 +185,47 @@ class TaskRunner:
 
     def _never_ran(self, child: Event, problem: str) -> list[OutMessage]:
         """Records that fail a child task which could not be placed."""
-        failed = self.event("TaskFailed", child.task_id, 1, {"attempts": 1, "reason": problem}, module=child.module)
-        return [self._synthetic_finish(child, 1, "error", 125, problem), self.to_events(failed)]
+        return [self._synthetic_finish(child, 1, "error", 125, problem),
+                self.failed(child.task_id, 1, problem, child.module)]
 
     def _synthetic_finish(self, created: Event, attempt: int, outcome: str, exit_code: int,
                           error: str) -> OutMessage:
         """A TaskFinished for an attempt this agent did not run itself."""
         now = now_us()
-        return self.to_events(self.event("TaskFinished", created.task_id, attempt, {
-            "agent": self.identity.agent_id, "slot": -1, "executor": self.executor.name, "image": self.module.image,
-            "container_id": None, "outcome": outcome, "exit_code": exit_code, "signal": None, "timed_out": False,
-            "error": error,
-            "stdout": "", "stderr": "", "custom_out": "", "message_text": None, "stdout_bytes": 0,
-            "stderr_bytes": 0, "status_code": None, "input_bytes": None, "output_bytes": None, "read_bytes": None,
-            "write_bytes": None, "cpu_user_s": None, "cpu_system_s": None, "peak_memory_bytes": None,
-            "started_at": now, "finished_at": now, "user_timestamps": [], "emitted_task_ids": [],
-            "emitted_modules": []}, module=created.module))
+        result = ExecResult(exit_code=exit_code, error=error, started_at_us=now, finished_at_us=now)
+        return self.to_events(self._finished(created, attempt, -1, outcome, result, error, Perspective(), [], now,
+                                             created.module))
+
+    def _finished(self, created: Event, attempt: int, slot: int, outcome: str, result: ExecResult,
+                  error: str | None, perspective: Perspective, children: list[Event], started_at: int,
+                  module: str | None = None) -> Event:
+        """The TaskFinished of attempt `attempt` of `created`'s task, of `module` (default: this agent's); the
+        one place that builds one."""
+        cap, mode = self.module.output_text_size, self.module.text_trunc_mode
+        return self.stamp.event(TaskFinished(
+            agent=self.identity.agent_id, slot=slot, executor=self.executor.name, image=self.module.image,
+            container_id=result.container_id, outcome=outcome, exit_code=result.exit_code, signal=result.signal,
+            timed_out=result.timed_out, error=error,
+            stdout=cap_text(result.stdout, cap, mode), stderr=cap_text(result.stderr, cap, mode),
+            custom_out=cap_text(perspective.custom_out, cap, mode), message_text=perspective.message_text,
+            stdout_bytes=len(result.stdout) if result.stdout_total is None else result.stdout_total,
+            stderr_bytes=len(result.stderr) if result.stderr_total is None else result.stderr_total,
+            status_code=perspective.status_code, input_bytes=perspective.input_bytes,
+            output_bytes=perspective.output_bytes, read_bytes=result.read_bytes, write_bytes=result.write_bytes,
+            cpu_user_s=result.cpu_user_s, cpu_system_s=result.cpu_system_s,
+            peak_memory_bytes=result.peak_memory_bytes,
+            started_at=result.started_at_us or started_at, finished_at=result.finished_at_us or now_us(),
+            user_timestamps=[UserTimestamp(at=at, label=label) for at, label in perspective.timestamps],
+            emitted_task_ids=[c.task_id for c in children], emitted_modules=[c.module for c in children]),
+            created.task_id, attempt, module)
+
+    def failed(self, task_id: str, attempt: int, reason: str, module: str | None = None) -> OutMessage:
+        """The terminal TaskFailed of a task of `module` (default: this agent's) after `attempt` attempts."""
+        return self.to_events(self.stamp.event(TaskFailed(attempts=attempt, reason=reason), task_id, attempt, module))
 
     def _fresh_work_dir(self, task_id: str, attempt: int, slot: int) -> Path:
-        """An empty work directory: the slot's own, reused (creating and removing a directory per task
-        cost a few ms on a busy disk), or the attempt's own when work directories are kept."""
+        """An empty work directory: the slot's own, reused (cheaper on a busy disk than a directory created and
+        removed per task), or the attempt's own when work directories are kept."""
         base = self.work_root / self.spec.name / self.module.name
         if not self.keep_work_dirs:
             path = base / f"{self.identity.agent_id}.slot{slot}"
@@ -210,7 +242,7 @@ class TaskRunner:
             shutil.rmtree(path, ignore_errors=True)
 
     def _request(self, created: Event, slot: int, work_dir: Path) -> ExecRequest:
-        headers = created.payload["headers"]
+        headers = created.payload.headers
         sinks = self.spec.sinks_of(self.module.name)
         env = {
             "APP": self.spec.name, "MODULE_NAME": self.module.name, "TASK_ID": created.task_id,
@@ -223,7 +255,7 @@ class TaskRunner:
         if self.module.task_max_seconds:
             env["TASK_MAX_SECONDS"] = f"{self.module.task_max_seconds:g}"
         env.update(self.module.environments)
-        argv = [*self.module.command, created.payload["body"], json.dumps(headers, separators=(",", ":"))]
+        argv = [*self.module.command, created.payload.body, json.dumps(headers, separators=(",", ":"))]
         name = f"sbx-{self.spec.name}-{self.module.name}-{created.task_id}-{created.attempt}"
         labels = {"scalebox.app": self.spec.name, "scalebox.module": self.module.name,
                   "scalebox.task_id": created.task_id, "scalebox.agent": self.identity.agent_id}
@@ -248,32 +280,13 @@ class TaskRunner:
             except (SinkLineError, NoSinkError) as exc:
                 error = str(exc)
         verdict = self._verdict(created, result, error, may_retry)
-        cap, mode = self.module.output_text_size, self.module.text_trunc_mode
         problems = "; ".join(perspective.problems) or None
-        finished = self.event("TaskFinished", created.task_id, created.attempt, {
-            "agent": self.identity.agent_id, "slot": slot, "executor": self.executor.name,
-            "image": self.module.image, "container_id": result.container_id,
-            "outcome": verdict.outcome, "exit_code": result.exit_code, "signal": result.signal,
-            "timed_out": result.timed_out, "error": error or problems,
-            "stdout": cap_text(result.stdout, cap, mode), "stderr": cap_text(result.stderr, cap, mode),
-            "custom_out": cap_text(perspective.custom_out, cap, mode),
-            "message_text": perspective.message_text,
-            "stdout_bytes": len(result.stdout) if result.stdout_total is None else result.stdout_total,
-            "stderr_bytes": len(result.stderr) if result.stderr_total is None else result.stderr_total,
-            "status_code": perspective.status_code,
-            "input_bytes": perspective.input_bytes, "output_bytes": perspective.output_bytes,
-            "read_bytes": result.read_bytes, "write_bytes": result.write_bytes,
-            "cpu_user_s": result.cpu_user_s, "cpu_system_s": result.cpu_system_s,
-            "peak_memory_bytes": result.peak_memory_bytes,
-            "started_at": result.started_at_us or started_at, "finished_at": result.finished_at_us or now_us(),
-            "user_timestamps": [{"at": at, "label": label} for at, label in perspective.timestamps],
-            "emitted_task_ids": [c.task_id for c in children.all],
-            "emitted_modules": [c.module for c in children.all],
-        })
+        finished = self._finished(created, created.attempt, slot, verdict.outcome, result, error or problems,
+                                  perspective, children.all, started_at)
         records = [self.to_events(finished)]
         for child in children.placed:
             value = self.codec.encode(child)
-            records.append(OutMessage(child.payload["topic"], child.task_id, value))
+            records.append(OutMessage(child.payload.topic, child.task_id, value))
             records.append(OutMessage(EVENTS_TOPIC, child.task_id, value))
         for child, problem in children.unplaceable:
             records.append(OutMessage(EVENTS_TOPIC, child.task_id, self.codec.encode(child)))
@@ -299,18 +312,16 @@ class TaskRunner:
         """A retry (the same task as attempt n+1), or a failure's terminal TaskFailed (a success needs none)."""
         task_id, attempt = created.task_id, created.attempt
         if verdict.retry:
-            retry = self.event("TaskRetryScheduled", task_id, attempt,
-                               {"rule": verdict.rule, "delay_s": verdict.delay_s, "next_attempt": attempt + 1})
-            payload = {**created.payload, "task_created_at": created.payload.get("task_created_at")
-                       or created.occurred_at, "not_before": now_us() + int(verdict.delay_s * 1e6)
-                       if verdict.delay_s > 0 else None}
-            again = Event("TaskCreated", self.spec.name, payload, module=self.module.name,
-                          task_id=task_id, attempt=attempt + 1, cluster=self.identity.cluster,
-                          host=self.identity.host, producer=self.identity.agent_id)
-            topic = created.payload["topic"] or task_topic(self.spec.name, self.module.name)
+            retry = self.stamp.event(TaskRetryScheduled(rule=verdict.rule, delay_s=verdict.delay_s,
+                                                        next_attempt=attempt + 1), task_id, attempt)
+            p = created.payload
+            again = self.stamp.task_created(
+                task_id, self.module.name, p.body, p.headers, p.topic, attempt=attempt + 1,
+                parent_task_id=p.parent_task_id, task_created_at=p.task_created_at or created.occurred_at,
+                not_before=now_us() + int(verdict.delay_s * 1e6) if verdict.delay_s > 0 else None)
+            topic = p.topic or task_topic(self.spec.name, self.module.name)
             return [self.to_events(retry), OutMessage(topic, task_id, self.codec.encode(again))]
         if verdict.outcome == "succeeded":
             return []  # its TaskFinished ends the task too: a success is never retried (one event less per task)
         reason = f"{verdict.outcome}: exit code {exit_code}" + (f"; {error}" if error else "")
-        return [self.to_events(self.event("TaskFailed", task_id, attempt, {"attempts": attempt,
-                                                                             "reason": reason}))]
+        return [self.failed(task_id, attempt, reason)]

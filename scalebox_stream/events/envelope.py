@@ -9,8 +9,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-NAMESPACE = "sbx.events"
+from scalebox_stream.events.payloads import Payload
+
 SCHEMA_VERSION = 1
+_BY_FULL_NAME = {cls.FULL_NAME: cls for cls in Payload.BY_NAME.values()}
 
 
 _IDS = random.Random()  # seeded from os.urandom; its own, so a caller's random.seed() cannot repeat ids
@@ -31,11 +33,14 @@ def now_us() -> int:
 
 @dataclass(slots=True)
 class Event:
-    """One event: envelope fields plus a typed payload (`event_type` names the payload record)."""
+    """One event: envelope fields plus a typed payload (`event_type` names the payload record).
+
+    A dict payload (from code not yet switched to the payload classes) becomes its class here, with the
+    schema's defaults for the fields it leaves out."""
 
     event_type: str
     app: str
-    payload: dict[str, Any]
+    payload: Payload
     module: str = ""
     task_id: str = ""
     attempt: int = 0
@@ -45,6 +50,13 @@ class Event:
     event_id: str = field(default_factory=random_id)
     occurred_at: int = field(default_factory=now_us)
     schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        payload = self.payload
+        if type(payload) is dict:
+            self.payload = Payload.BY_NAME[self.event_type](**payload)
+        elif self.event_type != payload.NAME:
+            raise ValueError(f"a {payload.NAME} payload in a {self.event_type} event")
 
     def to_record(self) -> dict[str, Any]:
         """The Avro record, with the payload tagged by its record name."""
@@ -60,14 +72,15 @@ class Event:
             "host": self.host,
             "producer": self.producer,
             "schema_version": self.schema_version,
-            "payload": (f"{NAMESPACE}.{self.event_type}", self.payload),
+            "payload": (self.payload.FULL_NAME, self.payload.to_avro()),
         }
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Event:
-        """Build an Event from a decoded Avro record (payload as a `(name, dict)` pair)."""
+        """Build an Event from a decoded Avro record (payload as a `(full name, dict)` pair)."""
         name, payload = record["payload"]
-        return cls(name.rsplit(".", 1)[-1], record["app"], payload, record["module"],
+        kind = _BY_FULL_NAME[name]
+        return cls(kind.NAME, record["app"], kind.from_avro(payload), record["module"],
                    record["task_id"], record["attempt"], record["cluster"], record["host"], record["producer"],
                    record["event_id"], record["occurred_at"], record["schema_version"])
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -10,7 +9,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
-from scalebox_stream.events import Event, EventCodec, new_task_id
+from scalebox_stream.events import Event, EventCodec, EventStamp, new_task_id
 from scalebox_stream.kafka.config import producer_config
 from scalebox_stream.kafka.topics import EVENTS_TOPIC, task_topic
 
@@ -20,9 +19,7 @@ def publish_task(producer: Producer, codec: EventCodec, app: str, module: str, b
     """Send one TaskCreated to the module's topic and to the events topic; returns the task id."""
     task_id = new_task_id()
     topic = task_topic(app, module)
-    event = Event("TaskCreated", app, {"body": body, "headers": dict(headers or {}), "parent_task_id": None,
-                                       "not_before": None, "topic": topic, "task_created_at": 0},
-                  module=module, task_id=task_id, attempt=1, host=socket.gethostname(), producer=producer_id)
+    event = EventStamp.for_cli(app, producer_id).task_created(task_id, module, body, dict(headers or {}), topic)
     value = codec.encode(event)
     producer.produce(topic, key=task_id, value=value)
     producer.produce(EVENTS_TOPIC, key=task_id, value=value)

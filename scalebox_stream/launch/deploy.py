@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import psycopg
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from scalebox_stream.events import Event, EventCodec
+from scalebox_stream.events import AppDeployed, EventCodec, EventStamp
 from scalebox_stream.kafka.app_registry import AppRecord, publish_app
 from scalebox_stream.kafka.config import admin_config, producer_config
 from scalebox_stream.kafka.task_publisher import flush_or_fail
@@ -25,8 +24,8 @@ def deploy(spec: AppSpec, env_files: tuple[Path, ...], kafka: str, pg: str) -> N
         migrate(conn)
     producer = Producer(producer_config(kafka))
     publish_app(producer, AppRecord(spec.name, spec.source.resolve(), tuple(p.resolve() for p in env_files)))
-    event = Event("AppDeployed", spec.name, {"modules": list(spec.modules), "spec_yaml": spec.source.read_text(),
-                                             "source": str(spec.source.resolve())},
-                  host=socket.gethostname(), producer="cli")
+    event = EventStamp.for_cli(spec.name).event(AppDeployed(modules=list(spec.modules),
+                                                           spec_yaml=spec.source.read_text(),
+                                                           source=str(spec.source.resolve())))
     producer.produce(EVENTS_TOPIC, key=spec.name, value=EventCodec().encode(event))
     flush_or_fail(producer)

@@ -7,8 +7,8 @@ NOW = 1_800_000_000.0
 
 
 def test_a_lifecycle_event_states_app_module_host_state_and_time():
-    event = Event("AgentLifecycle", "app", {"agent": "h1-1-x", "state": "started"}, module="m", host="h1",
-                  occurred_at=int(NOW * 1e6))
+    event = Event("AgentLifecycle", "app", {"agent": "h1-1-x", "state": "started", "slots": 1, "executor": "process"},
+                  module="m", host="h1", occurred_at=int(NOW * 1e6))
     assert presence_of(event) == Presence("app", "m", "h1", "started", NOW)
 
 

@@ -139,7 +139,7 @@ def test_children_get_edges_and_placeholders():
 
 def test_inconsistent_emitted_lists_are_refused():
     bad = _finished(str(uuid.uuid4()), 1, 5, 0, [str(uuid.uuid4())])
-    bad.payload["emitted_modules"] = []
+    bad.payload = bad.payload.replace(emitted_modules=[])
     with pytest.raises(ValueError, match="emitted"):
         fold([bad])
 
