@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 
 from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.task_runner import OutMessage
-from scalebox_stream.events import Event
+from scalebox_stream.events import Event, EventStamp, ModuleState
 from scalebox_stream.kafka.control import Command, encode_command
 from scalebox_stream.policy.budget import ErrorBudget
 
@@ -66,8 +66,5 @@ class ModuleControl:
         self.suspended = suspended
         module, identity = self.identity.module, self.identity
         log.warning("module %s %s: %s", module, "suspended" if suspended else "resumed", reason)
-        self._put(self._to_events(Event(
-            "ModuleState", identity.app, {"state": "suspended" if suspended else "resumed", "reason": reason,
-                                          "agent": identity.agent_id},
-            module=module, task_id=f"module:{module}", cluster=identity.cluster,
-            host=identity.host, producer=identity.agent_id)))
+        state = ModuleState(state="suspended" if suspended else "resumed", reason=reason, agent=identity.agent_id)
+        self._put(self._to_events(EventStamp.for_agent(identity).event(state, task_id=f"module:{module}")))

@@ -92,8 +92,7 @@ class Intake:
         records = [self.runner.lost_report(created, lost, LOST_EXIT_CODE)]
         limit = self.max_lost_attempts
         if lost >= limit + created.attempt - 1:
-            records.append(self.runner.to_events(self.runner.event("TaskFailed", created.task_id, lost, {
-                "attempts": lost, "reason": f"lost {limit} times (agents died running it)"})))
+            records.append(self.runner.failed(created.task_id, lost, f"lost {limit} times (agents died running it)"))
             self.checkpoint.trackers[task.source].start(task.offset)
             self.checkpoint.report(Done(task.source, task.offset, task.assignment, records, ran_in_slot=False))
             return None

@@ -37,7 +37,7 @@ from scalebox_stream.agent.settings import AgentSettings
 from scalebox_stream.agent.slots import Slots
 from scalebox_stream.agent.task_runner import OutMessage, TaskRunner
 from scalebox_stream.agent.telemetry import AgentTelemetry
-from scalebox_stream.events import Event, EventCodec
+from scalebox_stream.events import AgentLifecycle, EventCodec
 from scalebox_stream.executors import make_executor
 from scalebox_stream.kafka.topics import EVENTS_TOPIC, PRESENCE_TOPIC, task_topic
 from scalebox_stream.policy.budget import ErrorBudget
@@ -241,11 +241,9 @@ class Agent:
     def _announce(self, state: str) -> bytes:
         """Renew this agent's presence record (see `kafka.presence`); returns the encoded AgentLifecycle."""
         self._last_presence = time.monotonic()
-        event = Event("AgentLifecycle", self.spec.name, {
-            "agent": self.identity.agent_id, "state": state, "slots": self.options.slots,
-            "executor": self.executor.name, "pid": os.getpid()},
-            module=self.module.name, cluster=self.identity.cluster, host=self.identity.host,
-            producer=self.identity.agent_id)
+        event = self.runner.stamp.event(AgentLifecycle(agent=self.identity.agent_id, state=state,
+                                                       slots=self.options.slots, executor=self.executor.name,
+                                                       pid=os.getpid()))
         value = self.codec.encode(event)
         self.checkpoint.put(OutMessage(PRESENCE_TOPIC, self.identity.agent_id, value))
         return value

@@ -9,7 +9,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.limits import bare_result, oversized
@@ -29,7 +29,6 @@ from scalebox_stream.events import (
     UserTimestamp,
     now_us,
 )
-from scalebox_stream.events.payloads import payload_class
 from scalebox_stream.executors.base import ExecRequest, ExecResult, Executor
 from scalebox_stream.executors.slot_support import empty_dir
 from scalebox_stream.kafka.presence import HostDirectory
@@ -96,11 +95,6 @@ class TaskRunner:
         self.keep_work_dirs = keep_work_dirs
         self.stamp = EventStamp.for_agent(identity)
         self.outputs = OutputRouter(spec, self.stamp, identity, directory)
-
-    def event(self, event_type: str, task_id: str, attempt: int, payload: dict[str, Any]) -> Event:
-        """An event with a dict payload, stamped with this agent's identity (for callers not yet switched to
-        `stamp` and the payload classes)."""
-        return self.stamp.event(payload_class(event_type)(**payload), task_id, attempt)
 
     def to_events(self, event: Event) -> OutMessage:
         """The record that puts an event on the events topic."""

@@ -12,7 +12,7 @@ from typing import Protocol
 from rich.console import Console
 
 from scalebox_stream.config import CliSettings, Connections
-from scalebox_stream.events import Event
+from scalebox_stream.events import AppFinished, Event, EventStamp
 from scalebox_stream.launch.children import Children
 from scalebox_stream.launch.deploy import deploy
 from scalebox_stream.launch.feed import Backlog, feed
@@ -146,8 +146,8 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
         finally:
             if reaper is not None:
                 reaper.stop()
-        sender.send_event(Event("AppFinished", spec.name, {"succeeded": state.succeeded, "failed": state.failed},
-                                producer="cli"))
+        sender.send_event(EventStamp(spec.name, producer="cli").event(
+            AppFinished(succeeded=state.succeeded, failed=state.failed)))
     except KeyboardInterrupt:
         console.print("interrupted; stopping agents")
         raise
