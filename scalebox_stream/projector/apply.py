@@ -213,7 +213,7 @@ def merge_staged(cur: psycopg.Cursor, f: Fold) -> None:
 
 
 def _rare_params(e: Event) -> dict:
-    return {"app": e.app, "module": e.module, "host": e.host, "at": e.occurred_at / 1e6, **e.payload}
+    return {"app": e.app, "module": e.module, "host": e.host, "at": e.occurred_at / 1e6, **e.payload.to_avro()}
 
 
 def apply_fold(cur: psycopg.Cursor, f: Fold) -> None:

@@ -167,7 +167,7 @@ class Fold:
 
 
 def _created(f: Fold, e: Event) -> None:
-    p = e.payload
+    p = e.payload.to_avro()  # the Avro dict itself: the fold reads many fields per event
     t = f.task(e.task_id, e.app, e.module)
     t.creates = True
     if t.body is None:
@@ -183,7 +183,7 @@ def _created(f: Fold, e: Event) -> None:
 
 
 def _accepted(f: Fold, e: Event) -> None:
-    p = e.payload
+    p = e.payload.to_avro()  # the Avro dict itself: the fold reads many fields per event
     r = f.run(e)
     r.creates = True
     r.set_identity(e, p["slot"], p["agent"])
@@ -193,7 +193,7 @@ def _accepted(f: Fold, e: Event) -> None:
 
 
 def _started(f: Fold, e: Event) -> None:
-    p = e.payload
+    p = e.payload.to_avro()  # the Avro dict itself: the fold reads many fields per event
     r = f.run(e)
     r.creates = True
     r.set_identity(e, p["slot"], p["agent"])
@@ -208,7 +208,7 @@ def _started(f: Fold, e: Event) -> None:
 
 
 def _finished(f: Fold, e: Event) -> None:
-    p = e.payload
+    p = e.payload.to_avro()  # the Avro dict itself: the fold reads many fields per event
     children, modules = p["emitted_task_ids"], p["emitted_modules"]
     if len(children) != len(modules):
         raise ValueError(f"TaskFinished {e.event_id}: {len(children)} emitted task ids but {len(modules)} modules")
