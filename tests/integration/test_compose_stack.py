@@ -111,6 +111,19 @@ def _projector_up(prometheus: str) -> list[dict]:
         return json.load(response)["data"]["result"]
 
 
+def _run_primes(stack: Stack, n: int, log_dir: Path) -> dict[str, tuple[int, int]]:
+    """The primes example up to `n`: agents on this host on the stack's Kafka, the projection made by the stack's
+    projector alone; (succeeded, failed) per module once every task is terminal."""
+    cluster = Cluster(PRIMES_APP, stack.kafka, stack.pg, log_dir)
+    try:
+        cluster.start_agent("router")
+        cluster.start_agent("calc", 2)
+        state = cluster.wait(cluster.send("router", [str(n)]), timeout_s=180)
+    finally:
+        cluster.close()
+    return {m["module"]: (m["succeeded"], m["failed"]) for m in state.modules}
+
+
 def _primes_tasks(stack: Stack) -> dict[str, tuple[str, int]]:
     """calc's tasks in the stack's projection: body -> (status, primes counted)."""
     tasks = list_tasks(stack.kafka, stack.pg, "primes", "calc")
@@ -160,18 +173,9 @@ def test_the_stack_runs_a_pipeline_and_keeps_its_data_across_down_and_up(stack: 
                                                                           tmp_path: Path):
     timings = {"build": compose_images, "up": stack.up()}
     try:
-        # The primes example: agents on this host, on the stack's Kafka; only the stack's projector projects.
         started = time.monotonic()
-        cluster = Cluster(PRIMES_APP, stack.kafka, stack.pg, tmp_path / "logs")
-        try:
-            cluster.start_agent("router")
-            cluster.start_agent("calc", 2)
-            state = cluster.wait(cluster.send("router", ["1000"]), timeout_s=180)
-        finally:
-            cluster.close()
+        assert _run_primes(stack, 1000, tmp_path / "logs-1") == {"router": (1, 0), "calc": (10, 0)}
         timings["pipeline"] = time.monotonic() - started
-        counts = {m["module"]: (m["succeeded"], m["failed"]) for m in state.modules}
-        assert counts == {"router": (1, 0), "calc": (10, 0)}, state
         projected = _primes_tasks(stack)
         assert projected == {body: ("succeeded", n) for body, n in EXPECTED.items()}
         assert sum(n for _, n in projected.values()) == 168
@@ -188,6 +192,13 @@ def test_the_stack_runs_a_pipeline_and_keeps_its_data_across_down_and_up(stack: 
         with psycopg.connect(stack.pg) as conn:
             (tasks,) = conn.execute("SELECT count(*) FROM tasks WHERE app = 'primes'").fetchone()
         assert tasks == 11
+
+        # The restarted stack runs the next pipeline (primes up to 100 in ten ranges) next to the kept one.
+        assert _run_primes(stack, 100, tmp_path / "logs-2") == {"router": (1, 0), "calc": (10, 0)}
+        after = _primes_tasks(stack)
+        assert {body: after[body] for body in projected} == projected
+        assert sum(n for status, n in after.values() if status == "succeeded") == 168 + 25
+        assert len(after) == 20
 
         # Prometheus (the stack's, after its restart) scrapes the restarted projector.
         deadline = time.monotonic() + 90
