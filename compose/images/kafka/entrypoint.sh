@@ -14,7 +14,7 @@ CP='/opt/kafka/lib/*'
   echo "log.dirs=/var/lib/kafka/data"
   env | LC_ALL=C sort | while IFS='=' read -r name value; do
     case "$name" in
-      KAFKA_HEAP_OPTS|KAFKA_JVM_OPTS|KAFKA_CLUSTER_ID|KAFKA_VERSION) continue ;;
+      KAFKA_HEAP_OPTS|KAFKA_JVM_OPTS|KAFKA_CLUSTER_ID) continue ;;
       KAFKA_*) key=${name#KAFKA_}; key=${key,,}; key=${key//__/@}; key=${key//_/.}; echo "${key//@/_}=$value" ;;
     esac
   done
