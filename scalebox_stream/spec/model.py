@@ -27,7 +27,7 @@ Flow-control and placement keys:
 | `host_wait_seconds` | HOST-BOUND: how long a task waits for an agent of its host (default 30) |
 | `on_missing_host` | HOST-BOUND: then `fail` (default) or `reroute` to any host |
 
-`container_mode` (docker only): `task` (default) runs one container per attempt; `slot` keeps one
+`container_mode` (docker and podman): `task` (default) runs one container per attempt; `slot` keeps one
 long-lived container per agent slot that runs the slot's tasks one after another (`setup.sh` once when
 it starts, `teardown.sh` once when the agent stops).
 """
@@ -51,7 +51,7 @@ from .retry_spec import RetrySpec, build_retry_policy
 
 Executor = Literal["docker", "podman", "apptainer", "process"]
 CONTAINER_EXECUTORS = ("docker", "podman", "apptainer")
-SLOT_MODE_EXECUTORS = ("docker",)
+SLOT_MODE_EXECUTORS = ("docker", "podman")
 DEFAULT_COMMAND = "/app/bin/run.sh"
 DEFAULT_OUTPUT_TEXT_SIZE = 65536
 MAX_OUTPUT_TEXT_SIZE = 1 << 30
@@ -388,7 +388,7 @@ class ModuleSpec(BaseModel):
                 raise FieldError.at(("command",), "the process executor needs a command")
             raise FieldError.at((), "a module needs an image or a command")
         if self.container_mode == "slot" and self.executor not in SLOT_MODE_EXECUTORS:
-            raise FieldError.at(("container_mode",), f"container_mode 'slot' needs the docker executor "
+            raise FieldError.at(("container_mode",), f"container_mode 'slot' needs the docker executor (or podman) "
                                                       f"(this module uses the {self.executor} executor)")
         return self
 
