@@ -26,6 +26,7 @@ from scalebox_stream.executors.docker_common import (
     cgroup_v1_usage,
     error_result,
     explain,
+    name_in_use,
 )
 from scalebox_stream.executors.output import DEFAULT_MAX_OUTPUT_BYTES, OutputCapture
 from scalebox_stream.executors.process import now_us
@@ -186,7 +187,7 @@ class DockerExecutor:
         try:
             return self.client.containers.create(**args)
         except docker.errors.APIError as e:
-            if e.status_code != 409:  # 409 Conflict: the name is in use
+            if not name_in_use(e):
                 raise
         self.client.api.remove_container(args["name"], force=True)
         return self.client.containers.create(**args)

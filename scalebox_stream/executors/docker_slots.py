@@ -45,6 +45,7 @@ from scalebox_stream.executors.docker_common import (
     apply_usage,
     error_result,
     explain,
+    name_in_use,
 )
 from scalebox_stream.executors.output import DEFAULT_MAX_OUTPUT_BYTES, OutputCapture
 from scalebox_stream.executors.process import now_us
@@ -294,7 +295,7 @@ class DockerSlotExecutor:
         try:
             return str(api.create_container(**args)["Id"])
         except docker.errors.APIError as e:
-            if e.status_code != 409:  # 409 Conflict: the name is in use
+            if not name_in_use(e):
                 raise
         api.remove_container(args["name"], force=True)
         return str(api.create_container(**args)["Id"])
