@@ -44,18 +44,15 @@ def rootless_user(example_images: list[str]) -> str:
     return USER
 
 
-def _pytest_as(user: str, tmp_path: Path, *args: str) -> tuple[int, str]:
+def _pytest_as(user: str, *args: str) -> tuple[int, str]:
     """Runs pytest as `user` (its own HOME and runtime dir, CI=true); returns (exit code, output)."""
     import pwd
 
     entry = pwd.getpwnam(user)
-    basetemp = tmp_path / "user-tmp"
-    basetemp.mkdir()
-    os.chown(basetemp, entry.pw_uid, entry.pw_gid)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": entry.pw_dir, "CI": "true",
            "XDG_RUNTIME_DIR": f"/run/user/{entry.pw_uid}", "LANG": "C.UTF-8"}
     cmd = ["runuser", "-u", user, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m",
-           "pytest", "-p", "no:cacheprovider", "-q", f"--basetemp={basetemp / 'pytest'}", *args]
+           "pytest", "-p", "no:cacheprovider", "-q", *args]  # its tmp_path: /tmp/pytest-of-USER
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO)
     return proc.returncode, proc.stdout + proc.stderr
 
@@ -64,17 +61,17 @@ def _counts(output: str) -> dict[str, int]:
     return {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|error|errors|deselected)", output)}
 
 
-def test_executor_contract_as_a_rootless_user(rootless_user: str, tmp_path: Path) -> None:
+def test_executor_contract_as_a_rootless_user(rootless_user: str) -> None:
     """One container per attempt: every podman case of test_executors.py passes as the rootless user."""
-    code, output = _pytest_as(rootless_user, tmp_path, "tests/integration/test_executors.py", "-k", "podman")
+    code, output = _pytest_as(rootless_user, "tests/integration/test_executors.py", "-k", "podman")
     counts = _counts(output)
     assert code == 0, output[-6000:]
     assert counts.get("passed", 0) >= 17 and not counts.get("skipped") and not counts.get("failed"), output[-3000:]
 
 
-def test_slot_contract_without_a_cgroup_as_a_rootless_user(rootless_user: str, tmp_path: Path) -> None:
+def test_slot_contract_without_a_cgroup_as_a_rootless_user(rootless_user: str) -> None:
     """Slot containers: the podman cases of test_docker_slots.py that hold without the container's cgroup."""
-    code, output = _pytest_as(rootless_user, tmp_path, "tests/integration/test_docker_slots.py", "-k",
+    code, output = _pytest_as(rootless_user, "tests/integration/test_docker_slots.py", "-k",
                               f"podman and ({SLOT_CASES_WITHOUT_CGROUP}) and not pipeline")
     counts = _counts(output)
     assert code == 0, output[-6000:]
