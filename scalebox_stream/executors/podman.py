@@ -130,7 +130,9 @@ def podman_problem(url: str | None = None, timeout_s: int = 5) -> str | None:
     return None
 
 
-EXEC_FAILED = (b"Error: ", b"OCI runtime")
+EXEC_FAILED = (b"OCI runtime", b"OCI permission denied")
+"""Podman's own words for a program it could not exec (not found: "OCI runtime attempted to invoke a command
+that was not found"; not executable: "OCI permission denied")."""
 CONMON_CGROUP = "conmon"
 
 
@@ -166,9 +168,11 @@ class PodmanTaskCgroup(_TaskCgroup):
 
 def podman_exec_failure(result: ExecResult) -> tuple[int, str] | None:
     """Podman's "could not exec the program" in a slot container as (127 or 126, message): that exit code
-    with Podman's own error (`Error: ... OCI runtime ...`) opening the exec's stderr, which is then cleared."""
+    with Podman's own error (`Error: ... OCI ...`, see EXEC_FAILED) opening the exec's stderr, which is then
+    cleared."""
     first = result.stderr.split(b"\n", 1)[0]
-    if result.exit_code not in (126, 127) or not first.startswith(EXEC_FAILED[0]) or EXEC_FAILED[1] not in first:
+    if result.exit_code not in (126, 127) or not first.startswith(b"Error: ") \
+            or not any(marker in first for marker in EXEC_FAILED):
         return None
     result.stderr, result.stderr_total = b"", 0
     return result.exit_code, first.decode(errors="replace").removeprefix("Error: ").strip()

@@ -135,6 +135,12 @@ def test_missing_program_is_127(slots: Slots) -> None:
     assert again.exit_code == 0 and again.container_id == result.container_id
 
 
+def test_non_executable_program_is_126(slots: Slots) -> None:
+    result, _ = slots.run(["/etc/passwd"])
+    assert result.exit_code == 126 and "permission denied" in (result.error or ""), result
+    assert result.stdout == b"" and result.stderr == b""
+
+
 def test_setup_runs_once_per_slot_and_a_failing_setup_is_125_then_retried(slots: Slots, tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
