@@ -13,12 +13,17 @@
 # limit, and every start fails ("error setting rlimit type 7: operation not permitted"). The drop-in sets
 # the machine's own limits (nproc no higher than pid_max, where Podman caps itself). The executor sets
 # them per container as well; the drop-in is for `podman run` by hand.
+# exit_command_delay: Podman keeps two conmon processes per exec for this long after the exec ended (default
+# 300 s, for API clients that ask for the exit code late); slot containers run one exec per task, and the
+# executor asks at once, so 300 s would pile up thousands of processes at a few tasks per second.
+# A changed drop-in restarts the API services this script started.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 IMAGES=(scalebox/base:busybox scalebox-examples/primes-calc:latest)
 CONF=/etc/containers/containers.conf.d/50-scalebox.conf
 WAIT_S=${PODMAN_WAIT_S:-30}
+CONF_CHANGED=false
 
 install_packages() {
   local need=()
@@ -31,16 +36,17 @@ install_packages() {
   fi
 }
 
-write_ulimits() {
+write_conf() {
   local nofile nproc pid_max text
   nofile=$(ulimit -Hn); nproc=$(ulimit -Hu); pid_max=$(cat /proc/sys/kernel/pid_max)
   [ "$nofile" = unlimited ] || [ "$nofile" -gt 1048576 ] && nofile=1048576
   [ "$nproc" = unlimited ] || [ "$nproc" -gt "$pid_max" ] && nproc=$pid_max
-  text=$(printf '# written by scalebox-stream .ci/install-podman.sh\n[containers]\ndefault_ulimits = ["nofile=%s:%s", "nproc=%s:%s"]\n' \
+  text=$(printf '# written by scalebox-stream .ci/install-podman.sh\n[containers]\ndefault_ulimits = ["nofile=%s:%s", "nproc=%s:%s"]\n[engine]\nexit_command_delay = 15\n' \
     "$nofile" "$nofile" "$nproc" "$nproc")
   if [ "$(cat "$CONF" 2>/dev/null)" != "$text" ]; then
     mkdir -p "$(dirname "$CONF")"
     printf '%s\n' "$text" >"$CONF"
+    CONF_CHANGED=true
   fi
 }
 
@@ -63,6 +69,11 @@ service_ok() { as_user "$1" podman --url "unix://$(socket_of "$1")" version >/de
 start_service() { # <user>
   local user=$1 sock log pid deadline
   sock=$(socket_of "$user")
+  if [ "$CONF_CHANGED" = true ] && [ -s "/run/scalebox-podman-$user.pid" ]; then
+    kill "$(cat "/run/scalebox-podman-$user.pid")" 2>/dev/null || true   # ours: restart it with the new drop-in
+    rm -f "/run/scalebox-podman-$user.pid"
+    sleep 0.5
+  fi
   if service_ok "$user"; then return 0; fi
   log=/var/log/podman-service-$user.log
   mkdir -p "$(dirname "$sock")"
@@ -70,7 +81,12 @@ start_service() { # <user>
   rm -f "$sock"
   echo "starting podman system service for $user on $sock; log: $log"
   # setsid: its own session, so the end of the calling job does not take it down. --time=0: never exits.
-  as_user "$user" setsid podman system service --time=0 "unix://$sock" >>"$log" 2>&1 </dev/null &
+  if [ "$user" = root ]; then
+    setsid podman system service --time=0 "unix://$sock" >>"$log" 2>&1 </dev/null &
+  else
+    setsid runuser -u "$user" -- env HOME="$(getent passwd "$user" | cut -d: -f6)" \
+      XDG_RUNTIME_DIR="/run/user/$(id -u "$user")" podman system service --time=0 "unix://$sock" >>"$log" 2>&1 </dev/null &
+  fi
   pid=$!
   deadline=$((SECONDS + WAIT_S))
   while [ "$SECONDS" -lt "$deadline" ]; do
@@ -116,14 +132,14 @@ case "${1:-}" in
   --rootless)
     user=${2:?usage: install-podman.sh --rootless USER}
     install_packages
-    write_ulimits
+    write_conf
     ensure_user "$user"
     start_service "$user"
     copy_images "$user"
     ;;
   "")
     install_packages
-    write_ulimits
+    write_conf
     start_service root
     copy_images root
     echo "podman version: $(podman --url unix:///run/podman/podman.sock version --format '{{.Server.Version}}')"
