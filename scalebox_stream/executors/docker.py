@@ -6,6 +6,7 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from scalebox_stream.executors.docker_common import (
     cgroup_v1_usage,
     error_result,
     explain,
+    name_in_use,
 )
 from scalebox_stream.executors.output import DEFAULT_MAX_OUTPUT_BYTES, OutputCapture
 from scalebox_stream.executors.process import now_us
@@ -94,8 +96,12 @@ class DockerExecutor:
     def client(self) -> docker.DockerClient:
         with self._lock:
             if self._client is None:
-                self._client = docker.from_env(max_pool_size=64)
+                self._client = self._new_client()
             return self._client
+
+    def _new_client(self) -> docker.DockerClient:
+        """The engine's client when none was given (the podman executor's is its service's)."""
+        return docker.from_env(max_pool_size=64)
 
     def _use_cgroups(self) -> bool:
         """Per-attempt parent cgroups need cgroup v1, the cgroupfs driver and root."""
@@ -108,7 +114,7 @@ class DockerExecutor:
     def run(self, request: ExecRequest, on_started: StartedCallback) -> ExecResult:
         started = now_us()
         container: Container | None = None
-        cgroup = _TaskCgroup(request.name if VALID_NAME.fullmatch(request.name) else "_invalid")
+        cgroup = self._task_cgroup(request.name if VALID_NAME.fullmatch(request.name) else "_invalid")
         try:
             use_cgroups = self._use_cgroups()
             container = self._create(self._create_args(request, cgroup, use_cgroups))
@@ -125,7 +131,7 @@ class DockerExecutor:
         except docker.errors.ImageNotFound as e:
             return _error(f"image not found: {request.image}: {explain(e)}", started, container)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-            return _error(f"docker: {explain(e)}", started, container)
+            return _error(f"{self.name}: {explain(e)}", started, container)
         finally:
             if container is not None:
                 self._active.pop(container.id, None)
@@ -135,7 +141,11 @@ class DockerExecutor:
 
     def reap_orphans(self, labels: dict[str, str]) -> list[str]:
         """Force-removes managed containers with these labels (left by a crashed agent)."""
-        return reap_orphans(labels, self.client)
+        return reap_orphans(labels, self.client, self._task_cgroup)
+
+    def _task_cgroup(self, name: str) -> _TaskCgroup:
+        """The per-attempt parent cgroup of container `name` (the podman executor's also holds conmon's)."""
+        return _TaskCgroup(name)
 
     def abort(self) -> None:
         """Kill every container still running an attempt."""
@@ -151,7 +161,7 @@ class DockerExecutor:
 
     def _create_args(self, request: ExecRequest, cgroup: _TaskCgroup, use_cgroups: bool) -> dict[str, Any]:
         if not request.image:
-            raise docker.errors.DockerException("the docker executor needs an image")
+            raise docker.errors.DockerException(f"the {self.name} executor needs an image")
         if not VALID_NAME.fullmatch(request.name):  # also keeps the cgroup path inside /scalebox
             raise docker.errors.DockerException(f"invalid container name {request.name!r}")
         work_dir = Path(request.work_dir).resolve()
@@ -177,7 +187,7 @@ class DockerExecutor:
         try:
             return self.client.containers.create(**args)
         except docker.errors.APIError as e:
-            if e.status_code != 409:  # 409 Conflict: the name is in use
+            if not name_in_use(e):
                 raise
         self.client.api.remove_container(args["name"], force=True)
         return self.client.containers.create(**args)
@@ -230,7 +240,8 @@ class DockerExecutor:
         return capture
 
 
-def reap_orphans(labels: dict[str, str], client: docker.DockerClient | None = None) -> list[str]:
+def reap_orphans(labels: dict[str, str], client: docker.DockerClient | None = None,
+                 task_cgroup: Callable[[str], _TaskCgroup] = _TaskCgroup) -> list[str]:
     """Force-removes containers labelled `scalebox.managed=true` plus `labels`; returns their names."""
     client = client or docker.from_env()
     filters = [f"{MANAGED_LABEL}=true", *(f"{k}={v}" for k, v in labels.items())]
@@ -239,7 +250,7 @@ def reap_orphans(labels: dict[str, str], client: docker.DockerClient | None = No
         with contextlib.suppress(docker.errors.NotFound):
             c.remove(force=True)
             removed.append(c.name)
-        _TaskCgroup(c.name).remove()
+        task_cgroup(c.name).remove()
     return removed
 
 

@@ -65,6 +65,12 @@ def explain(e: Exception) -> str:
     return str(e) or type(e).__name__
 
 
+def name_in_use(e: docker.errors.APIError) -> bool:
+    """A create refused because the container name is taken (Docker: 409 Conflict; Podman 4: 500 "... that
+    name is already in use")."""
+    return e.status_code == 409 or "name is already in use" in str(e.explanation or "")
+
+
 def error_result(message: str, started: int, container_id: str | None) -> ExecResult:
     """An attempt the engine could not run: exit code 125 with `error` set."""
     return ExecResult(exit_code=EXECUTOR_ERROR_EXIT_CODE, error=message, started_at_us=started,

@@ -45,6 +45,7 @@ from scalebox_stream.executors.docker_common import (
     apply_usage,
     error_result,
     explain,
+    name_in_use,
 )
 from scalebox_stream.executors.output import DEFAULT_MAX_OUTPUT_BYTES, OutputCapture
 from scalebox_stream.executors.process import now_us
@@ -164,8 +165,16 @@ class DockerSlotExecutor:
     def client(self) -> docker.DockerClient:
         with self._lock:
             if self._client is None:
-                self._client = docker.from_env(max_pool_size=64)
+                self._client = self._new_client()
             return self._client
+
+    def _new_client(self) -> docker.DockerClient:
+        """The engine's client when none was given (the podman executor's is its service's)."""
+        return docker.from_env(max_pool_size=64)
+
+    def _host_options(self) -> dict[str, Any]:
+        """More host-config options of a slot container (the podman executor's explicit ulimits)."""
+        return {}
 
     # ----- the protocol -----------------------------------------------------------------------
 
@@ -185,7 +194,7 @@ class DockerSlotExecutor:
                     slot = self._slots.get(request.slot)
                 if slot is not None:
                     self._discard(slot)
-                return error_result(f"docker: {explain(e)}", started, slot.container_id if slot else None)
+                return error_result(f"{self.name}: {explain(e)}", started, slot.container_id if slot else None)
 
     def abort(self) -> None:
         """Kills every slot container (and so every running task); their `run` calls return."""
@@ -228,7 +237,7 @@ class DockerSlotExecutor:
 
     def _start_slot(self, request: ExecRequest, key: tuple[str, tuple[str, ...]]) -> _Slot:
         if not request.image:
-            raise docker.errors.DockerException("the docker executor needs an image")
+            raise docker.errors.DockerException(f"the {self.name} executor needs an image")
         api = self.client.api
         self._reap_dead_agents(request)
         name = slot_container_name(request, self._token)
@@ -236,7 +245,7 @@ class DockerSlotExecutor:
         empty_dir(host_dir)
         host_config = api.create_host_config(
             binds=[f"{host_dir}:{CONTAINER_WORK_DIR}:rw", *request.volumes],
-            network_mode=self.network_mode, init=True)
+            network_mode=self.network_mode, init=True, **self._host_options())
         container_id = self._create(dict(
             image=request.image, entrypoint=KEEPALIVE[:1], command=KEEPALIVE[1:], name=name,
             labels=slot_labels(request), host_config=host_config, working_dir=CONTAINER_WORK_DIR,
@@ -286,7 +295,7 @@ class DockerSlotExecutor:
         try:
             return str(api.create_container(**args)["Id"])
         except docker.errors.APIError as e:
-            if e.status_code != 409:  # 409 Conflict: the name is in use
+            if not name_in_use(e):
                 raise
         api.remove_container(args["name"], force=True)
         return str(api.create_container(**args)["Id"])
@@ -385,15 +394,23 @@ class DockerSlotExecutor:
             timed_out=out.timed_out, signal=9 if out.timed_out else None,
             started_at_us=out.started_at_us, finished_at_us=out.finished_at_us,
             container_id=slot.container_id)
-        failure = None if out.timed_out else exec_failure(out.exit_code, result.stdout)
+        failure = None if out.timed_out else self._exec_failure(result)
         if failure is not None:
             result.exit_code, result.error = failure
-            result.stdout, result.stdout_total = b"", 0
         if cgroup is not None and before is not None:
             apply_usage(result, usage_delta(before, cgroup.usage(peak_valid)))
         if slot.broken:  # killed whole on a timeout: a fresh container for the next task
             self._discard(slot)
         return result
+
+    @staticmethod
+    def _exec_failure(result: ExecResult) -> tuple[int, str] | None:
+        """The engine's own "could not exec the program" as (127 or 126, message), its text removed from
+        the output; None for a program that ran. Docker writes it to the exec's stdout."""
+        failure = exec_failure(result.exit_code, result.stdout)
+        if failure is not None:
+            result.stdout, result.stdout_total = b"", 0
+        return failure
 
     def _kill_task(self, slot: _Slot, timed_out: bool) -> None:
         """Kills what the task runs or left; without the cgroup only a timeout can (whole container)."""

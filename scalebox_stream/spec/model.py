@@ -48,7 +48,7 @@ Scalebox module keys read into typed fields (their executor wiring is the agent'
 
 `task_dist_mode: SLOT-BOUND` (a `to_slot` header picks the slot) is refused: agents here take tasks per host.
 
-`container_mode` (docker only): `task` (default) runs one container per attempt; `slot` keeps one
+`container_mode` (docker and podman): `task` (default) runs one container per attempt; `slot` keeps one
 long-lived container per agent slot that runs the slot's tasks one after another (`setup.sh` once when
 it starts, `teardown.sh` once when the agent stops).
 """
@@ -91,7 +91,7 @@ from .retry_spec import RetrySpec, build_retry_policy
 
 Executor = Literal["docker", "podman", "apptainer", "process"]
 CONTAINER_EXECUTORS = ("docker", "podman", "apptainer")
-SLOT_MODE_EXECUTORS = ("docker",)
+SLOT_MODE_EXECUTORS = ("docker", "podman")
 DEFAULT_COMMAND = "/app/bin/run.sh"
 DEFAULT_OUTPUT_TEXT_SIZE = 65536
 APP_NAME_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{0,{MAX_NAME_CHARS - 1}}}")
@@ -169,7 +169,7 @@ def _env_text(value: Any) -> str:
 
 
 
-ENGINE_EXECUTORS = ("process", "docker")
+ENGINE_EXECUTORS = ("process", "docker", "podman")
 """The executors this engine has; `app validate` refuses the others at the key that chose them (the executors
 package builds them: `executors.make_executor`)."""
 
@@ -551,7 +551,7 @@ class ModuleSpec(BaseModel):
                 raise FieldError.at(("command",), "the process executor needs a command")
             raise FieldError.at((), "a module needs an image or a command")
         if self.container_mode == "slot" and self.executor not in SLOT_MODE_EXECUTORS:
-            raise FieldError.at(("container_mode",), f"container_mode 'slot' needs the docker executor "
+            raise FieldError.at(("container_mode",), f"container_mode 'slot' needs the docker executor (or podman) "
                                                       f"(this module uses the {self.executor} executor)")
         return self
 

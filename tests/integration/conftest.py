@@ -77,3 +77,4 @@ def pg_dsn(request: pytest.FixtureRequest) -> str:
 
 
 from docker_fixtures import agent_image, busybox_image, docker_available, docker_client, example_images  # noqa: E402,F401
+from podman_fixtures import engine, podman_available, podman_client, podman_images  # noqa: E402,F401

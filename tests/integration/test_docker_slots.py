@@ -1,4 +1,5 @@
-"""Long-lived slot containers (`container_mode: slot`), against the real Docker engine (no mocks).
+"""Long-lived slot containers (`container_mode: slot`), against the real Docker and Podman engines (no mocks):
+every test runs on both (the `engine` fixture).
 
 Direct executor calls check the per-task contract (fresh /work, argv verbatim, exit codes, timeouts
 that leave nothing running, one container reused per slot, setup failures); one pipeline run through
@@ -18,6 +19,7 @@ import docker
 import pytest
 from docker_fixtures import *  # noqa: F403  (the docker fixtures)
 from pipeline import list_tasks, scalebox, utc_now
+from podman_fixtures import Engine
 
 from scalebox_stream.executors import ExecRequest, ExecResult, docker_slots, make_executor
 from scalebox_stream.executors.docker_slots import DockerSlotExecutor
@@ -30,8 +32,9 @@ INJECTION = "$(touch /tmp/pwned); x"
 class Slots:
     """A slot executor plus a helper to run one request in a given slot."""
 
-    def __init__(self, executor: DockerSlotExecutor, image: str, tmp: Path) -> None:
+    def __init__(self, executor: DockerSlotExecutor, image: str, tmp: Path, client: docker.DockerClient) -> None:
         self.executor = executor
+        self.client = client
         self.image = image
         self.tmp = tmp
         self.app = f"slots-{uuid.uuid4().hex[:8]}"
@@ -64,13 +67,13 @@ def _containers(client: docker.DockerClient, app: str) -> list:  # type: ignore[
 
 
 @pytest.fixture
-def slots(busybox_image: str, docker_client: docker.DockerClient, tmp_path: Path) -> Iterator[Slots]:
-    executor = make_executor("docker", container_mode="slot")
-    assert isinstance(executor, DockerSlotExecutor)
-    helper = Slots(executor, busybox_image, tmp_path)
+def slots(engine: Engine, tmp_path: Path) -> Iterator[Slots]:
+    executor = make_executor(engine.name, container_mode="slot")
+    assert isinstance(executor, DockerSlotExecutor) and executor.name == engine.name
+    helper = Slots(executor, engine.busybox_image, tmp_path, engine.client)
     yield helper
     executor.close()
-    assert _containers(docker_client, helper.app) == []
+    assert _containers(engine.client, helper.app) == []
 
 
 @pytest.mark.parametrize("code", [0, 1, 3, 110])
@@ -132,6 +135,12 @@ def test_missing_program_is_127(slots: Slots) -> None:
     assert again.exit_code == 0 and again.container_id == result.container_id
 
 
+def test_non_executable_program_is_126(slots: Slots) -> None:
+    result, _ = slots.run(["/etc/passwd"])
+    assert result.exit_code == 126 and "permission denied" in (result.error or ""), result
+    assert result.stdout == b"" and result.stderr == b""
+
+
 def test_setup_runs_once_per_slot_and_a_failing_setup_is_125_then_retried(slots: Slots, tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -152,9 +161,10 @@ def test_setup_runs_once_per_slot_and_a_failing_setup_is_125_then_retried(slots:
     assert len(left) == 1 and "sleep 300" in left[0], left  # setup's daemon stays, the tasks' do not
 
 
-def test_abort_kills_running_tasks_and_removes_the_containers(slots: Slots, docker_client) -> None:  # type: ignore[no-untyped-def]
+def test_abort_kills_running_tasks_and_removes_the_containers(slots: Slots) -> None:
     import threading
 
+    docker_client = slots.client
     slots.sh("true")
     results: list[ExecResult] = []
     thread = threading.Thread(target=lambda: results.append(slots.sh("sleep 300")[0]))
@@ -185,9 +195,10 @@ def test_without_the_host_cgroup_a_timeout_replaces_the_container(slots: Slots,
     assert after.cpu_user_s is None and after.peak_memory_bytes is None
 
 
-def test_slot_containers_of_a_dead_agent_are_removed(slots: Slots, docker_client) -> None:  # type: ignore[no-untyped-def]
+def test_slot_containers_of_a_dead_agent_are_removed(slots: Slots) -> None:
     import socket
 
+    docker_client = slots.client
     labels = {"scalebox.managed": "true", "scalebox.slot": "0", "scalebox.app": slots.app,
               "scalebox.module": "m"}
     dead = docker_client.containers.create(slots.image, ["sleep", "300"], labels={
@@ -225,7 +236,7 @@ TEARDOWN = '#!/bin/sh\necho "teardown $HOSTNAME $SLOT" >> /log/events\n'
 
 
 def test_pipeline_setup_and_teardown_once_per_slot(tmp_path: Path, kafka_bootstrap: str, pg_dsn: str,
-                                                   busybox_image: str, docker_client) -> None:  # type: ignore[no-untyped-def]
+                                                   engine: Engine) -> None:
     app = f"slots-{uuid.uuid4().hex[:8]}"
     bin_dir, log_dir = tmp_path / "bin", tmp_path / "log"
     bin_dir.mkdir()
@@ -234,7 +245,8 @@ def test_pipeline_setup_and_teardown_once_per_slot(tmp_path: Path, kafka_bootstr
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     (tmp_path / "app.yaml").write_text(
-        f"name: {app}\nmodules:\n  work:\n    image: {busybox_image}\n    container_mode: slot\n"
+        f"name: {app}\nmodules:\n  work:\n    image: {engine.busybox_image}\n    executor: {engine.name}\n"
+        "    container_mode: slot\n"
         "    slots: 2\n    volumes: ['./bin:/app/bin:ro', './log:/log']\n")
     since = utc_now()
     result = scalebox(["run", str(tmp_path / "app.yaml"), *map(str, range(1, 7))], kafka_bootstrap, pg_dsn)
@@ -261,4 +273,4 @@ def test_pipeline_setup_and_teardown_once_per_slot(tmp_path: Path, kafka_bootstr
         by_slot.setdefault(a["slot"], set()).add(a["container_id"])
     assert sorted(by_slot) == [0, 1] and all(len(ids) == 1 for ids in by_slot.values()), by_slot
     assert {a["container_id"][:12] for a in attempts} == set(setups)  # $HOSTNAME is the short id
-    assert _containers(docker_client, app) == []
+    assert _containers(engine.client, app) == []

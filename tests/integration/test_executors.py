@@ -1,7 +1,7 @@
-"""Real runs of the process and docker executors (no mocks).
+"""Real runs of the process, docker and podman executors (no mocks): one contract, the same test bodies.
 
-Docker cases need a running dockerd (skipped without one, failed under CI=true) and build the local
-busybox images on demand with .ci/build-images.sh.
+Docker cases need a running dockerd, Podman cases a Podman API service (skipped without one, failed under
+CI=true); the local busybox images are built on demand with .ci/build-images.sh (and copied to Podman).
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from docker_fixtures import *  # noqa: F403  (the docker fixtures)
-from docker_fixtures import PRIMES_IMAGE
+from podman_fixtures import Engine
 
 from scalebox_stream.executors import ExecRequest, ExecResult, make_executor, output
 from scalebox_stream.executors.base import Executor
@@ -36,10 +37,18 @@ class Runner:
     tmp: Path
     labels: dict[str, str] = field(default_factory=lambda: {"scalebox.test": uuid.uuid4().hex[:12]})
     started: list[str | None] = field(default_factory=list)
+    engine: Engine | None = None
+    """The container engine (None: the process executor)."""
 
     @property
     def kind(self) -> str:
         return self.executor.name
+
+    @property
+    def client(self) -> Any:
+        """The engine's Docker SDK client."""
+        assert self.engine is not None
+        return self.engine.client
 
     def run(
         self,
@@ -66,13 +75,15 @@ class Runner:
         return self.run(["/bin/sh", "-c", script, "sh", *args], **kw)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["process", "docker"])
+@pytest.fixture(params=["process", "docker", "podman"])
 def runner(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runner]:
-    image = None
-    if request.param == "docker":
-        image = request.getfixturevalue("busybox_image")
+    engine = None
+    if request.param != "process":
+        client = request.getfixturevalue(f"{request.param}_client")
+        request.getfixturevalue({"docker": "busybox_image", "podman": "podman_images"}[request.param])
+        engine = Engine(request.param, client)
     executor = make_executor(request.param)
-    yield Runner(executor, image, tmp_path)
+    yield Runner(executor, engine.busybox_image if engine else None, tmp_path, engine=engine)
     executor.close()
 
 
@@ -83,7 +94,7 @@ def test_exit_code_passes_through(runner: Runner, code: int) -> None:
     assert not result.timed_out and result.error is None
     assert result.finished_at_us >= result.started_at_us > 0
     assert len(runner.started) == 1
-    assert (runner.started[0] is not None) == (runner.kind == "docker")
+    assert (runner.started[0] is not None) == (runner.engine is not None)
 
 
 def test_stdout_and_stderr_are_separate(runner: Runner) -> None:
@@ -106,7 +117,7 @@ def test_environment_and_work_dir(runner: Runner) -> None:
     result, work = runner.sh('echo "$MY_VAR" > "$WORK_DIR/out.txt"; pwd', env={"MY_VAR": "hello"})
     assert result.exit_code == 0, result
     assert (work / "out.txt").read_text() == "hello\n"
-    expected_cwd = "/work" if runner.kind == "docker" else str(work.resolve())
+    expected_cwd = "/work" if runner.engine else str(work.resolve())
     assert result.stdout.decode().strip() == expected_cwd
 
 
@@ -135,7 +146,7 @@ def _wait_until(predicate, timeout_s: float = 3.0) -> bool:  # type: ignore[no-u
     return predicate()
 
 
-def test_timeout_returns_124(runner: Runner, request: pytest.FixtureRequest) -> None:
+def test_timeout_returns_124(runner: Runner) -> None:
     t0 = time.monotonic()
     result, work = runner.sh('echo $$ > "$WORK_DIR/pid"; sleep 30 & sleep 20; echo never', timeout_s=2)
     elapsed = time.monotonic() - t0
@@ -146,9 +157,8 @@ def test_timeout_returns_124(runner: Runner, request: pytest.FixtureRequest) -> 
         pgid = int((work / "pid").read_text())
         assert _wait_until(lambda: not _live_group_members(pgid)), _live_group_members(pgid)
     else:
-        client = request.getfixturevalue("docker_client")
         label = f"scalebox.test={runner.labels['scalebox.test']}"
-        assert client.containers.list(all=True, filters={"label": label}) == []
+        assert runner.client.containers.list(all=True, filters={"label": label}) == []
 
 
 def test_file_written_to_work_dir_is_visible(runner: Runner) -> None:
@@ -164,7 +174,7 @@ def test_resources_are_reported(runner: Runner) -> None:
     if runner.kind == "process" or cgroup_v1:
         assert result.cpu_user_s is not None and result.cpu_system_s is not None
         assert result.cpu_user_s + result.cpu_system_s > 0.01
-    if runner.kind == "docker" and cgroup_v1:
+    if runner.engine and cgroup_v1:
         assert result.peak_memory_bytes is not None and result.peak_memory_bytes > 0
 
 
@@ -184,8 +194,8 @@ def test_primes_example(runner: Runner) -> None:
     assert routed.exit_code == 0, routed
     bodies = [line.split(",")[1] for line in (work / "sink-tasks.txt").read_text().splitlines()]
     assert len(bodies) == 10
-    if runner.kind == "docker":
-        calc, image = ["/app/bin/run.sh"], PRIMES_IMAGE
+    if runner.engine:
+        calc, image = ["/app/bin/run.sh"], runner.engine.primes_image
     else:
         calc, image = [str(PRIMES / "calc" / "run.sh")], None
     counts = []
@@ -266,50 +276,51 @@ def test_process_output_is_complete_when_it_closes_the_streams_early(process_run
     assert result.exit_code == 4 and result.stdout == b"before\n" and result.stderr == b""
 
 
-# --- docker executor only --------------------------------------------------------------------------
+# --- container executors only (docker, podman) ------------------------------------------------------
 
 
 @pytest.fixture
-def docker_runner(busybox_image: str, tmp_path: Path) -> Iterator[Runner]:
-    executor = make_executor("docker")
-    yield Runner(executor, busybox_image, tmp_path)
+def container_runner(engine: Engine, tmp_path: Path) -> Iterator[Runner]:
+    executor = make_executor(engine.name)
+    yield Runner(executor, engine.busybox_image, tmp_path, engine=engine)
     executor.close()
 
 
-def test_docker_missing_image_is_125(docker_runner: Runner) -> None:
-    result, _ = docker_runner.run(["true"], image="scalebox-test/no-such-image:never")
+def test_container_missing_image_is_125(container_runner: Runner) -> None:
+    result, _ = container_runner.run(["true"], image="scalebox-test/no-such-image:never")
     assert result.exit_code == 125 and result.error and "no-such-image" in result.error
-    assert docker_runner.started == []
+    assert container_runner.started == []
 
 
-def test_docker_body_does_not_create_file_in_container(docker_runner: Runner) -> None:
+def test_container_body_does_not_create_file_in_container(container_runner: Runner) -> None:
     script = 'echo "$1" >/dev/null; ls /tmp'
-    result, _ = docker_runner.sh(script, INJECTION)
+    result, _ = container_runner.sh(script, INJECTION)
     assert result.exit_code == 0 and b"pwned" not in result.stdout
 
 
-def test_docker_leftover_container_with_same_name_is_replaced(docker_runner: Runner, docker_client) -> None:  # type: ignore[no-untyped-def]
+def test_container_leftover_container_with_same_name_is_replaced(container_runner: Runner) -> None:
+    docker_client = container_runner.client
     name = f"sbx-test-{uuid.uuid4().hex[:12]}"
     docker_client.containers.create(
-        docker_runner.image, ["sleep", "60"], name=name, labels={"scalebox.managed": "true"}
+        container_runner.image, ["sleep", "60"], name=name, labels={"scalebox.managed": "true"}
     )
-    result, _ = docker_runner.sh("echo fresh", name=name)
+    result, _ = container_runner.sh("echo fresh", name=name)
     assert result.exit_code == 0 and result.stdout == b"fresh\n", result
     assert docker_client.containers.list(all=True, filters={"name": f"^{name}$"}) == []
 
 
-def test_docker_reap_orphans(docker_runner: Runner, docker_client) -> None:  # type: ignore[no-untyped-def]
-    from scalebox_stream.executors.docker import reap_orphans
-
+def test_container_reap_orphans(container_runner: Runner) -> None:
+    docker_client = container_runner.client
     labels = {"scalebox.managed": "true", "scalebox.agent": uuid.uuid4().hex[:8]}
     names = [f"sbx-orphan-{uuid.uuid4().hex[:8]}" for _ in range(2)]
     for name in names:
         docker_client.containers.run(
-            docker_runner.image, ["sleep", "60"], name=name, labels=labels, detach=True, network_mode="none"
+            container_runner.image, ["sleep", "60"], name=name, labels=labels, detach=True, network_mode="none"
         )
-    other = docker_client.containers.create(docker_runner.image, ["true"], labels={"scalebox.managed": "true"})
+    other = docker_client.containers.create(container_runner.image, ["true"], labels={"scalebox.managed": "true"})
     try:
-        removed = reap_orphans({"scalebox.agent": labels["scalebox.agent"]}, docker_client)
+        removed = container_runner.executor.reap_orphans(  # type: ignore[attr-defined]
+            {"scalebox.agent": labels["scalebox.agent"]})
         assert sorted(removed) == sorted(names)
         assert (
             docker_client.containers.list(all=True, filters={"label": f"scalebox.agent={labels['scalebox.agent']}"})
@@ -320,14 +331,17 @@ def test_docker_reap_orphans(docker_runner: Runner, docker_client) -> None:  # t
         other.remove(force=True)
 
 
-def test_docker_unreachable_daemon_is_125(tmp_path: Path) -> None:
-    """Needs no dockerd: an engine that does not answer is an executor error, not an exception."""
+@pytest.mark.parametrize("name", ["docker", "podman"])
+def test_container_unreachable_engine_is_125(tmp_path: Path, name: str) -> None:
+    """Needs no engine: one that does not answer is an executor error, not an exception."""
     import docker
 
     from scalebox_stream.executors.docker import DockerExecutor
+    from scalebox_stream.executors.podman import PodmanExecutor
 
-    client = docker.DockerClient(base_url=f"unix://{tmp_path}/no-docker.sock", version="1.41")
-    runner = Runner(DockerExecutor(client=client), "scalebox/base:busybox", tmp_path)
+    client = docker.DockerClient(base_url=f"unix://{tmp_path}/no-{name}.sock", version="1.41")
+    executor = DockerExecutor(client=client) if name == "docker" else PodmanExecutor(client=client)
+    runner = Runner(executor, "scalebox/base:busybox", tmp_path)
     result, _ = runner.run(["true"])
-    assert result.exit_code == 125 and result.error and result.error.startswith("docker:")
+    assert result.exit_code == 125 and result.error and result.error.startswith(f"{name}:")
     assert runner.started == []

@@ -1,8 +1,12 @@
-"""The primes example end to end on real Kafka, PostgreSQL and (for the docker variant) Docker."""
+"""The primes example end to end on real Kafka, PostgreSQL and (for the container variants) Docker or Podman."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
+import yaml
 from pipeline import REPO, list_tasks, scalebox, utc_now
 
 EXPECTED = {
@@ -37,3 +41,20 @@ def test_primes_with_the_docker_executor(kafka_bootstrap, pg_dsn, docker_client)
     _check(_run_primes(str(REPO / "examples/primes/app.yaml"), kafka_bootstrap, pg_dsn))
     after = {c.id for c in docker_client.containers.list(all=True, filters={"label": "scalebox.app=primes"})}
     assert after <= before, "the docker executor left containers behind"
+
+
+def test_primes_with_the_podman_executor(kafka_bootstrap, pg_dsn, podman_client, podman_images, tmp_path: Path):
+    """examples/primes/app.yaml with calc on `executor: podman` (a copy of the app file in tmp_path)."""
+    app = yaml.safe_load((REPO / "examples/primes/app.yaml").read_text())
+    app["modules"]["router"]["command"] = str(REPO / "examples/primes/router/run.sh")
+    app["modules"]["calc"]["executor"] = "podman"
+    (tmp_path / "app.yaml").write_text(yaml.safe_dump(app, sort_keys=False))  # router stays the entry module
+    before = {c.id for c in podman_client.containers.list(all=True, filters={"label": "scalebox.app=primes"})}
+    calc = _run_primes(str(tmp_path / "app.yaml"), kafka_bootstrap, pg_dsn)
+    _check(calc)
+    shown = scalebox(["task", "show", calc[0]["task_id"], "--json"], kafka_bootstrap, pg_dsn)
+    assert shown.code == 0, shown.stderr
+    attempt = json.loads(shown.stdout)["attempts_detail"][0]
+    assert attempt["executor"] == "podman" and attempt["container_id"], attempt
+    after = {c.id for c in podman_client.containers.list(all=True, filters={"label": "scalebox.app=primes"})}
+    assert after <= before, "the podman executor left containers behind"

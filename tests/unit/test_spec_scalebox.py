@@ -298,16 +298,16 @@ def test_version_and_main_router_aliases(tmp_path: Path) -> None:
 
 def test_executors_this_machine_lacks_are_refused_at_their_key(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as info:
-        load_text(tmp_path, "name: a\nmodules:\n  p:\n    image: x\n    executor: podman\n"
+        load_text(tmp_path, "name: a\nmodules:\n  p:\n    image: x\n    executor: apptainer\n"
                             "  s:\n    base_image: /images/agent.sif\n"
                             "  t:\n    image: x\n    command: singularity run {{ENVS}} docker://{{IMAGE}}\n")
     assert [str(i).replace(f"{tmp_path}/", "") for i in info.value.issues] == [
-        "app.yaml:5: modules.p.executor: podman is not available on this machine: scalebox-stream has no podman "
-        "executor here (executors: process, docker)",
+        "app.yaml:5: modules.p.executor: apptainer is not available on this machine: scalebox-stream has no "
+        "apptainer executor here (executors: process, docker, podman)",
         "app.yaml:7: modules.s.base_image: apptainer is not available on this machine (chosen by the .sif image): "
-        "scalebox-stream has no apptainer executor here (executors: process, docker)",
+        "scalebox-stream has no apptainer executor here (executors: process, docker, podman)",
         "app.yaml:10: modules.t.command: apptainer is not available on this machine (chosen by the launch template): "
-        "scalebox-stream has no apptainer executor here (executors: process, docker)"]
+        "scalebox-stream has no apptainer executor here (executors: process, docker, podman)"]
 
 
 def test_executors_can_be_checked_for_another_machine(tmp_path: Path) -> None:
