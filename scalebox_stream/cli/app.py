@@ -27,19 +27,21 @@ def list_apps(
 ) -> None:
     """Deployed apps with their modules and task counts."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from scalebox_stream.cli.common import connections, print_json
     from scalebox_stream.launch.views import list_apps as apps
 
-    rows = apps(connections(kafka, pg).pg)
+    rows = apps(connections(kafka, pg, ("pg",)).pg)
     if as_json:
         print_json(rows)
         return
     table = Table("app", "modules", "tasks", "succeeded", "failed", "in flight", "deployed", "finished")
     for r in rows:
-        table.add_row(r["app"], ", ".join(r["modules"]), str(r["tasks"]), str(r["succeeded"]), str(r["failed"]),
-                      str(r["in_flight"]), _when(r["deployed_at"]), _when(r["finished_at"]))
+        table.add_row(*(escape(cell) for cell in (
+            r["app"], ", ".join(r["modules"]), str(r["tasks"]), str(r["succeeded"]), str(r["failed"]),
+            str(r["in_flight"]), _when(r["deployed_at"]), _when(r["finished_at"]))))
     Console().print(table)
 
 
@@ -59,7 +61,7 @@ def clean(
     from scalebox_stream.cli.common import connections, fail
     from scalebox_stream.launch.operations import app_leftovers, remove_leftovers
 
-    bootstrap = connections(kafka, None).kafka
+    bootstrap = connections(kafka, None, ("kafka",)).kafka
     try:
         leftovers = app_leftovers(bootstrap, name, force)
     except RuntimeError as exc:
@@ -97,6 +99,9 @@ def validate(
         count = len(exc.issues)
         typer.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
         raise typer.Exit(EXIT_INVALID) from None
+    from scalebox_stream.cli.common import print_warnings
+
+    print_warnings(spec.warnings)
     typer.echo(summary(spec))
 
 

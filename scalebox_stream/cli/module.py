@@ -12,7 +12,7 @@ app = typer.Typer(help="Suspend or resume a module.", no_args_is_help=True)
 
 def _send(app_name: str, module: str, command: str, reason: str, kafka: str | None, pg: str | None) -> None:
     cli = settings(kafka, pg)
-    bootstrap = connect(cli).kafka
+    bootstrap = connect(cli, ("kafka",)).kafka
     try:
         send_module_command(cli, bootstrap, app_name, module, command, reason)
     except RuntimeError as exc:

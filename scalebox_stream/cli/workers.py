@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from scalebox_stream.cli.common import KafkaOption, PgOption, connections, fail, settings, setup_logging
+from scalebox_stream.cli.common import KafkaOption, PgOption, connect, connections, fail, settings, setup_logging
 from scalebox_stream.spec import SpecError, load_app
 
 
@@ -33,7 +33,7 @@ def agent(
 
     setup_logging(verbose)
     cli = settings(kafka)
-    bootstrap = cli.kafka or connections(None, None).kafka
+    bootstrap = connect(cli, ("kafka",)).kafka
     env_files: tuple[Path, ...] = tuple(env_file)
     if app_file is None:
         record = lookup_app(bootstrap, app_name)
