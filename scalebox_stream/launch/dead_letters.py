@@ -1,29 +1,26 @@
-"""A run that can never finish because the projector dead-lettered an event of its app.
+"""A run that can never finish because an event of its app was dead-lettered.
 
-The projector records each record it cannot take in the `dead_letters` table (topic, partition, offset,
-reason). A dead-lettered TaskCreated of one of the run's start tasks means the projection will never see that
-task, so `scalebox run` would wait forever; `DeadLetterWatch` reads the records behind new dead letters,
-keeps those of the run's app produced since it started, and `stuck_reason` decides when to give up.
+The projector sends each record it cannot take to the dead-letter topic (and counts it in the `dead_letters`
+table); a dead-lettered TaskCreated of one of the run's start tasks means the projection never sees that task,
+so `scalebox run` would wait forever. `DeadLetterWatch` reads the dead-letter topic from where it ended when
+the run started, keeps the records of the run's app, and `stuck_reason` decides when to give up.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-
-import psycopg
+from typing import Protocol
 
 from scalebox_stream.launch.errors import OperationError
-
-SINCE_SLACK_S = 60.0
-"""Dead letters recorded this long before the run started are read too (PostgreSQL's clock may lag ours)."""
 
 
 @dataclass(frozen=True)
 class DeadEvent:
-    """A dead-lettered event of the run's app: what it was, for which task, and why the projector refused it."""
+    """A dead-lettered event: its app, what it was, for which task, and why it was refused."""
 
+    app: str
     event_type: str
     task_id: str
     reason: str
@@ -42,97 +39,88 @@ def stuck_reason(app: str, dead: Sequence[DeadEvent], roots: Collection[str], un
     lost = [d for d in dead if d.event_type == "TaskCreated" and d.task_id in roots]
     if not lost and unchanged_s < grace_s:
         return None
-    named = "; ".join(str(d) for d in (lost or dead)[:3]) + (" ..." if len(lost or dead) > 3 else "")
+    shown = lost or list(dead)
+    named = "; ".join(str(d) for d in shown[:3]) + (" ..." if len(shown) > 3 else "")
     count = len(dead)
-    return (f"the projector dead-lettered {count} event{'s' if count != 1 else ''} of app {app!r}, so the run "
-            f"cannot finish: {named} (see the dead_letters table and the sbx.dlq topic)")
+    return (f"an event of app {app!r} was dead-lettered, so the run cannot finish: {named}"
+            if count == 1 else
+            f"{count} events of app {app!r} were dead-lettered, so the run cannot finish: {named}"
+            ) + " (see the sbx.dlq topic and the dead_letters table)"
 
 
-Fetch = Callable[[list[tuple[str, int, int]]], dict[tuple[str, int, int], tuple[str, str, str, int] | None]]
-"""(topic, partition, offset) -> (app, event_type, task_id, occurred_at µs) of the record there, None if it
-cannot be decoded."""
+class DeadLetters(Protocol):
+    """The dead-letter records written since the run started, a few at a time."""
+
+    def read(self) -> list[DeadEvent]: ...
+
+    def close(self) -> None: ...
 
 
-def fetch_events(kafka: str) -> tuple[Fetch, Callable[[], None]]:
-    """A reader of the events behind dead letters, and how to close it."""
-    from confluent_kafka import Consumer, TopicPartition
+class DeadLetterTopic:
+    """Reads the dead-letter topic from its end at construction: each record as a DeadEvent (the original
+    event decoded; an undecodable one keeps its key as the task id)."""
 
-    from scalebox_stream.events import EventCodec
-    from scalebox_stream.kafka.config import reader_config
+    def __init__(self, kafka: str, timeout_s: float = 10.0) -> None:
+        from confluent_kafka import Consumer, TopicPartition
 
-    consumer: Consumer | None = None
-    codec = EventCodec()
+        from scalebox_stream.events import EventCodec
+        from scalebox_stream.kafka.config import reader_config
+        from scalebox_stream.kafka.topics import DEAD_LETTER_TOPIC
 
-    def fetch(positions: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], tuple[str, str, str, int] | None]:
-        nonlocal consumer
-        consumer = consumer or Consumer(reader_config(kafka, "run-dead-letters", **{"log_level": 0}))
-        out: dict[tuple[str, int, int], tuple[str, str, str, int] | None] = {}
-        for topic, partition, offset in positions:
-            consumer.assign([TopicPartition(topic, partition, offset)])
-            message = consumer.poll(5.0)
-            out[(topic, partition, offset)] = None
-            if message is None or message.error() is not None or message.offset() != offset:
+        self.codec = EventCodec()
+        self.consumer = Consumer(reader_config(kafka, "run-dead-letters", **{"log_level": 0}))
+        topic = self.consumer.list_topics(DEAD_LETTER_TOPIC, timeout=timeout_s).topics.get(DEAD_LETTER_TOPIC)
+        partitions = [] if topic is None or topic.error is not None else list(topic.partitions)
+        ends = [TopicPartition(DEAD_LETTER_TOPIC, p) for p in partitions]
+        self.consumer.assign([TopicPartition(tp.topic, tp.partition,
+                                             self.consumer.get_watermark_offsets(tp, timeout=timeout_s)[1])
+                              for tp in ends])
+
+    def read(self) -> list[DeadEvent]:
+        out = []
+        for message in self.consumer.consume(500, timeout=0.1):
+            if message.error() is not None:
                 continue
+            headers = {k: (v or b"").decode("utf-8", "replace") for k, v in message.headers() or []}
+            reason = f"{headers.get('kind', 'dead letter')}: {headers.get('error', '?')}"
             try:
-                event = codec.decode(message.value())
+                event = self.codec.decode(message.value())
             except Exception:  # undecodable: its key may still be a task id
                 key = (message.key() or b"").decode("utf-8", "replace")
-                out[(topic, partition, offset)] = ("", "undecodable record", key, 0)
+                out.append(DeadEvent("", "undecodable record", key, reason))
                 continue
-            out[(topic, partition, offset)] = (event.app, event.event_type, event.task_id, event.occurred_at)
+            out.append(DeadEvent(event.app, event.event_type, event.task_id, reason))
         return out
 
-    def close() -> None:
-        if consumer is not None:
-            consumer.close()
-
-    return fetch, close
-
-
-_NEW_DEAD_LETTERS = """SELECT topic, partition, "offset", reason FROM dead_letters
-                       WHERE recorded_at >= to_timestamp(%s) ORDER BY recorded_at LIMIT 1000"""
+    def close(self) -> None:
+        self.consumer.close()
 
 
 class DeadLetterWatch:
-    """Called on every poll of a run's wait: raises OperationError once the run cannot finish because of
-    dead-lettered events of its app (see `stuck_reason`)."""
+    """Called on every poll of a run's wait with the run's counts: raises OperationError once the run cannot
+    finish because of dead-lettered events of its app (see `stuck_reason`). Made before the start tasks are
+    sent, so that it reads every dead letter they may cause."""
 
-    def __init__(self, kafka: str, app: str, roots: Sequence[str], since_s: float, grace_s: float,
-                 fetch: tuple[Fetch, Callable[[], None]] | None = None, every_s: float = 1.0) -> None:
-        self.kafka, self.app, self.roots = kafka, app, set(roots)
-        self.since_s, self.grace_s, self.every_s = since_s, grace_s, every_s
-        self._fetch, self._close = fetch or fetch_events(kafka)
-        self.looked: dict[tuple[str, int, int], DeadEvent | None] = {}
-        self._last_check = 0.0
+    def __init__(self, kafka: str, app: str, grace_s: float, letters: DeadLetters | None = None) -> None:
+        self.app, self.grace_s = app, grace_s
+        self.letters = letters if letters is not None else DeadLetterTopic(kafka)
+        self.roots: set[str] = set()
+        self.dead: list[DeadEvent] = []
         self._progress: object = None
         self._changed_at = time.monotonic()
 
-    def check(self, conn: psycopg.Connection, progress: object) -> None:
-        """Look for new dead letters (at most every `every_s`); raise if the run is stuck on them."""
+    def expect(self, roots: Sequence[str]) -> None:
+        """The run's start tasks (sent after the watch was made)."""
+        self.roots = set(roots)
+
+    def check(self, progress: object) -> None:
+        """Read new dead letters; raise if the run is stuck on them."""
         now = time.monotonic()
         if progress != self._progress:
             self._progress, self._changed_at = progress, now
-        if now - self._last_check < self.every_s:
-            return
-        self._last_check = now
-        with conn.cursor() as cur:
-            rows = cur.execute(_NEW_DEAD_LETTERS, (self.since_s - SINCE_SLACK_S,)).fetchall()
-        new = {(t, p, o): reason for t, p, o, reason in rows if (t, p, o) not in self.looked}
-        if new:
-            for position, found in self._fetch(list(new)).items():
-                self.looked[position] = self._ours(found, new[position])
-        dead = [d for d in self.looked.values() if d is not None]
-        if problem := stuck_reason(self.app, dead, self.roots, now - self._changed_at, self.grace_s):
+        self.dead += [d for d in self.letters.read() if d.app == self.app or d.task_id in self.roots]
+        if problem := stuck_reason(self.app, self.dead, self.roots, now - self._changed_at, self.grace_s):
             raise OperationError(problem)
 
-    def _ours(self, found: tuple[str, str, str, int] | None, reason: str) -> DeadEvent | None:
-        """The dead letter as a DeadEvent if it belongs to this run's app and time (or names a start task)."""
-        if found is None:
-            return None
-        app, event_type, task_id, occurred_us = found
-        if task_id in self.roots or (app == self.app and occurred_us >= self.since_s * 1e6):
-            return DeadEvent(event_type, task_id, reason)
-        return None
-
     def close(self) -> None:
-        self._close()
+        self.letters.close()

@@ -112,10 +112,11 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
     OperationError if the app's topics collide with another app's or the projector dead-lettered events the
     run waits for, TimeoutError after `request.timeout_s`."""
     kit = kit or RunKit()
-    started, started_at = time.monotonic(), time.time()
+    started = time.monotonic()
     kit.deploy(spec, request.env_files, conns.kafka, conns.pg)
     children = kit.children(settings.home / "logs" / spec.name, {"SCALEBOX_KAFKA": conns.kafka,
                                                                  "SCALEBOX_PG": conns.pg})
+    watch: DeadLetterWatch | None = None
     try:
         here = [name for name in spec.modules if spec.cluster_of(name) == spec.cluster]
         ports = metrics_ports(request.metrics_port, len(here))
@@ -132,6 +133,7 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
             console.print(f"modules of other clusters: {', '.join(elsewhere)}; their agents and `scalebox mirror` "
                           "run there")
         sender = kit.sender(conns.kafka, settings)
+        watch = None if kit.watch is None else kit.watch(conns.kafka, spec.name, settings.dead_letter_grace_s)
         roots = feed(spec, request.sends, sender, lambda: kit.backlog(conns.kafka), request.headers,
                      poll_s=settings.backlog_poll_s)
         console.print(f"[bold]{spec.name}[/]: sent {len(roots)} task(s); agents and projector logs in "
@@ -143,21 +145,21 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
                 raise RuntimeError(f"{dead.name} exited with code {dead.exited()}:\n{dead.log_tail()}")
 
         reaper = kit.reaper(conns.kafka)
-        watch = None if kit.watch is None else kit.watch(conns.kafka, spec.name, roots, started_at,
-                                                          settings.dead_letter_grace_s)
+        if watch is not None:
+            watch.expect(roots)
         try:
             state = kit.wait(conns.pg, roots, spec.name, check_children, request.timeout_s, console,
                              settings.progress_poll_s, **({} if watch is None else {"watch": watch.check}))
         finally:
             if reaper is not None:
                 reaper.stop()
-            if watch is not None:
-                watch.close()
         sender.send_event(Event("AppFinished", spec.name, {"succeeded": state.succeeded, "failed": state.failed},
                                 producer="cli"))
     except KeyboardInterrupt:
         console.print("interrupted; stopping agents")
         raise
     finally:
+        if watch is not None:
+            watch.close()
         children.stop(settings.children_grace_s)
     return RunResult(state, time.monotonic() - started, children.log_dir)
