@@ -298,3 +298,38 @@ def test_markup_in_a_body_prints_verbatim_and_lineage_shows_each_status(tmp_path
     assert f"m {task_id[:8]} '[bold]x' [succeeded]" in lineage.stdout.decode()
     shown = _cli(["task", "show", task_id, "--kafka", kafka_bootstrap, "--pg", pg_dsn], None, env)
     assert "body: '[bold]x'" in shown.stdout.decode()
+
+
+def test_a_run_stops_waiting_for_a_start_task_whose_task_created_was_dead_lettered(kafka_bootstrap: str,
+                                                                                  pg_dsn: str) -> None:
+    """The NUL-body case of issue 18, past the CLI's own check: a TaskCreated the projector cannot take is
+    dead-lettered, and the run's watch names it instead of waiting forever for the task."""
+    from confluent_kafka import Producer
+    from pipeline import scalebox
+
+    from scalebox_stream.events import Event, new_task_id
+    from scalebox_stream.kafka.config import producer_config
+    from scalebox_stream.launch.dead_letters import DeadLetterWatch
+    from scalebox_stream.launch.errors import OperationError
+
+    app = f"bi{uuid.uuid4().hex[:8]}"
+    ensure_shared_topics(AdminClient(admin_config(kafka_bootstrap)))
+    watch = DeadLetterWatch(kafka_bootstrap, app, grace_s=600.0)
+    try:
+        task_id = new_task_id()
+        event = Event("TaskCreated", app, {"body": "a\x00b", "headers": {}, "parent_task_id": None,
+                                           "not_before": None, "topic": task_topic(app, "m"), "task_created_at": 0},
+                      module="m", task_id=task_id, attempt=1, producer="test")
+        producer = Producer(producer_config(kafka_bootstrap))
+        producer.produce(EVENTS_TOPIC, key=task_id, value=EventCodec().encode(event))
+        assert producer.flush(30) == 0
+        projected = scalebox(["projector", "--until-caught-up"], kafka_bootstrap, pg_dsn)
+        assert projected.code == 0, projected.stderr
+        watch.expect([task_id])
+        with pytest.raises(OperationError) as stuck:
+            for _ in range(100):
+                watch.check((1, []))
+        assert str(stuck.value).startswith(f"an event of app '{app}' was dead-lettered, so the run cannot finish: "
+                                           f"TaskCreated of task {task_id[:8]} (unprojectable: ")
+    finally:
+        watch.close()

@@ -123,3 +123,30 @@ def test_without_known_connections_the_line_still_names_the_service() -> None:
         "cannot reach PostgreSQL: connection refused")
     kafka = describe_outage(KafkaException(KafkaError(KafkaError._TRANSPORT, "x")), Connections("", ""))
     assert kafka is not None and kafka.startswith("cannot reach Kafka at the configured bootstrap servers:")
+
+
+def _app() -> object:
+    from scalebox_stream.cli.common import ScaleboxApp
+
+    app = ScaleboxApp(pretty_exceptions_enable=False)
+
+    @app.command()
+    def lost() -> None:
+        raise psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly")
+
+    @app.command()
+    def bug() -> None:
+        raise ValueError("a bug stays a traceback")
+
+    return app
+
+
+def test_the_scalebox_command_ends_an_outage_mid_command_with_one_line(capsys: pytest.CaptureFixture[str],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("scalebox_stream.cli.common._in_use", None)  # no command connected in this process
+    with pytest.raises(SystemExit) as ended:
+        _app()(["lost"], prog_name="scalebox")
+    assert ended.value.code == 1
+    assert capsys.readouterr().err == "error: cannot reach PostgreSQL: the connection was lost\n"
+    with pytest.raises(ValueError, match="a bug stays a traceback"):
+        _app()(["bug"], prog_name="scalebox")
