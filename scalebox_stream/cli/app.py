@@ -58,14 +58,14 @@ def clean(
 ) -> None:
     """Delete a finished app's task topics and its agents' consumer groups; its records stay (event log and
     perspective). Refuses while agents of the app run, unless --force."""
-    from scalebox_stream.cli.common import connections, fail
+    from scalebox_stream.cli.common import connections, explain, fail
     from scalebox_stream.launch.operations import app_leftovers, remove_leftovers
 
     bootstrap = connections(kafka, None, ("kafka",)).kafka
     try:
         leftovers = app_leftovers(bootstrap, name, force)
     except RuntimeError as exc:
-        fail(str(exc), code=1)
+        fail(explain(exc), code=1)
     for topic in leftovers.topics:
         typer.echo(f"topic {topic}")
     for group in leftovers.groups:
@@ -75,7 +75,7 @@ def clean(
     try:
         remove_leftovers(bootstrap, leftovers)
     except RuntimeError as exc:
-        fail(str(exc), code=1)
+        fail(explain(exc), code=1)
     kept = len(leftovers.busy_groups)
     typer.echo(f"deleted {len(leftovers.topics)} topics and {len(leftovers.groups) - kept} consumer groups of {name}")
 

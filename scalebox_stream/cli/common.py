@@ -30,6 +30,14 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def explain(exc: BaseException) -> str:
+    """The message for an error a command reports: one line naming Kafka or PostgreSQL if it means one is out
+    of reach, else the error's own message."""
+    from scalebox_stream.launch.services import describe_outage
+
+    return describe_outage(exc, _in_use) or str(exc)
+
+
 def settings(kafka: str | None = None, pg: str | None = None) -> CliSettings:
     """The command's settings: its `--kafka`/`--pg` flags, then the environment, then defaults."""
     return CliSettings.load(kafka=kafka, pg=pg)

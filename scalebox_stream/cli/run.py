@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from scalebox_stream.cli.common import KafkaOption, PgOption, connect, fail, print_warnings, settings
+from scalebox_stream.cli.common import KafkaOption, PgOption, connect, explain, fail, print_warnings, settings
 from scalebox_stream.cli.task import parse_headers, task_bodies
 from scalebox_stream.launch.errors import OperationError
 from scalebox_stream.launch.inputs import tasks_problem
@@ -54,7 +54,7 @@ def run(
     except OperationError as exc:
         fail(str(exc), exc.code)
     except (RuntimeError, TimeoutError) as exc:
-        fail(str(exc), code=1)
+        fail(explain(exc), code=1)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     console.print(table(result.state, f"{spec.name}: finished in {result.elapsed_s:.1f}s"))

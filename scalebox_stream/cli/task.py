@@ -11,7 +11,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from scalebox_stream.cli.common import KafkaOption, PgOption, connect, connections, fail, print_json, settings
+from scalebox_stream.cli.common import (
+    KafkaOption,
+    PgOption,
+    connect,
+    connections,
+    explain,
+    fail,
+    print_json,
+    settings,
+)
 from scalebox_stream.launch import views
 
 app = typer.Typer(help="Add tasks and inspect them.", no_args_is_help=True)
@@ -64,7 +73,7 @@ def add(
     except OperationError as exc:
         fail(str(exc), exc.code)
     except RuntimeError as exc:
-        fail(str(exc), code=1)
+        fail(explain(exc), code=1)
     for task_id in ids:
         typer.echo(task_id)
 
@@ -107,7 +116,7 @@ def _detail_or_fail(read: Callable[[str, str], views.TaskDetail], pg: str, task_
     try:
         return read(pg, task_id)
     except RuntimeError as exc:
-        fail(str(exc), code=1)
+        fail(explain(exc), code=1)
 
 
 RUN_SECTIONS = {

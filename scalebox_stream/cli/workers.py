@@ -7,7 +7,16 @@ from pathlib import Path
 
 import typer
 
-from scalebox_stream.cli.common import KafkaOption, PgOption, connect, connections, fail, settings, setup_logging
+from scalebox_stream.cli.common import (
+    KafkaOption,
+    PgOption,
+    connect,
+    connections,
+    explain,
+    fail,
+    settings,
+    setup_logging,
+)
 from scalebox_stream.spec import SpecError, load_app
 
 
@@ -92,7 +101,7 @@ def projector(
     try:
         stats = run_projectors(config, processes, until_caught_up=until_caught_up)
     except RuntimeError as exc:
-        fail(str(exc))
+        fail(explain(exc))
     typer.echo(f"projected {stats.events} event(s) in {stats.batches} batch(es); "
                f"{stats.dead_letters} dead-lettered", err=True)
 
@@ -118,5 +127,5 @@ def replay(
                                processes,
                                until_caught_up=True)
     except RuntimeError as exc:
-        fail(str(exc))
+        fail(explain(exc))
     typer.echo(f"replayed {stats.events} event(s) ({stats.applied} applied, {stats.dead_letters} dead-lettered)")

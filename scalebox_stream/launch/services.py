@@ -22,6 +22,11 @@ PG_HINT = "try: scalebox local up, or check --pg / SCALEBOX_PG"
 PG_SETTINGS_HINT = "check --pg / SCALEBOX_PG"
 MASK = "***"
 
+_KAFKA_UNREACHABLE = frozenset({"_TRANSPORT", "_ALL_BROKERS_DOWN", "_TIMED_OUT", "_RESOLVE", "_MSG_TIMED_OUT",
+                                "_BAD_MSG", "_TIMED_OUT_QUEUE", "NETWORK_EXCEPTION", "REQUEST_TIMED_OUT",
+                                "BROKER_NOT_AVAILABLE"})
+"""librdkafka error names that mean the cluster is out of reach (others are refusals with their own message)."""
+
 _URI_PASSWORD = re.compile(r"(?P<head>^[A-Za-z][A-Za-z0-9+.-]*://[^/@:]*:)(?P<secret>[^@/]*)(?=@)")
 _KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<secret>'(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
 
@@ -146,7 +151,7 @@ def describe_outage(exc: BaseException, conns: Connections | None) -> str | None
             error = cause.args[0] if cause.args else None
             text = error.str() if hasattr(error, "str") else str(cause)
             name = error.name() if hasattr(error, "name") else ""
-            return kafka_down(kafka, kafka_reason([f"{name} {text}"]))
+            return kafka_down(kafka, kafka_reason([f"{name} {text}"])) if name in _KAFKA_UNREACHABLE else None
         if isinstance(cause, RuntimeError) and "not acknowledged by Kafka" in str(cause):
             return kafka_down(kafka, str(cause))
     return None

@@ -113,7 +113,9 @@ def test_service_down_is_an_operation_error_with_its_own_line_and_exit_code() ->
 
 
 @pytest.mark.parametrize("exc", [ValueError("a bug"), RuntimeError("no topic sbx.tasks.a.m"), KeyError("x"),
-                                 psycopg.errors.UniqueViolation("duplicate key")])
+                                 psycopg.errors.UniqueViolation("duplicate key"),
+                                 KafkaException(KafkaError(KafkaError.TOPIC_ALREADY_EXISTS, "exists")),
+                                 KafkaException(KafkaError(KafkaError.POLICY_VIOLATION, "not allowed"))])
 def test_other_errors_are_not_outages(exc: Exception) -> None:
     assert describe_outage(exc, CONNS) is None
 
@@ -150,3 +152,17 @@ def test_the_scalebox_command_ends_an_outage_mid_command_with_one_line(capsys: p
     assert capsys.readouterr().err == "error: cannot reach PostgreSQL: the connection was lost\n"
     with pytest.raises(ValueError, match="a bug stays a traceback"):
         _app()(["bug"], prog_name="scalebox")
+
+
+def test_explain_names_the_service_or_keeps_the_errors_own_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scalebox_stream.cli.common import explain
+
+    monkeypatch.setattr("scalebox_stream.cli.common._in_use", CONNS)
+    try:
+        try:
+            raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "Local: Message timed out"))
+        except KafkaException as exc:
+            raise RuntimeError("Kafka did not commit the transaction: ...") from exc
+    except RuntimeError as wrapped:
+        assert explain(wrapped) == f"cannot reach Kafka at k1:9092,k2:9092: timed out {KAFKA_HINT}"
+    assert explain(RuntimeError("agent-m exited with code 3")) == "agent-m exited with code 3"
