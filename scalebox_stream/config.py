@@ -47,6 +47,11 @@ class CliSettings(BaseModel):
     flush_timeout_s: float = Field(30.0, gt=0, description="How long records may wait for Kafka's acknowledgement "
                                                            "(or a transaction for its commit) before a command fails.")
     metadata_timeout_s: float = Field(15.0, gt=0, description="How long a command waits for topic metadata.")
+    probe_timeout_s: float = Field(5.0, gt=0, description="How long a command waits for Kafka and PostgreSQL to "
+                                                          "answer at its start before it says they are out of reach.")
+    dead_letter_grace_s: float = Field(30.0, ge=0, description="How long `scalebox run` keeps waiting without "
+                                                               "progress once the projector dead-lettered an "
+                                                               "event of its app.")
     progress_poll_s: float = Field(0.3, gt=0, description="How often `scalebox run` reads the run's progress.")
     backlog_poll_s: float = Field(0.2, gt=0, description="How often feeding start tasks re-reads a full backlog.")
     children_grace_s: float = Field(15.0, ge=0, description="How long agents and projector get to stop after "

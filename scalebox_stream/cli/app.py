@@ -27,19 +27,21 @@ def list_apps(
 ) -> None:
     """Deployed apps with their modules and task counts."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from scalebox_stream.cli.common import connections, print_json
     from scalebox_stream.launch.views import list_apps as apps
 
-    rows = apps(connections(kafka, pg).pg)
+    rows = apps(connections(kafka, pg, ("pg",)).pg)
     if as_json:
         print_json(rows)
         return
     table = Table("app", "modules", "tasks", "succeeded", "failed", "in flight", "deployed", "finished")
     for r in rows:
-        table.add_row(r["app"], ", ".join(r["modules"]), str(r["tasks"]), str(r["succeeded"]), str(r["failed"]),
-                      str(r["in_flight"]), _when(r["deployed_at"]), _when(r["finished_at"]))
+        table.add_row(*(escape(cell) for cell in (
+            r["app"], ", ".join(r["modules"]), str(r["tasks"]), str(r["succeeded"]), str(r["failed"]),
+            str(r["in_flight"]), _when(r["deployed_at"]), _when(r["finished_at"]))))
     Console().print(table)
 
 
@@ -56,14 +58,14 @@ def clean(
 ) -> None:
     """Delete a finished app's task topics and its agents' consumer groups; its records stay (event log and
     perspective). Refuses while agents of the app run, unless --force."""
-    from scalebox_stream.cli.common import connections, fail
+    from scalebox_stream.cli.common import connections, explain, fail
     from scalebox_stream.launch.operations import app_leftovers, remove_leftovers
 
-    bootstrap = connections(kafka, None).kafka
+    bootstrap = connections(kafka, None, ("kafka",)).kafka
     try:
         leftovers = app_leftovers(bootstrap, name, force)
     except RuntimeError as exc:
-        fail(str(exc), code=1)
+        fail(explain(exc), code=1)
     for topic in leftovers.topics:
         typer.echo(f"topic {topic}")
     for group in leftovers.groups:
@@ -73,7 +75,7 @@ def clean(
     try:
         remove_leftovers(bootstrap, leftovers)
     except RuntimeError as exc:
-        fail(str(exc), code=1)
+        fail(explain(exc), code=1)
     kept = len(leftovers.busy_groups)
     typer.echo(f"deleted {len(leftovers.topics)} topics and {len(leftovers.groups) - kept} consumer groups of {name}")
 
@@ -97,6 +99,9 @@ def validate(
         count = len(exc.issues)
         typer.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
         raise typer.Exit(EXIT_INVALID) from None
+    from scalebox_stream.cli.common import print_warnings
+
+    print_warnings(spec.warnings)
     typer.echo(summary(spec))
 
 

@@ -5,14 +5,20 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import typer
 
 from scalebox_stream.config import CliSettings, Connections
+
+Service = Literal["kafka", "pg"]
+BOTH: tuple[Service, ...] = ("kafka", "pg")
+_in_use: Connections | None = None
+"""The services the running command talks to (for `ScaleboxApp` to name them when one fails)."""
 
 KafkaOption = typer.Option(None, "--kafka", help="Kafka bootstrap servers (env SCALEBOX_KAFKA; default: local).")
 PgOption = typer.Option(None, "--pg", help="PostgreSQL DSN (env SCALEBOX_PG; default: local).")
@@ -24,25 +30,72 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def explain(exc: BaseException) -> str:
+    """The message for an error a command reports: one line naming Kafka or PostgreSQL if it means one is out
+    of reach, else the error's own message."""
+    from scalebox_stream.launch.services import describe_outage
+
+    return describe_outage(exc, _in_use) or str(exc)
+
+
 def settings(kafka: str | None = None, pg: str | None = None) -> CliSettings:
     """The command's settings: its `--kafka`/`--pg` flags, then the environment, then defaults."""
     return CliSettings.load(kafka=kafka, pg=pg)
 
 
-def connect(cli: CliSettings) -> Connections:
-    """The settings' Kafka and PostgreSQL, else the local services (started if needed); set-up problems become
-    clear exits."""
+def connect(cli: CliSettings, need: tuple[Service, ...] = BOTH) -> Connections:
+    """The settings' Kafka and PostgreSQL, else the local services (started if needed, and only if one the
+    command needs is not given), each needed one asked once: set-up problems and services out of reach become
+    one-line exits. A service the command does not need may be "" in the result."""
+    from scalebox_stream.launch.services import ServiceDown, probe_kafka, probe_pg
     from scalebox_stream.local.services import connections as resolve
 
+    global _in_use
+    given = Connections(cli.kafka or "", cli.pg or "")
+    if all(getattr(given, service) for service in need):
+        conns = given
+    else:
+        try:
+            conns = resolve(cli)
+        except Exception as exc:  # MissingPrerequisite, LocalServiceError, RuntimeError: all user-facing
+            fail(str(exc))
+    _in_use = conns
     try:
-        return resolve(cli)
-    except Exception as exc:  # MissingPrerequisite, LocalServiceError, RuntimeError: all user-facing
-        fail(str(exc))
+        if "kafka" in need:
+            probe_kafka(conns.kafka, cli.probe_timeout_s)
+        if "pg" in need:
+            probe_pg(conns.pg, cli.probe_timeout_s)
+    except ServiceDown as exc:
+        fail(str(exc), exc.code)
+    return conns
 
 
-def connections(kafka: str | None, pg: str | None) -> Connections:
+def connections(kafka: str | None, pg: str | None, need: tuple[Service, ...] = BOTH) -> Connections:
     """`connect` with the settings of these flags."""
-    return connect(settings(kafka, pg))
+    return connect(settings(kafka, pg), need)
+
+
+class ScaleboxApp(typer.Typer):
+    """The `scalebox` command: an exception that means Kafka or PostgreSQL went out of reach while a command
+    ran (after its start-up probe passed) ends it with one line naming the service, not a traceback."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from scalebox_stream.launch.services import EXIT_UNREACHABLE, describe_outage
+
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as exc:
+            message = describe_outage(exc, _in_use)
+            if message is None:
+                raise
+            typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+            sys.exit(EXIT_UNREACHABLE)
+
+
+def print_warnings(warnings: Iterable[object]) -> None:
+    """Each of an app file's warnings (`file:line: field: message`) on stderr, prefixed `warning:`."""
+    for warning in warnings:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import typer
-
 from scalebox_stream.cli import app as app_cmds
 from scalebox_stream.cli import local, mirror, module, run, status, task, workers
+from scalebox_stream.cli.common import ScaleboxApp
 
-app = typer.Typer(name="scalebox", help="Run containerized pipelines of modules over Kafka.",
+app = ScaleboxApp(name="scalebox", help="Run containerized pipelines of modules over Kafka.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(local.app, name="local")
 app.add_typer(app_cmds.app, name="app")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from scalebox_stream.cli.common import connections, fail, setup_logging
+from scalebox_stream.cli.common import connections, fail, settings, setup_logging
 from scalebox_stream.spec import SpecError, load_app
 
 
@@ -25,7 +25,7 @@ def mirror(
 ) -> None:
     """Copy apps' task topics to the clusters that run their modules, and their events home, until SIGTERM."""
     from scalebox_stream.launch.errors import OperationError
-    from scalebox_stream.launch.mirror import CLEAN_EXITS, plan_mirror, start_mirror
+    from scalebox_stream.launch.mirror import CLEAN_EXITS, plan_mirror, probe_clusters, start_mirror
 
     setup_logging(verbose)
     specs = []
@@ -40,12 +40,17 @@ def mirror(
     if len(bootstraps) != len(cluster):
         fail("--cluster takes NAME=BOOTSTRAP")
     try:
-        plan = plan_mirror(specs, bootstraps, lambda: kafka or connections(None, None).kafka, replication_factor)
+        plan = plan_mirror(specs, bootstraps, lambda: kafka or connections(None, None, ("kafka",)).kafka,
+                           replication_factor)
     except OperationError as exc:
         fail(str(exc), exc.code)
     if print_only:
         typer.echo(plan.properties, nl=False)
         return
+    try:
+        probe_clusters(plan, settings(kafka).probe_timeout_s)
+    except OperationError as exc:
+        fail(str(exc), exc.code)
     run = start_mirror(plan)
     for flow in plan.flows:
         typer.echo(f"{flow.source} -> {flow.target}: {len(flow.topics)} topic pattern(s)", err=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from scalebox_stream.cli.common import KafkaOption, PgOption, connect, fail, settings
+from scalebox_stream.cli.common import KafkaOption, PgOption, connect, explain, fail, settings
 from scalebox_stream.launch.operations import send_module_command
 
 app = typer.Typer(help="Suspend or resume a module.", no_args_is_help=True)
@@ -12,11 +12,11 @@ app = typer.Typer(help="Suspend or resume a module.", no_args_is_help=True)
 
 def _send(app_name: str, module: str, command: str, reason: str, kafka: str | None, pg: str | None) -> None:
     cli = settings(kafka, pg)
-    bootstrap = connect(cli).kafka
+    bootstrap = connect(cli, ("kafka",)).kafka
     try:
         send_module_command(cli, bootstrap, app_name, module, command, reason)
     except RuntimeError as exc:
-        fail(str(exc), code=1)
+        fail(explain(exc), code=1)
     typer.echo(f"{command} sent to the agents of {app_name}/{module}")
 
 

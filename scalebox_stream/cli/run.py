@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from scalebox_stream.cli.common import KafkaOption, PgOption, connect, fail, settings
-from scalebox_stream.cli.task import parse_headers
+from scalebox_stream.cli.common import KafkaOption, PgOption, connect, explain, fail, print_warnings, settings
+from scalebox_stream.cli.task import parse_headers, task_bodies
+from scalebox_stream.launch.errors import OperationError
+from scalebox_stream.launch.inputs import tasks_problem
 from scalebox_stream.launch.progress import table
 from scalebox_stream.launch.run import RunRequest, run_app, start_tasks
 from scalebox_stream.spec import SpecError, load_app
@@ -36,20 +37,24 @@ def run(
         fail(f"{exc.filename}: no such file")
     except SpecError as exc:
         fail(str(exc))
+    print_warnings(spec.warnings)
     if module is not None and module not in spec.modules:
         fail(f"app {spec.name!r} has no module {module!r}")
-    if bodies == ["-"]:
-        bodies = [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    sends = start_tasks(spec, bodies or [], module)
+    headers = parse_headers(header)
+    sends = start_tasks(spec, task_bodies(bodies or [], headers), module)
     if not sends:
         fail("nothing to run: give task bodies or set start_task in the app file")
-    request = RunRequest(app_file, tuple(sends), tuple(env_file), parse_headers(header), timeout, metrics_port)
+    if problem := tasks_problem([body for _, body in sends], headers):  # start tasks of the app file too
+        fail(problem)
+    request = RunRequest(app_file, tuple(sends), tuple(env_file), headers, timeout, metrics_port)
     cli = settings(kafka, pg)
     conns = connect(cli)
     try:
         result = run_app(spec, request, cli, conns, console)
+    except OperationError as exc:
+        fail(str(exc), exc.code)
     except (RuntimeError, TimeoutError) as exc:
-        fail(str(exc), code=1)
+        fail(explain(exc), code=1)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     console.print(table(result.state, f"{spec.name}: finished in {result.elapsed_s:.1f}s"))

@@ -37,7 +37,7 @@ def status(
     pg: str | None = PgOption,
 ) -> None:
     """Show per-module task counts."""
-    rows = module_status(connections(kafka, pg).pg, app_name)
+    rows = module_status(connections(kafka, pg, ("pg",)).pg, app_name)
     if as_json:
         print_json(rows)
     else:

@@ -2,33 +2,56 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from scalebox_stream.cli.common import KafkaOption, PgOption, connect, connections, fail, print_json, settings
+from scalebox_stream.cli.common import (
+    KafkaOption,
+    PgOption,
+    connect,
+    connections,
+    explain,
+    fail,
+    print_json,
+    settings,
+)
 from scalebox_stream.launch import views
 
 app = typer.Typer(help="Add tasks and inspect them.", no_args_is_help=True)
 
 
 def parse_headers(pairs: list[str]) -> dict[str, str]:
-    """`k=v` pairs to a dict; a pair without `=` is an error."""
-    headers = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            fail(f"bad header {pair!r}: expected key=value")
-        headers[key] = value
+    """`k=v` pairs to a dict; a pair without `=`, a bad key or value, or headers over the size limit end the
+    command (exit 2)."""
+    from scalebox_stream.launch.inputs import parse_header_pairs
+
+    headers, problem = parse_header_pairs(pairs)
+    if problem:
+        fail(problem)
     return headers
+
+
+def task_bodies(given: Sequence[str], headers: dict[str, str]) -> list[str]:
+    """The bodies given as arguments, or (for a lone `-`) stdin's lines, read as bytes so that bytes that are
+    not UTF-8 are refused with the rest: any body too large, with a NUL byte or not UTF-8 ends the command
+    (exit 2) before anything is sent."""
+    from scalebox_stream.launch.inputs import body_lines, tasks_problem
+
+    bodies = body_lines(sys.stdin.buffer.read()) if list(given) == ["-"] else list(given)
+    if problem := tasks_problem(bodies, headers):
+        fail(problem)
+    return bodies
 
 
 @app.command("add")
 def add(
-    bodies: list[str] = typer.Argument(..., help="Task bodies, one task each."),
+    bodies: list[str] = typer.Argument(..., help="Task bodies, one task each ('-' reads one per line from stdin)."),
     app_name: str = typer.Option(..., "--app", help="App name."),
     module: str = typer.Option(..., "--module", help="Target module."),
     header: list[str] = typer.Option([], "--header", "-h", help="Header key=value (repeatable)."),
@@ -40,14 +63,17 @@ def add(
     from scalebox_stream.launch.operations import add_tasks
 
     headers = parse_headers(header)
+    bodies = task_bodies(bodies, headers)
+    if not bodies:
+        fail("no task bodies given")
     cli = settings(kafka, pg)
-    bootstrap = connect(cli).kafka
+    bootstrap = connect(cli, ("kafka",)).kafka
     try:
         ids = add_tasks(cli, bootstrap, app_name, module, bodies, headers)
     except OperationError as exc:
         fail(str(exc), exc.code)
     except RuntimeError as exc:
-        fail(str(exc), code=1)
+        fail(explain(exc), code=1)
     for task_id in ids:
         typer.echo(task_id)
 
@@ -65,14 +91,15 @@ def list_(
     pg: str | None = PgOption,
 ) -> None:
     """List tasks with their status, exit code, attempts, host and custom output."""
-    rows = views.list_tasks(connections(kafka, pg).pg, app_name, module, status, host, since, limit)
+    rows = views.list_tasks(connections(kafka, pg, ("pg",)).pg, app_name, module, status, host, since, limit)
     if as_json:
         print_json(rows)
         return
     table = Table("task_id", "app", "module", "body", "status", "exit", "attempts", "host", "custom_out")
     for r in rows:
-        table.add_row(r["task_id"], r["app"], r["module"], _short(r["body"]), r["status"],
-                      _text(r["exit_code"]), str(r["attempts"]), r["host"] or "", _short(r["custom_out"]))
+        table.add_row(*(escape(cell) for cell in (
+            r["task_id"], r["app"], r["module"], _short(r["body"]), r["status"], _text(r["exit_code"]),
+            str(r["attempts"]), r["host"] or "", _short(r["custom_out"]))))
     Console().print(table)
 
 
@@ -89,7 +116,7 @@ def _detail_or_fail(read: Callable[[str, str], views.TaskDetail], pg: str, task_
     try:
         return read(pg, task_id)
     except RuntimeError as exc:
-        fail(str(exc), code=1)
+        fail(explain(exc), code=1)
 
 
 RUN_SECTIONS = {
@@ -110,22 +137,23 @@ def show(
     pg: str | None = PgOption,
 ) -> None:
     """Every attempt of a task with every recorded field, stdout and stderr included."""
-    detail = _detail_or_fail(views.task_detail, connections(kafka, pg).pg, task_id)
+    detail = _detail_or_fail(views.task_detail, connections(kafka, pg, ("pg",)).pg, task_id)
     task, runs = detail.task, detail.attempts
     if as_json:
         print_json({**task, "attempts_detail": runs, "children": detail.children})
         return
     console = Console()
-    console.print(f"[bold]task {task['task_id']}[/]  {task['app']}/{task['module']}  status [bold]{task['status']}"
-                  f"[/]  attempts {task['attempts']}  parent {task['parent_task_id'] or '-'}")
-    console.print(f"body: {task['body']!r}\nheaders: {task['headers']}")
+    console.print(f"[bold]task {task['task_id']}[/]  {escape(task['app'])}/{escape(task['module'])}  status "
+                  f"[bold]{escape(task['status'])}[/]  attempts {task['attempts']}  parent "
+                  f"{task['parent_task_id'] or '-'}")
+    console.print(f"body: {task['body']!r}\nheaders: {task['headers']}", markup=False, highlight=False)
     for run in runs:
         console.rule(f"attempt {run['attempt']}")
         for section, fields in RUN_SECTIONS.items():
-            console.print(f"[bold]{section}[/]: " + "  ".join(f"{f}={_text(run[f])}" for f in fields
-                                                               if run[f] is not None))
+            console.print(f"[bold]{section}[/]: " + escape("  ".join(f"{f}={_text(run[f])}" for f in fields
+                                                                      if run[f] is not None)))
         stamps = ", ".join(f"{s.get('label') or '-'}@{s['at']}" for s in run["user_timestamps"])
-        console.print(f"[bold]user timestamps[/]: {stamps or '-'}")
+        console.print(f"[bold]user timestamps[/]: {escape(stamps or '-')}")
         for name in ("custom_out", "message_text", "stdout", "stderr"):
             if run[name]:
                 console.print(f"[bold]{name}[/]:")
@@ -142,14 +170,14 @@ def lineage(
     """A task's ancestors and descendants as a tree."""
     from rich.tree import Tree
 
-    detail = _detail_or_fail(views.task_lineage, connections(kafka, pg).pg, task_id)
+    detail = _detail_or_fail(views.task_lineage, connections(kafka, pg, ("pg",)).pg, task_id)
     task, up, down = detail.task, detail.ancestors, detail.descendants
     if as_json:
         print_json({"ancestors": up, "task": task, "descendants": down})
         return
 
     def label(t: dict, mark: bool = False) -> str:
-        text = f"{t['module']} {t['task_id'][:8]} {_short(t['body'], 30)!r} [{t['status']}]"
+        text = escape(f"{t['module']} {t['task_id'][:8]} {_short(t['body'], 30)!r} [{t['status']}]")
         return f"[bold]{text}[/]" if mark else text
 
     root = tree = Tree(label(up[0]) if up else label(task, True))

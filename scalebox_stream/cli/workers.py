@@ -7,7 +7,16 @@ from pathlib import Path
 
 import typer
 
-from scalebox_stream.cli.common import KafkaOption, PgOption, connections, fail, settings, setup_logging
+from scalebox_stream.cli.common import (
+    KafkaOption,
+    PgOption,
+    connect,
+    connections,
+    explain,
+    fail,
+    settings,
+    setup_logging,
+)
 from scalebox_stream.spec import SpecError, load_app
 
 
@@ -33,7 +42,7 @@ def agent(
 
     setup_logging(verbose)
     cli = settings(kafka)
-    bootstrap = cli.kafka or connections(None, None).kafka
+    bootstrap = connect(cli, ("kafka",)).kafka
     env_files: tuple[Path, ...] = tuple(env_file)
     if app_file is None:
         record = lookup_app(bootstrap, app_name)
@@ -92,7 +101,7 @@ def projector(
     try:
         stats = run_projectors(config, processes, until_caught_up=until_caught_up)
     except RuntimeError as exc:
-        fail(str(exc))
+        fail(explain(exc))
     typer.echo(f"projected {stats.events} event(s) in {stats.batches} batch(es); "
                f"{stats.dead_letters} dead-lettered", err=True)
 
@@ -118,5 +127,5 @@ def replay(
                                processes,
                                until_caught_up=True)
     except RuntimeError as exc:
-        fail(str(exc))
+        fail(explain(exc))
     typer.echo(f"replayed {stats.events} event(s) ({stats.applied} applied, {stats.dead_letters} dead-lettered)")

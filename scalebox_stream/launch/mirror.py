@@ -26,6 +26,8 @@ class MirrorPlan:
     home: str
     flows: list[Flow]
     properties: str
+    bootstraps: dict[str, str]
+    """Each mirrored cluster's bootstrap servers, by cluster name."""
 
 
 def plan_mirror(specs: Sequence[AppSpec], bootstraps: dict[str, str], home_bootstrap: Callable[[], str],
@@ -49,7 +51,16 @@ def plan_mirror(specs: Sequence[AppSpec], bootstraps: dict[str, str], home_boots
     if missing := [name for name in spanned if name not in bootstraps]:
         raise OperationError(f"no bootstrap servers for cluster(s) {', '.join(missing)}: give --cluster "
                              "NAME=BOOTSTRAP", code=2)
-    return MirrorPlan(home, planned, render(planned, bootstraps, replication_factor))
+    return MirrorPlan(home, planned, render(planned, bootstraps, replication_factor), bootstraps)
+
+
+def probe_clusters(plan: MirrorPlan, timeout_s: float) -> None:
+    """Raise ServiceDown naming the first cluster of the plan whose Kafka does not answer (MirrorMaker 2
+    itself would retry it forever)."""
+    from scalebox_stream.launch.services import probe_kafka
+
+    for name, bootstrap in plan.bootstraps.items():
+        probe_kafka(bootstrap, timeout_s, cluster=name)
 
 
 @dataclass(frozen=True)

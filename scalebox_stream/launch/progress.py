@@ -50,8 +50,10 @@ def table(state: RunState, title: str) -> Table:
 
 
 def wait_for_run(pg: str, roots: list[str], app: str, check_children: Callable[[], None],
-                 timeout_s: float | None, console: Console, poll_s: float = 0.3) -> RunState:
-    """Poll the projection until the run is finished; `check_children` raises if a child died."""
+                 timeout_s: float | None, console: Console, poll_s: float = 0.3,
+                 watch: Callable[[object], None] | None = None) -> RunState:
+    """Poll the projection until the run is finished; `check_children` raises if a child died, `watch`
+    (given the run's counts) if the run can never finish."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     with psycopg.connect(pg, autocommit=True) as conn, Live(console=console, auto_refresh=False,
                                                            transient=True) as live:
@@ -68,6 +70,8 @@ def wait_for_run(pg: str, roots: list[str], app: str, check_children: Callable[[
             if state.finished:
                 return state
             check_children()
+            if watch is not None:
+                watch((state.unseen_roots, [tuple(m.values()) for m in state.modules]))
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"run did not finish within {timeout_s:.0f}s")
             time.sleep(poll_s)

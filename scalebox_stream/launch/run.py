@@ -14,6 +14,7 @@ from rich.console import Console
 from scalebox_stream.config import CliSettings, Connections
 from scalebox_stream.events import AppFinished, Event, EventStamp
 from scalebox_stream.launch.children import Children
+from scalebox_stream.launch.dead_letters import DeadLetterWatch
 from scalebox_stream.launch.deploy import deploy
 from scalebox_stream.launch.feed import Backlog, feed
 from scalebox_stream.launch.progress import RunState, wait_for_run
@@ -85,6 +86,7 @@ class RunKit:
     backlog: Callable[[str], Backlog] = _backlog
     reaper: Callable[[str], Stoppable | None] = local_reaper
     wait: Callable[..., RunState] = wait_for_run
+    watch: Callable[..., DeadLetterWatch] | None = DeadLetterWatch
 
 
 def start_tasks(spec: AppSpec, bodies: Sequence[str], module: str | None) -> list[tuple[str, str]]:
@@ -107,12 +109,14 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
     """Run `spec` to completion: deploy it, start a projector and one agent per module of the home cluster,
     send the start tasks, wait (showing progress on `console`) until every task has ended, publish
     AppFinished, and stop the children whatever happens. Raises RuntimeError if a child dies or Kafka fails,
-    TimeoutError after `request.timeout_s`."""
+    OperationError if the app's topics collide with another app's or the projector dead-lettered events the
+    run waits for, TimeoutError after `request.timeout_s`."""
     kit = kit or RunKit()
     started = time.monotonic()
     kit.deploy(spec, request.env_files, conns.kafka, conns.pg)
     children = kit.children(settings.home / "logs" / spec.name, {"SCALEBOX_KAFKA": conns.kafka,
                                                                  "SCALEBOX_PG": conns.pg})
+    watch: DeadLetterWatch | None = None
     try:
         here = [name for name in spec.modules if spec.cluster_of(name) == spec.cluster]
         ports = metrics_ports(request.metrics_port, len(here))
@@ -129,6 +133,7 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
             console.print(f"modules of other clusters: {', '.join(elsewhere)}; their agents and `scalebox mirror` "
                           "run there")
         sender = kit.sender(conns.kafka, settings)
+        watch = None if kit.watch is None else kit.watch(conns.kafka, spec.name, settings.dead_letter_grace_s)
         roots = feed(spec, request.sends, sender, lambda: kit.backlog(conns.kafka), request.headers,
                      poll_s=settings.backlog_poll_s)
         console.print(f"[bold]{spec.name}[/]: sent {len(roots)} task(s); agents and projector logs in "
@@ -140,9 +145,11 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
                 raise RuntimeError(f"{dead.name} exited with code {dead.exited()}:\n{dead.log_tail()}")
 
         reaper = kit.reaper(conns.kafka)
+        if watch is not None:
+            watch.expect(roots)
         try:
             state = kit.wait(conns.pg, roots, spec.name, check_children, request.timeout_s, console,
-                             settings.progress_poll_s)
+                             settings.progress_poll_s, **({} if watch is None else {"watch": watch.check}))
         finally:
             if reaper is not None:
                 reaper.stop()
@@ -152,5 +159,7 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
         console.print("interrupted; stopping agents")
         raise
     finally:
+        if watch is not None:
+            watch.close()
         children.stop(settings.children_grace_s)
     return RunResult(state, time.monotonic() - started, children.log_dir)

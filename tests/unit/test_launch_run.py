@@ -102,7 +102,7 @@ class World:
 
     def kit(self) -> RunKit:
         return RunKit(deploy=self.deploy, children=self.children, sender=self.sender,
-                      backlog=self.backlog_monitor, reaper=self.reaper, wait=self.wait)
+                      backlog=self.backlog_monitor, reaper=self.reaper, wait=self.wait, watch=None)
 
 
 def _run(spec, world: World, tmp_path: Path, **request):
