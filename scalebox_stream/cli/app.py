@@ -100,8 +100,13 @@ def validate(
         typer.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
         raise typer.Exit(EXIT_INVALID) from None
     from scalebox_stream.cli.common import print_warnings
+    from scalebox_stream.launch.operations import executor_problems
 
     print_warnings(spec.warnings)
+    if problems := executor_problems(spec):
+        for problem in problems:
+            typer.echo(f"{file}: {problem}", err=True)
+        raise typer.Exit(EXIT_INVALID)
     typer.echo(summary(spec))
 
 

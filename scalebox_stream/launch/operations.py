@@ -15,6 +15,7 @@ from scalebox_stream.kafka.control import Command, send_command
 from scalebox_stream.kafka.task_publisher import TaskSender, flush_or_fail
 from scalebox_stream.kafka.topics import ensure_shared_topics, task_topic
 from scalebox_stream.launch.errors import OperationError
+from scalebox_stream.spec.model import AppSpec
 
 
 def add_tasks(settings: CliSettings, kafka: str, app: str, module: str, bodies: Sequence[str],
@@ -69,3 +70,12 @@ def drop_projection(kafka: str, pg: str) -> None:
     with psycopg.connect(pg, autocommit=True) as conn:
         drop_projection(conn)
         migrate(conn)
+
+
+def executor_problems(spec: AppSpec) -> list[str]:
+    """For each module whose executor cannot run on this host (a Podman service that does not answer, say), the
+    module's key and why: `app validate` says so instead of the agent failing when it starts."""
+    from scalebox_stream.executors import executor_problem
+
+    return [f"modules.{name}.executor: {problem}" for name, module in spec.modules.items()
+            if (problem := executor_problem(module.executor, module.container_mode))]
