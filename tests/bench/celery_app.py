@@ -1,6 +1,8 @@
 """The Celery side of bench_celery.py: two stages that each run /bin/true in a subprocess; stage a's result
-is chained to stage b (`chain(stage_a.s(i), stage_b.s())`). Broker and result backend come from the
-environment (SBX_CELERY_BROKER, SBX_CELERY_BACKEND), set by bench_celery.py for its worker children."""
+is chained to stage b (`chain(stage_a.s(i), stage_b.s())`). Broker, result backend and the tuning come from the
+environment, set by bench_celery.py for its worker children: SBX_CELERY_BROKER, SBX_CELERY_BACKEND,
+SBX_CELERY_PREFETCH (worker_prefetch_multiplier) and SBX_CELERY_ACKS_LATE (1: a task is acknowledged once it
+finished, and redelivered if its worker process dies, the durability closest to the engine's)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import subprocess
 
 from celery import Celery
 
+ACKS_LATE = os.environ.get("SBX_CELERY_ACKS_LATE", "1") == "1"
+
 app = Celery("sbx_bench", broker=os.environ.get("SBX_CELERY_BROKER", "redis://127.0.0.1:6379/0"),
              backend=os.environ.get("SBX_CELERY_BACKEND", "cache+memory://"))
 app.conf.update(
@@ -16,6 +20,10 @@ app.conf.update(
     task_routes={"celery_app.stage_a": {"queue": "sbx_a"}, "celery_app.stage_b": {"queue": "sbx_b"}},
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
+    worker_prefetch_multiplier=int(os.environ.get("SBX_CELERY_PREFETCH", "1")),
+    task_acks_late=ACKS_LATE,
+    task_reject_on_worker_lost=ACKS_LATE,
+    result_extended=False,
 )
 
 

@@ -71,7 +71,8 @@ def fmt_row(row: Row) -> list[str]:
     verdict = {True: "PASS", False: "FAIL", None: "-"}[row.passed]
     base = "-" if row.baseline is None else f"{row.baseline:,.1f} ({row.baseline_name})"
     ratio = "-" if row.ratio is None else f"{row.ratio:.2f}"
-    return [row.name, f"{row.value:,.1f} {row.unit}", base, ratio, row.goal, verdict]
+    value = "n/a" if math.isnan(row.value) else f"{row.value:,.{2 if abs(row.value) < 10 else 1}f} {row.unit}"
+    return [row.name, value, base, ratio, row.goal, verdict]
 
 
 def print_table(rows: Sequence[Row], title: str) -> None:
