@@ -1,4 +1,4 @@
-"""Every benchmark of the "cost as the work grows ... the peers at their best" issue, one command, one table.
+"""Every benchmark of issue 23 (engine speed, latency, the peers at their best): one command, one summary table.
 
     .venv/bin/python tests/bench/run_all.py [--smoke] [--peers quix,celery-redis,celery-pg,ray] [--profile] [--json]
 
