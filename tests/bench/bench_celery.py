@@ -107,12 +107,10 @@ class CeleryStack:
         self.env = {"SBX_CELERY_BROKER": f"redis://127.0.0.1:{self.port}/0", "SBX_CELERY_BACKEND": backend_url}
 
     def app(self):  # noqa: ANN201 - a celery.Celery, imported lazily
-        """The driver's Celery app, pointed at this stack's broker and backend."""
+        """A driver-side Celery app on this stack's broker and backend (a fresh one: Celery caches both per app)."""
         import celery_app
 
-        celery_app.app.conf.update(broker_url=self.env["SBX_CELERY_BROKER"],
-                                   result_backend=self.env["SBX_CELERY_BACKEND"])
-        return celery_app
+        return celery_app.make_app(self.env["SBX_CELERY_BROKER"], self.env["SBX_CELERY_BACKEND"])
 
     def start_workers(self, slots: int, prefetch: int, optimization: str, acks_late: bool) -> None:
         """One prefork worker per stage queue, `slots` processes each."""
@@ -232,32 +230,38 @@ def config_text(backend: str, slots: int, prefetch: int, optimization: str, acks
 def run_celery(stack: CeleryStack, slots: int, n: int, prefetch: int = PREFETCH,
                optimization: str = OPTIMIZATION, acks_late: bool = True) -> PeerResult:
     """Workers with `slots`, a warm-up chain, then N chains; the workers are stopped afterwards."""
+    import celery_app
     from celery import chain
 
-    tasks = stack.app()
+    app = stack.app()
+
+    def pipeline(i: int):  # noqa: ANN202 - a celery chain
+        return chain(app.signature(celery_app.STAGE_A, args=(i,)), app.signature(celery_app.STAGE_B))
+
     stack.reset_results()
     started = time.time()
     stack.start_workers(slots, prefetch, optimization, acks_late)
     try:
-        chain(tasks.stage_a.s(-1), tasks.stage_b.s()).apply_async()
+        pipeline(-1).apply_async()
         stack.wait(2, timeout_s=120)
         startup_s = time.time() - started
         stack.reset_results()
         cpu = peers.CpuMeter()
         cpu.start()
         first_send = time.time()
-        with tasks.app.producer_or_acquire() as producer:
+        with app.producer_or_acquire() as producer:
             for i in range(n):
-                chain(tasks.stage_a.s(i), tasks.stage_b.s()).apply_async(producer=producer)
+                pipeline(i).apply_async(producer=producer)
         send_s = time.time() - first_send
         seen = stack.wait(2 * n, timeout_s=max(180.0, n / 5))
         cpu.stop()
     finally:
         stack.stop_workers()
+        app.close()
     wall_s = seen - first_send
     return PeerResult(f"celery-{stack.backend}", slots, n, 2 * n, wall_s, 2 * n / wall_s, startup_s,
                       config_text(stack.backend, slots, prefetch, optimization, acks_late), send_s,
-                      cpu.ms_per_task(2 * n))
+                      cpu.ms_per_task(2 * n), cpu.by_kind(2 * n))
 
 
 def run(tasks: int, slots: list[int], pg: str, backends: tuple[str, ...] = BACKENDS, prefetch: int = PREFETCH,

@@ -43,7 +43,8 @@ def config_text(slots: int, commit_interval: float) -> str:
     """The configuration printed next to the number."""
     return (f"quixstreams, processing_guarantee=exactly-once, commit_interval={commit_interval:g}s, "
             f"{slots} app process(es) per stage (one consumer group each), {PARTITIONS} partitions per topic, "
-            "subprocess.run(/bin/true) in sdf.apply, read_committed consumers")
+            "subprocess.run(/bin/true) in sdf.apply, the engine's client settings (fetch.wait.max.ms=50; "
+            "producer retry.backoff.ms=1, linger.ms=0)")
 
 
 def wait_groups(admin: AdminClient, groups: list[str], members: int, procs: list[subprocess.Popen],
@@ -132,7 +133,7 @@ def run_quix(slots: int, n: int, kafka: str, commit_interval: float = COMMIT_INT
         wall_s = seen - first_send
         ok = True
         return PeerResult("quix", slots, n, 2 * n, wall_s, 2 * n / wall_s, startup_s,
-                          config_text(slots, commit_interval), send_s, cpu.ms_per_task(2 * n))
+                          config_text(slots, commit_interval), send_s, cpu.ms_per_task(2 * n), cpu.by_kind(2 * n))
     finally:
         for proc in procs:
             harness.stop_process_group(proc, grace_s=15)

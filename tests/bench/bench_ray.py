@@ -58,7 +58,7 @@ def run_ray(slots: int, n: int) -> PeerResult:
         data = json.loads(lines[-1])
         ok = True
         return PeerResult("ray", slots, n, 2 * n, data["wall_s"], 2 * n / data["wall_s"], data["startup_s"],
-                          config_text(slots, data["ray"]), data["send_s"], data["cpu_ms"])
+                          config_text(slots, data["ray"]), data["send_s"], data["cpu_ms"], data.get("cpu_by_kind", {}))
     finally:
         if ok:
             shutil.rmtree(temp, ignore_errors=True)

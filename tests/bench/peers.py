@@ -14,10 +14,10 @@ import importlib.util
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from cpu_account import machine_cpu
+from cpu_account import CpuSnapshot, peer_kind_of, snapshot
 from harness import Row
 
 GOAL_RATIO = 2.0
@@ -43,31 +43,41 @@ class PeerResult:
     config: str            # how the peer was set up, printed next to its number
     send_s: float = 0.0    # how long the driver took to send the N start tasks
     cpu_ms: float | None = None  # machine CPU (all processes) per task execution over the measured window
+    cpu_by_kind: dict[str, float] = field(default_factory=dict)  # the same by process kind
 
     def line(self) -> str:
         """One human-readable line: the number next to the configuration."""
         cpu = "" if self.cpu_ms is None else f", {self.cpu_ms:.2f} ms machine CPU/task"
+        if self.cpu_by_kind:
+            cpu += " (" + ", ".join(f"{k} {v:.2f}" for k, v in self.cpu_by_kind.items()) + ")"
         return (f"{self.peer:<12} c={self.slots}: {self.rate:7.1f} tasks/s ({self.executions} executions in "
                 f"{self.wall_s:.2f}s; sent in {self.send_s:.2f}s; startup {self.startup_s:.1f}s{cpu})\n"
                 f"               config: {self.config}")
 
 
 class CpuMeter:
-    """The machine's busy CPU seconds between `start()` and `stop()`, per task execution."""
+    """The machine's busy CPU between `start()` and `stop()` per task execution, in all and by process kind
+    (cpu_account.peer_kind_of: the peer's processes, redis, postgres, kafka, the driver, the rest)."""
 
     def __init__(self) -> None:
-        self.busy0 = 0.0
-        self.busy1 = 0.0
+        self.begin = self.end = CpuSnapshot({}, 0.0, 0.0)
 
     def start(self) -> None:
-        self.busy0 = machine_cpu()[0]
+        self.begin = snapshot(peer_kind_of)
 
     def stop(self) -> None:
-        self.busy1 = machine_cpu()[0]
+        self.end = snapshot(peer_kind_of)
 
     def ms_per_task(self, tasks: int) -> float:
-        """Busy CPU ms per task execution."""
-        return (self.busy1 - self.busy0) * 1e3 / max(1, tasks)
+        """Busy CPU ms per task execution, the whole machine."""
+        return (self.end.busy_s - self.begin.busy_s) * 1e3 / max(1, tasks)
+
+    def by_kind(self, tasks: int) -> dict[str, float]:
+        """CPU ms per task execution by process kind (processes that ended meanwhile are not counted)."""
+        kinds = sorted(set(self.begin.by_kind) | set(self.end.by_kind))
+        out = {k: (self.end.by_kind.get(k, 0.0) - self.begin.by_kind.get(k, 0.0)) * 1e3 / max(1, tasks)
+               for k in kinds}
+        return {k: round(v, 2) for k, v in out.items() if v >= 0.005}
 
 
 def peers_python() -> Path:

@@ -33,11 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--commit-interval", type=float, default=1.0)
     parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--fetch-wait-ms", type=int, default=50)
     args = parser.parse_args(argv)
     app = Application(broker_address=args.broker, consumer_group=f"{args.prefix}.{args.stage}",
                       processing_guarantee="exactly-once", auto_offset_reset="earliest",
                       commit_interval=args.commit_interval, state_dir=args.state_dir, loglevel="WARNING",
-                      use_changelog_topics=False)
+                      use_changelog_topics=False,
+                      # The engine's own client settings (scalebox_stream/kafka/config.py, transactions.py): short
+                      # fetch waits, and back-to-back transactions that do not sit out librdkafka's 100 ms backoff.
+                      consumer_extra_config={"fetch.wait.max.ms": args.fetch_wait_ms},
+                      producer_extra_config={"retry.backoff.ms": 1, "retry.backoff.max.ms": 100, "linger.ms": 0})
     config = TopicConfig(num_partitions=args.partitions, replication_factor=1)
     source = app.topic(f"{args.prefix}.{args.stage}", value_deserializer="json", config=config)
     sink = app.topic(f"{args.prefix}.{'b' if args.stage == 'a' else 'done'}", value_serializer="json", config=config)

@@ -19,7 +19,7 @@ import sys
 import time
 
 import ray
-from cpu_account import machine_cpu
+from cpu_account import peer_kind_of, snapshot
 
 
 def spawn(i: int) -> None:
@@ -62,18 +62,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pipelines(-10 * c, 4 * c)  # warm-up: every worker process started and used
         startup_s = time.time() - started
-        busy0 = machine_cpu()[0]
+        begin = snapshot(peer_kind_of)
         first_send = time.time()
         refs = [stage_a.remote(i) for i in range(args.tasks)]
         send_s = time.time() - first_send
         ray.get(ray.get(refs))
         seen = time.time()
-        busy1 = machine_cpu()[0]
+        end = snapshot(peer_kind_of)
     finally:
         ray.shutdown()
     wall_s = seen - first_send
+    tasks = 2 * args.tasks
+    by_kind = {k: round((v - begin.by_kind.get(k, 0.0)) * 1e3 / tasks, 2) for k, v in end.by_kind.items()}
     print(json.dumps({"wall_s": wall_s, "send_s": send_s, "startup_s": startup_s,
-                      "cpu_ms": (busy1 - busy0) * 1e3 / (2 * args.tasks), "ray": ray.__version__}), flush=True)
+                      "cpu_ms": (end.busy_s - begin.busy_s) * 1e3 / tasks,
+                      "cpu_by_kind": {k: v for k, v in by_kind.items() if v >= 0.005}, "ray": ray.__version__}),
+          flush=True)
     return 0
 
 
