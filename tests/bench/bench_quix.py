@@ -34,9 +34,10 @@ from scalebox_stream.kafka.config import admin_config
 from scalebox_stream.kafka.topics import ensure_topics
 
 PARTITIONS = 8
-COMMIT_INTERVAL_S = 0.5
+COMMIT_INTERVAL_S = 0.25
 """Quix's checkpoint interval (its default is 5 s): exactly-once output is visible downstream only when the
-checkpoint's transaction commits, so a long interval holds stage b back; a short one pays more transactions."""
+checkpoint's transaction commits, so a long interval holds stage b back at the end of a run; a short one pays
+more transactions. Between 0.1 s and 1 s the rate of 400 pipelines did not change beyond the noise."""
 
 
 def config_text(slots: int, commit_interval: float) -> str:

@@ -30,8 +30,9 @@ def kind_of(cmdline: str) -> str:
 
 def peer_kind_of(cmdline: str) -> str:
     """The kind of a process during a peer benchmark (what it spawned counts with it)."""
-    for marker, kind in (("kafka.Kafka", "kafka"), ("redis-server", "redis"), ("celery", "celery"),
-                         ("quix_app", "quix"), ("ray", "ray"), ("postgres", "postgres"), ("tests/bench/", "driver")):
+    # postgres first: a backend process's command line names its database, e.g. sbx_bench_celery_<tag>
+    for marker, kind in (("postgres", "postgres"), ("kafka.Kafka", "kafka"), ("redis-server", "redis"),
+                         ("celery", "celery"), ("quix_app", "quix"), ("ray", "ray"), ("tests/bench/", "driver")):
         if marker in cmdline:
             return kind
     return "other"
