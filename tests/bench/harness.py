@@ -1,7 +1,7 @@
 """Shared pieces of the benchmarks: services, a deployed app driven like production, spawn baselines,
 percentiles, the result rows and the cleanup of every process a benchmark starts.
 
-Not a benchmark itself; `bench_engine.py`, `bench_latency.py`, `bench_celery.py` and `run_all.py` import it.
+Not a benchmark itself; `bench_engine.py`, `bench_latency.py`, the peer benchmarks and `run_all.py` import it.
 """
 
 from __future__ import annotations
