@@ -43,6 +43,7 @@ more transactions. Between 0.1 s and 1 s the rate of 400 pipelines did not chang
 def config_text(slots: int, commit_interval: float) -> str:
     """The configuration printed next to the number."""
     return (f"quixstreams, processing_guarantee=exactly-once, commit_interval={commit_interval:g}s, "
+            "consumer_poll_timeout=0.05s, "
             f"{slots} app process(es) per stage (one consumer group each), {PARTITIONS} partitions per topic, "
             "subprocess.run(/bin/true) in sdf.apply, the engine's client settings (fetch.wait.max.ms=50; "
             "producer retry.backoff.ms=1, linger.ms=0)")

@@ -34,11 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commit-interval", type=float, default=1.0)
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--fetch-wait-ms", type=int, default=50)
+    parser.add_argument("--poll-timeout", type=float, default=0.05,
+                        help="consumer_poll_timeout (Quix's default 1 s): a checkpoint is due-checked only between "
+                             "polls, so an idle poll of 1 s holds a stage's last records back up to 1 s")
     args = parser.parse_args(argv)
     app = Application(broker_address=args.broker, consumer_group=f"{args.prefix}.{args.stage}",
                       processing_guarantee="exactly-once", auto_offset_reset="earliest",
                       commit_interval=args.commit_interval, state_dir=args.state_dir, loglevel="WARNING",
-                      use_changelog_topics=False,
+                      use_changelog_topics=False, consumer_poll_timeout=args.poll_timeout,
                       # The engine's own client settings (scalebox_stream/kafka/config.py, transactions.py): short
                       # fetch waits, and back-to-back transactions that do not sit out librdkafka's 100 ms backoff.
                       consumer_extra_config={"fetch.wait.max.ms": args.fetch_wait_ms},
