@@ -75,16 +75,21 @@ def wait_groups(admin: AdminClient, groups: list[str], members: int, procs: list
 
 def count_done(consumer: Consumer, expected: int, procs: list[subprocess.Popen], timeout_s: float,
                measured: bool) -> float:
-    """Read `.done` until `expected` records (warm-up ones if not `measured`, else the measured ones) are seen;
-    time.time() then."""
-    seen = 0
+    """Read `.done` until `expected` distinct pipelines (warm-up ones if not `measured`, else the measured ones)
+    are seen; time.time() then. A pipeline seen twice is an error (exactly-once would be broken)."""
+    seen: set[int] = set()
     deadline = time.monotonic() + timeout_s
-    while seen < expected:
+    while len(seen) < expected:
         for message in consumer.consume(500, 0.05):
-            if message.error() is None and (json.loads(message.value())["i"] >= 0) == measured:
-                seen += 1
+            if message.error() is not None:
+                continue
+            i = json.loads(message.value())["i"]
+            if (i >= 0) == measured:
+                if i in seen:
+                    raise RuntimeError(f"Quix: pipeline {i} done twice")
+                seen.add(i)
         if time.monotonic() > deadline:
-            raise TimeoutError(f"Quix: {seen}/{expected} pipelines done after {timeout_s:.0f}s")
+            raise TimeoutError(f"Quix: {len(seen)}/{expected} pipelines done after {timeout_s:.0f}s")
         for proc in procs:
             if proc.poll() is not None:
                 raise RuntimeError(f"a Quix application exited with code {proc.returncode}")
