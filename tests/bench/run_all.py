@@ -9,7 +9,7 @@
    Redis and with a PostgreSQL result backend, Ray tasks (goal: engine >= 2x the best peer at every concurrency)
 
 Goals are reported, never asserted: the exit code is 0 when every benchmark ran to completion and non-zero
-on errors (a service down, a child that died, a timeout). `--smoke` is a short version of each (~3 minutes
+on errors (a service down, a child that died, a timeout). `--smoke` is a short version of each (1-3 minutes
 on the 2-core development VM), meant for CI; it leaves Ray out (its wheel is large and its start slow). A peer
 whose dependencies are missing is skipped, loudly (.ci/install-bench-deps.sh installs them; `--ray` adds Ray).
 """
