@@ -1,15 +1,17 @@
-"""The peer comparison: the engine's two-stage no-op pipeline on Celery, same machine, same run.
+"""Celery at its best on the engine's two-stage /bin/true pipeline, same machine, same run.
 
     .ci/install-bench-deps.sh    # once: redis-server, celery[redis,sqlalchemy], py-spy
-    .venv/bin/python tests/bench/bench_celery.py [--tasks 2000] [--slots 2] [--smoke]
+    .venv/bin/python tests/bench/bench_celery.py [--tasks 2000] [--slots 1,2,4] [--backend redis,pg] [--smoke]
 
-Celery side: a private `redis-server --save '' --appendonly no` on a free port as the broker, the PostgreSQL
-result backend (`db+postgresql+psycopg://...`, a fresh database `sbx_bench_celery_<tag>`), and one prefork
-worker per stage queue with `-c SLOTS` (the engine runs one agent per module with SLOTS slots; both sides get
-the same concurrency per stage). Each task runs /bin/true with subprocess.run; stage a is chained to stage b
-(`chain(stage_a.s(i), stage_b.s())`). Throughput = task executions (2N) / (first send -> every result
-SUCCESS in PostgreSQL), after a warm-up chain. The engine is run with the same N and slots (bench_engine),
-unless run_all.py passes its numbers. Goal: engine >= 1.5x Celery.
+Celery side: a private `redis-server --save '' --appendonly no` on a free port as the broker; the result backend
+is either that Redis (db 1) or PostgreSQL (`db+postgresql+psycopg://...`, a fresh database
+`sbx_bench_celery_<tag>`). One prefork worker per stage queue with `-c C` (the engine runs one agent per module
+with C slots), tuned: acks_late with reject_on_worker_lost (a task is acknowledged once done and redelivered if
+its process dies, the durability closest to the engine's), worker_prefetch_multiplier 1 and `-O fair` (no task
+waits behind a busy child while another is idle). Each task runs /bin/true with subprocess.run; stage a is
+chained to stage b (`chain(stage_a.s(i), stage_b.s())`). The driver sends every chain over one producer
+connection and does not wait on results one by one: it counts stored results in the backend (SQL count /
+Redis DBSIZE). Throughput = task executions (2N) / (first send -> 2N results stored), after a warm-up chain.
 """
 
 from __future__ import annotations
@@ -23,32 +25,22 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from urllib.parse import quote
 
 import harness
+import peers
 import psycopg
 import testpath  # noqa: F401  (tests/ on sys.path: `support`)
-from harness import Row, say
+from harness import say
+from peers import PeerResult
 from support import verify
 
-GOAL_RATIO = 1.5
 BENCH_DIR = Path(__file__).resolve().parent
-
-
-@dataclass
-class CeleryResult:
-    """One Celery run."""
-
-    slots: int
-    pipelines: int
-    executions: int
-    wall_s: float
-    rate: float            # executions / wall_s
-    backend_s: float       # first send -> last date_done
-    backend_rate: float
-    startup_s: float       # workers started -> warm-up chain stored
+BACKENDS = ("redis", "pg")
+PREFETCH = 1
+OPTIMIZATION = "fair"
 
 
 def free_port() -> int:
@@ -68,12 +60,16 @@ def sqlalchemy_url(dsn: str) -> str:
 
 
 class CeleryStack:
-    """A private redis-server, a result database and the Celery workers; `close()` stops everything."""
+    """A private redis-server, the result backend (Redis db 1 or a PostgreSQL database) and the Celery workers;
+    `close()` stops everything."""
 
-    def __init__(self, pg: str) -> None:
+    def __init__(self, pg: str, backend: str = "pg") -> None:
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed: run .ci/install-bench-deps.sh")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend {backend!r}: one of {BACKENDS}")
         self.pg = pg
+        self.backend = backend
         self.tag = harness.tag()
         self.workdir = harness.bench_dir("celery")
         self.port = free_port()
@@ -81,9 +77,10 @@ class CeleryStack:
         self.dsn: str | None = None
         self.redis: subprocess.Popen | None = None
         self.workers: list[subprocess.Popen] = []
+        self.env: dict[str, str] = {}
 
     def start_services(self) -> None:
-        """Redis (waits for PING) and the result database."""
+        """Redis (waits for PING) and, for the PostgreSQL backend, the result database."""
         log = open(self.workdir / "redis.log", "ab")  # noqa: SIM115 - closed with the process
         self.redis = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -102,18 +99,30 @@ class CeleryStack:
                     log_text = (self.workdir / "redis.log").read_text()
                     raise RuntimeError(f"redis-server did not start: {log_text}") from exc
                 time.sleep(0.1)
-        self.dsn = verify.create_database(self.pg, self.db_name)
-        os.environ["SBX_CELERY_BROKER"] = f"redis://127.0.0.1:{self.port}/0"
-        os.environ["SBX_CELERY_BACKEND"] = sqlalchemy_url(self.dsn)
+        if self.backend == "pg":
+            self.dsn = verify.create_database(self.pg, self.db_name)
+            backend_url = sqlalchemy_url(self.dsn)
+        else:
+            backend_url = f"redis://127.0.0.1:{self.port}/1"
+        self.env = {"SBX_CELERY_BROKER": f"redis://127.0.0.1:{self.port}/0", "SBX_CELERY_BACKEND": backend_url}
 
-    def start_workers(self, slots: int) -> None:
+    def app(self):  # noqa: ANN201 - a celery.Celery, imported lazily
+        """A driver-side Celery app on this stack's broker and backend (a fresh one: Celery caches both per app)."""
+        import celery_app
+
+        return celery_app.make_app(self.env["SBX_CELERY_BROKER"], self.env["SBX_CELERY_BACKEND"])
+
+    def start_workers(self, slots: int, prefetch: int, optimization: str, acks_late: bool) -> None:
         """One prefork worker per stage queue, `slots` processes each."""
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BENCH_DIR), os.environ.get("PYTHONPATH", "")])}
+        env = {**os.environ, **self.env, "SBX_CELERY_PREFETCH": str(prefetch),
+               "SBX_CELERY_ACKS_LATE": "1" if acks_late else "0",
+               "PYTHONPATH": os.pathsep.join([str(BENCH_DIR), os.environ.get("PYTHONPATH", "")])}
         for queue in ("sbx_a", "sbx_b"):
             log = open(self.workdir / f"worker-{queue}-{slots}.log", "ab")  # noqa: SIM115
             self.workers.append(subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "-Q", queue, "-c", str(slots),
-                 "-P", "prefork", "-n", f"{queue}-{self.tag}-{slots}@%h", "-l", "WARNING"],
+                 "-P", "prefork", "-O", optimization, "--without-gossip", "--without-mingle", "--without-heartbeat",
+                 "-n", f"{queue}-{self.tag}-{slots}@%h", "-l", "WARNING"],
                 cwd=BENCH_DIR, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True))
             log.close()
@@ -131,37 +140,63 @@ class CeleryStack:
                 logs = "\n".join(p.read_text(errors="replace")[-2000:] for p in self.workdir.glob("worker-*.log"))
                 raise RuntimeError(f"a Celery worker exited with code {proc.returncode}:\n{logs}")
 
-    def counts(self, conn: psycopg.Connection) -> tuple[int, int]:
-        """(SUCCESS, FAILURE) rows in the result table (0, 0 before the workers create it)."""
+    def _results_redis(self):  # noqa: ANN202 - a redis.Redis, imported lazily
+        import redis
+
+        return redis.Redis(port=self.port, db=1)
+
+    def stored(self, conn: psycopg.Connection | None) -> tuple[int, int]:
+        """(results stored, of which FAILURE); in Redis failures are found at the end (`statuses`)."""
+        if conn is None:
+            return int(self._results_redis().dbsize()), 0
         try:
-            row = conn.execute("SELECT count(*) FILTER (WHERE status = 'SUCCESS'), "
-                               "count(*) FILTER (WHERE status = 'FAILURE') FROM celery_taskmeta").fetchone()
+            row = conn.execute("SELECT count(*), count(*) FILTER (WHERE status = 'FAILURE') "
+                               "FROM celery_taskmeta").fetchone()
         except psycopg.errors.UndefinedTable:
             return 0, 0
         return int(row[0]), int(row[1])
 
+    def statuses(self) -> dict[str, int]:
+        """Status -> number of stored results."""
+        if self.dsn is not None:
+            with psycopg.connect(self.dsn) as conn:
+                return dict(conn.execute("SELECT status, count(*) FROM celery_taskmeta GROUP BY 1").fetchall())
+        r = self._results_redis()
+        out: dict[str, int] = {}
+        keys = list(r.scan_iter(match="celery-task-meta-*", count=1000))
+        for value in (r.mget(keys) if keys else []):
+            status = json.loads(value)["status"] if value else "MISSING"
+            out[status] = out.get(status, 0) + 1
+        return out
+
     def wait(self, expected: int, timeout_s: float) -> float:
-        """Wait until `expected` results are SUCCESS; time.time() when seen."""
-        assert self.dsn is not None
+        """Wait until `expected` results are stored, then check they all are SUCCESS; time.time() when seen."""
         deadline = time.monotonic() + timeout_s
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
+        with contextlib.ExitStack() as stack:
+            conn = stack.enter_context(psycopg.connect(self.dsn, autocommit=True)) if self.dsn else None
             while True:
-                ok, failed = self.counts(conn)
+                stored, failed = self.stored(conn)
                 if failed:
                     raise RuntimeError(f"{failed} Celery task(s) failed; logs in {self.workdir}")
-                if ok >= expected:
-                    return time.time()
+                if stored >= expected:
+                    seen = time.time()
+                    break
                 self.check_workers()
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"Celery: {ok}/{expected} results after {timeout_s:.0f}s; "
+                    raise TimeoutError(f"Celery: {stored}/{expected} results after {timeout_s:.0f}s; "
                                        f"logs in {self.workdir}")
-                time.sleep(0.1)
+                time.sleep(0.05)
+        statuses = self.statuses()
+        if set(statuses) != {"SUCCESS"}:
+            raise RuntimeError(f"Celery results not all SUCCESS: {statuses}; logs in {self.workdir}")
+        return seen
 
     def reset_results(self) -> None:
-        """Empty the result table and the broker between runs."""
-        assert self.dsn is not None
-        with psycopg.connect(self.dsn, autocommit=True) as conn, contextlib.suppress(psycopg.errors.UndefinedTable):
-            conn.execute("TRUNCATE celery_taskmeta")
+        """Empty the results and the broker between runs."""
+        if self.dsn is not None:
+            with psycopg.connect(self.dsn, autocommit=True) as conn, \
+                    contextlib.suppress(psycopg.errors.UndefinedTable):
+                conn.execute("TRUNCATE celery_taskmeta")
         import redis
 
         redis.Redis(port=self.port).flushall()
@@ -175,98 +210,105 @@ class CeleryStack:
                 if self.redis is not None:
                     harness.stop_process_group(self.redis, grace_s=5)
             finally:
-                with contextlib.suppress(psycopg.Error):
-                    verify.drop_database(self.pg, self.db_name)
+                if self.dsn is not None:
+                    with contextlib.suppress(psycopg.Error):
+                        verify.drop_database(self.pg, self.db_name)
                 if not keep_logs:
                     shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def run_celery(stack: CeleryStack, slots: int, n: int) -> CeleryResult:
+def config_text(backend: str, slots: int, prefetch: int, optimization: str, acks_late: bool) -> str:
+    """The configuration printed next to the number."""
+    import celery
+
+    result = "Redis db 1" if backend == "redis" else "PostgreSQL (SQLAlchemy, psycopg 3)"
+    return (f"celery {celery.__version__}, prefork -c {slots} per stage queue, -O {optimization}, "
+            f"prefetch_multiplier={prefetch}, acks_late={acks_late} (+reject_on_worker_lost), broker: private Redis "
+            f"(no persistence), results: {result}, chain(stage_a, stage_b), JSON")
+
+
+def run_celery(stack: CeleryStack, slots: int, n: int, prefetch: int = PREFETCH,
+               optimization: str = OPTIMIZATION, acks_late: bool = True) -> PeerResult:
     """Workers with `slots`, a warm-up chain, then N chains; the workers are stopped afterwards."""
     import celery_app
     from celery import chain
 
+    app = stack.app()
+
+    def pipeline(i: int):  # noqa: ANN202 - a celery chain
+        return chain(app.signature(celery_app.STAGE_A, args=(i,)), app.signature(celery_app.STAGE_B))
+
     stack.reset_results()
     started = time.time()
-    stack.start_workers(slots)
+    stack.start_workers(slots, prefetch, optimization, acks_late)
     try:
-        chain(celery_app.stage_a.s(-1), celery_app.stage_b.s()).apply_async()
+        pipeline(-1).apply_async()
         stack.wait(2, timeout_s=120)
         startup_s = time.time() - started
         stack.reset_results()
+        cpu = peers.CpuMeter()
+        cpu.start()
         first_send = time.time()
-        for i in range(n):
-            chain(celery_app.stage_a.s(i), celery_app.stage_b.s()).apply_async()
+        with app.producer_or_acquire() as producer:
+            for i in range(n):
+                pipeline(i).apply_async(producer=producer)
+        send_s = time.time() - first_send
         seen = stack.wait(2 * n, timeout_s=max(180.0, n / 5))
+        cpu.stop()
     finally:
         stack.stop_workers()
-    assert stack.dsn is not None
-    with psycopg.connect(stack.dsn) as conn:
-        last_done = conn.execute("SELECT extract(epoch FROM max(date_done))::float8 FROM celery_taskmeta").fetchone()[0]
-    wall_s, backend_s = seen - first_send, last_done - first_send
-    return CeleryResult(slots, n, 2 * n, wall_s, 2 * n / wall_s, backend_s, 2 * n / backend_s, startup_s)
+        app.close()
+    wall_s = seen - first_send
+    return PeerResult(f"celery-{stack.backend}", slots, n, 2 * n, wall_s, 2 * n / wall_s, startup_s,
+                      config_text(stack.backend, slots, prefetch, optimization, acks_late), send_s,
+                      cpu.ms_per_task(2 * n), cpu.by_kind(2 * n))
 
 
-def report(r: CeleryResult) -> None:
-    """Print one Celery run."""
-    say(f"\n== celery, -c {r.slots} per stage: {r.pipelines} chains = {r.executions} task executions")
-    say(f"  first send -> all SUCCESS in PostgreSQL: {r.wall_s:6.2f}s = {r.rate:7.1f} tasks/s; "
-        f"by date_done: {r.backend_s:.2f}s = {r.backend_rate:.1f} tasks/s (startup {r.startup_s:.1f}s)")
-
-
-def rows(celery: list[CeleryResult], engine: dict[int, float]) -> list[Row]:
-    """Summary rows: engine tasks/s against Celery's at the same concurrency."""
-    out = []
-    for c in celery:
-        e = engine.get(c.slots)
-        if e is None:
-            continue
-        out.append(Row(f"engine vs celery, slots={c.slots}", e, "tasks/s", c.rate, "celery tasks/s", e / c.rate,
-                       f">= {GOAL_RATIO}x", e / c.rate >= GOAL_RATIO))
-    return out
-
-
-def run(tasks: int, slots: list[int], pg: str) -> list[CeleryResult]:
-    """One Celery run per slot count, on one redis and one result database."""
-    stack = CeleryStack(pg)
-    ok = False
-    try:
-        stack.start_services()
-        results = []
-        for s in slots:
-            result = run_celery(stack, s, tasks)
-            report(result)
-            results.append(result)
-        ok = True
-        return results
-    finally:
-        stack.close(keep_logs=not ok)
+def run(tasks: int, slots: list[int], pg: str, backends: tuple[str, ...] = BACKENDS, prefetch: int = PREFETCH,
+        optimization: str = OPTIMIZATION, acks_late: bool = True) -> list[PeerResult]:
+    """For each backend: one redis and result store, one Celery run per concurrency (each printed)."""
+    results = []
+    for backend in backends:
+        stack = CeleryStack(pg, backend)
+        ok = False
+        try:
+            stack.start_services()
+            for s in slots:
+                say(f"  machine {harness.wait_until_idle(timeout_s=10)}")
+                result = run_celery(stack, s, tasks, prefetch, optimization, acks_late)
+                say("  " + result.line())
+                results.append(result)
+            ok = True
+        finally:
+            stack.close(keep_logs=not ok)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=2000)
-    parser.add_argument("--slots", type=harness.parse_ints, default=[2], help="e.g. 1,2,4")
-    parser.add_argument("--smoke", action="store_true", help="200 chains, slots 2")
+    parser.add_argument("--slots", type=harness.parse_ints, default=[1, 2, 4], help="e.g. 1,2,4")
+    parser.add_argument("--backend", default=",".join(BACKENDS), help="result backends: redis, pg or both")
+    parser.add_argument("--prefetch", type=int, default=PREFETCH, help="worker_prefetch_multiplier")
+    parser.add_argument("--optimization", choices=("fair", "default"), default=OPTIMIZATION, help="worker -O")
+    parser.add_argument("--early-ack", action="store_true", help="Celery's default early ack instead of acks_late")
+    parser.add_argument("--smoke", action="store_true", help="200 chains, concurrency 2")
     parser.add_argument("--json", action="store_true")
     harness.add_service_args(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.tasks, args.slots = 200, [2]
-    import bench_engine
-
+    missing = peers.celery_missing()
+    if missing:
+        say(f"SKIPPED: {missing} (run .ci/install-bench-deps.sh)")
+        return 0
     with harness.sigterm_as_interrupt():
         harness.check_services(args.kafka, args.pg)
         say(f"load average before: {harness.load_average()}")
-        celery = run(args.tasks, args.slots, args.pg)
-        engine = {}
-        for s in args.slots:
-            e = bench_engine.run_engine(s, args.tasks, args.kafka, args.pg, max_seconds=180.0)
-            bench_engine.report_short(e)
-            engine[s] = e.rate
-    harness.print_table(rows(celery, engine), "engine vs celery")
+        results = run(args.tasks, args.slots, args.pg, tuple(args.backend.split(",")), args.prefetch,
+                      args.optimization, not args.early_ack)
     if args.json:
-        print(json.dumps({"celery": [asdict(c) for c in celery], "engine": engine}))
+        print(json.dumps([asdict(r) for r in results]))
     return 0
 
 

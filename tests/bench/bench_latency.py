@@ -7,7 +7,7 @@ Modules m1 -> m2 -> m3 (process executor, one slot each): m1 and m2 run `sh -c '
 $WORK_DIR/sink-tasks.txt'` (one task to the next module), m3 runs /bin/true. One start task at a time; the
 next is sent once m3's task is terminal in the projection. Latency = m3's TaskFinished finished_at minus the
 start task's TaskCreated occurred_at (both from the projection, i.e. the producers' clocks on this machine).
-Goal: p50 <= 30 ms. Also prints each hop: created->accepted (Kafka delivery + the agent's poll and its
+Goals: p50 <= 15 ms, p99 <= 40 ms. Also prints each hop: created->accepted (Kafka delivery + the agent's poll and its
 TaskAccepted), accepted->started (slot hand-off, work dir, fork/exec), started->finished (the process), and
 finished->next created (reading sink-tasks.txt and building the child event). The next hop's created->accepted
 is split by an observer (a read-committed consumer of m2's and m3's task topics in this process) into
@@ -36,7 +36,8 @@ from harness import EMIT_ARGV, TRUE, Deployment, Row, pct, say
 from scalebox_stream.events import DecodeError, EventCodec, child_task_id
 from scalebox_stream.kafka.topics import task_topic
 
-GOAL_P50_MS = 30.0
+GOAL_P50_MS = 15.0
+GOAL_P99_MS = 40.0
 MODULES = ("m1", "m2", "m3")
 WARMUP_RUNS = 3
 
@@ -200,7 +201,8 @@ def report(r: LatencyResult) -> None:
     """Print the numbers."""
     say(f"\n== latency, one task through 3 modules, {r.runs} sequential runs (after {WARMUP_RUNS} warm-up runs)")
     say(f"  end to end (first TaskCreated -> m3 finished): p50 {r.p50_ms:.1f} ms, p90 {r.p90_ms:.1f} ms, "
-        f"p99 {r.p99_ms:.1f} ms, max {r.max_ms:.1f} ms (goal p50 <= {GOAL_P50_MS:.0f} ms)")
+        f"p99 {r.p99_ms:.1f} ms, max {r.max_ms:.1f} ms "
+        f"(goals p50 <= {GOAL_P50_MS:.0f} ms, p99 <= {GOAL_P99_MS:.0f} ms)")
     say(f"  baseline, the 3 processes spawned serially: p50 {r.baseline_p50_ms:.2f} ms, p99 {r.baseline_p99_ms:.2f} ms"
         f" -> ratio p50/baseline {r.p50_ms / r.baseline_p50_ms:.1f}x")
     say(f"  (send -> seen terminal in the projection, incl. projector lag: p50 {r.cycle_p50_ms:.1f} ms)")
@@ -210,11 +212,11 @@ def report(r: LatencyResult) -> None:
 
 
 def rows(r: LatencyResult) -> list[Row]:
-    """Summary rows: p50 (with the goal) and p99 (informational)."""
+    """Summary rows: p50 and p99, each with its goal."""
     return [Row("latency 3 modules p50", r.p50_ms, "ms", r.baseline_p50_ms, "3 spawns p50 ms",
                 r.p50_ms / r.baseline_p50_ms, f"<= {GOAL_P50_MS:.0f} ms", r.p50_ms <= GOAL_P50_MS),
             Row("latency 3 modules p99", r.p99_ms, "ms", r.baseline_p99_ms, "3 spawns p99 ms",
-                r.p99_ms / r.baseline_p99_ms, "-", None)]
+                r.p99_ms / r.baseline_p99_ms, f"<= {GOAL_P99_MS:.0f} ms", r.p99_ms <= GOAL_P99_MS)]
 
 
 def main(argv: list[str] | None = None) -> int:

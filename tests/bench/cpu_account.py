@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 TICK_S = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
@@ -24,6 +25,16 @@ def kind_of(cmdline: str) -> str:
         return "agent"
     if "postgres" in cmdline:
         return "postgres"
+    return "other"
+
+
+def peer_kind_of(cmdline: str) -> str:
+    """The kind of a process during a peer benchmark (what it spawned counts with it)."""
+    # postgres first: a backend process's command line names its database, e.g. sbx_bench_celery_<tag>
+    for marker, kind in (("postgres", "postgres"), ("kafka.Kafka", "kafka"), ("redis-server", "redis"),
+                         ("celery", "celery"), ("quix_app", "quix"), ("ray", "ray"), ("tests/bench/", "driver")):
+        if marker in cmdline:
+            return kind
     return "other"
 
 
@@ -44,9 +55,10 @@ def machine_cpu() -> tuple[float, float]:
     return (sum(ticks) - idle) * TICK_S, sum(ticks) * TICK_S
 
 
-def snapshot() -> CpuSnapshot:
+def snapshot(kind_fn: Callable[[str], str] = kind_of) -> CpuSnapshot:
     """Per-kind CPU (a process's own; what agents spawned and reaped counts as "agent children"), and the
-    machine's busy and total CPU time; empty where /proc is missing."""
+    machine's busy and total CPU time; empty where /proc is missing. `kind_fn` names a process's kind from its
+    command line."""
     by_kind: Counter[str] = Counter()
     try:
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
@@ -61,7 +73,7 @@ def snapshot() -> CpuSnapshot:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:  # gone meanwhile
             continue
-        kind = kind_of(cmdline)
+        kind = kind_fn(cmdline)
         by_kind[kind] += (int(fields[11]) + int(fields[12])) * TICK_S
         children = (int(fields[13]) + int(fields[14])) * TICK_S
         by_kind["agent children" if kind == "agent" else kind] += children

@@ -1,7 +1,7 @@
 """Shared pieces of the benchmarks: services, a deployed app driven like production, spawn baselines,
 percentiles, the result rows and the cleanup of every process a benchmark starts.
 
-Not a benchmark itself; `bench_engine.py`, `bench_latency.py`, `bench_celery.py` and `run_all.py` import it.
+Not a benchmark itself; `bench_engine.py`, `bench_latency.py`, the peer benchmarks and `run_all.py` import it.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ def fmt_row(row: Row) -> list[str]:
     verdict = {True: "PASS", False: "FAIL", None: "-"}[row.passed]
     base = "-" if row.baseline is None else f"{row.baseline:,.1f} ({row.baseline_name})"
     ratio = "-" if row.ratio is None else f"{row.ratio:.2f}"
-    return [row.name, f"{row.value:,.1f} {row.unit}", base, ratio, row.goal, verdict]
+    value = "n/a" if math.isnan(row.value) else f"{row.value:,.{2 if abs(row.value) < 10 else 1}f} {row.unit}"
+    return [row.name, value, base, ratio, row.goal, verdict]
 
 
 def print_table(rows: Sequence[Row], title: str) -> None:

@@ -16,10 +16,12 @@ def _smoke(script: str, *args: str, timeout: float = 600) -> str:
     return proc.stdout
 
 
-def test_engine_latency_and_celery_benchmarks_run(kafka_bootstrap, pg_dsn):
+def test_engine_latency_and_peer_benchmarks_run(kafka_bootstrap, pg_dsn):
     out = _smoke("run_all.py", "--kafka", kafka_bootstrap, "--pg", pg_dsn)
-    print(out[-2500:])
+    print(out[-4500:])
     assert "engine 2-stage" in out and "latency 3 modules p50" in out and "engine vs celery" in out
+    assert "engine vs celery-redis" in out and "engine vs celery-pg" in out and "engine vs quix" in out
+    assert "engine vs best peer, c=2" in out and "latency 3 modules p99" in out
 
 
 @pytest.mark.usefixtures("example_images")

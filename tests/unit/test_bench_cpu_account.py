@@ -33,3 +33,14 @@ def test_a_snapshot_of_this_machine_sees_this_process():
     snap = cpu_account.snapshot()
     assert snap.total_s >= snap.busy_s > 0
     assert snap.by_kind.get("other", 0.0) > 0
+
+
+def test_peer_processes_are_grouped_by_peer():
+    from cpu_account import peer_kind_of
+
+    assert peer_kind_of("postgres: postgres sbx_bench_celery_ab12 127.0.0.1(5432) idle") == "postgres"
+    assert peer_kind_of(".venv/bin/python -m celery -A celery_app worker -Q sbx_a -c 2") == "celery"
+    assert peer_kind_of("redis-server 127.0.0.1:40000") == "redis"
+    assert peer_kind_of(".venv-peers/bin/python tests/bench/quix_app.py --stage a") == "quix"
+    assert peer_kind_of("/x/site-packages/ray/core/src/ray/raylet/raylet --node_id=1") == "ray"
+    assert peer_kind_of(".venv/bin/python tests/bench/run_all.py --smoke") == "driver"
