@@ -132,7 +132,8 @@ class Intake:
 
         def cut(why: str) -> list[OutMessage]:  # a value Kafka will not take again: the head of it, marked
             value = (message.value() or b"")[:DEAD_LETTER_HEAD_BYTES]
-            return [OutMessage(DEAD_LETTER_TOPIC, b"", value, [*headers, ("truncated", why.encode()[:1024])]), *extra]
+            key = (message.key() or b"")[:1024]
+            return [OutMessage(DEAD_LETTER_TOPIC, key, value, [*headers, ("truncated", why.encode()[:1024])]), *extra]
 
         self.checkpoint.report(Done(source, message.offset(), tracker.assignment, [record, *extra],
                                     ran_in_slot=False, unsendable=cut))

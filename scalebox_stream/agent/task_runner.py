@@ -14,7 +14,7 @@ from typing import NamedTuple
 from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.limits import bare_result, oversized
 from scalebox_stream.agent.outputs import Children, NoSinkError, OutputRouter
-from scalebox_stream.agent.perspective import cap_text, listing, read_perspective
+from scalebox_stream.agent.perspective import cap_text, listing, read_perspective, storable
 from scalebox_stream.agent.sink import SinkLineError, read_sink_file
 from scalebox_stream.agent.workfiles import program_view
 from scalebox_stream.events import Event, EventCodec, now_us
@@ -180,7 +180,7 @@ class TaskRunner:
         alone, with no retry: built from the task's checked ids and a sanitized text, that report cannot fail."""
         created = task.event
         text = cause if isinstance(cause, str) else f"the attempt crashed: {type(cause).__name__}: {cause}"
-        error = text[:4096].replace("\x00", "\\0").encode("utf-8", "backslashreplace").decode()
+        error = storable(text[:4096])
         if may_retry:
             try:
                 now = now_us()

@@ -79,7 +79,7 @@ def test_a_cause_that_no_event_or_table_could_carry_is_sanitized(tmp_path):
     report = _runner(tmp_path).crash_report(_task(), 0, cause)
     finished, _ = _events(report.records)
     error = finished.payload["error"]
-    assert "\x00" not in error and "\\0" in error and "\\udcff" in error and len(error) < 4200
+    assert "\x00" not in error and "\\x00" in error and "\\udcff" in error and len(error) < 4200
 
 
 def test_an_unpublishable_reports_replacement_is_finished_and_failed_without_retry(tmp_path):
