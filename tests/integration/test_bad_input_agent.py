@@ -50,6 +50,7 @@ msgnul) printf '{"messageText": "a\\u0000b"}' > task-exec.json ;;
 msgsurrogate) printf '{"messageText": "\\udcff"}' > task-exec.json ;;
 labelnul) printf '2023-10-24T10:00:00Z,a\000b\n' > timestamps.txt ;;
 badutf8) printf 'a\377\376b' ;;
+hugestatus) printf '{"statusCode": 100000000000000000000000}' > task-exec.json ;;
 child) echo child-ok > sink-tasks.txt ;;
 esac
 """
@@ -87,6 +88,8 @@ def _program_cases() -> dict[str, tuple]:
         "msgsurrogate": ("succeeded", "succeeded", 0, None, 1),
         "labelnul": ("succeeded", "succeeded", 0, None, 1),
         "badutf8": ("succeeded", "succeeded", 0, None, 1),
+        # the report cannot be built (no event carries that status code): the attempt still ends, as an error
+        "hugestatus": ("failed", "error", 125, "the attempt crashed: ValueError: 100000000000000000000000 (type ", 1),
         "child": ("succeeded", "succeeded", 0, None, 1),
         **{body: ("succeeded", "succeeded", 0, None, 1) for body in WEIRD_BODIES},
     }
