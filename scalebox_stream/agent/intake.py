@@ -91,12 +91,11 @@ class Intake:
     def _failure(self, event: Event, reason: str) -> list[OutMessage]:
         """The TaskFailed that ends a refused task in the projection, if its ids are this agent's own and sound
         (app, module, a UUID): a record that only looks like one of its tasks changes no task."""
-        if self._problem(replace(event, attempt=1, payload={**event.payload, "body": "", "headers": {},
-                                                                 "not_before": None, "parent_task_id": None})):
+        ids = TaskRecord(app=event.app, module=event.module, task_id=event.task_id, attempt=1, body="", headers={})
+        if task_record_problem(ids, self.identity.app, self.identity.module, now_us()):
             return []
         attempt = min(max(event.attempt, 1), MAX_ATTEMPT)
-        return [self.runner.to_events(self.runner.event("TaskFailed", event.task_id, attempt,
-                                                        {"attempts": attempt, "reason": reason[:4096]}))]
+        return [self.runner.failed(event.task_id, attempt, reason[:4096])]
 
     def _after_lost_attempt(self, task: TaskMessage, lost: int) -> TaskMessage | None:
         """Record the attempt a dead agent was running as lost; the next attempt, or None if given up."""

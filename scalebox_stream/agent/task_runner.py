@@ -194,10 +194,8 @@ class TaskRunner:
             except Exception as exc:  # e.g. a retry delay no event can carry: end the task instead
                 log.exception("could not build the report of task %s's crashed attempt", created.task_id)
                 error = f"{error}; its report could not be built ({type(exc).__name__}), so it is not retried"
-        failed = self.event("TaskFailed", created.task_id, created.attempt,
-                            {"attempts": created.attempt, "reason": f"error: exit code 125; {error}"})
         return AttemptReport([self._synthetic_finish(created, created.attempt, "error", 125, error),
-                              self.to_events(failed)], "error")
+                              self.failed(created.task_id, created.attempt, f"error: exit code 125; {error}")], "error")
 
     def _never_ran(self, child: Event, problem: str) -> list[OutMessage]:
         """Records that fail a child task which could not be placed."""
@@ -217,6 +215,11 @@ class TaskRunner:
             "write_bytes": None, "cpu_user_s": None, "cpu_system_s": None, "peak_memory_bytes": None,
             "started_at": now, "finished_at": now, "user_timestamps": [], "emitted_task_ids": [],
             "emitted_modules": []}, module=created.module))
+
+    def failed(self, task_id: str, attempt: int, reason: str, module: str | None = None) -> OutMessage:
+        """The terminal TaskFailed of a task of `module` (default: this agent's) after `attempt` attempts."""
+        return self.to_events(self.event("TaskFailed", task_id, attempt, {"attempts": attempt, "reason": reason},
+                                         module=module or self.module.name))
 
     def _fresh_work_dir(self, task_id: str, attempt: int, slot: int) -> Path:
         """An empty work directory: the slot's own, reused (creating and removing a directory per task
