@@ -8,7 +8,9 @@ commit land together or not at all. The commit metadata also records which attem
 `offsets`), which is how the next owner of a partition recognises the attempts of an agent that died.
 
 The partition trackers move only after the transaction has committed. A failed one keeps everything for the next
-try (the producer's transaction aborted, or the producer replaced after a fatal error). A report whose partition
+try (the producer's transaction aborted, or the producer replaced after a fatal error), except a record Kafka
+refused for good (too large, invalid): the report holding it is replaced by that task's minimal error report,
+so one task's poison never holds the others' reports back. A report whose partition
 was given up meanwhile is dropped: the next owner runs that attempt again.
 
 It also holds the pacing state (when records and positions began to wait, when the last transaction ended) that
@@ -30,7 +32,7 @@ from scalebox_stream.agent.dispatcher import Dispatcher, Source
 from scalebox_stream.agent.offsets import PartitionTracker
 from scalebox_stream.agent.task_runner import OutMessage, TaskMessage
 from scalebox_stream.kafka.errors import failure_refuses_membership
-from scalebox_stream.kafka.transactions import TransactionHung
+from scalebox_stream.kafka.transactions import RecordRefused, TransactionHung
 from scalebox_stream.policy.membership import membership_evidence
 from scalebox_stream.policy.pacing import due_at, held_until, others_running, pending_since, poll_wait, publish_due
 
@@ -47,6 +49,9 @@ class Done:
     records: list[OutMessage]
     ran_in_slot: bool = True
     outcome: str = ""
+    unsendable: Callable[[str], list[OutMessage]] | None = None
+    """The records that replace `records` (given why) when Kafka refuses one of them for good; without it, or
+    if they are refused too, the offset is published with no records."""
 
 
 class Publisher(Protocol):
@@ -169,6 +174,11 @@ class Checkpoint:
         try:
             if self._transact(records + [r for d in finished for r in d.records], finished):
                 self.on_membership(membership_evidence(True))
+        except RecordRefused as exc:
+            self.telemetry.transaction(time.perf_counter() - began, committed=False)
+            self.publisher.abort()
+            self._requeue(*self._without(exc, records, finished))
+            return
         except (KafkaException, TransactionHung) as exc:
             self.telemetry.transaction(time.perf_counter() - began, committed=False)
             self._recover(exc, records, finished)
@@ -206,8 +216,33 @@ class Checkpoint:
             self.publisher.replace()
         elif isinstance(exc, KafkaException):
             self.publisher.abort()
+        self._requeue(records, finished)
+        time.sleep(self.retry_pause_s)
+
+    def _requeue(self, records: list[OutMessage], finished: list[Done]) -> None:
+        """Keep records and reports for the next transaction."""
         for record in records:
             self._outbox.put(record)
         for done in finished:
             self._done.put(done)
-        time.sleep(self.retry_pause_s)
+
+    @staticmethod
+    def _without(exc: RecordRefused, records: list[OutMessage],
+                 finished: list[Done]) -> tuple[list[OutMessage], list[Done]]:
+        """`records` and `finished` without the record Kafka refused for good: the report holding it is
+        replaced by its minimal one (`Done.unsendable`), a lone lifecycle record is dropped. Nothing that can
+        never be sent is tried again, and the other reports go out with the next transaction."""
+        refused = exc.record
+        size = len(refused.value or b"") + len(refused.key or b"")
+        why = f"the report could not be published: a record for {refused.topic} ({size} bytes) was refused: " \
+              f"{exc.args[0].str()}"
+        if any(record is refused for record in records):
+            log.error("dropping a record Kafka refused for good (%s)", why)
+            return [r for r in records if r is not refused], finished
+        for done in finished:
+            if any(record is refused for record in done.records):
+                log.error("replacing the report of %s@%d: %s", done.source, done.offset, why)
+                done.records = done.unsendable(why) if done.unsendable is not None else []
+                done.unsendable = None  # if its replacement is refused as well, the offset goes out bare
+                break
+        return records, finished

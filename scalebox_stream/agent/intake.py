@@ -2,9 +2,11 @@
 
 A message already done (below the partition's watermark, or finished by a previous owner) is skipped. One that
 is not a TaskCreated, or whose fields fail `policy.intake`'s check (ids, attempt, times, module, body and header
-limits), goes to the dead-letter topic with its fault named, and is counted. A task whose attempt a previous
-owner was running when it went away (the partition's lease record says so) gets that attempt recorded as lost,
-then runs as the next attempt, or fails once its attempts were lost `max_lost_attempts` times.
+limits), goes to the dead-letter topic with its fault named, and is counted; if its app, module and task id are
+this agent's own and sound, a TaskFailed naming the fault ends that task, so no projection shows it waiting. A
+task whose attempt a previous owner was running when it went away (the partition's lease record says so) gets
+that attempt recorded as lost, then runs as the next attempt, or fails once its attempts were lost
+`max_lost_attempts` times.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from scalebox_stream.agent.task_runner import OutMessage, TaskMessage, TaskRunne
 from scalebox_stream.agent.telemetry import AgentTelemetry
 from scalebox_stream.events import DecodeError, Event, EventCodec, now_us
 from scalebox_stream.kafka.topics import DEAD_LETTER_TOPIC
-from scalebox_stream.policy.intake import TaskRecord, task_record_problem
+from scalebox_stream.policy.intake import MAX_ATTEMPT, TaskRecord, task_record_problem
 
 log = logging.getLogger(__name__)
 
+DEAD_LETTER_HEAD_BYTES = 64 * 1024
+"""Bytes kept of a poison record's value when Kafka refuses it whole on the dead-letter topic."""
 LOST_EXIT_CODE = 123
 """Scalebox's code for an attempt whose agent went away (its 'global timeout')."""
 
@@ -64,7 +68,7 @@ class Intake:
             self._dead_letter(message, str(exc))
             return
         if problem := self._problem(event):
-            self._dead_letter(message, f"invalid task: {problem}")
+            self._dead_letter(message, f"invalid task: {problem}", self._failure(event, f"invalid task: {problem}"))
             return
         task = TaskMessage(event, message.topic(), message.partition(), message.offset(),
                            assignment=tracker.assignment)
@@ -84,6 +88,15 @@ class Intake:
                             parent_task_id=payload.get("parent_task_id"))
         return task_record_problem(record, self.identity.app, self.identity.module, now_us())
 
+    def _failure(self, event: Event, reason: str) -> list[OutMessage]:
+        """The TaskFailed that ends a refused task in the projection, if its ids are this agent's own and sound
+        (app, module, a UUID): a record that only looks like one of its tasks changes no task."""
+        ids = TaskRecord(app=event.app, module=event.module, task_id=event.task_id, attempt=1, body="", headers={})
+        if task_record_problem(ids, self.identity.app, self.identity.module, now_us()):
+            return []
+        attempt = min(max(event.attempt, 1), MAX_ATTEMPT)
+        return [self.runner.failed(event.task_id, attempt, reason[:4096])]
+
     def _after_lost_attempt(self, task: TaskMessage, lost: int) -> TaskMessage | None:
         """Record the attempt a dead agent was running as lost; the next attempt, or None if given up."""
         created = task.event
@@ -100,8 +113,9 @@ class Intake:
             self.checkpoint.put(record)
         return replace(task, event=replace(created, attempt=lost + 1))
 
-    def _dead_letter(self, message: Any, reason: str) -> None:
-        """Park an undecodable message on the dead-letter topic and move on."""
+    def _dead_letter(self, message: Any, reason: str, records: list[OutMessage] | None = None) -> None:
+        """Park a message that must not run on the dead-letter topic (with `records`, e.g. its task's TaskFailed)
+        and move on."""
         self.poison_count += 1
         self.telemetry.dead_letter()
         log.error("poison message %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), reason)
@@ -112,4 +126,12 @@ class Intake:
         tracker = self.checkpoint.trackers[source]
         tracker.start(message.offset())
         record = OutMessage(DEAD_LETTER_TOPIC, message.key() or b"", message.value() or b"", headers)
-        self.checkpoint.report(Done(source, message.offset(), tracker.assignment, [record], ran_in_slot=False))
+        extra = records or []
+
+        def cut(why: str) -> list[OutMessage]:  # a value Kafka will not take again: the head of it, marked
+            value = (message.value() or b"")[:DEAD_LETTER_HEAD_BYTES]
+            key = (message.key() or b"")[:1024]
+            return [OutMessage(DEAD_LETTER_TOPIC, key, value, [*headers, ("truncated", why.encode()[:1024])]), *extra]
+
+        self.checkpoint.report(Done(source, message.offset(), tracker.assignment, [record, *extra],
+                                    ran_in_slot=False, unsendable=cut))

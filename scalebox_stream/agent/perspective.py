@@ -30,6 +30,19 @@ PERSPECTIVE_FILES = (CUSTOM_OUT, "task-exec.json", "timestamps.txt", "input-file
 """The files read back after an attempt, in the order they are applied."""
 
 
+def storable(text: str) -> str:
+    """`text` as every event and table can hold it: a NUL (which PostgreSQL text refuses, so the projector would
+    dead-letter the report and the task would look running forever) and lone surrogates (which UTF-8 cannot
+    encode) become backslash escapes."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 class PerspectiveError(ValueError):
     """A perspective file that cannot be read."""
 
@@ -83,7 +96,7 @@ def parse_timestamp_lines(text: str) -> list[tuple[int, str | None]]:
         stamp, label = line, None
         for cut in [i for i, ch in enumerate(line) if ch == ","][::-1]:
             try:
-                result.append((parse_timestamp(line[:cut]), line[cut + 1 :].strip() or None))
+                result.append((parse_timestamp(line[:cut]), storable(line[cut + 1 :].strip()) or None))
                 break
             except PerspectiveError:
                 continue
@@ -137,7 +150,7 @@ def _apply_task_exec(perspective: Perspective, data: dict[str, Any], view: Progr
         perspective.status_code = data["statusCode"]
     text = data.get("messageText", data.get("userText"))
     if text is not None:
-        perspective.message_text = str(text)[:MAX_MESSAGE_TEXT_CHARS]
+        perspective.message_text = storable(str(text)[:MAX_MESSAGE_TEXT_CHARS])
     for key, attr in (("inputBytes", "input_bytes"), ("outputBytes", "output_bytes")):
         if isinstance(data.get(key), int):
             setattr(perspective, attr, data[key])
@@ -222,9 +235,9 @@ def cap_text(data: bytes, limit: int, mode: str = "HEAD") -> str:
     """Cap program output to `limit` bytes, Scalebox style, and decode it without ever failing.
 
     `HEAD` (the default) drops the head and keeps the tail; `TAIL` keeps the head. Invalid UTF-8 is
-    kept as backslash escapes. Never more than MAX_TEXT_BYTES are kept.
+    kept as backslash escapes, and so is a NUL (see `storable`). Never more than MAX_TEXT_BYTES are kept.
     """
     limit = min(limit, MAX_TEXT_BYTES)
     if len(data) > limit:
         data = data[-limit:] if mode.upper() == "HEAD" else data[:limit]
-    return data.decode("utf-8", errors="backslashreplace")
+    return storable(data.decode("utf-8", errors="backslashreplace"))

@@ -1,13 +1,16 @@
 """The slot threads: each runs one attempt at a time and, when it ends, takes the next waiting task itself.
 
 A slot checks admission, runs the attempt, counts its outcome against the error budget and hands its report to
-the commit unit; all of it is local or queued, so a slot never waits for the poll thread's transaction.
+the commit unit; all of it is local or queued, so a slot never waits for the poll thread's transaction. An
+attempt that raises anywhere on the way still ends in a report (an error naming the cause, under the retry
+rules), and each report comes with the minimal one that replaces it if Kafka can never take it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Protocol
@@ -28,6 +31,9 @@ class Runner(Protocol):
     def run(self, task: TaskMessage, slot: int, publish: object) -> AttemptReport: ...
 
     def accepted(self, task: TaskMessage, slot: int) -> OutMessage: ...
+
+    def crash_report(self, task: TaskMessage, slot: int, cause: BaseException | str,
+                     may_retry: bool = True) -> AttemptReport: ...
 
 
 class Slots:
@@ -66,6 +72,7 @@ class Slots:
             raise
 
     def _run_attempt(self, task: TaskMessage, slot: int) -> None:
+        """Admit and run one attempt; whatever raises on the way, the task is reported (see `crash_report`)."""
         token = None
         began: float | None = None
         checkpoint = self.checkpoint
@@ -83,13 +90,24 @@ class Slots:
             self.telemetry.attempt_started()
             began = time.perf_counter()
             report = self.runner.run(task, slot, checkpoint.put)
-        except Exception:  # never lose the slot: the attempt stays unreported and will be redelivered
+        except Exception as exc:  # never lose the slot, nor the task: it ends with an error naming the cause
             log.exception("slot %d crashed on task %s", slot, task.event.task_id)
-            report = AttemptReport([], "error")
+            report = self.runner.crash_report(task, slot, exc)
         finally:
-            self.admission.release(token)
+            self._release(token)
         if began is not None:
             self.telemetry.attempt_finished(report.outcome, time.perf_counter() - began)
         if not self.abandoned:
             self.control.count(report.outcome)  # before this slot may take another task
-            checkpoint.report(Done(task.source, task.offset, task.assignment, report.records, outcome=report.outcome))
+            checkpoint.report(Done(task.source, task.offset, task.assignment, report.records, outcome=report.outcome,
+                                   unsendable=self._unsendable(task, slot)))
+
+    def _release(self, token: int | None) -> None:
+        try:
+            self.admission.release(token)
+        except Exception:  # a host token that cannot be closed must not cost the attempt its report
+            log.exception("could not release the host token %s", token)
+
+    def _unsendable(self, task: TaskMessage, slot: int) -> Callable[[str], list[OutMessage]]:
+        """What replaces the task's report if Kafka can never take it: its minimal error report."""
+        return lambda reason: self.runner.crash_report(task, slot, reason, may_retry=False).records

@@ -14,7 +14,7 @@ from typing import NamedTuple
 from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.limits import bare_result, oversized
 from scalebox_stream.agent.outputs import Children, NoSinkError, OutputRouter
-from scalebox_stream.agent.perspective import Perspective, cap_text, listing, read_perspective
+from scalebox_stream.agent.perspective import Perspective, cap_text, listing, read_perspective, storable
 from scalebox_stream.agent.sink import SinkLineError, read_sink_file
 from scalebox_stream.agent.workfiles import program_view
 from scalebox_stream.events import (
@@ -176,6 +176,31 @@ class TaskRunner:
         return self._synthetic_finish(created, attempt, "lost", exit_code,
                                       "attempt lost: its agent stopped without reporting it; detected by "
                                       f"{self.identity.agent_id} from the partition's lease record")
+
+    def crash_report(self, task: TaskMessage, slot: int, cause: BaseException | str,
+                     may_retry: bool = True) -> AttemptReport:
+        """The report of an attempt that raised instead of ending (`cause`: the exception), or whose report can
+        never be published (`cause`: why): a TaskFinished `error` (exit code 125) naming the cause, then the
+        retry rules. If even that cannot be built, or `may_retry` is False, the TaskFinished and a TaskFailed
+        alone, with no retry: built from the task's checked ids and a sanitized text, that report cannot fail."""
+        created = task.event
+        text = cause if isinstance(cause, str) else f"the attempt crashed: {type(cause).__name__}: {cause}"
+        error = storable(text[:4096])
+        if may_retry:
+            try:
+                now = now_us()
+                result = ExecResult(exit_code=125, error=error, started_at_us=now, finished_at_us=now)
+                verdict = self._verdict(created, result, error, may_retry=True)
+                records = [self._synthetic_finish(created, created.attempt, verdict.outcome, 125, error),
+                           *self._follow_up(created, verdict, 125, error)]
+                if (too_big := oversized(records)) is None:
+                    return AttemptReport(records, verdict.outcome)
+                error = f"{error}; {too_big}"
+            except Exception as exc:  # e.g. a retry delay no event can carry: end the task instead
+                log.exception("could not build the report of task %s's crashed attempt", created.task_id)
+                error = f"{error}; its report could not be built ({type(exc).__name__}), so it is not retried"
+        return AttemptReport([self._synthetic_finish(created, created.attempt, "error", 125, error),
+                              self.failed(created.task_id, created.attempt, f"error: exit code 125; {error}")], "error")
 
     def _never_ran(self, child: Event, problem: str) -> list[OutMessage]:
         """Records that fail a child task which could not be placed."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -27,8 +28,25 @@ _COORDINATOR_MOVING = frozenset({KafkaError.NOT_COORDINATOR, KafkaError.COORDINA
                                  KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN})
 
 
+_NEVER_SENDABLE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError._INVALID_ARG, KafkaError._UNKNOWN_TOPIC,
+                             KafkaError._UNKNOWN_PARTITION, KafkaError.TOPIC_EXCEPTION, KafkaError.INVALID_RECORD,
+                             KafkaError.INVALID_MSG, KafkaError.RECORD_LIST_TOO_LARGE})
+"""What `produce()` says of a record it will never take, however often it is tried (too large, invalid, for a
+topic that does not exist); any other error concerns the producer or the cluster, and passes."""
+QUEUE_FULL_WAIT_S = 0.05
+
+
 class TransactionHung(RuntimeError):
     """A transactional call did not return; the producer was replaced."""
+
+
+class RecordRefused(KafkaException):
+    """`produce()` refused one record for good (see `_NEVER_SENDABLE`): `record` is the one; the transaction is
+    still open (abort it)."""
+
+    def __init__(self, error: KafkaError, record: Any) -> None:
+        super().__init__(error)
+        self.record = record
 
 
 class TransactionalPublisher:
@@ -73,7 +91,7 @@ class TransactionalPublisher:
         producer = self.producer
         producer.begin_transaction()
         for record in records:
-            producer.produce(record.topic, key=record.key, value=record.value, headers=record.headers)
+            self._produce(producer, record)
 
         def commit() -> None:
             if offsets:
@@ -81,6 +99,24 @@ class TransactionalPublisher:
             producer.commit_transaction(self.timeout_s)
 
         self._guarded(commit, 2 * self.timeout_s)
+
+    def _produce(self, producer: Any, record: Any) -> None:
+        """Produce one record; a full local queue is drained (transient) for up to `timeout_s`; a record
+        that can never be sent raises RecordRefused."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                producer.produce(record.topic, key=record.key, value=record.value, headers=record.headers)
+                return
+            except BufferError:
+                if time.monotonic() > deadline:
+                    raise KafkaException(KafkaError(KafkaError._QUEUE_FULL, "the producer's queue stayed full")) \
+                        from None
+                producer.poll(QUEUE_FULL_WAIT_S)
+            except KafkaException as exc:
+                if exc.args[0].code() in _NEVER_SENDABLE:
+                    raise RecordRefused(exc.args[0], record) from exc
+                raise
 
     def abort(self) -> None:
         """Abort the open transaction; a producer that cannot is replaced."""

@@ -2,7 +2,8 @@
 
 `FakeBroker` holds partitions of messages, the group's committed positions (with their metadata) and every
 committed transaction. `FakeProducer` is a transactional producer whose transactions land there when they
-commit; the broker can be told to fail the next commit (retriable, fatal, or as from a non-member) or to hang it.
+commit; the broker can be told to fail the next commit (retriable, fatal, or as from a non-member) or to hang it,
+to refuse some records at `produce()` for good, or to report a full queue.
 `FakeConsumer` consumes the broker's partitions, reports partition ends, pauses and resumes, answers
 `committed()`, and runs the rebalance callbacks (inside `poll`/`consume`, as librdkafka does, or at once).
 """
@@ -61,6 +62,10 @@ class FakeBroker:
     """The name of the thread that made each client."""
     commit_failures: deque[str] = field(default_factory=deque)
     init_failures: deque[str] = field(default_factory=deque)
+    refused: dict[bytes, int] = field(default_factory=dict)
+    """Record values `produce()` refuses with a KafkaException of that error code, every time."""
+    queue_full: int = 0
+    """How many more `produce()` calls raise BufferError (a full local queue) before they succeed."""
     hang: threading.Event | None = None
     """While set to an unset event, commits wait for it (a hung broker)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -113,7 +118,15 @@ class FakeProducer:
 
     def produce(self, topic: str, key: Any = None, value: Any = None, headers: Any = None) -> None:
         assert self.in_transaction, "produce outside a transaction"
+        if (code := self.broker.refused.get(value)) is not None:
+            raise KafkaException(KafkaError(code, f"fake refusal of a record for {topic}"))
+        if self.broker.queue_full:
+            self.broker.queue_full -= 1
+            raise BufferError("Local: Queue full")
         self.pending.append((topic, key, value, headers))
+
+    def poll(self, timeout: float) -> int:
+        return 0
 
     def send_offsets_to_transaction(self, offsets: list[TopicPartition], group_metadata: Any,
                                     timeout: float) -> None:

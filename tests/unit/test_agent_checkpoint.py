@@ -1,10 +1,12 @@
 """The commit unit against the fake Kafka edge: reports, records and positions in one transaction; trackers move
-only after a commit; a failed transaction keeps everything for the next; a revoked partition's report is dropped."""
+only after a commit; a failed transaction keeps everything for the next, but a record Kafka refuses for good is
+never tried again; a revoked partition's report is dropped."""
 
 from __future__ import annotations
 
 import time
 
+from confluent_kafka import KafkaError
 from fakes.agent import P0, P1, done, parts, task
 
 from scalebox_stream.agent.checkpoint import Done
@@ -186,3 +188,65 @@ def test_pacing_the_gap_holds_reports_while_others_run():
     assert p.checkpoint.poll_wait(time.monotonic()) > 0
     p.checkpoint.last_publish = time.monotonic() - 1.0
     assert p.checkpoint.due()
+
+
+def test_a_record_kafka_refuses_for_good_fails_its_task_and_the_other_reports_go_out():
+    p = parts()
+    p.consumer.assign(P0)
+    poison, fine = p.take(task(0)), p.take(task(1))
+    replaced: list[str] = []
+
+    def minimal(why: str) -> list[OutMessage]:
+        replaced.append(why)
+        return [OutMessage("sbx.events", poison.event.task_id, b"minimal error report")]
+
+    p.broker.refused[b"huge report"] = KafkaError.MSG_SIZE_TOO_LARGE
+    p.checkpoint.report(done(poison, b"huge report", unsendable=minimal))
+    p.checkpoint.report(done(fine, b"fine report"))
+    p.checkpoint.publish()  # refused: aborted, the poisoned report replaced, nothing waits out a pause
+    assert not p.broker.transactions and p.timer.results == [False] and p.broker.producers[0].aborts == 1
+    (why,) = replaced
+    assert why.startswith("the report could not be published: a record for sbx.events (") and "refusal" in why
+    p.checkpoint.publish()
+    (txn,) = p.broker.transactions
+    assert _records(txn) == [b"minimal error report", b"fine report"] and txn.offsets == {P0: (2, "")}
+    assert p.dispatcher.in_flight == 0
+
+
+def test_a_replacement_refused_as_well_leaves_the_offset_bare_and_a_lone_record_is_dropped():
+    p = parts()
+    p.consumer.assign(P0)
+    t = p.take(task(0))
+    p.broker.refused[b"bad"] = KafkaError._UNKNOWN_TOPIC
+    p.broker.refused[b"also bad"] = KafkaError.MSG_SIZE_TOO_LARGE
+    p.checkpoint.put(OutMessage("sbx.events", "agent", b"bad"))
+    p.checkpoint.report(done(t, b"also bad", unsendable=lambda why: [OutMessage("sbx.events", "t", b"bad")]))
+    for _ in range(4):
+        p.checkpoint.publish()
+    (txn,) = p.broker.transactions  # three refusals, then the offset goes out: no retry forever
+    assert txn.records == [] and txn.offsets == {P0: (1, "")} and p.timer.results == [False] * 3 + [True]
+
+
+def test_a_full_queue_is_transient_the_record_goes_out_after_a_poll():
+    p = parts()
+    p.consumer.assign(P0)
+    p.broker.queue_full = 3
+    p.checkpoint.report(done(p.take(task(0))))
+    p.checkpoint.publish()
+    (txn,) = p.broker.transactions
+    assert _records(txn) == [b"finished 0"] and p.timer.results == [True]
+
+
+def test_other_produce_errors_keep_todays_retry():
+    p = parts()
+    p.consumer.assign(P0)
+    t = p.take(task(0))
+    p.broker.refused[b"finished 0"] = KafkaError._STATE  # about the producer, not the record
+    p.checkpoint.report(done(t))
+    p.checkpoint.publish()
+    p.checkpoint.publish()
+    assert not p.broker.transactions and p.timer.results == [False, False]
+    del p.broker.refused[b"finished 0"]
+    p.checkpoint.publish()
+    (txn,) = p.broker.transactions
+    assert _records(txn) == [b"finished 0"]

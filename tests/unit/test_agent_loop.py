@@ -9,6 +9,7 @@ import threading
 import time
 from dataclasses import replace
 
+from confluent_kafka import KafkaError
 from fakes.agent import CODEC, TOPIC, created
 from fakes.kafka import FakeBroker
 
@@ -147,3 +148,25 @@ def test_invalid_task_records_are_dead_lettered_with_their_fault_and_the_rest_ru
                       "invalid task: the task body contains a NUL byte (at character 1)",
                       "invalid task: module 'other' is not this agent's module 'm'"]
     assert agent.intake.poison_count == len(bad)
+    # the three with this agent's own sound ids are ended in the projection; the others change no task
+    failed = {e.task_id: e for e in _events(broker) if e.event_type == "TaskFailed"}
+    assert set(failed) == {bad[1].task_id, bad[2].task_id, bad[3].task_id}
+    assert failed[bad[1].task_id].attempt == 1 and failed[bad[1].task_id].payload["reason"] == faults[1]
+    assert failed[bad[3].task_id].payload["reason"] == faults[3]
+
+
+def test_a_poison_record_kafka_refuses_whole_is_dead_lettered_by_its_head_and_the_rest_run(tmp_path):
+    """Its value fit the topic it came from, not the dead-letter topic: the head of it goes there, marked."""
+    broker = FakeBroker()
+    poison, good = b"\xff" * 70_000, created()
+    broker.refused[poison] = KafkaError.MSG_SIZE_TOO_LARGE
+    broker.append(TOPIC, 0, poison, key=b"k")
+    broker.append(TOPIC, 0, CODEC.encode(good), key=good.task_id)
+    _run(tmp_path, broker, 2)
+    assert broker.committed[P0][0] == 2
+    ((_, _, value, headers),) = [r for t in broker.transactions for r in t.on(DEAD_LETTER_TOPIC)]
+    headers = dict(headers)
+    assert value == poison[:65536] and headers["error"].startswith(b"not Avro")
+    assert headers["truncated"].startswith(f"the report could not be published: a record for {DEAD_LETTER_TOPIC} "
+                                           "(70001 bytes) was refused".encode())
+    assert {e.task_id for e in _events(broker) if e.event_type == "TaskFinished"} == {good.task_id}

@@ -1,5 +1,5 @@
-"""Slots: a refused task goes back to the dispatcher, a crashing attempt keeps its slot, an abandoned one is not
-reported."""
+"""Slots: a refused task goes back to the dispatcher, a crashing attempt keeps its slot and is reported, an
+abandoned one is not reported."""
 
 from __future__ import annotations
 
@@ -41,6 +41,9 @@ class _Runner:
 
     def accepted(self, t, slot) -> OutMessage:
         return OutMessage("test.accepted", t.event.task_id, str(slot).encode())
+
+    def crash_report(self, t, slot, cause, may_retry=True) -> AttemptReport:
+        return AttemptReport([OutMessage("test.crashed", t.event.task_id, str(cause).encode())], "error")
 
 
 def _slots(p, runner, admission) -> Slots:
@@ -98,6 +101,8 @@ def test_a_crashing_attempt_is_reported_as_an_error_and_the_slot_goes_on():
     _settle(p)
     p.checkpoint.publish()
     assert p.broker.committed[P0] == (2, "") and p.dispatcher.in_flight == 0
+    records = [r for txn in p.broker.transactions for r in txn.records]
+    assert [(r[0], r[2]) for r in records] == [("test.crashed", b"runner bug")] * 2  # never committed bare
     slots.shutdown()
 
 

@@ -96,3 +96,15 @@ def test_a_perspective_file_that_is_a_directory_is_skipped(tmp_path):
 def test_a_missing_work_dir_reads_as_empty(tmp_path):
     p = read_perspective(tmp_path / "gone")
     assert (p.custom_out, p.status_code, p.problems) == (b"", None, [])
+
+
+def test_text_no_event_or_table_could_hold_is_escaped(tmp_path):
+    """A NUL would make PostgreSQL refuse the report (the task would look running forever); a lone surrogate
+    could not be encoded at all."""
+    assert cap_text(b"before\x00after", 100) == "before\\x00after"
+    (tmp_path / "task-exec.json").write_text(json.dumps({
+        "messageText": "a\x00b\udcff", "timestamps": [{"timestamp": "2023-10-24T10:00:00Z", "label": "l\x00"}]}))
+    (tmp_path / "timestamps.txt").write_bytes(b"2023-10-24T10:00:01Z,t\x00\n")
+    p = read_perspective(tmp_path)
+    assert p.message_text == "a\\x00b\\udcff"
+    assert p.timestamps == [(BASE, "l\\x00"), (BASE + 1_000_000, "t\\x00")]
