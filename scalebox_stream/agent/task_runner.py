@@ -109,6 +109,7 @@ class TaskRunner:
         self.stamp = EventStamp.for_agent(identity)
         self.outputs = OutputRouter(spec, self.stamp, identity, directory)
         self.tools = ToolServer(tool_handler) if in_task_tools else None
+        self._channels: dict[int, ToolChannel] = {}
         """Serves the in-task tools' requests (see agent/tools.py); its thread starts with the first attempt."""
 
     def to_events(self, event: Event) -> OutMessage:
@@ -256,9 +257,12 @@ class TaskRunner:
         """The slot's channel for the in-task tools (made on its first attempt), or None without tools."""
         if self.tools is None:
             return None
+        if (channel := self._channels.get(slot)) is not None:
+            return channel
         path = self.work_root / self.spec.name / self.module.name / f"{self.identity.agent_id}.slot{slot}.tools"
         try:
-            return self.tools.channel(str(slot), path)
+            channel = self._channels[slot] = self.tools.channel(str(slot), path)
+            return channel
         except (OSError, RuntimeError):
             log.exception("no in-task tool channel for slot %d", slot)
             return None

@@ -197,6 +197,8 @@ class ToolChannel:
         self._lock = threading.Lock()
         self._caller: Caller | None = None
         self._pending = 0
+        self._used = False
+        """Whether anything came on the FIFO since the last cleanup (a task that uses no tool costs no listing)."""
 
     def take(self) -> bool:
         """Count one more request waiting for a worker; False when MAX_PENDING already wait."""
@@ -223,9 +225,12 @@ class ToolChannel:
             self._caller = caller
 
     def end(self) -> None:
-        """The attempt is over: later requests are refused; leftovers of its tools are removed."""
+        """The attempt is over: later requests are refused; leftovers of tools are removed if any was used."""
         with self._lock:
             self._caller = None
+            used, self._used = self._used, False
+        if not used:
+            return
         try:
             names = os.listdir(self.path)
         except OSError:
@@ -238,6 +243,7 @@ class ToolChannel:
     def feed(self, data: bytes) -> list[bytes]:
         """The complete request ids in `data` (read from the FIFO); an overlong or malformed line is dropped."""
         ids = []
+        self._used = True
         lines = (self._buffer + data).split(b"\n")
         self._buffer = lines.pop()
         for line in lines:
