@@ -412,8 +412,15 @@ class ToolServer:
         if not stat.S_ISFIFO(info.st_mode):
             log.warning("tool reply %s is not a FIFO: no answer sent", name)
             return
+        try:
+            self._write_fifo(dir_fd, name, data)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=dir_fd)  # the tool has it open (or gave up): it need not remove it
+
+    def _write_fifo(self, dir_fd: int, name: str, data: bytes) -> None:
         deadline = time.monotonic() + self.reply_open_s
-        delay = 0.001
+        delay = 0.0002  # the tool opens it right after its request line: usually within a millisecond or two
         while True:
             try:
                 fd = os.open(name, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
@@ -422,7 +429,7 @@ class ToolServer:
                 if exc.errno != errno.ENXIO or time.monotonic() >= deadline:
                     return  # nobody reads it (the tool is gone), or it is not ours to open
             time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            delay = min(delay * 1.5, 0.02)
         try:
             if not stat.S_ISFIFO(os.fstat(fd).st_mode):
                 return

@@ -108,14 +108,16 @@ sbx_request() {
   _sbx_id=$$
   _sbx_req="$_sbx_ch/$_sbx_id.req"
   _sbx_rep="$_sbx_ch/$_sbx_id.rep"
-  rm -f "$_sbx_req" "$_sbx_rep"
-  trap 'rm -f "$_sbx_req" "$_sbx_rep"' EXIT
+  [ -e "$_sbx_rep" ] && rm -f "$_sbx_rep" # a FIFO left by a killed tool of the same pid
+  trap 'rm -f "$_sbx_req" "$_sbx_rep"' EXIT # the agent removes both when it answers
   trap 'exit 1' HUP INT TERM
   printf '%s\0' sbx1 "${TASK_ID:-}" "${ATTEMPT:-}" "SEMAPHORE_AUTO_CREATE=${SEMAPHORE_AUTO_CREATE:-}" \
     "APP_ID=${APP_ID:-}" -- "$@" > "$_sbx_req" || sbx_die 1 "scalebox: cannot write the request"
   mkfifo "$_sbx_rep" || sbx_die 1 "scalebox: cannot make the reply FIFO"
-  sbx_limit 10 sh -c 'printf "%s\n" "$1" > "$2"' sbx "$_sbx_id" "$_sbx_ch/requests" \
-    || sbx_die 1 "scalebox $*: the agent does not take requests"
+  # read-write: the open never blocks (Linux), even if the agent is gone (then no answer comes, see below)
+  exec 4<>"$_sbx_ch/requests" || sbx_die 1 "scalebox $*: the agent does not take requests"
+  printf '%s\n' "$_sbx_id" >&4 # one short write: never mixed with another tool's line
+  exec 4>&-
   _sbx_out=$(sbx_limit "${SBX_TOOL_TIMEOUT:-120}" cat "$_sbx_rep"; echo .) # the dot keeps trailing newlines
   _sbx_out=${_sbx_out%.}
   case $_sbx_out in
@@ -123,6 +125,7 @@ sbx_request() {
 "*) ;;
     *) sbx_die 1 "scalebox $*: no answer from the agent" ;;
   esac
+  trap - EXIT
   _sbx_code=${_sbx_out%%"
 "*}
   _sbx_text=${_sbx_out#*"
