@@ -229,6 +229,7 @@ class Agent:
         self.directory.close()
         self.slots.shutdown()
         self.executor.close()
+        self.runner.close()
         if not self.dispatcher.in_flight:
             self.runner.remove_slot_work_dirs()
         log.info("agent %s stopped", self.identity.agent_id)

@@ -12,6 +12,13 @@ from scalebox_stream.agent.workfiles import read_one
 from scalebox_stream.policy.limits import check_body, check_headers
 
 SINK_FILE = "sink-tasks.txt"
+OLD_SINK_FILE = "messages.txt"
+"""Scalebox's older name of sink-tasks.txt (read too, before it)."""
+JSONL_SINK_FILE = "sink-tasks.jsonl"
+"""Where the in-task tools (`scalebox task add`, `send-message`) put the tasks they add: one JSON object per
+line, `{"module"?: str, "body": str, "headers"?: {..} | [{..}, ...]}`, so any body round-trips."""
+OUTPUT_FILES = (OLD_SINK_FILE, SINK_FILE, JSONL_SINK_FILE)
+"""The files an attempt's messages are read from, in this order."""
 BLANK = " \t\r"
 """What a blank line may hold (other whitespace, such as `\x0b` or `\u2028`, is a body)."""
 BLANK_BYTES = BLANK.encode()
@@ -89,32 +96,88 @@ def parse_sink_file(text: str, modules: Collection[str]) -> list[SinkMessage]:
     return messages
 
 
-def check_sink_limits(data: bytes) -> None:
+def parse_jsonl_line(line: str, modules: Collection[str]) -> SinkMessage | None:
+    """Parse one line of sink-tasks.jsonl: `{"module"?: str, "body": str, "headers"?: object | [object, ...]}`
+    (a list of header objects is merged in order). Blank lines give None."""
+    if not line.strip(BLANK):
+        return None
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise SinkLineError(f"not a JSON object: {exc.msg}") from None
+    if not isinstance(item, dict) or not isinstance(item.get("body"), str) or set(item) - {"module", "body", "headers"}:
+        raise SinkLineError('a line is an object with "body" (a string), "module" and "headers" only')
+    module = item.get("module")
+    if module is not None and (not isinstance(module, str) or module not in modules):
+        raise SinkLineError(f"no module {module!r} in the app")
+    raw = item.get("headers", {})
+    parts = raw if isinstance(raw, list) else [raw]
+    headers: dict[str, str] = {}
+    for part in parts:
+        if not isinstance(part, dict):
+            raise SinkLineError("headers are a JSON object (or a list of them)")
+        headers.update({str(k): v if isinstance(v, str) else json.dumps(v) for k, v in part.items()})
+    body = item["body"]
+    if not body:
+        raise SinkLineError("empty task body")
+    if problem := check_body(body) or check_headers(headers):
+        raise SinkLineError(problem)
+    return SinkMessage(body=body, module=module, headers=headers)
+
+
+def parse_jsonl_file(text: str, modules: Collection[str]) -> list[SinkMessage]:
+    """Parse every line of a sink-tasks.jsonl file; errors name the line number."""
+    messages = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        try:
+            message = parse_jsonl_line(line, modules)
+        except SinkLineError as exc:
+            raise SinkLineError(f"{JSONL_SINK_FILE} line {number}: {exc}") from exc
+        if message is not None:
+            messages.append(message)
+    return messages
+
+
+def check_sink_limits(data: bytes, name: str = SINK_FILE) -> None:
     """Raise SinkLineError if the bytes of a sink file go past a limit: its size, the number of its
     non-blank lines, or the bytes of one line."""
     if len(data) > MAX_SINK_FILE_BYTES:
-        raise SinkLineError(f"{SINK_FILE} is {len(data)} bytes; the limit is {MAX_SINK_FILE_BYTES}")
+        raise SinkLineError(f"{name} is {len(data)} bytes; the limit is {MAX_SINK_FILE_BYTES}")
     lines = data.split(b"\n")
     if len(lines) > MAX_SINK_LINES + 1 and (count := sum(1 for x in lines if x.strip(BLANK_BYTES))) > MAX_SINK_LINES:
-        raise SinkLineError(f"{SINK_FILE} has {count} lines; the limit is {MAX_SINK_LINES}")
+        raise SinkLineError(f"{name} has {count} lines; the limit is {MAX_SINK_LINES}")
     if len(data) > MAX_SINK_LINE_BYTES:
         for number, line in enumerate(lines, start=1):
             if len(line) > MAX_SINK_LINE_BYTES:
-                raise SinkLineError(f"{SINK_FILE} line {number} is {len(line)} bytes; the limit is "
+                raise SinkLineError(f"{name} line {number} is {len(line)} bytes; the limit is "
                                     f"{MAX_SINK_LINE_BYTES}")
 
 
-def read_sink_file(work_dir: Path, modules: Collection[str]) -> list[SinkMessage]:
-    """The messages of `work_dir`'s sink-tasks.txt (none if it is missing or a directory).
+def read_sink_file(work_dir: Path, modules: Collection[str], name: str = SINK_FILE) -> list[SinkMessage]:
+    """The messages of `work_dir`'s sink file `name` (sink-tasks.txt, its old name messages.txt, or the tools'
+    sink-tasks.jsonl); none if it is missing or a directory.
 
     Raises SinkLineError for a file that is not a regular file (a link, a FIFO, a device: never followed
     nor opened), one past a limit (see `check_sink_limits`), or a line that cannot be understood."""
-    read = read_one(work_dir, SINK_FILE, MAX_SINK_FILE_BYTES, whole=True)
+    read = read_one(work_dir, name, MAX_SINK_FILE_BYTES, whole=True)
     if read.problem is not None:
         raise SinkLineError(read.problem)
     if read.data is None and read.size > MAX_SINK_FILE_BYTES:
-        raise SinkLineError(f"{SINK_FILE} is {read.size} bytes; the limit is {MAX_SINK_FILE_BYTES}")
+        raise SinkLineError(f"{name} is {read.size} bytes; the limit is {MAX_SINK_FILE_BYTES}")
     if not read.data:
         return []
-    check_sink_limits(read.data)
-    return parse_sink_file(read.data.decode("utf-8", errors="backslashreplace"), modules)
+    check_sink_limits(read.data, name)
+    text = read.data.decode("utf-8", errors="backslashreplace")
+    return parse_jsonl_file(text, modules) if name == JSONL_SINK_FILE else parse_sink_file(text, modules)
+
+
+def read_outputs(work_dir: Path, names: Collection[str], modules: Collection[str]) -> list[SinkMessage]:
+    """Every message an attempt left: messages.txt, sink-tasks.txt, then sink-tasks.jsonl, those of them in
+    `names` (the work dir's entries); at most MAX_SINK_LINES in all."""
+    messages: list[SinkMessage] = []
+    for name in OUTPUT_FILES:
+        if name in names:
+            messages.extend(read_sink_file(work_dir, modules, name))
+    if len(messages) > MAX_SINK_LINES:
+        raise SinkLineError(f"the attempt emitted {len(messages)} messages; the limit is {MAX_SINK_LINES}")
+    return messages

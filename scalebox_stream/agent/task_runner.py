@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import shutil
 from collections.abc import Callable
@@ -15,7 +16,8 @@ from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.limits import bare_result, oversized
 from scalebox_stream.agent.outputs import Children, NoSinkError, OutputRouter
 from scalebox_stream.agent.perspective import Perspective, cap_text, listing, read_perspective, storable
-from scalebox_stream.agent.sink import SinkLineError, read_sink_file
+from scalebox_stream.agent.sink import OUTPUT_FILES, SinkLineError, read_outputs
+from scalebox_stream.agent.tools import Caller, ToolChannel, ToolHandler, ToolServer
 from scalebox_stream.agent.workfiles import program_view
 from scalebox_stream.events import (
     Event,
@@ -31,6 +33,14 @@ from scalebox_stream.events import (
 )
 from scalebox_stream.executors.base import ExecRequest, ExecResult, Executor
 from scalebox_stream.executors.slot_support import empty_dir
+from scalebox_stream.intask import (
+    BIN_DIR,
+    CHANNEL_ENV,
+    CONTAINER_BIN_DIR,
+    CONTAINER_CHANNEL_DIR,
+    CONTAINER_FUNCTIONS,
+    FUNCTIONS_FILE,
+)
 from scalebox_stream.kafka.presence import HostDirectory
 from scalebox_stream.kafka.topics import EVENTS_TOPIC, task_topic
 from scalebox_stream.policy.outcome import AttemptVerdict, decide_attempt, within_deadline
@@ -41,6 +51,8 @@ log = logging.getLogger(__name__)
 
 SINK_FILE = "sink-tasks.txt"
 """The file in which a program lists the messages it sends on, one per line."""
+AGENT_ENV_PASSED = ("LOCAL_IP_INDEX",)
+"""Variables of the agent's own environment a task sees too, when they are set."""
 
 
 class OutMessage(NamedTuple):
@@ -85,7 +97,8 @@ class TaskRunner:
     """Turns a TaskCreated event into an executed attempt and the records that report it."""
 
     def __init__(self, spec: AppSpec, identity: AgentIdentity, executor: Executor, codec: EventCodec,
-                 work_root: Path, keep_work_dirs: bool = False, directory: HostDirectory | None = None) -> None:
+                 work_root: Path, keep_work_dirs: bool = False, directory: HostDirectory | None = None,
+                 tool_handler: ToolHandler | None = None, in_task_tools: bool = True) -> None:
         self.spec = spec
         self.module: ModuleSpec = spec.modules[identity.module]
         self.identity = identity
@@ -95,6 +108,9 @@ class TaskRunner:
         self.keep_work_dirs = keep_work_dirs
         self.stamp = EventStamp.for_agent(identity)
         self.outputs = OutputRouter(spec, self.stamp, identity, directory)
+        self.tools = ToolServer(tool_handler) if in_task_tools else None
+        self._channels: dict[int, ToolChannel] = {}
+        """Serves the in-task tools' requests (see agent/tools.py); its thread starts with the first attempt."""
 
     def to_events(self, event: Event) -> OutMessage:
         """The record that puts an event on the events topic."""
@@ -124,7 +140,8 @@ class TaskRunner:
                 return self._with_acceptance(report, task, slot) if unreported else report
             finally:
                 empty_dir(work_dir)
-        request = self._request(created, slot, work_dir)
+        channel = self._tool_channel(slot)
+        request = self._request(created, slot, work_dir, channel)
 
         def on_started(container_id: str | None) -> None:
             nonlocal started_at, unreported
@@ -137,11 +154,17 @@ class TaskRunner:
                                   admission_refusals=task.refusals, **acceptance)
             publish(self.to_events(self.stamp.event(payload, created.task_id, created.attempt)))
 
+        if channel is not None:
+            channel.begin(Caller(self.spec.name, self.module.name, created.task_id, created.attempt,
+                                 created.payload.headers))
         try:
             result = self.executor.run(request, on_started)
         except Exception as exc:  # an executor bug must not kill the agent; record it instead
             log.exception("executor failed on task %s", created.task_id)
             result = ExecResult(exit_code=125, error=f"executor failure: {exc}")
+        finally:
+            if channel is not None:
+                channel.end()
         names = listing(work_dir)  # what the program left: read below, then removed without listing again
         try:
             report = self._report(created, slot, work_dir, result, started_at, names=names)
@@ -255,24 +278,62 @@ class TaskRunner:
         path.mkdir(parents=True)
         return path
 
+    def _tool_channel(self, slot: int) -> ToolChannel | None:
+        """The slot's channel for the in-task tools (made on its first attempt), or None without tools."""
+        if self.tools is None:
+            return None
+        if (channel := self._channels.get(slot)) is not None:
+            return channel
+        path = self.work_root / self.spec.name / self.module.name / f"{self.identity.agent_id}.slot{slot}.tools"
+        try:
+            channel = self._channels[slot] = self.tools.channel(str(slot), path)
+            return channel
+        except (OSError, RuntimeError):
+            log.exception("no in-task tool channel for slot %d", slot)
+            return None
+
+    def close(self) -> None:
+        """Stop serving the in-task tools."""
+        if self.tools is not None:
+            self.tools.close()
+
     def remove_slot_work_dirs(self) -> None:
         """Remove this agent's (empty) slot work directories; call when the agent stops."""
         for path in (self.work_root / self.spec.name / self.module.name).glob(f"{self.identity.agent_id}.slot*"):
             shutil.rmtree(path, ignore_errors=True)
 
-    def _request(self, created: Event, slot: int, work_dir: Path) -> ExecRequest:
+    def _request(self, created: Event, slot: int, work_dir: Path, channel: ToolChannel | None = None) -> ExecRequest:
         headers = created.payload.headers
         sinks = self.spec.sinks_of(self.module.name)
+        app, module = self.spec.name, self.module.name
         env = {
-            "APP": self.spec.name, "MODULE_NAME": self.module.name, "TASK_ID": created.task_id,
+            "APP": app, "APP_ID": app, "MODULE_NAME": module, "MODULE_ID": module, "JOB_ID": module,
+            "JOB_NAME": module, "TASK_ID": created.task_id,
             "ATTEMPT": str(created.attempt), "SLOT": str(slot), "LOCAL_IP": self.identity.ip,
             "HOST_NAME": self.identity.host, "CLUSTER": self.identity.cluster,
             "SINK_MODULE": sinks[0] if sinks else "", "FROM_MODULE": headers.get("from_module", ""),
+            "FROM_IP": headers.get("from_ip", ""), "FROM_HOST": headers.get("from_host", ""),
             "OUTPUT_TEXT_SIZE": str(self.module.output_text_size),
             "TEXT_TRUNC_MODE": self.module.text_trunc_mode,
         }
         if self.module.task_max_seconds:
-            env["TASK_MAX_SECONDS"] = f"{self.module.task_max_seconds:g}"
+            env["TASK_MAX_SECONDS"] = env["TASK_TIMEOUT_SECONDS"] = f"{self.module.task_max_seconds:g}"
+        if (min_seconds := getattr(self.module, "task_min_seconds", None)) is not None:
+            env["TASK_MIN_SECONDS"] = f"{min_seconds:g}"
+        for name in AGENT_ENV_PASSED:
+            if name in os.environ:
+                env[name] = os.environ[name]
+        volumes = list(self.module.volumes)
+        path_prefix = None
+        if channel is not None:
+            if self.executor.name == "process":
+                path_prefix, env[CHANNEL_ENV] = str(BIN_DIR), str(channel.path)
+                env["SBX_FUNCTIONS"] = str(FUNCTIONS_FILE)
+            else:
+                path_prefix, env[CHANNEL_ENV] = CONTAINER_BIN_DIR, CONTAINER_CHANNEL_DIR
+                env["SBX_FUNCTIONS"] = CONTAINER_FUNCTIONS
+                volumes += [f"{BIN_DIR}:{CONTAINER_BIN_DIR}:ro", f"{FUNCTIONS_FILE}:{CONTAINER_FUNCTIONS}:ro",
+                            f"{channel.path}:{CONTAINER_CHANNEL_DIR}:rw"]
         env.update(self.module.environments)
         argv = [*self.module.command, created.payload.body, json.dumps(headers, separators=(",", ":"))]
         name = f"sbx-{self.spec.name}-{self.module.name}-{created.task_id}-{created.attempt}"
@@ -280,8 +341,8 @@ class TaskRunner:
                   "scalebox.task_id": created.task_id, "scalebox.agent": self.identity.agent_id}
         timeout = attempt_timeout(self.module, self.task_created_s(created), now_us() / 1e6)
         return ExecRequest(argv=argv, env=env, work_dir=work_dir, name=name, image=self.module.image,
-                           volumes=list(self.module.volumes), timeout_s=timeout,
-                           labels=labels, keep_output_bytes=self.module.output_text_size, slot=slot)
+                           volumes=volumes, timeout_s=timeout, labels=labels,
+                           keep_output_bytes=self.module.output_text_size, slot=slot, path_prefix=path_prefix)
 
     def _report(self, created: Event, slot: int, work_dir: Path, result: ExecResult,
                 started_at: int, may_retry: bool = True, names: set[str] | None = None,
@@ -294,7 +355,8 @@ class TaskRunner:
         children = Children()
         if result.exit_code == 0 and not result.timed_out and not error:
             try:
-                messages = read_sink_file(work_dir, self.spec.modules) if SINK_FILE in names else []
+                messages = read_outputs(work_dir, names, self.spec.modules) if not names.isdisjoint(OUTPUT_FILES) \
+                    else []
                 children = self.outputs.children(created, messages)
             except (SinkLineError, NoSinkError) as exc:
                 error = str(exc)

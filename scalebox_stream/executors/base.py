@@ -31,6 +31,19 @@ class ExecRequest:
     """Keep at least this many bytes of each end of stdout and stderr (None: the executor's default)."""
     slot: int = 0
     """The agent slot running the attempt (slot-mode executors keep one container per slot)."""
+    path_prefix: str | None = None
+    """A directory, as the program sees it, to put first on its PATH (the in-task tools)."""
+
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+"""The PATH of a container whose image sets none."""
+
+
+def prefixed_path(prefix: str | None, path: str | None) -> str | None:
+    """`path` with `prefix` first (None: no prefix, nothing to change)."""
+    if not prefix:
+        return None
+    return f"{prefix}:{path}" if path else prefix
 
 
 @dataclass

@@ -15,7 +15,14 @@ import docker.errors
 import requests.exceptions
 from docker.models.containers import Container
 
-from scalebox_stream.executors.base import TIMEOUT_EXIT_CODE, ExecRequest, ExecResult, StartedCallback
+from scalebox_stream.executors.base import (
+    DEFAULT_PATH,
+    TIMEOUT_EXIT_CODE,
+    ExecRequest,
+    ExecResult,
+    StartedCallback,
+    prefixed_path,
+)
 from scalebox_stream.executors.docker_common import (
     CGROUP_V1_ROOT,
     CONTAINER_WORK_DIR,
@@ -91,6 +98,7 @@ class DockerExecutor:
         self.max_output_bytes = max_output_bytes
         self._cgroup_stats = cgroup_stats
         self._active: dict[str, Container] = {}
+        self._image_paths: dict[str, str] = {}
 
     @property
     def client(self) -> docker.DockerClient:
@@ -165,10 +173,14 @@ class DockerExecutor:
         if not VALID_NAME.fullmatch(request.name):  # also keeps the cgroup path inside /scalebox
             raise docker.errors.DockerException(f"invalid container name {request.name!r}")
         work_dir = Path(request.work_dir).resolve()
+        environment = {**request.env, "WORK_DIR": CONTAINER_WORK_DIR}
+        if request.path_prefix:
+            environment["PATH"] = prefixed_path(request.path_prefix,
+                                                request.env.get("PATH") or self._image_path(request.image))
         args: dict[str, Any] = {
             "image": request.image,
             "command": list(request.argv),
-            "environment": {**request.env, "WORK_DIR": CONTAINER_WORK_DIR},
+            "environment": environment,
             "volumes": [f"{work_dir}:{CONTAINER_WORK_DIR}:rw", *request.volumes],
             "working_dir": CONTAINER_WORK_DIR,
             "name": request.name,
@@ -181,6 +193,15 @@ class DockerExecutor:
         if use_cgroups:
             args["cgroup_parent"] = cgroup.docker_parent
         return args
+
+    def _image_path(self, image: str) -> str:
+        """The PATH an image sets (remembered per image name: the agent runs one module's image)."""
+        path = self._image_paths.get(image)
+        if path is None:
+            env = self.client.api.inspect_image(image).get("Config", {}).get("Env") or []
+            path = next((e[5:] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
+            self._image_paths[image] = path
+        return path
 
     def _create(self, args: dict[str, Any]) -> Container:
         """Creates the container; a leftover with the same name (a crashed agent's) is removed first."""

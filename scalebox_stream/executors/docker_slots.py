@@ -38,7 +38,14 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from scalebox_stream.executors.base import TIMEOUT_EXIT_CODE, ExecRequest, ExecResult, StartedCallback
+from scalebox_stream.executors.base import (
+    DEFAULT_PATH,
+    TIMEOUT_EXIT_CODE,
+    ExecRequest,
+    ExecResult,
+    StartedCallback,
+    prefixed_path,
+)
 from scalebox_stream.executors.docker_common import (
     CONTAINER_WORK_DIR,
     MANAGED_LABEL,
@@ -99,6 +106,7 @@ class _Slot:
     keep_pids: set[int] = field(default_factory=set)
     keep_sessions: set[int] = field(default_factory=set)
     broken: bool = False
+    image_path: str = DEFAULT_PATH
 
 
 @dataclass
@@ -261,6 +269,7 @@ class DockerSlotExecutor:
                                 f"needs a `sleep` program to keep it alive: {logs}", container_id)
             slot.cgroup = ContainerCgroup.of_pid(int(state.get("Pid") or 0), container_id)
             image_env = env_list_to_dict(info.get("Config", {}).get("Env"))
+            slot.image_path = image_env.get("PATH") or DEFAULT_PATH
             setup = action_from_env("ACTION_SETUP", request.env, image_env) or self._find_script(slot, "setup.sh")
             slot.teardown = (action_from_env("ACTION_TEARDOWN", request.env, image_env)
                              or self._find_script(slot, "teardown.sh"))
@@ -381,6 +390,8 @@ class DockerSlotExecutor:
         before = cgroup.usage() if cgroup is not None else None
         limit = max(self.max_output_bytes, 2 * (request.keep_output_bytes or 0))
         env = {**request.env, "WORK_DIR": CONTAINER_WORK_DIR}
+        if request.path_prefix:
+            env["PATH"] = prefixed_path(request.path_prefix, request.env.get("PATH") or slot.image_path)
         try:
             out = self._exec(slot, list(request.argv), env, request.timeout_s, limit, on_started,
                              lambda: self._kill_task(slot, timed_out=True))

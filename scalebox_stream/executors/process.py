@@ -12,7 +12,13 @@ import subprocess
 import threading
 import time
 
-from scalebox_stream.executors.base import TIMEOUT_EXIT_CODE, ExecRequest, ExecResult, StartedCallback
+from scalebox_stream.executors.base import (
+    TIMEOUT_EXIT_CODE,
+    ExecRequest,
+    ExecResult,
+    StartedCallback,
+    prefixed_path,
+)
 from scalebox_stream.executors.output import DEFAULT_MAX_OUTPUT_BYTES, ProgramOutput
 
 INHERITED_ENV = ("PATH", "HOME", "LANG")
@@ -156,6 +162,8 @@ class ProcessExecutor:
     def _environment(request: ExecRequest) -> dict[str, str]:
         env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
         env.update(request.env)
+        if (path := prefixed_path(request.path_prefix, env.get("PATH", os.defpath))) is not None:
+            env["PATH"] = path
         env["WORK_DIR"] = os.path.abspath(request.work_dir)  # no symlink walk: one per task showed in profiles
         return env
 
