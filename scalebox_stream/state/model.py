@@ -38,6 +38,8 @@ class StateTopics:
     prefix: str = STATE_PREFIX
     partitions: int = STATE_PARTITIONS
     reply_partitions: int = STATE_REPLY_PARTITIONS
+    owner_group: str | None = None
+    """The owners' consumer group, if not the prefix (a new group over the same topics)."""
 
     @classmethod
     def from_env(cls) -> StateTopics:
@@ -59,7 +61,7 @@ class StateTopics:
     @property
     def group(self) -> str:
         """The owners' consumer group (also the prefix of their transactional ids)."""
-        return self.prefix
+        return self.owner_group or self.prefix
 
     def ensure(self, bootstrap: str) -> None:
         """Create these topics (and the events topic) if missing."""
