@@ -24,12 +24,13 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from scalebox_stream.kafka.config import consumer_config, producer_config
 from scalebox_stream.state.model import Command, Reply, StateTopics, partition_of
 
 log = logging.getLogger(__name__)
+_UNKNOWN = frozenset({KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART})
 
 
 class StateClient:
@@ -47,14 +48,27 @@ class StateClient:
                                                                 "retry.backoff.ms": 10}))
         self._consumer = Consumer(consumer_config(bootstrap, f"sbx.state.client.{self.client_id}", **{
             "fetch.wait.max.ms": 5, "fetch.error.backoff.ms": 10, "enable.partition.eof": False}))
-        tp = TopicPartition(self.topics.replies, self.reply_partition)
-        _, high = self._consumer.get_watermark_offsets(tp, timeout=30, cached=False)
+        high = self._reply_end()
         self._consumer.assign([TopicPartition(self.topics.replies, self.reply_partition, high)])
         self._waiting: dict[str, Future[Reply]] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._reader = threading.Thread(target=self._read, name="state-replies", daemon=True)
         self._reader.start()
+
+    def _reply_end(self, timeout_s: float = 10.0) -> int:
+        """The end offset of the reply partition (where this client's replies will be). A topic created a moment
+        ago may be unknown to the client's first metadata: asked again until `timeout_s`."""
+        tp = TopicPartition(self.topics.replies, self.reply_partition)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return self._consumer.get_watermark_offsets(tp, timeout=timeout_s, cached=False)[1]
+            except KafkaException as exc:
+                if exc.args[0].code() not in _UNKNOWN or time.monotonic() > deadline:
+                    raise RuntimeError(f"no replies topic {self.topics.replies} ({exc.args[0].str()}): "
+                                       "has a state owner ever run?") from None
+                time.sleep(0.2)
 
     def new_id(self) -> str:
         """A request id unique to this client."""
@@ -110,7 +124,8 @@ class StateClient:
     def _read(self) -> None:
         while not self._closed.is_set():
             try:
-                messages = self._consumer.consume(100, timeout=0.05)
+                first = self._consumer.poll(0.05)  # consume(n, t) would wait for n messages
+                messages = [] if first is None else [first, *self._consumer.consume(100, timeout=0)]
             except RuntimeError:  # closed under us
                 return
             self._producer.poll(0)

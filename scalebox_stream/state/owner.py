@@ -1,17 +1,22 @@
 """An owner process: applies the commands of its partitions in order, exactly once.
 
-One consumer of the owners' group reads the commands topic; for each batch one Kafka transaction carries the
-changed items to the compacted changelog (same partition as the command), the replies, a StateChanged event per
-change on `sbx.events`, and the consumed offsets. A partition assigned to this owner is first restored from its
-changelog partition: the committed offsets are fetched first (with read_committed they are stable, so any
-transaction of a previous owner that carried offsets has ended), then the changelog is read to its last stable
-offset. A previous owner's transaction still open then has no offsets and is fenced by the group generation:
-it can only abort.
+One consumer of the owners' group reads the commands topic and hands each partition's commands to that
+partition's worker thread. A worker applies what has gathered as one batch and commits its effects in one Kafka
+transaction of its own producer: the changed items to the compacted changelog (the command's partition), the
+replies, a StateChanged event per change on `sbx.events`, and the consumed offset. Partitions commit in
+parallel; within a partition batches follow one another, in log order.
+
+Each partition has its own transactional id (`<group>.p<N>`), whoever owns it: an owner assigned a partition
+first initializes that id, which aborts an open transaction of the previous owner (a crashed or cut-off one)
+and fences it, then reads the changelog partition to its end (nothing is left pending in it) and only then
+applies commands, from the committed offset on. A batch whose transaction fails is applied again from the
+committed state (nothing of it was committed).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import socket
 import threading
 import time
@@ -29,11 +34,12 @@ from scalebox_stream.state.model import Command, Item, Key, StateTopics, decode_
 
 log = logging.getLogger(__name__)
 RESTORE_TIMEOUT_S = 120.0
+BATCH_MAX = 1000
 
 
 def default_owner_id() -> str:
-    """This host's first owner: a restarted owner with the same id takes over its group membership and fences
-    its predecessor's transaction at once (two live owners need two ids)."""
+    """This host's first owner: a restarted owner with the same id takes over its group membership at once
+    (two live owners need two ids)."""
     return f"{socket.gethostname()}.0"
 
 
@@ -45,6 +51,13 @@ class OwnerStats:
     changes: int = 0
     batches: int = 0
     restored: dict[int, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, commands: int, changes: int) -> None:
+        with self.lock:
+            self.commands += commands
+            self.changes += changes
+            self.batches += 1
 
 
 class Owner:
@@ -57,78 +70,91 @@ class Owner:
         self.owner_id = owner_id or default_owner_id()
         self.events_topic, self.stop = events_topic, stop or threading.Event()
         self.on_ready = on_ready
-        self.stores: dict[int, dict[Key, Item]] = {}
+        self.workers: dict[int, PartitionWorker] = {}
         self.stats = OwnerStats()
-        self.codec = EventCodec()
-        self._consumer: Consumer | None = None
-        self._restorer: Consumer | None = None
+        self.consumer: Consumer | None = None
+        self.group_metadata: object = None
+        """The consumer's group metadata, refreshed by the polling thread after each poll: a worker thread
+        asking the consumer for it would wait for the poll in progress to return."""
 
     def run(self) -> OwnerStats:
-        """Serve until stopped; raises KafkaException on a fatal producer error (fenced by a newer owner)."""
+        """Serve until stopped."""
         t = self.topics
-        self._restorer = Consumer(consumer_config(self.bootstrap, f"{t.group}.restore", **{
-            "enable.partition.eof": True, "fetch.wait.max.ms": 10}))
-        producer = Producer(producer_config(self.bootstrap, transactional_id=f"{t.group}.{self.owner_id}", **{
-            "linger.ms": 0, "retry.backoff.ms": 1, "retry.backoff.max.ms": 100, "transaction.timeout.ms": 10000,
-            "compression.type": "none"}))
-        producer.init_transactions(60)
-        consumer = self._consumer = Consumer(consumer_config(self.bootstrap, t.group, **{
+        consumer = self.consumer = Consumer(consumer_config(self.bootstrap, t.group, **{
             "group.instance.id": f"{t.group}.{self.owner_id}", "session.timeout.ms": 10000,
             "fetch.wait.max.ms": 5, "fetch.error.backoff.ms": 10}))
         consumer.subscribe([t.commands], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked)
         ready = False
         try:
             while not self.stop.is_set():
-                messages = consumer.consume(500, timeout=0.1)
-                if not ready and consumer.assignment():
+                messages = _drain(consumer, 0.1)
+                self.group_metadata = consumer.consumer_group_metadata()
+                for m in messages:
+                    if m.error() is not None:
+                        if m.error().code() != KafkaError._PARTITION_EOF:
+                            log.warning("consumer error: %s", m.error())
+                        continue
+                    worker = self.workers.get(m.partition())
+                    if worker is not None:
+                        worker.queue.put(m)
+                if not ready and self.workers and all(w.ready.is_set() for w in self.workers.values()):
                     ready = True
+                    log.info("owner %s serving partitions %s (%s items restored)", self.owner_id, sorted(self.workers),
+                             [self.stats.restored.get(p) for p in sorted(self.workers)])
                     if self.on_ready:
                         self.on_ready()
-                commands = [m for m in messages if self._usable(m)]
-                if commands:
-                    self._batch(producer, consumer, commands)
+                for p, worker in list(self.workers.items()):
+                    if not worker.is_alive():
+                        raise RuntimeError(f"the worker of partition {p} ended: {worker.failure}")
         finally:
+            self._stop_workers(list(self.workers))
             consumer.close()
-            self._restorer.close()
-            producer.flush(5)
         return self.stats
 
-    @staticmethod
-    def _usable(m: Message) -> bool:
-        if m.error() is None:
-            return True
-        if m.error().code() != KafkaError._PARTITION_EOF:
-            log.warning("consumer error: %s", m.error())
-        return False
-
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Restore each new partition before any of its commands is applied."""
-        consumer.committed(partitions, timeout=RESTORE_TIMEOUT_S)  # waits for stable offsets (read_committed)
+        """Start a worker per new partition (it fences the previous owner and restores before applying)."""
         for tp in partitions:
-            self.stores[tp.partition] = self._restore(tp.partition)
-            self.stats.restored[tp.partition] = len(self.stores[tp.partition])
-        log.info("owner %s assigned partitions %s (%s items)", self.owner_id, [tp.partition for tp in partitions],
-                 [len(self.stores[tp.partition]) for tp in partitions])
+            worker = self.workers[tp.partition] = PartitionWorker(self, tp.partition)
+            worker.start()
+        log.info("owner %s assigned partitions %s", self.owner_id, [tp.partition for tp in partitions])
+
+    def new_producer(self, partition: int) -> Producer:
+        """The transactional producer of a partition, initialized: any open transaction of the partition's
+        previous owner is aborted, and that owner fenced."""
+        producer = Producer(producer_config(self.bootstrap, transactional_id=f"{self.topics.group}.p{partition}", **{
+            "linger.ms": 0, "retry.backoff.ms": 1, "retry.backoff.max.ms": 100, "transaction.timeout.ms": 30000,
+            "compression.type": "none"}))
+        producer.init_transactions(60)
+        return producer
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            self.stores.pop(tp.partition, None)
+        self._stop_workers([tp.partition for tp in partitions])
         log.info("owner %s gave up partitions %s", self.owner_id, [tp.partition for tp in partitions])
 
-    def _restore(self, partition: int) -> dict[Key, Item]:
-        """Read one changelog partition to its last stable offset; the latest value of each key wins."""
-        assert self._restorer is not None
+    def _stop_workers(self, partitions: list[int]) -> None:
+        """Let each worker finish the commands handed to it, then stop it."""
+        workers = [w for p in partitions if (w := self.workers.pop(p, None)) is not None]
+        for worker in workers:
+            worker.queue.put(None)
+        for worker in workers:
+            worker.join(60)
+
+    def restore(self, partition: int) -> dict[Key, Item]:
+        """Read one changelog partition to its end; the latest value of each key wins."""
         items: dict[Key, Item] = {}
-        self._restorer.assign([TopicPartition(self.topics.changelog, partition, OFFSET_BEGINNING)])
+        restorer = Consumer(consumer_config(self.bootstrap, f"{self.topics.group}.restore", **{
+            "enable.partition.eof": True, "fetch.wait.max.ms": 10}))
+        restorer.assign([TopicPartition(self.topics.changelog, partition, OFFSET_BEGINNING)])
         deadline = time.monotonic() + RESTORE_TIMEOUT_S
         try:
             while True:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"changelog partition {partition} not read to its end in "
                                        f"{RESTORE_TIMEOUT_S:.0f} s")
-                for m in self._restorer.consume(1000, timeout=0.5):
+                for m in restorer.consume(1000, timeout=0.2):
                     if m.error() is not None:
                         if m.error().code() == KafkaError._PARTITION_EOF:
+                            self.stats.restored[partition] = len(items)
                             return items
                         raise KafkaException(m.error())
                     key = decode_key(m.key())
@@ -137,64 +163,111 @@ class Owner:
                     else:
                         items[key] = Item.from_json(m.value())
         finally:
-            self._restorer.unassign()
+            restorer.close()
 
-    def _batch(self, producer: Producer, consumer: Consumer, messages: list[Message]) -> None:
-        """Apply a batch of commands and commit its effects in one transaction; on failure the batch is read
-        again (nothing of it was committed)."""
-        overlays: dict[int, dict[Key, Item]] = {}
-        replies, changes, first, last = [], [], {}, {}
-        for m in messages:
-            p = m.partition()
-            first.setdefault(p, m.offset())
-            last[p] = m.offset()
-            if p not in self.stores:  # revoked meanwhile: its new owner applies it
-                continue
-            try:
-                cmd = Command.from_json(m.value())
-            except (ValueError, TypeError, KeyError) as exc:
-                log.warning("dropping a malformed command at %s/%s: %s", p, m.offset(), exc)
-                continue
-            overlay = overlays.setdefault(p, {})
-            outcome = apply(ChainMap(overlay, self.stores[p]), cmd)
-            for change in outcome.changes:
-                overlay[change.key] = change.item
-                changes.append(change)
-            replies.append((cmd.reply_to % self.topics.reply_partitions, outcome.reply))
-        try:
-            producer.begin_transaction()
-            for p, overlay in overlays.items():
-                for key, item in overlay.items():
-                    producer.produce(self.topics.changelog, key=encode_key(key), value=item.to_json(), partition=p)
-            for change in changes:
-                producer.produce(self.events_topic, key=encode_key(change.key), value=self._event(change))
-            for partition, reply in replies:
-                producer.produce(self.topics.replies, key=reply.id.encode(), value=reply.to_json(),
-                                 partition=partition)
-            producer.send_offsets_to_transaction(
-                [TopicPartition(self.topics.commands, p, o + 1) for p, o in last.items()],
-                consumer.consumer_group_metadata(), 30)
-            producer.commit_transaction(30)
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.fatal() or not error.txn_requires_abort() and not error.retriable():
-                raise
-            log.warning("state transaction failed (%s); aborting and reading the batch again", error)
-            producer.abort_transaction(30)
-            for p, o in first.items():
-                if p in self.stores:
-                    consumer.seek(TopicPartition(self.topics.commands, p, o))
-            return
-        for p, overlay in overlays.items():
-            if p in self.stores:
-                self.stores[p].update(overlay)
-        self.stats.batches += 1
-        self.stats.commands += len(messages)
-        self.stats.changes += len(changes)
-
-    def _event(self, change: Change) -> bytes:
+    def event(self, change: Change) -> bytes:
+        """The StateChanged event of a change."""
         kind, app, name = change.key
         payload = {"kind": kind, "name": name, "value": str(change.item.value), "op": change.op,
                    "old_value": None if change.old is None else str(change.old), "request_id": change.request_id,
                    "version": change.item.version}
-        return self.codec.encode(Event("StateChanged", app, payload, producer=f"state-owner/{self.owner_id}"))
+        return _CODEC.encode(Event("StateChanged", app, payload, producer=f"state-owner/{self.owner_id}"))
+
+
+_CODEC = EventCodec()
+
+
+class PartitionWorker(threading.Thread):
+    """Applies one partition's commands, a batch per transaction."""
+
+    def __init__(self, owner: Owner, partition: int) -> None:
+        super().__init__(name=f"state-p{partition}", daemon=True)
+        self.owner, self.partition = owner, partition
+        self.store: dict[Key, Item] = {}
+        self.producer: Producer | None = None
+        self.queue: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
+        self.ready = threading.Event()
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.producer = self.owner.new_producer(self.partition)
+            self.store = self.owner.restore(self.partition)
+            self.ready.set()
+            while True:
+                first = self.queue.get()
+                if first is None:
+                    return
+                batch, stopping = [first], False
+                while len(batch) < BATCH_MAX:
+                    try:
+                        m = self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if m is None:
+                        stopping = True
+                        break
+                    batch.append(m)
+                self._commit(batch)
+                if stopping:
+                    return
+        except BaseException as exc:
+            self.ready.set()
+            self.failure = exc
+            log.exception("partition %s worker failed", self.partition)
+
+    def _commit(self, messages: list[Message]) -> None:
+        """Apply a batch and commit it; a failed transaction is aborted and the batch applied again."""
+        t, owner = self.owner.topics, self.owner
+        while True:
+            overlay: dict[Key, Item] = {}
+            changes: list[Change] = []
+            replies = []
+            view = ChainMap(overlay, self.store)
+            for m in messages:
+                try:
+                    cmd = Command.from_json(m.value())
+                except (ValueError, TypeError, KeyError) as exc:
+                    log.warning("dropping a malformed command at %s/%s: %s", self.partition, m.offset(), exc)
+                    continue
+                outcome = apply(view, cmd)
+                for change in outcome.changes:
+                    overlay[change.key] = change.item
+                    changes.append(change)
+                replies.append((cmd.reply_to % t.reply_partitions, outcome.reply))
+            producer = self.producer
+            assert producer is not None
+            try:
+                producer.begin_transaction()
+                for key, item in overlay.items():
+                    producer.produce(t.changelog, key=encode_key(key), value=item.to_json(), partition=self.partition)
+                for change in changes:
+                    producer.produce(owner.events_topic, key=encode_key(change.key), value=owner.event(change))
+                for partition, reply in replies:
+                    producer.produce(t.replies, key=reply.id.encode(), value=reply.to_json(), partition=partition)
+                producer.send_offsets_to_transaction(
+                    [TopicPartition(t.commands, self.partition, messages[-1].offset() + 1)], owner.group_metadata, 30)
+                producer.commit_transaction(30)
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.fatal():
+                    raise
+                log.warning("partition %s: transaction failed (%s); applying the batch again", self.partition, error)
+                try:
+                    producer.abort_transaction(30)
+                except KafkaException as abort_error:
+                    if abort_error.args[0].fatal():
+                        raise
+                time.sleep(0.05)
+                continue
+            self.store.update(overlay)
+            owner.stats.add(len(messages), len(changes))
+            return
+
+
+def _drain(consumer: Consumer, timeout_s: float, limit: int = 500) -> list[Message]:
+    """What is there: waits up to `timeout_s` for the first message only (`consume(n, t)` would wait for n)."""
+    first = consumer.poll(timeout_s)
+    if first is None:
+        return []
+    return [first, *consumer.consume(limit - 1, timeout=0)]
