@@ -32,7 +32,7 @@ class TransactionHung(RuntimeError):
 
 
 class TransactionalPublisher:
-    """Publishes (topic, key, value, headers) records plus offsets in one transaction."""
+    """Publishes (topic, key, value, headers[, partition]) records plus offsets in one transaction."""
 
     def __init__(self, bootstrap: str, transactional_id: str, timeout_s: float = 10.0,
                  stop: threading.Event | None = None) -> None:
@@ -71,7 +71,8 @@ class TransactionalPublisher:
         producer = self.producer
         producer.begin_transaction()
         for record in records:
-            producer.produce(record.topic, key=record.key, value=record.value, headers=record.headers)
+            producer.produce(record.topic, key=record.key, value=record.value, headers=record.headers,
+                             partition=getattr(record, "partition", -1))  # -1: the partitioner's choice
 
         def commit() -> None:
             if offsets:

@@ -24,11 +24,12 @@ from collections import ChainMap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from scalebox_stream.events import Event, EventCodec
-from scalebox_stream.kafka.config import consumer_config, producer_config
+from scalebox_stream.kafka.config import consumer_config
 from scalebox_stream.kafka.topics import EVENTS_TOPIC
+from scalebox_stream.kafka.transactions import TransactionalPublisher, TransactionHung
 from scalebox_stream.state.machine import Change, apply
 from scalebox_stream.state.model import Command, Item, Key, StateTopics, decode_key, encode_key
 
@@ -118,14 +119,11 @@ class Owner:
             worker.start()
         log.info("owner %s assigned partitions %s", self.owner_id, [tp.partition for tp in partitions])
 
-    def new_producer(self, partition: int) -> Producer:
-        """The transactional producer of a partition, initialized: any open transaction of the partition's
+    def new_publisher(self, partition: int) -> TransactionalPublisher:
+        """The transactional publisher of a partition, initialized: any open transaction of the partition's
         previous owner is aborted, and that owner fenced."""
-        producer = Producer(producer_config(self.bootstrap, transactional_id=f"{self.topics.group}.p{partition}", **{
-            "linger.ms": 0, "retry.backoff.ms": 1, "retry.backoff.max.ms": 100, "transaction.timeout.ms": 30000,
-            "compression.type": "none"}))
-        producer.init_transactions(60)
-        return producer
+        return TransactionalPublisher(self.bootstrap, f"{self.topics.group}.p{partition}", timeout_s=10.0,
+                                      stop=self.stop)
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._stop_workers([tp.partition for tp in partitions])
@@ -184,14 +182,14 @@ class PartitionWorker(threading.Thread):
         super().__init__(name=f"state-p{partition}", daemon=True)
         self.owner, self.partition = owner, partition
         self.store: dict[Key, Item] = {}
-        self.producer: Producer | None = None
+        self.publisher: TransactionalPublisher | None = None
         self.queue: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
         self.ready = threading.Event()
         self.failure: BaseException | None = None
 
     def run(self) -> None:
         try:
-            self.producer = self.owner.new_producer(self.partition)
+            self.publisher = self.owner.new_publisher(self.partition)
             self.store = self.owner.restore(self.partition)
             self.ready.set()
             while True:
@@ -217,13 +215,15 @@ class PartitionWorker(threading.Thread):
             log.exception("partition %s worker failed", self.partition)
 
     def _commit(self, messages: list[Message]) -> None:
-        """Apply a batch and commit it; a failed transaction is aborted and the batch applied again."""
+        """Apply a batch and commit it. A failed transaction is aborted and the batch applied again; after a
+        fatal error or a stuck call the producer is replaced and the partition restored from its changelog first
+        (a commit that did happen is then in the changelog, and its requests are answered from there)."""
         t, owner = self.owner.topics, self.owner
         while True:
             overlay: dict[Key, Item] = {}
-            changes: list[Change] = []
-            replies = []
+            records: list[_Record] = []
             view = ChainMap(overlay, self.store)
+            replies = []
             for m in messages:
                 try:
                     cmd = Command.from_json(m.value())
@@ -233,36 +233,47 @@ class PartitionWorker(threading.Thread):
                 outcome = apply(view, cmd)
                 for change in outcome.changes:
                     overlay[change.key] = change.item
-                    changes.append(change)
-                replies.append((cmd.reply_to % t.reply_partitions, outcome.reply))
-            producer = self.producer
-            assert producer is not None
+                    records.append(_Record(owner.events_topic, encode_key(change.key), owner.event(change)))
+                replies.append(_Record(t.replies, outcome.reply.id.encode(), outcome.reply.to_json(),
+                                       partition=cmd.reply_to % t.reply_partitions))
+            records += [_Record(t.changelog, encode_key(key), item.to_json(), partition=self.partition)
+                        for key, item in overlay.items()]
+            publisher = self.publisher
+            assert publisher is not None
             try:
-                producer.begin_transaction()
-                for key, item in overlay.items():
-                    producer.produce(t.changelog, key=encode_key(key), value=item.to_json(), partition=self.partition)
-                for change in changes:
-                    producer.produce(owner.events_topic, key=encode_key(change.key), value=owner.event(change))
-                for partition, reply in replies:
-                    producer.produce(t.replies, key=reply.id.encode(), value=reply.to_json(), partition=partition)
-                producer.send_offsets_to_transaction(
-                    [TopicPartition(t.commands, self.partition, messages[-1].offset() + 1)], owner.group_metadata, 30)
-                producer.commit_transaction(30)
-            except KafkaException as exc:
-                error = exc.args[0]
-                if error.fatal():
-                    raise
-                log.warning("partition %s: transaction failed (%s); applying the batch again", self.partition, error)
-                try:
-                    producer.abort_transaction(30)
-                except KafkaException as abort_error:
-                    if abort_error.args[0].fatal():
-                        raise
+                publisher.publish([*records, *replies],
+                                  [TopicPartition(t.commands, self.partition, messages[-1].offset() + 1)],
+                                  owner.group_metadata)
+            except (KafkaException, TransactionHung) as exc:
+                error = exc.args[0] if isinstance(exc, KafkaException) else None
+                if error is not None and not error.fatal():
+                    log.warning("partition %s: transaction failed (%s); applying the batch again", self.partition,
+                                error)
+                    publisher.abort()
+                else:
+                    log.warning("partition %s: %s; a new producer, the partition restored, the batch again",
+                                self.partition, exc)
+                    if error is not None:
+                        publisher.replace()
+                    self.store = owner.restore(self.partition)
+                if owner.stop.is_set():  # not committed: the partition's next owner applies the batch
+                    return
                 time.sleep(0.05)
                 continue
             self.store.update(overlay)
-            owner.stats.add(len(messages), len(changes))
+            owner.stats.add(len(messages), len(records) - len(overlay))
             return
+
+
+@dataclass
+class _Record:
+    """One record of a state transaction."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list | None = None
+    partition: int = -1
 
 
 def _drain(consumer: Consumer, timeout_s: float, limit: int = 500) -> list[Message]:

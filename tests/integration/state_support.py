@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -15,7 +16,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from pipeline import REPO
 
 from scalebox_stream.kafka.config import consumer_config
-from scalebox_stream.state.model import Item, Key, StateTopics, decode_key
+from scalebox_stream.state.client import StateClient
+from scalebox_stream.state.model import OK, SEMAPHORE, Item, Key, StateTopics, decode_key
+
+CLIENTS, CALLS = 8, 2000
 
 
 def private_topics(kafka: str, prefix: str = "sbx.test.state") -> StateTopics:
@@ -109,3 +113,46 @@ def commit_end_offsets(kafka: str, topics: StateTopics, group: str) -> None:
         ends.append(TopicPartition(topics.commands, p, high))
     consumer.commit(offsets=ends, asynchronous=False)
     consumer.close()
+
+
+def hammer(kafka: str, topics: StateTopics, app: str, name: str, progress: list[int],
+           timeout_s: float = 120) -> list[list[tuple[int, int]]]:
+    """CALLS increment-n calls from CLIENTS concurrent clients (`progress[0]` counts the answered ones); each
+    client's (n, new value) pairs."""
+    results: list[list[tuple[int, int]]] = [[] for _ in range(CLIENTS)]
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def work(i: int) -> None:
+        try:
+            with StateClient(kafka, topics, timeout_s=timeout_s, resend_s=5) as client:
+                for j in range(CALLS // CLIENTS):
+                    n = 1 + (i + j) % 3
+                    reply = client.call(client.command("add", SEMAPHORE, app, name, n=n, auto_create=True))
+                    assert reply.code == OK, reply
+                    results[i].append((n, reply.value))
+                    with lock:
+                        progress[0] += 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors, errors[0]
+    return results
+
+
+def assert_exact(kafka: str, topics: StateTopics, app: str, name: str, results: list[list[tuple[int, int]]]) -> None:
+    pairs = [p for r in results for p in r]
+    assert len(pairs) == CALLS
+    total = sum(n for n, _ in pairs)
+    values = [v for _, v in pairs]
+    assert len(set(values)) == CALLS, "two requests were answered with the same new value"
+    assert max(values) == total
+    with StateClient(kafka, topics) as client:
+        assert client.call(client.command("get", SEMAPHORE, app, name)).value == total
+    item = changelog_state(kafka, topics)[(SEMAPHORE, app, name)]
+    assert (item.value, item.version) == (total, CALLS), "each request changed the semaphore exactly once"

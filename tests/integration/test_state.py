@@ -16,9 +16,12 @@ import psycopg
 import pytest
 from pipeline import scalebox
 from state_support import (
+    CALLS,
     OwnerProcess,
+    assert_exact,
     changelog_state,
     commit_end_offsets,
+    hammer,
     private_topics,
     replies_by_id,
 )
@@ -27,8 +30,6 @@ from scalebox_stream.state import api
 from scalebox_stream.state.client import StateClient
 from scalebox_stream.state.model import OK, SEMAPHORE, VARIABLE, StateTopics
 from scalebox_stream.state.owner import Owner
-
-CLIENTS, CALLS = 8, 2000
 
 
 @pytest.fixture
@@ -43,51 +44,10 @@ def owner(kafka_bootstrap: str, topics: StateTopics, tmp_path: Path):
     process.stop()
 
 
-def _hammer(kafka: str, topics: StateTopics, app: str, name: str, progress: list[int]) -> list[list[tuple[int, int]]]:
-    """CALLS increment-n calls from CLIENTS concurrent clients; each client's (n, new value) pairs."""
-    results: list[list[tuple[int, int]]] = [[] for _ in range(CLIENTS)]
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def work(i: int) -> None:
-        try:
-            with StateClient(kafka, topics, timeout_s=120, resend_s=5) as client:
-                for j in range(CALLS // CLIENTS):
-                    n = 1 + (i + j) % 3
-                    reply = client.call(client.command("add", SEMAPHORE, app, name, n=n, auto_create=True))
-                    assert reply.code == OK, reply
-                    results[i].append((n, reply.value))
-                    with lock:
-                        progress[0] += 1
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(CLIENTS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(300)
-    assert not errors, errors[0]
-    return results
-
-
-def _assert_exact(kafka: str, topics: StateTopics, app: str, name: str, results: list[list[tuple[int, int]]]) -> None:
-    pairs = [p for r in results for p in r]
-    assert len(pairs) == CALLS
-    total = sum(n for n, _ in pairs)
-    values = [v for _, v in pairs]
-    assert len(set(values)) == CALLS, "two requests were answered with the same new value"
-    assert max(values) == total
-    with StateClient(kafka, topics) as client:
-        assert client.call(client.command("get", SEMAPHORE, app, name)).value == total
-    item = changelog_state(kafka, topics)[(SEMAPHORE, app, name)]
-    assert (item.value, item.version) == (total, CALLS), "each request changed the semaphore exactly once"
-
-
 def test_concurrent_increments_are_exact(kafka_bootstrap: str, topics: StateTopics, owner: OwnerProcess) -> None:
     app = f"t{uuid.uuid4().hex[:6]}"
-    results = _hammer(kafka_bootstrap, topics, app, "sum_value", [0])
-    _assert_exact(kafka_bootstrap, topics, app, "sum_value", results)
+    results = hammer(kafka_bootstrap, topics, app, "sum_value", [0])
+    assert_exact(kafka_bootstrap, topics, app, "sum_value", results)
 
 
 def test_owner_killed_twice_loses_and_repeats_nothing(kafka_bootstrap: str, topics: StateTopics,
@@ -95,7 +55,7 @@ def test_owner_killed_twice_loses_and_repeats_nothing(kafka_bootstrap: str, topi
     app, progress = f"t{uuid.uuid4().hex[:6]}", [0]
     outcome: dict[str, list] = {}
     runner = threading.Thread(target=lambda: outcome.setdefault(
-        "results", _hammer(kafka_bootstrap, topics, app, "sum_value", progress)))
+        "results", hammer(kafka_bootstrap, topics, app, "sum_value", progress)))
     runner.start()
     for at in (CALLS // 3, 2 * CALLS // 3):
         deadline = time.monotonic() + 120
@@ -110,7 +70,7 @@ def test_owner_killed_twice_loses_and_repeats_nothing(kafka_bootstrap: str, topi
     assert len(replies) == CALLS, "one reply per request id (resends answered under the same id)"
     for rid, answers in replies.items():
         assert len({(r["code"], r["value"]) for r in answers}) == 1, f"{rid} answered differently: {answers}"
-    _assert_exact(kafka_bootstrap, topics, app, "sum_value", outcome["results"])
+    assert_exact(kafka_bootstrap, topics, app, "sum_value", outcome["results"])
 
 
 def test_a_fresh_owner_restores_the_values_from_the_changelog(kafka_bootstrap: str, topics: StateTopics,
