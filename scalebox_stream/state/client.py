@@ -42,12 +42,12 @@ class StateClient:
         self.timeout_s, self.resend_s = timeout_s, resend_s
         self.client_id = uuid.uuid4().hex[:12]
         self._seq = itertools.count(1)
-        self.reply_partition = (random.randrange(self.topics.reply_partitions) if reply_partition is None
-                                else reply_partition)
         self._producer = Producer(producer_config(bootstrap, **{"linger.ms": 0, "compression.type": "none",
                                                                 "retry.backoff.ms": 10}))
         self._consumer = Consumer(consumer_config(bootstrap, f"sbx.state.client.{self.client_id}", **{
-            "fetch.wait.max.ms": 5, "fetch.error.backoff.ms": 10, "enable.partition.eof": False}))
+            "fetch.wait.max.ms": 100, "fetch.error.backoff.ms": 10, "enable.partition.eof": False}))
+        self.partitions, reply_partitions = self._partition_counts()
+        self.reply_partition = random.randrange(reply_partitions) if reply_partition is None else reply_partition
         high = self._reply_end()
         self._consumer.assign([TopicPartition(self.topics.replies, self.reply_partition, high)])
         self._waiting: dict[str, Future[Reply]] = {}
@@ -55,6 +55,20 @@ class StateClient:
         self._closed = threading.Event()
         self._reader = threading.Thread(target=self._read, name="state-replies", daemon=True)
         self._reader.start()
+
+    def _partition_counts(self, timeout_s: float = 10.0) -> tuple[int, int]:
+        """The partitions of the commands and replies topics, as the broker has them (every client maps an item
+        to a partition with the same count)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            topics = self._consumer.list_topics(timeout=timeout_s).topics
+            found = [topics.get(name) for name in (self.topics.commands, self.topics.replies)]
+            if all(t is not None and t.error is None and t.partitions for t in found):
+                return len(found[0].partitions), len(found[1].partitions)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no state topics {self.topics.commands}, {self.topics.replies}: has a state "
+                                   "owner ever run?")
+            time.sleep(0.2)
 
     def _reply_end(self, timeout_s: float = 10.0) -> int:
         """The end offset of the reply partition (where this client's replies will be). A topic created a moment
@@ -81,12 +95,12 @@ class StateClient:
     def call(self, cmd: Command, partition: int | None = None) -> Reply:
         """Send one command (to its item's partition unless given) and return its reply."""
         if partition is None:
-            partition = partition_of(cmd.app, cmd.name, self.topics.partitions)
+            partition = partition_of(cmd.app, cmd.name, self.partitions)
         return self._wait([(cmd, partition)])[0]
 
     def scatter(self, cmd: Command) -> list[Reply]:
         """Send a copy of a pattern command to every partition; their replies, in partition order."""
-        copies = [(Command(**{**cmd.__dict__, "id": f"{cmd.id}/{p}"}), p) for p in range(self.topics.partitions)]
+        copies = [(Command(**{**cmd.__dict__, "id": f"{cmd.id}/{p}"}), p) for p in range(self.partitions)]
         return self._wait(copies)
 
     def _wait(self, sends: list[tuple[Command, int]]) -> list[Reply]:

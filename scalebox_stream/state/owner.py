@@ -74,6 +74,7 @@ class Owner:
         self.workers: dict[int, PartitionWorker] = {}
         self.stats = OwnerStats()
         self.consumer: Consumer | None = None
+        self.reply_partitions = self.topics.reply_partitions
         self.group_metadata: object = None
         """The consumer's group metadata, refreshed by the polling thread after each poll: a worker thread
         asking the consumer for it would wait for the poll in progress to return."""
@@ -84,6 +85,10 @@ class Owner:
         consumer = self.consumer = Consumer(consumer_config(self.bootstrap, t.group, **{
             "group.instance.id": f"{t.group}.{self.owner_id}", "session.timeout.ms": 10000,
             "fetch.wait.max.ms": 5, "fetch.error.backoff.ms": 10}))
+        replies = consumer.list_topics(t.replies, timeout=30).topics[t.replies]
+        if replies.error is not None or not replies.partitions:
+            raise RuntimeError(f"no replies topic {t.replies}: {replies.error}")
+        self.reply_partitions = len(replies.partitions)
         consumer.subscribe([t.commands], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked)
         ready = False
         try:
@@ -235,7 +240,7 @@ class PartitionWorker(threading.Thread):
                     overlay[change.key] = change.item
                     records.append(_Record(owner.events_topic, encode_key(change.key), owner.event(change)))
                 replies.append(_Record(t.replies, outcome.reply.id.encode(), outcome.reply.to_json(),
-                                       partition=cmd.reply_to % t.reply_partitions))
+                                       partition=cmd.reply_to % owner.reply_partitions))
             records += [_Record(t.changelog, encode_key(key), item.to_json(), partition=self.partition)
                         for key, item in overlay.items()]
             publisher = self.publisher

@@ -61,10 +61,10 @@ def sequential(kafka: str, topics: StateTopics, calls: int) -> list[float]:
         return times
 
 
-def caller(args: tuple[str, str, str, float, multiprocessing.Barrier]) -> tuple[str, int, list[float]]:
+def caller(args: tuple[str, StateTopics, str, float, multiprocessing.Barrier]) -> tuple[str, int, list[float]]:
     """One concurrent caller: back-to-back increment-n calls for `seconds`; (name, calls, round trips in ms)."""
-    kafka, prefix, name, seconds, barrier = args
-    with StateClient(kafka, StateTopics(prefix)) as client:
+    kafka, topics, name, seconds, barrier = args
+    with StateClient(kafka, topics) as client:
         client.call(client.command("add", SEMAPHORE, APP, name, n=0, auto_create=True))
         barrier.wait()
         times, deadline = [], time.monotonic() + seconds
@@ -83,7 +83,7 @@ def concurrent(kafka: str, topics: StateTopics, callers: int, seconds: float, sa
         barrier = manager.Barrier(callers + 1)
         names = ["shared" if same_key else f"caller-{i}" for i in range(callers)]
         with ctx.Pool(callers) as pool:
-            pending = pool.map_async(caller, [(kafka, topics.prefix, n, seconds, barrier) for n in names])
+            pending = pool.map_async(caller, [(kafka, topics, n, seconds, barrier) for n in names])
             barrier.wait()
             started = time.monotonic()
             results = pending.get(seconds + 120)
@@ -108,11 +108,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="Length of the concurrent run (default 20).")
     parser.add_argument("--callers", type=int, default=8)
     parser.add_argument("--same-key", action="store_true", help="Every caller on one semaphore.")
+    parser.add_argument("--partitions", type=int, default=None, help="Command and changelog partitions "
+                                                                     "(default: the service's).")
+    parser.add_argument("--reply-partitions", type=int, default=None, help="Reply partitions (default: the "
+                                                                           "service's).")
     parser.add_argument("--smoke", action="store_true", help="200 sequential calls, a 5 s concurrent run.")
     parser.add_argument("--json", action="store_true", help="Print the results as one JSON line.")
     args = parser.parse_args(argv)
     calls, seconds = (200, 5.0) if args.smoke else (args.calls, args.seconds)
-    topics = StateTopics(f"sbx.bench.state.{harness.tag()}")
+    defaults = StateTopics()
+    topics = StateTopics(f"sbx.bench.state.{harness.tag()}", args.partitions or defaults.partitions,
+                         args.reply_partitions or defaults.reply_partitions)
     directory = harness.bench_dir("state")
     say(f"state topics {topics.prefix}; owner log in {directory}; load {harness.load_average()}")
     topics.ensure(args.kafka)
