@@ -11,7 +11,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 EVENT_TYPES = frozenset({
     "TaskCreated", "TaskAccepted", "TaskStarted", "TaskFinished", "TaskRetryScheduled", "TaskSucceeded",
-    "TaskFailed", "AppDeployed", "AppFinished", "AgentLifecycle",
+    "TaskFailed", "AppDeployed", "AppFinished", "AgentLifecycle", "ModuleState", "StateChanged",
 })
 
 PROJECTED_EVENTS = Counter("scalebox_projector_events", "Events applied to the projection.", ["event_type"])

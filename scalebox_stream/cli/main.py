@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from scalebox_stream.cli import app as app_cmds
-from scalebox_stream.cli import local, mirror, module, run, status, task, workers
+from scalebox_stream.cli import local, mirror, module, run, state, status, task, workers
 from scalebox_stream.cli.common import ScaleboxApp
 
 app = ScaleboxApp(name="scalebox", help="Run containerized pipelines of modules over Kafka.",
@@ -18,6 +18,12 @@ app.command("agent")(workers.agent)
 app.command("projector")(workers.projector)
 app.command("replay")(workers.replay)
 app.command("mirror")(mirror.mirror)
+app.add_typer(state.semaphore, name="semaphore")
+app.add_typer(state.semagroup_app, name="semagroup")
+app.add_typer(state.variable, name="variable")
+app.add_typer(state.global_app, name="global")
+app_cmds.app.command("set-finished")(state.app_set_finished)
+app.command("state-owner")(state.state_owner)
 
 if __name__ == "__main__":
     app()

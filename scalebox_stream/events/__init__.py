@@ -8,6 +8,7 @@ from scalebox_stream.events.payloads import (
     AppFinished,
     ModuleState,
     Payload,
+    StateChanged,
     TaskAccepted,
     TaskCreated,
     TaskFailed,
@@ -21,6 +22,6 @@ from scalebox_stream.events.stamp import EventStamp
 
 __all__ = [
     "AgentLifecycle", "AppDeployed", "AppFinished", "DecodeError", "Event", "EventCodec", "EventStamp", "ModuleState",
-    "Payload", "TaskAccepted", "TaskCreated", "TaskFailed", "TaskFinished", "TaskRetryScheduled", "TaskStarted",
-    "TaskSucceeded", "UserTimestamp", "child_task_id", "new_task_id", "now_us",
+    "Payload", "StateChanged", "TaskAccepted", "TaskCreated", "TaskFailed", "TaskFinished", "TaskRetryScheduled",
+    "TaskStarted", "TaskSucceeded", "UserTimestamp", "child_task_id", "new_task_id", "now_us",
 ]

@@ -316,6 +316,19 @@ class ModuleState(Payload):
     agent: str = ""
 
 
+class StateChanged(Payload):
+    """A shared-state item (semaphore, variable, global, app result) took a new value (see `state/`)."""
+
+    __slots__ = ()
+    kind: str
+    name: str
+    value: str
+    old_value: str | None = None
+    op: str
+    request_id: str = ""
+    version: Long
+
+
 def payload_class(event_type: str) -> type[Payload]:
     """The payload class of an event type; KeyError for an unknown one."""
     return Payload.BY_NAME[event_type]

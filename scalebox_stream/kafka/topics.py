@@ -43,13 +43,16 @@ def module_group(app: str, module: str) -> str:
     return f"sbx.agents.{app}.{module}"
 
 
-def ensure_topics(admin: AdminClient, topics: dict[str, int], timeout_s: float = 30.0) -> None:
-    """Create the topics that do not exist yet (name -> partitions); existing ones are left alone. Returns once
-    every one of them, new or not, has a leader for each partition."""
+def ensure_topics(admin: AdminClient, topics: dict[str, int], timeout_s: float = 30.0,
+                  configs: dict[str, dict[str, str]] | None = None) -> None:
+    """Create the topics that do not exist yet (name -> partitions; their configuration from `configs`, else
+    TOPIC_CONFIGS); existing ones are left alone. Returns once every one of them, new or not, has a leader for
+    each partition."""
     existing = admin.list_topics(timeout=timeout_s).topics
+    configs = {**TOPIC_CONFIGS, **(configs or {})}
     wanted = [
         NewTopic(name, num_partitions=partitions, replication_factor=1,
-                 config=TOPIC_CONFIGS.get(name, {}))
+                 config=configs.get(name, {}))
         for name, partitions in topics.items() if name not in existing
     ]
     if wanted:
@@ -118,3 +121,30 @@ def ensure_app_topics(admin: AdminClient, app: str, modules: list[str]) -> None:
     """Create the shared topics and one task topic per module of an app."""
     topics = {**SHARED_TOPICS, **{task_topic(app, m): TASK_TOPIC_PARTITIONS for m in modules}}
     ensure_topics(admin, topics)
+
+
+STATE_PREFIX = "sbx.state"
+STATE_PARTITIONS = 6
+"""Commands and changelog (the same count: a command's partition is its item's changelog partition); one, two,
+three or six owner processes share them evenly."""
+STATE_REPLY_PARTITIONS = 12
+"""Replies: each client reads one partition and skips the other clients' replies there."""
+STATE_REPLY_RETENTION_MS = 3600 * 1000
+
+
+def state_topics(prefix: str = STATE_PREFIX, partitions: int = STATE_PARTITIONS,
+                 reply_partitions: int = STATE_REPLY_PARTITIONS) -> tuple[dict[str, int], dict[str, dict[str, str]]]:
+    """The shared-state topics (name -> partitions) and their configurations: the changelog is compacted (the
+    latest value of each item is the state), replies are kept an hour and commands a week (the broker's default)."""
+    topics = {f"{prefix}.commands": partitions, f"{prefix}.changelog": partitions,
+              f"{prefix}.replies": reply_partitions}
+    configs = {f"{prefix}.changelog": {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
+               f"{prefix}.replies": {"cleanup.policy": "delete", "retention.ms": str(STATE_REPLY_RETENTION_MS)}}
+    return topics, configs
+
+
+def ensure_state_topics(admin: AdminClient, prefix: str = STATE_PREFIX, partitions: int = STATE_PARTITIONS,
+                        reply_partitions: int = STATE_REPLY_PARTITIONS) -> None:
+    """Create the shared-state topics (and the events topic their owners publish to)."""
+    topics, configs = state_topics(prefix, partitions, reply_partitions)
+    ensure_topics(admin, {**SHARED_TOPICS, **topics}, configs=configs)

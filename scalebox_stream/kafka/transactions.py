@@ -50,7 +50,7 @@ class RecordRefused(KafkaException):
 
 
 class TransactionalPublisher:
-    """Publishes (topic, key, value, headers) records plus offsets in one transaction."""
+    """Publishes (topic, key, value, headers[, partition]) records plus offsets in one transaction."""
 
     def __init__(self, bootstrap: str, transactional_id: str, timeout_s: float = 10.0,
                  stop: threading.Event | None = None, producer_factory: Callable[[dict[str, Any]], Any] = Producer,
@@ -106,7 +106,8 @@ class TransactionalPublisher:
         deadline = time.monotonic() + self.timeout_s
         while True:
             try:
-                producer.produce(record.topic, key=record.key, value=record.value, headers=record.headers)
+                producer.produce(record.topic, key=record.key, value=record.value, headers=record.headers,
+                                 partition=getattr(record, "partition", -1))  # -1: the partitioner's choice
                 return
             except BufferError:
                 if time.monotonic() > deadline:

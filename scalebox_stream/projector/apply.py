@@ -143,8 +143,25 @@ ON CONFLICT (app, module) DO UPDATE SET state = EXCLUDED.state, reason = EXCLUDE
     changed_at = EXCLUDED.changed_at WHERE module_states.changed_at <= EXCLUDED.changed_at
 """
 
+# A state change: its history row, the current value (a higher version wins), and an app's result on its row.
+_STATE_CHANGED = """
+WITH h AS (
+    INSERT INTO state_history (event_id, kind, app, name, version, op, value, old_value, request_id, changed_at)
+    VALUES (%(event_id)s, %(kind)s, %(app)s, %(name)s, %(version)s, %(op)s, %(value)s, %(old_value)s,
+            %(request_id)s, to_timestamp(%(at)s))
+    ON CONFLICT (event_id) DO NOTHING
+), v AS (
+    INSERT INTO state_values (kind, app, name, value, version, changed_at)
+    VALUES (%(kind)s, %(app)s, %(name)s, %(value)s, %(version)s, to_timestamp(%(at)s))
+    ON CONFLICT (kind, app, name) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version,
+        changed_at = EXCLUDED.changed_at WHERE state_values.version < EXCLUDED.version
+)
+UPDATE apps SET result = %(value)s, finished_at = COALESCE(finished_at, to_timestamp(%(at)s))
+WHERE %(kind)s::text = 'app' AND app = %(app)s::text
+"""
+
 _RARE = {"AgentLifecycle": _AGENT, "AppDeployed": _APP_DEPLOYED, "AppFinished": _APP_FINISHED,
-         "ModuleState": _MODULE_STATE}
+         "ModuleState": _MODULE_STATE, "StateChanged": _STATE_CHANGED}
 
 
 # The projector's session: a commit need not wait for the disk (a crash loses at most the last few
@@ -213,7 +230,8 @@ def merge_staged(cur: psycopg.Cursor, f: Fold) -> None:
 
 
 def _rare_params(e: Event) -> dict:
-    return {"app": e.app, "module": e.module, "host": e.host, "at": e.occurred_at / 1e6, **e.payload.to_avro()}
+    return {"app": e.app, "module": e.module, "host": e.host, "at": e.occurred_at / 1e6, "event_id": e.event_id,
+            **e.payload.to_avro()}
 
 
 def apply_fold(cur: psycopg.Cursor, f: Fold) -> None:

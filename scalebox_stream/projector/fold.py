@@ -33,7 +33,7 @@ FINISHED_FIELDS = (
     "cpu_user_s", "cpu_system_s", "peak_memory_bytes",
 )
 _finished_fields = itemgetter(*FINISHED_FIELDS)
-RARE_TYPES = frozenset({"AgentLifecycle", "AppDeployed", "AppFinished", "ModuleState"})
+RARE_TYPES = frozenset({"AgentLifecycle", "AppDeployed", "AppFinished", "ModuleState", "StateChanged"})
 
 
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

@@ -8,7 +8,8 @@ import psycopg
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 PROJECTION_TABLES = ("apps", "tasks", "task_runs", "task_edges", "agents", "applied_events",
-                     "projector_offsets", "dead_letters", "module_states")
+                     "projector_offsets", "dead_letters", "module_states", "state_values",
+                     "state_history")
 _LOCK_KEY = 0x5CB0
 
 

@@ -116,7 +116,8 @@ class FakeProducer:
         self.in_transaction = True
         self.pending, self.offsets = [], {}
 
-    def produce(self, topic: str, key: Any = None, value: Any = None, headers: Any = None) -> None:
+    def produce(self, topic: str, key: Any = None, value: Any = None, headers: Any = None,
+                partition: int = -1) -> None:
         assert self.in_transaction, "produce outside a transaction"
         if (code := self.broker.refused.get(value)) is not None:
             raise KafkaException(KafkaError(code, f"fake refusal of a record for {topic}"))

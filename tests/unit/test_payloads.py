@@ -130,6 +130,8 @@ SAMPLES: dict[str, dict] = {
     "AppFinished": {"succeeded": 2**35, "failed": 0},
     "AgentLifecycle": {"agent": "a", "state": "started", "slots": 2, "executor": "docker", "pid": 7},
     "ModuleState": {"state": "suspended", "reason": "budget", "agent": "a"},
+    "StateChanged": {"kind": "semaphore", "name": "sum", "value": "168", "old_value": "100", "op": "increment-n",
+                     "request_id": "r1", "version": 7},
 }
 ENVELOPE_FIELDS = {"event_id": "5f0e9f0c-52a3-4c1b-9b1e-0c1d2e3f4a5b", "occurred_at": 1_700_000_000_123_456,
                    "app": "app", "module": "m", "task_id": "t", "attempt": 2, "cluster": "c", "host": "h",

@@ -1,0 +1,176 @@
+"""`scalebox semaphore|semagroup|variable|global ...`, `scalebox app set-finished` and `scalebox state-owner`.
+
+Scalebox's names, output and return codes (0 ok, 1 error or refusal, 2 not found). The app comes from `--app`
+(or `--app-id`), else `APP_ID`, else `APP`: Scalebox scripts run `APP_ID=$app scalebox semaphore get NAME`.
+Each command parses, calls one function of `scalebox_stream.state.api` and prints its outcome.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+import typer
+
+from scalebox_stream.cli.common import setup_logging
+
+AppOption = Annotated[str | None, typer.Option("--app", "--app-id", help="The app (env APP_ID, else APP).")]
+KafkaOpt = Annotated[str | None, typer.Option("--kafka", help="Kafka bootstrap servers (env SCALEBOX_KAFKA).")]
+AutoCreate = Annotated[bool, typer.Option("--auto-create", help="Create a missing semaphore at 0 "
+                                                                "(env SEMAPHORE_AUTO_CREATE=yes).")]
+AllowNegative = Annotated[bool, typer.Option("--allow-negative", help="Let the value go below zero "
+                                                                      "(env SEMAPHORE_ALLOW_NEGATIVE=yes).")]
+NEGATIVE_NUMBERS = {"ignore_unknown_options": True}
+"""So that `increment-n NAME -3` reads -3 as the number, not as an option."""
+
+semaphore = typer.Typer(help="Semaphores: integer counters of an app, on the log.", no_args_is_help=True)
+semagroup_app = typer.Typer(help="Operations over the semaphores a prefix or pattern matches.", no_args_is_help=True)
+variable = typer.Typer(help="Variables: text values of an app, on the log.", no_args_is_help=True)
+global_app = typer.Typer(help="Globals: text values shared by every app, on the log.", no_args_is_help=True)
+
+
+def _yes(env: str) -> bool:
+    return os.environ.get(env, "").strip().lower() in ("yes", "y", "true", "1")
+
+
+def _app(app: str | None) -> str:
+    resolved = app or os.environ.get("APP_ID") or os.environ.get("APP")
+    if not resolved:
+        typer.secho("error: no app: give --app, or set APP_ID", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    return resolved
+
+
+def _bootstrap(kafka: str | None) -> str:
+    if kafka or os.environ.get("SCALEBOX_KAFKA"):
+        return kafka or os.environ["SCALEBOX_KAFKA"]
+    from scalebox_stream.cli.common import connections
+
+    return connections(None, None).kafka
+
+
+def _call(kafka: str | None, operation_name: str, *args: Any, **kwargs: Any) -> None:
+    """Run `state.api.<operation_name>`, print its output and error, exit with its code."""
+    from scalebox_stream.state import api
+
+    outcome = api.run(_bootstrap(kafka), getattr(api, operation_name), *args, **kwargs)
+    if outcome.output is not None:
+        typer.echo(outcome.output)
+    if outcome.error:
+        typer.secho(f"error: {outcome.error}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(outcome.code)
+
+
+@semaphore.command("create")
+def semaphore_create(name: str, value: int, app: AppOption = None, kafka: KafkaOpt = None) -> None:
+    """Create a semaphore (an existing one is an error unless CONFLICT_ACTION=IGNORE or OVERWRITE)."""
+    _call(kafka, "semaphore_create", _app(app), name, value, os.environ.get("CONFLICT_ACTION", "error"))
+
+
+@semaphore.command("get")
+def semaphore_get(name: str, app: AppOption = None, auto_create: AutoCreate = False, kafka: KafkaOpt = None) -> None:
+    """Print a semaphore's value (code 2 if there is none); a pattern prints a JSON map."""
+    _call(kafka, "semaphore_get", _app(app), name, auto_create or _yes("SEMAPHORE_AUTO_CREATE"))
+
+
+def _add(name: str, n: int, app: str | None, auto_create: bool, allow_negative: bool, kafka: str | None) -> None:
+    _call(kafka, "semaphore_add", _app(app), name, n, auto_create or _yes("SEMAPHORE_AUTO_CREATE"),
+          allow_negative or _yes("SEMAPHORE_ALLOW_NEGATIVE"))
+
+
+@semaphore.command("increment")
+def semaphore_increment(name: str, app: AppOption = None, auto_create: AutoCreate = False,
+                        kafka: KafkaOpt = None) -> None:
+    """Add one; print the new value (a JSON map for a pattern)."""
+    _add(name, 1, app, auto_create, False, kafka)
+
+
+@semaphore.command("decrement")
+def semaphore_decrement(name: str, app: AppOption = None, auto_create: AutoCreate = False,
+                        allow_negative: AllowNegative = False, kafka: KafkaOpt = None) -> None:
+    """Subtract one; print the new value. Refused (code 1) if it would go below zero, unless allowed."""
+    _add(name, -1, app, auto_create, allow_negative, kafka)
+
+
+@semaphore.command("increment-n", context_settings=NEGATIVE_NUMBERS)
+def semaphore_increment_n(name: str, n: int, app: AppOption = None, auto_create: AutoCreate = False,
+                          allow_negative: AllowNegative = False, kafka: KafkaOpt = None) -> None:
+    """Add N (may be negative); print the new value."""
+    _add(name, n, app, auto_create, allow_negative, kafka)
+
+
+@semaphore.command("list")
+def semaphore_list(pattern: Annotated[str, typer.Argument(help="Only names matching this.")] = "",
+                   app: AppOption = None, kafka: KafkaOpt = None) -> None:
+    """Print the app's semaphores as a JSON map."""
+    _call(kafka, "semaphore_list", _app(app), pattern)
+
+
+def _semagroup(op: str) -> None:
+    def command(expr: str, app: AppOption = None, allow_negative: AllowNegative = False,
+                kafka: KafkaOpt = None) -> None:
+        _call(kafka, "semagroup", _app(app), op, expr, allow_negative or _yes("SEMAPHORE_ALLOW_NEGATIVE"))
+
+    command.__doc__ = {
+        "min": "Print the lowest member as \"name\":value.",
+        "max": "Print the highest member as \"name\":value.",
+        "increment": "Add one to the lowest member; print it as \"name\":value.",
+        "decrement": "Subtract one from the highest member; print it as \"name\":value.",
+        "diffmin": "(PREFIX)SUFFIX: print member PREFIX+SUFFIX minus the lowest of PREFIX.*.",
+        "diffmax": "(PREFIX)SUFFIX: print the highest of PREFIX.* minus member PREFIX+SUFFIX.",
+    }[op]
+    semagroup_app.command(op)(command)
+
+
+for _op in ("min", "max", "increment", "decrement", "diffmin", "diffmax"):
+    _semagroup(_op)
+
+
+@variable.command("get")
+def variable_get(name: str, app: AppOption = None, kafka: KafkaOpt = None) -> None:
+    """Print a variable (code 2 if unset); a pattern prints a JSON map."""
+    _call(kafka, "variable_get", _app(app), name)
+
+
+@variable.command("set")
+def variable_set(name: str, value: str, app: AppOption = None, kafka: KafkaOpt = None) -> None:
+    """Set a variable of the app."""
+    _call(kafka, "variable_set", _app(app), name, value)
+
+
+@global_app.command("get")
+def global_get(name: str, kafka: KafkaOpt = None) -> None:
+    """Print a global (code 2 if unset)."""
+    _call(kafka, "global_get", name)
+
+
+@global_app.command("set")
+def global_set(name: str, value: str, kafka: KafkaOpt = None) -> None:
+    """Set a global."""
+    _call(kafka, "global_set", name, value)
+
+
+def app_set_finished(text: Annotated[str, typer.Argument(help="The app's result.")], app: AppOption = None,
+                     kafka: KafkaOpt = None) -> None:
+    """Mark the app finished with a result text (shown by the projection)."""
+    _call(kafka, "app_set_finished", _app(app), text)
+
+
+def state_owner(
+    owner_id: Annotated[str | None, typer.Option("--owner-id", help="This owner's id (default HOST.0); a restarted "
+                                                                    "owner with the same id takes over at once. "
+                                                                    "Two live owners need two ids.")] = None,
+    kafka: KafkaOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run a state owner (semaphores, variables, globals) until SIGTERM."""
+    from scalebox_stream.state.service import serve
+
+    setup_logging(verbose)
+    try:
+        stats = serve(_bootstrap(kafka), owner_id)
+    except RuntimeError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"applied {stats.commands} command(s) in {stats.batches} batch(es); {stats.changes} change(s)",
+               err=True)

@@ -1,0 +1,213 @@
+"""The state operations with Scalebox's names, output and return codes, over a `StateClient`.
+
+Each function returns an `Outcome`: the return code (0 ok, 1 error or refusal, 2 not found), what to print on
+stdout (Scalebox's output: a value, a JSON map for a pattern, `"name":value` for a group member) and an error
+text for stderr. The CLI prints it; the in-task tools will too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from scalebox_stream.state.client import StateClient
+from scalebox_stream.state.model import (
+    APP,
+    APP_RESULT,
+    CONFLICT,
+    ERROR,
+    GLOBAL,
+    NOT_FOUND,
+    OK,
+    SEMAPHORE,
+    VARIABLE,
+    Reply,
+    StateTopics,
+    is_pattern,
+)
+
+SEMAGROUP_OPS = ("min", "max", "increment", "decrement", "diffmin", "diffmax")
+CAS_ATTEMPTS = 50
+_GROUP_EXPR = re.compile(r"^\(([^)]*)\)(.*)$")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a command prints and returns."""
+
+    code: int
+    output: str | None = None
+    error: str | None = None
+
+
+@contextmanager
+def connect(bootstrap: str, topics: StateTopics | None = None, timeout_s: float = 30.0) -> Iterator[StateClient]:
+    """A client for the duration of a block."""
+    client = StateClient(bootstrap, topics, timeout_s=timeout_s)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def run(bootstrap: str, operation: Callable[..., Outcome], *args: Any, **kwargs: Any) -> Outcome:
+    """Run one operation with a client of its own; a missing owner or broker is an error (code 1)."""
+    try:
+        with connect(bootstrap) as client:
+            return operation(client, *args, **kwargs)
+    except (TimeoutError, RuntimeError) as exc:
+        return Outcome(ERROR, error=str(exc))
+    except Exception as exc:  # KafkaException and friends: Scalebox's "db error"
+        return Outcome(ERROR, error=f"{type(exc).__name__}: {exc}")
+
+
+def _json_map(values: dict[str, Any]) -> str:
+    return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _single(reply: Reply) -> Outcome:
+    if reply.code == OK:
+        return Outcome(OK, None if reply.value is None else str(reply.value))
+    return Outcome(reply.code, None, reply.error or f"refused ({reply.reason})")
+
+
+def _merged(replies: list[Reply]) -> Outcome:
+    """One JSON map from the partitions' replies; the first error (if any) sets the code."""
+    values: dict[str, Any] = {}
+    for reply in replies:
+        values.update(reply.values or {})
+    failed = next((r for r in replies if r.code != OK), None)
+    if failed is not None:
+        return Outcome(failed.code, _json_map(values), failed.error)
+    return Outcome(OK, _json_map(values))
+
+
+def _scan(client: StateClient, kind: str, app: str, pattern: str) -> dict[str, Any] | Outcome:
+    replies = client.scatter(client.command("scan", kind, app, pattern))
+    merged = _merged(replies)
+    if merged.code != OK:
+        return merged
+    return json.loads(merged.output or "{}")
+
+
+# ---- semaphores ----
+
+def semaphore_create(client: StateClient, app: str, name: str, value: int, conflict: str = "error") -> Outcome:
+    """`semaphore create NAME VALUE` (CONFLICT_ACTION=IGNORE|OVERWRITE for an existing one); prints nothing."""
+    outcome = _single(client.call(client.command("create", SEMAPHORE, app, name, value=value,
+                                                 conflict=conflict.lower() or "error")))
+    return Outcome(outcome.code, None, outcome.error)
+
+
+def semaphore_get(client: StateClient, app: str, name: str, auto_create: bool = False) -> Outcome:
+    """`semaphore get NAME` prints its value; a pattern prints a JSON map of the matching ones."""
+    if is_pattern(name):
+        return _merged(client.scatter(client.command("scan", SEMAPHORE, app, name)))
+    return _single(client.call(client.command("get", SEMAPHORE, app, name, auto_create=auto_create)))
+
+
+def semaphore_add(client: StateClient, app: str, name: str, n: int, auto_create: bool = False,
+                  allow_negative: bool = False) -> Outcome:
+    """`increment`, `decrement`, `increment-n NAME N`: prints the new value (a JSON map for a pattern). A value
+    would go below zero only with `allow_negative`; otherwise the command is refused (code 1)."""
+    if is_pattern(name):
+        return _merged(client.scatter(client.command("add_matching", SEMAPHORE, app, name, n=n,
+                                                     allow_negative=allow_negative)))
+    return _single(client.call(client.command("add", SEMAPHORE, app, name, n=n, auto_create=auto_create,
+                                              allow_negative=allow_negative)))
+
+
+def semaphore_list(client: StateClient, app: str, pattern: str = "") -> Outcome:
+    """`semaphore list [PATTERN]`: a JSON map of the app's semaphores (those matching PATTERN)."""
+    return _merged(client.scatter(client.command("scan", SEMAPHORE, app, pattern)))
+
+
+def semagroup(client: StateClient, app: str, op: str, expr: str, allow_negative: bool = False) -> Outcome:
+    """`semagroup min|max|increment|decrement EXPR` over the semaphores EXPR matches (a prefix or a pattern):
+    prints `"name":value` of the lowest/highest member (ties: the first name), `increment` raises the lowest by
+    one and `decrement` lowers the highest by one. `diffmax|diffmin (PREFIX)SUFFIX`: the group PREFIX.* and its
+    member PREFIX+SUFFIX; prints group max - member, or member - group min."""
+    if op not in SEMAGROUP_OPS:
+        return Outcome(ERROR, error=f"unknown semagroup operation {op!r} (one of {', '.join(SEMAGROUP_OPS)})")
+    if op in ("diffmin", "diffmax"):
+        return _diff(client, app, op, expr)
+    for _ in range(CAS_ATTEMPTS):
+        group = _scan(client, SEMAPHORE, app, expr)
+        if isinstance(group, Outcome):
+            return group
+        if not group:
+            return Outcome(NOT_FOUND, error=f"no semaphore matches {expr!r}")
+        lowest = op in ("min", "increment")
+        name = min(group, key=lambda k: (group[k], k)) if lowest else min(group, key=lambda k: (-group[k], k))
+        if op in ("min", "max"):
+            return Outcome(OK, f'"{name}":{group[name]}')
+        reply = client.call(client.command("add", SEMAPHORE, app, name, n=1 if op == "increment" else -1,
+                                           expect=group[name], allow_negative=allow_negative))
+        if reply.code == OK:
+            return Outcome(OK, f'"{name}":{reply.value}')
+        if reply.reason != CONFLICT:
+            return _single(reply)
+    return Outcome(ERROR, error=f"semagroup {op} {expr!r}: the group kept changing ({CAS_ATTEMPTS} attempts)")
+
+
+def _diff(client: StateClient, app: str, op: str, expr: str) -> Outcome:
+    match = _GROUP_EXPR.match(expr)
+    if match is None:
+        return Outcome(ERROR, error=f"not a semagroup expression {expr!r}: (GROUP-PREFIX)SUFFIX")
+    prefix, suffix = match.groups()
+    group = _scan(client, SEMAPHORE, app, prefix)
+    if isinstance(group, Outcome):
+        return group
+    member = prefix + suffix
+    if member not in group:
+        return Outcome(NOT_FOUND, error=f"semaphore {member!r} not found")
+    value = max(group.values()) - group[member] if op == "diffmax" else group[member] - min(group.values())
+    return Outcome(OK, str(value))
+
+
+# ---- variables, globals, app results ----
+
+def _get_text(client: StateClient, kind: str, app: str, name: str) -> Outcome:
+    if is_pattern(name):
+        return _merged(client.scatter(client.command("scan", kind, app, name)))
+    return _single(client.call(client.command("get", kind, app, name)))
+
+
+def _set_text(client: StateClient, kind: str, app: str, name: str, value: str) -> Outcome:
+    outcome = _single(client.call(client.command("set", kind, app, name, value=value)))
+    return Outcome(outcome.code, None, outcome.error)
+
+
+def variable_get(client: StateClient, app: str, name: str) -> Outcome:
+    """`variable get NAME` prints its value; a pattern prints a JSON map."""
+    return _get_text(client, VARIABLE, app, name)
+
+
+def variable_set(client: StateClient, app: str, name: str, value: str) -> Outcome:
+    """`variable set NAME VALUE` (creates or replaces)."""
+    return _set_text(client, VARIABLE, app, name, value)
+
+
+def global_get(client: StateClient, name: str) -> Outcome:
+    """`global get NAME`: a value shared by every app."""
+    return _get_text(client, GLOBAL, "", name)
+
+
+def global_set(client: StateClient, name: str, value: str) -> Outcome:
+    """`global set NAME VALUE`."""
+    return _set_text(client, GLOBAL, "", name, value)
+
+
+def app_set_finished(client: StateClient, app: str, text: str) -> Outcome:
+    """`app set-finished TEXT`: the app's result (the projection shows it and marks the app finished)."""
+    return _set_text(client, APP, app, APP_RESULT, text)
+
+
+def app_result(client: StateClient, app: str) -> Outcome:
+    """The result an app was finished with (code 2 if none)."""
+    return _single(client.call(client.command("get", APP, app, APP_RESULT)))
+

@@ -1,0 +1,149 @@
+"""Shared-state round trips: one client's sequential calls (p50/p99), then operations/s with concurrent callers.
+
+    .venv/bin/python tests/bench/bench_state.py [--calls 2000] [--seconds 20] [--callers 8] [--smoke]
+
+A state owner runs in a child process (`scalebox state-owner`) on topics of the run's own
+(`sbx.bench.state.<tag>.*`, deleted at the end). Latency: one client, `increment-n` of one semaphore, one call
+at a time (the CLI's and, later, an in-task tool's path minus process start). Throughput: `--callers` processes,
+each with its own client calling `increment-n` back to back for `--seconds`, each on its own semaphore
+(`--same-key`: all on one, so one partition and one owner transaction stream serialize them); the per-call
+latencies under that load are reported too. Goals: p50 <= 10 ms, p99 <= 30 ms, >= 2,000 operations/s.
+The final values are checked against the calls made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import harness
+from harness import pct, say
+
+from scalebox_stream.state.client import StateClient
+from scalebox_stream.state.model import OK, SEMAPHORE, StateTopics
+
+GOAL_P50_MS, GOAL_P99_MS, GOAL_OPS = 10.0, 30.0, 2000.0
+APP = "bench"
+
+
+def start_owner(kafka: str, topics: StateTopics, log: Path) -> subprocess.Popen:
+    """`scalebox state-owner` on the run's topics; returns once it was assigned its partitions."""
+    env = {**os.environ, "SCALEBOX_KAFKA": kafka, "SCALEBOX_STATE_PREFIX": topics.prefix}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "scalebox_stream.cli.main", "state-owner", "--owner-id",
+                                 "bench", "-v"], stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+    deadline = time.monotonic() + 60
+    while "assigned partitions" not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"state owner did not start:\n{log.read_text(errors='replace')}")
+        time.sleep(0.05)
+    return proc
+
+
+def sequential(kafka: str, topics: StateTopics, calls: int) -> list[float]:
+    """Round trips (ms) of one client's `calls` sequential increment-n calls (after 50 unmeasured ones)."""
+    with StateClient(kafka, topics) as client:
+        for _ in range(50):
+            client.call(client.command("add", SEMAPHORE, APP, "latency", n=1, auto_create=True))
+        times = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            reply = client.call(client.command("add", SEMAPHORE, APP, "latency", n=1, auto_create=True))
+            times.append((time.perf_counter() - started) * 1000)
+            assert reply.code == OK, reply
+        return times
+
+
+def caller(args: tuple[str, StateTopics, str, float, multiprocessing.Barrier]) -> tuple[str, int, list[float]]:
+    """One concurrent caller: back-to-back increment-n calls for `seconds`; (name, calls, round trips in ms)."""
+    kafka, topics, name, seconds, barrier = args
+    with StateClient(kafka, topics) as client:
+        client.call(client.command("add", SEMAPHORE, APP, name, n=0, auto_create=True))
+        barrier.wait()
+        times, deadline = [], time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            reply = client.call(client.command("add", SEMAPHORE, APP, name, n=1, auto_create=True))
+            times.append((time.perf_counter() - started) * 1000)
+            assert reply.code == OK, reply
+        return name, len(times), times
+
+
+def concurrent(kafka: str, topics: StateTopics, callers: int, seconds: float, same_key: bool) -> dict:
+    """Operations/s of `callers` processes calling for `seconds`; checks the final values."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager:
+        barrier = manager.Barrier(callers + 1)
+        names = ["shared" if same_key else f"caller-{i}" for i in range(callers)]
+        with ctx.Pool(callers) as pool:
+            pending = pool.map_async(caller, [(kafka, topics, n, seconds, barrier) for n in names])
+            barrier.wait()
+            started = time.monotonic()
+            results = pending.get(seconds + 120)
+            elapsed = time.monotonic() - started
+    total = sum(n for _, n, _ in results)
+    times = [t for _, _, ts in results for t in ts]
+    expected: dict[str, int] = {}
+    for name, n, _ in results:
+        expected[name] = expected.get(name, 0) + n
+    with StateClient(kafka, topics) as client:
+        for name, n in expected.items():
+            value = client.call(client.command("get", SEMAPHORE, APP, name)).value
+            assert value == n, f"{name}: {value} != {n} calls"
+    return {"callers": callers, "calls": total, "seconds": round(elapsed, 2), "ops_per_s": round(total / elapsed, 1),
+            "p50_ms": round(pct(times, 50), 2), "p99_ms": round(pct(times, 99), 2), "same_key": same_key}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    harness.add_service_args(parser)
+    parser.add_argument("--calls", type=int, default=2000, help="Sequential calls for the latency (default 2000).")
+    parser.add_argument("--seconds", type=float, default=20.0, help="Length of the concurrent run (default 20).")
+    parser.add_argument("--callers", type=int, default=8)
+    parser.add_argument("--same-key", action="store_true", help="Every caller on one semaphore.")
+    parser.add_argument("--partitions", type=int, default=None, help="Command and changelog partitions "
+                                                                     "(default: the service's).")
+    parser.add_argument("--reply-partitions", type=int, default=None, help="Reply partitions (default: the "
+                                                                           "service's).")
+    parser.add_argument("--smoke", action="store_true", help="200 sequential calls, a 5 s concurrent run.")
+    parser.add_argument("--json", action="store_true", help="Print the results as one JSON line.")
+    args = parser.parse_args(argv)
+    calls, seconds = (200, 5.0) if args.smoke else (args.calls, args.seconds)
+    defaults = StateTopics()
+    topics = StateTopics(f"sbx.bench.state.{harness.tag()}", args.partitions or defaults.partitions,
+                         args.reply_partitions or defaults.reply_partitions)
+    directory = harness.bench_dir("state")
+    say(f"state topics {topics.prefix}; owner log in {directory}; load {harness.load_average()}")
+    topics.ensure(args.kafka)
+    owner = start_owner(args.kafka, topics, directory / "owner.log")
+    try:
+        with harness.sigterm_as_interrupt():
+            say(harness.wait_until_idle(timeout_s=5 if args.smoke else 60))
+            times = sequential(args.kafka, topics, calls)
+            latency = {"calls": calls, "p50_ms": round(pct(times, 50), 2), "p90_ms": round(pct(times, 90), 2),
+                       "p99_ms": round(pct(times, 99), 2), "max_ms": round(max(times), 2)}
+            say(f"round trip, one client, {calls} sequential calls: p50 {latency['p50_ms']} ms "
+                f"(goal <= {GOAL_P50_MS}), p90 {latency['p90_ms']} ms, p99 {latency['p99_ms']} ms "
+                f"(goal <= {GOAL_P99_MS}), max {latency['max_ms']} ms")
+            load = concurrent(args.kafka, topics, args.callers, seconds, args.same_key)
+            say(f"{load['callers']} concurrent callers{' on one semaphore' if args.same_key else ''}: "
+                f"{load['calls']} calls in {load['seconds']} s = {load['ops_per_s']} ops/s (goal >= {GOAL_OPS:.0f}); "
+                f"round trip under load p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms")
+    finally:
+        harness.stop_process_group(owner)
+        harness.forget(args.kafka, topics=[topics.commands, topics.changelog, topics.replies],
+                       groups=[topics.group])
+    if args.json:
+        print(json.dumps({"latency": latency, "concurrent": load}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
