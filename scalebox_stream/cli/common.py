@@ -98,10 +98,35 @@ def print_warnings(warnings: Iterable[object]) -> None:
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_verbose = False
+"""`scalebox --verbose`: library and engine logs reach the terminal too."""
+
+
 def setup_logging(verbose: bool = False) -> None:
-    """Plain timestamped logs on stderr."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """The long-running commands (agent, projector, mirror, state-owner): plain timestamped logs on stderr,
+    which `scalebox run` points at each child's log file. Replaces the CLI's file logging."""
+    logging.basicConfig(level=logging.DEBUG if verbose or _verbose else logging.INFO, stream=sys.stderr,
+                        format=LOG_FORMAT, force=True)
+
+
+def cli_logging(log_file: Path, verbose: bool = False) -> None:
+    """A short-lived command's logs (its own and its libraries': librdkafka, psycopg) go to `log_file`, so
+    that only the command's own lines reach the terminal; with `verbose`, to stderr as well."""
+    global _verbose
+    _verbose = _verbose or verbose
+    handlers: list[logging.Handler] = []
+    try:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file))
+    except OSError:
+        pass  # an unwritable home: the logs are lost, never shown
+    if _verbose:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    if not handlers:
+        handlers.append(logging.NullHandler())
+    logging.basicConfig(level=logging.DEBUG if _verbose else logging.INFO, format=LOG_FORMAT, handlers=handlers,
+                        force=True)
 
 
 def _json_default(value: Any) -> Any:

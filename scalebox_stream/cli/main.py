@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+import typer
+
 from scalebox_stream.cli import app as app_cmds
 from scalebox_stream.cli import local, mirror, module, run, state, status, task, workers
-from scalebox_stream.cli.common import ScaleboxApp
+from scalebox_stream.cli.common import ScaleboxApp, cli_logging, settings
 
 app = ScaleboxApp(name="scalebox", help="Run containerized pipelines of modules over Kafka.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from scalebox_stream.launch.about import version_lines
+
+        for line in version_lines(settings()):
+            typer.echo(line)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show library logs (librdkafka, psycopg) and the "
+                                 "engine's own on the terminal too; they always go to $SCALEBOX_HOME/logs."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                 help="Print the version and the Kafka and PostgreSQL this command talks to."),
+) -> None:
+    """Run containerized pipelines of modules over Kafka."""
+    cli_logging(settings().home / "logs" / "scalebox.log", verbose)
+
 app.add_typer(local.app, name="local")
 app.add_typer(app_cmds.app, name="app")
 app.add_typer(task.app, name="task")

@@ -48,6 +48,9 @@ def run(
         fail(problem)
     request = RunRequest(app_file, tuple(sends), tuple(env_file), headers, timeout, metrics_port)
     cli = settings(kafka, pg)
+    from scalebox_stream.cli.common import cli_logging  # the CLI's own (library) logs, next to the children's
+
+    cli_logging(cli.home / "logs" / spec.name / "run.log")
     conns = connect(cli)
     try:
         result = run_app(spec, request, cli, conns, console)

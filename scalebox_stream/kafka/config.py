@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
+
+LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
+
+
+def _logged(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with librdkafka's log lines sent to Python logging (`LIBRDKAFKA_LOG`), where the process's
+    handlers decide: a worker's log file, the CLI's log file, the terminal only with --verbose. Never straight
+    to stderr. A client silenced with `log_level: 0` needs no logger."""
+    if config.get("log_level") != 0:
+        config.setdefault("logger", LIBRDKAFKA_LOG)
+    return config
 
 
 def producer_config(bootstrap: str, transactional_id: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -19,7 +31,7 @@ def producer_config(bootstrap: str, transactional_id: str | None = None, **extra
         config["transactional.id"] = transactional_id
         config["transaction.timeout.ms"] = 60000
     config.update(extra)
-    return config
+    return _logged(config)
 
 
 def consumer_config(bootstrap: str, group_id: str, **extra: Any) -> dict[str, Any]:
@@ -37,7 +49,7 @@ def consumer_config(bootstrap: str, group_id: str, **extra: Any) -> dict[str, An
         "fetch.wait.max.ms": 50,
     }
     config.update(extra)
-    return config
+    return _logged(config)
 
 
 def reader_config(bootstrap: str, purpose: str, group_id: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -52,9 +64,9 @@ def reader_config(bootstrap: str, purpose: str, group_id: str | None = None, **e
         "enable.auto.commit": False,
     }
     config.update(extra)
-    return config
+    return _logged(config)
 
 
 def admin_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
     """Admin client configuration."""
-    return {"bootstrap.servers": bootstrap, **extra}
+    return _logged({"bootstrap.servers": bootstrap, **extra})
