@@ -22,31 +22,20 @@ def _group() -> None:
 @app.command("list")
 def list_apps(
     as_json: Annotated[bool, typer.Option("--json", help="A JSON array for scripts.")] = False,
+    wide: Annotated[bool, typer.Option("--wide", "-w", help="Every column, whole, however wide.")] = False,
     kafka: Annotated[str | None, typer.Option("--kafka", help="Kafka bootstrap (env SCALEBOX_KAFKA).")] = None,
     pg: Annotated[str | None, typer.Option("--pg", help="PostgreSQL DSN (env SCALEBOX_PG).")] = None,
 ) -> None:
     """Deployed apps with their modules and task counts."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
     from scalebox_stream.cli.common import connections, print_json
+    from scalebox_stream.cli.tables import print_app_table
     from scalebox_stream.launch.views import list_apps as apps
 
     rows = apps(connections(kafka, pg, ("pg",)).pg)
     if as_json:
         print_json(rows)
         return
-    table = Table("app", "modules", "tasks", "succeeded", "failed", "in flight", "deployed", "finished")
-    for r in rows:
-        table.add_row(*(escape(cell) for cell in (
-            r["app"], ", ".join(r["modules"]), str(r["tasks"]), str(r["succeeded"]), str(r["failed"]),
-            str(r["in_flight"]), _when(r["deployed_at"]), _when(r["finished_at"]))))
-    Console().print(table)
-
-
-def _when(value: object) -> str:
-    return "" if value is None else f"{value:%Y-%m-%d %H:%M:%S}"
+    print_app_table(rows, wide)
 
 
 @app.command("clean")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from scalebox_stream.cli.common import KafkaOption, PgOption, connections, print_json
+from scalebox_stream.cli.tables import Col, WideOption, print_table, status_text
 from scalebox_stream.launch.views import PERCENTILES, TIMINGS, module_status
 
 COLUMNS = ("created", "waiting", "running", "succeeded", "failed", "attempts")
@@ -18,27 +17,34 @@ def _seconds(value: float | None) -> str:
     return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.1f}s"
 
 
-def status_table(rows: list[dict], title: str | None = None) -> Table:
-    """A per-module table of task counts and queue-wait / run-time percentiles."""
-    table = Table("app", "module", "state", *COLUMNS, "queue wait p50/p95/p99", "run time p50/p95/p99",
-                  title=title)
+COUNT_RANKS = {"created": 8, "waiting": 7, "running": 7, "succeeded": 8, "failed": 8, "attempts": 5}
+STATUS_COLUMNS = (Col("app", 9), Col("module", 10), Col("state", 6),
+                  *(Col(c, COUNT_RANKS[c], number=True) for c in COLUMNS),
+                  Col("queue wait p50/p95/p99", 2), Col("run time p50/p95/p99", 3))
+
+
+def print_status(rows: list[dict], with_app: bool = True, wide: bool = False) -> None:
+    """The per-module table fitted to the terminal: counts first; the times when they fit (or `--wide`)."""
+    cols = [c for c in STATUS_COLUMNS if with_app or c.header != "app"]
+    cells = []
     for r in rows:
         timing = ["/".join(_seconds(r[name][p]) for p in PERCENTILES) for name in TIMINGS]
-        state = r.get("state", "active")
-        table.add_row(r.get("app", ""), r["module"], f"[red]{state}[/]" if state == "suspended" else state,
-                      *(str(r[c]) for c in COLUMNS), *timing)
-    return table
+        row = [r.get("app", ""), r["module"], status_text(r.get("state", "active")), *(str(r[c]) for c in COLUMNS),
+               *timing]
+        cells.append(row if with_app else row[1:])
+    print_table(cols, cells, wide)
 
 
 def status(
     app_name: str | None = typer.Option(None, "--app"),
     as_json: bool = typer.Option(False, "--json"),
+    wide: bool = WideOption,
     kafka: str | None = KafkaOption,
     pg: str | None = PgOption,
 ) -> None:
-    """Show per-module task counts."""
+    """Show per-module task counts and queue-wait and run-time percentiles."""
     rows = module_status(connections(kafka, pg, ("pg",)).pg, app_name)
     if as_json:
         print_json(rows)
     else:
-        Console().print(status_table(rows))
+        print_status(rows, with_app=app_name is None, wide=wide)

@@ -9,7 +9,6 @@ from datetime import datetime
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from scalebox_stream.cli.common import (
     KafkaOption,
@@ -21,6 +20,7 @@ from scalebox_stream.cli.common import (
     print_json,
     settings,
 )
+from scalebox_stream.cli.tables import WideOption, print_task_table
 from scalebox_stream.launch import views
 
 app = typer.Typer(help="Add tasks and inspect them.", no_args_is_help=True)
@@ -87,20 +87,19 @@ def list_(
     since: datetime | None = typer.Option(None, "--since", help="Only tasks created at or after this time."),
     limit: int | None = typer.Option(None, "--limit"),
     as_json: bool = typer.Option(False, "--json", help="A JSON array for scripts."),
+    wide: bool = WideOption,
     kafka: str | None = KafkaOption,
     pg: str | None = PgOption,
 ) -> None:
-    """List tasks with their status, exit code, attempts, host and custom output."""
-    rows = views.list_tasks(connections(kafka, pg, ("pg",)).pg, app_name, module, status, host, since, limit)
+    """List tasks with their status, exit code, attempts, host and custom output (ids: a unique prefix,
+    for `task show`)."""
+    pg_dsn = connections(kafka, pg, ("pg",)).pg
+    rows = views.list_tasks(pg_dsn, app_name, module, status, host, since, limit)
     if as_json:
         print_json(rows)
         return
-    table = Table("task_id", "app", "module", "body", "status", "exit", "attempts", "host", "custom_out")
-    for r in rows:
-        table.add_row(*(escape(cell) for cell in (
-            r["task_id"], r["app"], r["module"], _short(r["body"]), r["status"], _text(r["exit_code"]),
-            str(r["attempts"]), r["host"] or "", _short(r["custom_out"]))))
-    Console().print(table)
+    print_task_table(rows, {} if wide else views.short_task_ids(pg_dsn, [r["task_id"] for r in rows]),
+                     with_app=app_name is None, wide=wide)
 
 
 def _text(value: object) -> str:

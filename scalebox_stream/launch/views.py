@@ -8,6 +8,7 @@ from datetime import datetime
 import psycopg
 
 from scalebox_stream.launch.errors import OperationError
+from scalebox_stream.policy.display import SHORT_ID, PrefixError, id_prefix, prefix_range, resolve_prefix, short_ids
 from scalebox_stream.projector import queries
 
 TIMINGS = ("queue_wait", "run_time")
@@ -58,10 +59,29 @@ class TaskDetail:
         return [d["task_id"] for d in self.descendants if d["edge_parent"] == self.task["task_id"]]
 
 
+def short_task_ids(pg: str, ids: list[str]) -> dict[str, str]:
+    """Each id's shortest prefix (8 characters at least) that names it alone among every projected task, so
+    that it can be typed back to `task show`."""
+    if not ids:
+        return {}
+    with psycopg.connect(pg) as conn:
+        near = queries.task_ids_in(conn, [prefix_range(i[:SHORT_ID]) for i in set(ids)])
+    return short_ids(ids, near)
+
+
+def resolve_task_id(conn: psycopg.Connection, typed: str) -> str:
+    """The full id of the task a typed id or unique prefix names; OperationError (exit 2) if none does or
+    several do, listing them."""
+    try:
+        return resolve_prefix(typed, queries.task_ids_in(conn, [prefix_range(id_prefix(typed))], limit=6))
+    except PrefixError as exc:
+        raise OperationError(str(exc)) from None
+
+
 def _task(conn: psycopg.Connection, task_id: str) -> dict:
-    task = queries.find_task(conn, task_id)
+    task = queries.find_task(conn, resolve_task_id(conn, task_id))
     if task is None:
-        raise OperationError(f"no task {task_id!r} (or the prefix is ambiguous)")
+        raise OperationError(f"no task {task_id!r}")
     return task
 
 

@@ -91,6 +91,16 @@ def find_task(conn: psycopg.Connection, prefix: str) -> dict[str, Any] | None:
     return rows[0] if len(rows) == 1 else None
 
 
+def task_ids_in(conn: psycopg.Connection, ranges: list[tuple[str, str]], limit: int | None = None) -> list[str]:
+    """The ids of the tasks within any of the (lowest, highest) uuid ranges, in order (at most `limit`)."""
+    sql = """SELECT DISTINCT t.task_id::text FROM unnest(%s::uuid[], %s::uuid[]) AS r(lo, hi)
+             JOIN tasks t ON t.task_id BETWEEN r.lo AND r.hi ORDER BY 1"""
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    with conn.cursor() as cur:
+        return [row[0] for row in cur.execute(sql, ([lo for lo, _ in ranges], [hi for _, hi in ranges])).fetchall()]
+
+
 def attempts_of(conn: psycopg.Connection, task_id: str) -> list[dict[str, Any]]:
     """Every attempt of one task with every recorded field and the derived durations, first to last."""
     with conn.cursor(row_factory=dict_row) as cur:

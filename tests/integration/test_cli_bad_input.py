@@ -292,7 +292,7 @@ def test_markup_in_a_body_prints_verbatim_and_lineage_shows_each_status(tmp_path
     assert validated.stderr.decode().splitlines() == warning and validated.returncode == 0
     listed = _cli(["task", "list", "--app", app, "--kafka", kafka_bootstrap, "--pg", pg_dsn], None, env)
     assert listed.returncode == 0 and "[bold]x" in listed.stdout.decode(), listed.stdout.decode()
-    (task_id,) = [line.split()[1] for line in listed.stdout.decode().splitlines() if "[bold]x" in line]
+    (task_id,) = [line.split()[0] for line in listed.stdout.decode().splitlines() if "[bold]x" in line]
     lineage = _cli(["task", "lineage", task_id, "--kafka", kafka_bootstrap, "--pg", pg_dsn], None, env)
     assert lineage.returncode == 0, lineage.stderr.decode()
     assert f"m {task_id[:8]} '[bold]x' [succeeded]" in lineage.stdout.decode()
