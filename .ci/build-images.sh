@@ -9,6 +9,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=.ci/lib.sh
+. "$ROOT/.ci/lib.sh"   # apt_install, note: package output to $SETUP_LOG
 BASE_IMAGE=scalebox/base:busybox
 DEBIAN_IMAGE=scalebox/debian:bookworm
 BUSYBOX=${BUSYBOX:-/usr/bin/busybox}
@@ -62,7 +64,7 @@ build_base() {
     --change "LABEL scalebox.input-hash=$hash" \
     - "$BASE_IMAGE" >/dev/null
   rm -rf "$rootfs"
-  echo "built $BASE_IMAGE"
+  note "built $BASE_IMAGE"
 }
 
 # A Debian 12 base with Python, made with debootstrap (no registry here): the scalebox-stream image's base in tests.
@@ -74,7 +76,7 @@ build_debian_base() {
     return
   fi
   if ! command -v debootstrap >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >/dev/null
+    apt_install debootstrap
   fi
   rootfs=$(mktemp -d)
   if ! debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$rootfs" \
@@ -91,7 +93,7 @@ build_debian_base() {
     --change "LABEL scalebox.input-hash=$hash" \
     - "$DEBIAN_IMAGE" >/dev/null
   rm -rf "$rootfs"
-  echo "built $DEBIAN_IMAGE"
+  note "built $DEBIAN_IMAGE"
 }
 
 # build_image <tag> <context> [dockerfile]
@@ -111,7 +113,7 @@ build_image() {
     return 1
   fi
   rm -f "$log"
-  echo "built $tag"
+  note "built $tag"
 }
 
 build_base

@@ -10,6 +10,8 @@
 #   .ci/install-bench-deps.sh [--ray]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=.ci/lib.sh
+. .ci/lib.sh   # apt_install: package output to $SETUP_LOG
 with_ray=0
 for arg in "$@"; do
   case "$arg" in
@@ -19,9 +21,6 @@ for arg in "$@"; do
 done
 
 if ! command -v redis-server >/dev/null 2>&1; then
-  echo "installing: redis-server"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q
   # policy-rc.d: do not start the packaged service; the benchmark runs a private redis on a free port.
   policy=/usr/sbin/policy-rc.d
   created_policy=0
@@ -30,7 +29,7 @@ if ! command -v redis-server >/dev/null 2>&1; then
     chmod +x "$policy"
     created_policy=1
   fi
-  apt-get install -y -q --no-install-recommends redis-server
+  apt_install --no-install-recommends redis-server
   if [ "$created_policy" = 1 ]; then rm -f "$policy"; fi
 fi
 

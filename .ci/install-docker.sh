@@ -7,18 +7,19 @@
 # overlay2 storage, iptables, bridge network) works. The fallbacks are for kernels without iptables or
 # overlayfs.
 set -euo pipefail
+# shellcheck source=.ci/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # apt_install, note: package output to $SETUP_LOG
 
-LOG=/var/log/dockerd.log
+LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
+DOCKERD=${DOCKERD:-/usr/sbin/dockerd}
 WAIT_S=${DOCKERD_WAIT_S:-60}
 
 need_pkgs=()
 command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
 [ -x /usr/bin/busybox ] || need_pkgs+=(busybox-static)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
-  echo "installing: ${need_pkgs[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q
-  apt-get install -y -q "${need_pkgs[@]}"
+  apt_install "${need_pkgs[@]}"
+  note "installed ${need_pkgs[*]}"
 fi
 
 docker_ok() { docker info >/dev/null 2>&1; }
@@ -30,12 +31,13 @@ try_dockerd() {
   echo "starting dockerd ${flags:-(default flags)}; log: $LOG"
   # setsid: its own session, so the end of the calling job or terminal does not take it down.
   # shellcheck disable=SC2086  # flags are a word list on purpose
-  setsid /usr/sbin/dockerd $flags >>"$LOG" 2>&1 </dev/null &
+  setsid "$DOCKERD" $flags >>"$LOG" 2>&1 </dev/null &
   pid=$!
   deadline=$((SECONDS + WAIT_S))
   while [ "$SECONDS" -lt "$deadline" ]; do
     if docker_ok; then
       echo "$pid" >/var/run/scalebox-dockerd.pid
+      note "started dockerd${flags:+ $flags}"
       return 0
     fi
     if ! kill -0 "$pid" 2>/dev/null; then
@@ -74,4 +76,4 @@ if ! docker_ok; then
   fi
 fi
 
-echo "docker server version: $(docker version --format '{{.Server.Version}}')"
+note "docker $(docker version --format '{{.Server.Version}}')"

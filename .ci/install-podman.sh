@@ -18,10 +18,13 @@
 # executor asks at once, so 300 s would pile up thousands of processes at a few tasks per second.
 # A changed drop-in restarts the API services this script started.
 set -euo pipefail
+# shellcheck source=.ci/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # apt_install, note: package output to $SETUP_LOG
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 IMAGES=(scalebox/base:busybox scalebox-examples/primes-calc:latest)
-CONF=/etc/containers/containers.conf.d/50-scalebox.conf
+CONF=${PODMAN_CONF:-/etc/containers/containers.conf.d/50-scalebox.conf}
+PIDS=${PODMAN_PID_DIR:-/run}   # where the API services this script started are remembered
 WAIT_S=${PODMAN_WAIT_S:-30}
 CONF_CHANGED=false
 
@@ -30,9 +33,8 @@ install_packages() {
   command -v podman >/dev/null 2>&1 || need+=(podman)
   [ -x /usr/libexec/podman/catatonit ] || need+=(catatonit)
   if [ "${#need[@]}" -gt 0 ]; then
-    echo "installing: ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q "${need[@]}" >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q "${need[@]}" >/dev/null; }
+    apt_install "${need[@]}"
+    note "installed ${need[*]}"
   fi
 }
 
@@ -69,9 +71,9 @@ service_ok() { as_user "$1" podman --url "unix://$(socket_of "$1")" version >/de
 start_service() { # <user>
   local user=$1 sock log pid deadline
   sock=$(socket_of "$user")
-  if [ "$CONF_CHANGED" = true ] && [ -s "/run/scalebox-podman-$user.pid" ]; then
-    kill "$(cat "/run/scalebox-podman-$user.pid")" 2>/dev/null || true   # ours: restart it with the new drop-in
-    rm -f "/run/scalebox-podman-$user.pid"
+  if [ "$CONF_CHANGED" = true ] && [ -s "$PIDS/scalebox-podman-$user.pid" ]; then
+    kill "$(cat "$PIDS/scalebox-podman-$user.pid")" 2>/dev/null || true   # ours: restart it with the new drop-in
+    rm -f "$PIDS/scalebox-podman-$user.pid"
     sleep 0.5
   fi
   if service_ok "$user"; then return 0; fi
@@ -91,7 +93,7 @@ start_service() { # <user>
   deadline=$((SECONDS + WAIT_S))
   while [ "$SECONDS" -lt "$deadline" ]; do
     if service_ok "$user"; then
-      echo "$pid" >"/run/scalebox-podman-$user.pid"
+      echo "$pid" >"$PIDS/scalebox-podman-$user.pid"
       return 0
     fi
     sleep 0.3
@@ -142,7 +144,7 @@ case "${1:-}" in
     write_conf
     start_service root
     copy_images root
-    echo "podman version: $(podman --url unix:///run/podman/podman.sock version --format '{{.Server.Version}}')"
+    note "podman $(podman --url unix:///run/podman/podman.sock version --format '{{.Server.Version}}')"
     ;;
   *)
     echo "usage: $0 [--images | --rootless USER]" >&2
