@@ -129,7 +129,7 @@ def test_a_first_install_prints_a_line_per_step_and_logs_the_rest(tmp_path: Path
     assert shown[-1] == "ready"
     text = "\n".join(shown)
     assert "installed openjdk-17-jre-headless maven" in text and "installed docker.io" in text
-    assert "Kafka at 127.0.0.1:19092" in text
+    assert "local Kafka and PostgreSQL... done (Kafka 127.0.0.1:19092, PostgreSQL 127.0.0.1:15432)" in text
     assert "Step 1/9" not in text  # docker build's output: kept only when a build fails (then shown)
     for noise in ("Selecting previously", "debconf", "needrestart", "Collecting", "[INFO] Downloading"):
         assert noise not in text
