@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import typer
 from rich.cells import cell_len
@@ -13,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from scalebox_stream.policy.display import Column, fit_columns
+from scalebox_stream.policy.display import Column, fit_columns, pack_fields
 
 WideOption = typer.Option(False, "--wide", "-w", help="Every column, whole (long ids, bodies, times), however wide.")
 
@@ -120,3 +121,17 @@ def print_app_table(rows: Sequence[dict], wide: bool = False) -> None:
     print_table(APP_COLUMNS, [[r["app"], ", ".join(r["modules"]), str(r["tasks"]), str(r["succeeded"]),
                                str(r["failed"]), str(r["in_flight"]), when(r["deployed_at"]),
                                when(r["finished_at"])] for r in rows], wide)
+
+
+def field_text(value: object) -> str:
+    """A field's value as one word where it can be: times in ISO form (`2026-12-05T00:10:45.929674+00:00`)."""
+    return value.isoformat() if isinstance(value, datetime) else one_line(value)
+
+
+def print_fields(console: Console, head: str, items: Sequence[str]) -> None:
+    """`head item  item ...` (head in bold), wrapped between items to the console's width."""
+    for i, line in enumerate(pack_fields(head, items, console.width)):
+        text = Text(line)
+        if i == 0:
+            text.stylize("bold", 0, len(head))
+        console.print(text, highlight=False, soft_wrap=True)

@@ -20,7 +20,7 @@ from scalebox_stream.cli.common import (
     print_json,
     settings,
 )
-from scalebox_stream.cli.tables import WideOption, print_task_table
+from scalebox_stream.cli.tables import WideOption, field_text, print_fields, print_task_table
 from scalebox_stream.launch import views
 
 app = typer.Typer(help="Add tasks and inspect them.", no_args_is_help=True)
@@ -142,15 +142,14 @@ def show(
         print_json({**task, "attempts_detail": runs, "children": detail.children})
         return
     console = Console()
-    console.print(f"[bold]task {task['task_id']}[/]  {escape(task['app'])}/{escape(task['module'])}  status "
-                  f"[bold]{escape(task['status'])}[/]  attempts {task['attempts']}  parent "
-                  f"{task['parent_task_id'] or '-'}")
+    head = [f"{task['app']}/{task['module']}", f"status {task['status']}", f"attempts {task['attempts']}",
+            f"parent {task['parent_task_id'] or '-'}"]
+    print_fields(console, f"task {task['task_id']}", head)
     console.print(f"body: {task['body']!r}\nheaders: {task['headers']}", markup=False, highlight=False)
     for run in runs:
         console.rule(f"attempt {run['attempt']}")
         for section, fields in RUN_SECTIONS.items():
-            console.print(f"[bold]{section}[/]: " + escape("  ".join(f"{f}={_text(run[f])}" for f in fields
-                                                                      if run[f] is not None)))
+            print_fields(console, f"{section}:", [f"{f}={field_text(run[f])}" for f in fields if run[f] is not None])
         stamps = ", ".join(f"{s.get('label') or '-'}@{s['at']}" for s in run["user_timestamps"])
         console.print(f"[bold]user timestamps[/]: {escape(stamps or '-')}")
         for name in ("custom_out", "message_text", "stdout", "stderr"):

@@ -112,3 +112,19 @@ def _shrink(columns: Sequence[Column], room: int) -> dict[str, int] | None:
         widths[widest] -= 1
         excess -= 1
     return widths
+
+
+def pack_fields(head: str, items: Sequence[str], width: int, indent: int = 2) -> list[str]:
+    """`head` then the items, two spaces apart (one after a head ending in `:`), in lines of at most `width`
+    characters, broken between items only (an item wider than a line gets a line of its own); lines after
+    the first are indented."""
+    lines, line = [], head
+    for item in items:
+        if line == head:
+            line = f"{head}{' ' if head.endswith(':') else '  '}{item}"
+        elif len(line) + 2 + len(item) > width:
+            lines.append(line)
+            line = " " * indent + item
+        else:
+            line = f"{line}  {item}"
+    return [*lines, line]

@@ -11,6 +11,7 @@ from scalebox_stream.policy.display import (
     PrefixError,
     fit_columns,
     id_prefix,
+    pack_fields,
     prefix_range,
     resolve_prefix,
     short_ids,
@@ -91,3 +92,11 @@ def test_a_task_table_at_80_columns_cuts_no_status_and_shows_typable_ids() -> No
     assert lines[1].split()[:4] == [A[:8], "primes", "calc", "succeeded"]
     assert lines[2].split()[:4] == [C[:8], "primes", "router", "retrying"]
     assert "custom_out" in hidden and "…" in lines[1]  # the body is cut, with an ellipsis
+
+
+def test_fields_wrap_between_items_never_inside_one() -> None:
+    items = ["created_at=2026-12-05T00:10:45.929674+00:00", "accepted_at=2026-12-05T00:10:46.674187+00:00",
+             "run_s=0.05", "container_id=" + "c" * 70]
+    lines = pack_fields("times:", items, 80)
+    assert lines == ["times: " + items[0], "  " + items[1] + "  run_s=0.05", "  " + items[3]]
+    assert pack_fields("task 5e94", ["primes/calc", "status ok"], 80) == ["task 5e94  primes/calc  status ok"]
