@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from scalebox_stream.cli import app as app_cmds
@@ -29,7 +31,11 @@ def _main(
                                  help="Print the version and the Kafka and PostgreSQL this command talks to."),
 ) -> None:
     """Run containerized pipelines of modules over Kafka."""
-    cli_logging(settings().home / "logs" / "scalebox.log", verbose)
+    try:
+        home = settings().home
+    except Exception:  # a bad setting is reported by the command that uses it, not here
+        home = Path("~/.scalebox").expanduser()
+    cli_logging(home / "logs" / "scalebox.log", verbose)
 
 app.add_typer(local.app, name="local")
 app.add_typer(app_cmds.app, name="app")
