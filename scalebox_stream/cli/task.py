@@ -168,14 +168,16 @@ def lineage(
     """A task's ancestors and descendants as a tree."""
     from rich.tree import Tree
 
-    detail = _detail_or_fail(views.task_lineage, connections(kafka, pg, ("pg",)).pg, task_id)
+    pg_dsn = connections(kafka, pg, ("pg",)).pg
+    detail = _detail_or_fail(views.task_lineage, pg_dsn, task_id)
     task, up, down = detail.task, detail.ancestors, detail.descendants
     if as_json:
         print_json({"ancestors": up, "task": task, "descendants": down})
         return
+    short = views.short_task_ids(pg_dsn, [t["task_id"] for t in (*up, task, *down)])
 
     def label(t: dict, mark: bool = False) -> str:
-        text = escape(f"{t['module']} {t['task_id'][:8]} {_short(t['body'], 30)!r} [{t['status']}]")
+        text = escape(f"{t['module']} {short[t['task_id']]} {_short(t['body'], 30)!r} [{t['status']}]")
         return f"[bold]{text}[/]" if mark else text
 
     root = tree = Tree(label(up[0]) if up else label(task, True))
