@@ -22,7 +22,7 @@ note() {
   if [ -n "${SETUP_NOTE:-}" ]; then printf '%s\n' "$*" >>"$SETUP_NOTE"; else echo "$*"; fi
 }
 
-# step LABEL CMD [ARG...]: runs CMD (a command or a function, with `set -e` in force) with its output in the log;
+# step LABEL CMD [ARG...]: runs CMD (a command or an exported function, with `set -e` in force) with its output in the log;
 # prints `LABEL... done`, or `LABEL... failed` and the step's log lines (the last SETUP_TAIL), and returns
 # CMD's status.
 step() {
@@ -34,14 +34,14 @@ step() {
   printf '\n=== %s %s: %s\n' "$(date -u +%FT%TZ)" "$label" "$*" >>"$SETUP_LOG"
   local start
   start=$(wc -l <"$SETUP_LOG")
-  # In the background and waited for: a function keeps `set -e` (it would not as the test of an `if` or `||`).
+  # In a bash of its own, so that a function keeps `set -e` (it would not as the test of an `||`) and Ctrl-C
+  # reaches it; the functions it calls are exported (`export -f`).
   if [ "${SCALEBOX_SETUP_VERBOSE:-0}" = 1 ]; then
     echo
-    { "$@" 2>&1 </dev/null | tee -a "$SETUP_LOG"; } &
+    bash -euo pipefail -c '"$@"' step "$@" 2>&1 </dev/null | tee -a "$SETUP_LOG" || rc=$?
   else
-    "$@" >>"$SETUP_LOG" 2>&1 </dev/null &
+    bash -euo pipefail -c '"$@"' step "$@" >>"$SETUP_LOG" 2>&1 </dev/null || rc=$?
   fi
-  wait $! || rc=$?
   notes=$(paste -sd';' "$SETUP_NOTE" | sed 's/;/; /g')
   rm -f "$SETUP_NOTE"
   unset SETUP_NOTE
@@ -73,3 +73,5 @@ apt_install() {
   fi
   return "$status"
 }
+
+export -f note apt_install

@@ -143,3 +143,20 @@ def test_a_failing_step_shows_its_error(tmp_path: Path) -> None:
     assert "local images... failed (exit 1)" in ran.stdout
     assert "error: no space left on device" in ran.stderr and "failed to build" in ran.stderr
     assert "ready" not in ran.stdout
+
+
+def test_a_step_stops_at_the_first_failing_command_of_a_function(tmp_path: Path) -> None:
+    script = f"""set -euo pipefail
+. {REPO}/.ci/lib.sh
+half() {{ echo first; note "did half"; false; echo never; }}
+whole() {{ echo fine; note "did it"; }}
+export -f half whole
+step "the whole" whole
+step "half of it" half || echo "status $?"
+"""
+    ran = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert ran.stdout.splitlines() == ["the whole... done (did it)", "half of it... failed (exit 1)", "status 1"]
+    log = (tmp_path / ".scalebox/logs/setup.log").read_text()
+    assert "fine" in log and "first" in log and "never" not in log
+    assert ran.stderr.splitlines()[-1] == "first", "the failed step's output is shown"
