@@ -102,10 +102,6 @@ def list_(
                      with_app=app_name is None, wide=wide)
 
 
-def _text(value: object) -> str:
-    return "" if value is None else str(value)
-
-
 def _short(value: str | None, width: int = 40) -> str:
     text = (value or "").strip().replace("\n", " ")
     return text if len(text) <= width else text[: width - 1] + "…"
