@@ -6,7 +6,9 @@
 - `setup.sh` and `teardown.sh` once per slot (the executors' `ExecRequest.setup`/`teardown`); `check.sh`
   before each attempt, in the runtime too (`ModuleContract.check`): exit 0 admits the task.
 - The standard mounts: `code_path` at `/app/bin`, the host's `/` at `/local_data_root`, the cluster data
-  directory at `/cluster_data_root`, `/dev/shm`; the module's `network` (default bridge); `tmpfs_workdir`
+  directory at `/cluster_data_root`, `/dev/shm`, for a module written Scalebox's way (no `command` of its
+  own, a `code_path` or a launch template; a module with its own command sees only its `volumes`, as
+  before); the module's `network` (default bridge); `tmpfs_workdir`
   (the work directory in memory: on the host's `/dev/shm`, where the agent reads what the task leaves).
 - The environment Scalebox scripts read (`APP_ID`, `MODULE_ID`, `JOB_ID`, `SLOT_ID`, `CLUSTER_DATA_ROOT`, ...:
   see `TaskRunner._request`).
@@ -51,11 +53,12 @@ class ModuleContract:
         scripts = {name: bool(actions.get(name)) or (code is not None and (code / f"{name}.sh").is_file())
                    for name in ("setup", "teardown", "check")}
         slot_scripts = module.follows_contract or scripts["setup"] or scripts["teardown"]
+        scalebox_style = module.follows_contract or code is not None or module.launch is not None
         env: dict[str, str] = {}
         if not in_container:
             env["SBX_CODE_DIRS"] = str(code) if code is not None else str(spec.app_dir)
         data_dir = spec.cluster_data_dir if module.cluster_data_mapping else None
-        if data_dir is not None:
+        if data_dir is not None and (scalebox_style or not in_container):
             env["CLUSTER_DATA_ROOT"] = CLUSTER_DATA_ROOT if in_container else str(data_dir)
         if module.tmpfs_workdir:
             env["TMPFS_WORKDIR"] = "yes"
@@ -64,7 +67,7 @@ class ModuleContract:
             setup=[program, "setup"] if slot_scripts else None,
             teardown=[program, "teardown"] if slot_scripts else None,
             check=[program, "check"] if scripts["check"] else None,
-            mounts=module.standard_mounts(spec.cluster_data_dir) if in_container else [],
+            mounts=module.standard_mounts(spec.cluster_data_dir) if in_container and scalebox_style else [],
             env=env,
             network=module.network if in_container else None,
             work_root=TMPFS_WORK_ROOT if module.tmpfs_workdir else None,
