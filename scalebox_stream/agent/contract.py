@@ -16,13 +16,19 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from scalebox_stream.intask import BIN_DIR, CONTAINER_BIN_DIR
 from scalebox_stream.spec.model import CLUSTER_DATA_ROOT, AppSpec, ModuleSpec
 
+log = logging.getLogger(__name__)
+
 ACTION_PROGRAM = "sbx-action"
+ImageFiles = Callable[[str, list[str]], set[str]]
+"""Which of the given files an image holds (the docker executors' `files_in_image`)."""
 TMPFS_WORK_ROOT = Path("/dev/shm/scalebox-work")
 """Where the work directories of a module with `tmpfs_workdir` live (a tmpfs on Linux)."""
 
@@ -44,14 +50,18 @@ class ModuleContract:
     """Where the work directories go instead of the agent's work root (tmpfs_workdir), else None."""
 
     @classmethod
-    def of(cls, spec: AppSpec, module: ModuleSpec, executor: str) -> ModuleContract:
-        """The contract of `module` of `spec` under `executor` ("process" or a container engine)."""
+    def of(cls, spec: AppSpec, module: ModuleSpec, executor: str,
+           image_files: ImageFiles | None = None) -> ModuleContract:
+        """The contract of `module` of `spec` under `executor` ("process" or a container engine). `image_files`
+        looks for a `check.sh` the module's image ships (a standard module's, in `/app/share/bin`)."""
         in_container = executor != "process"
         program = f"{CONTAINER_BIN_DIR}/{ACTION_PROGRAM}" if in_container else str(BIN_DIR / ACTION_PROGRAM)
         actions = module.actions
         code = module.code_path
         scripts = {name: bool(actions.get(name)) or (code is not None and (code / f"{name}.sh").is_file())
                    for name in ("setup", "teardown", "check")}
+        if not scripts["check"] and in_container and module.follows_contract and module.image and image_files:
+            scripts["check"] = _image_has_check(module, image_files)
         slot_scripts = module.follows_contract or scripts["setup"] or scripts["teardown"]
         scalebox_style = module.follows_contract or code is not None or module.launch is not None
         env: dict[str, str] = {}
@@ -72,3 +82,14 @@ class ModuleContract:
             network=module.network if in_container else None,
             work_root=TMPFS_WORK_ROOT if module.tmpfs_workdir else None,
         )
+
+
+def _image_has_check(module: ModuleSpec, image_files: ImageFiles) -> bool:
+    """Whether the module's image has a check.sh where the contract looks (not under a mounted code_path)."""
+    paths = [f"{directory}/check.sh" for directory in ("/app/bin", "/app/share/bin")
+             if directory != "/app/bin" or module.code_path is None]
+    try:
+        return bool(image_files(str(module.image), paths))
+    except Exception as exc:  # no engine yet, or no such image: the attempts will say so
+        log.warning("could not look for check.sh in image %s: %s", module.image, exc)
+        return False

@@ -115,7 +115,7 @@ class TaskRunner:
         self.tools = ToolServer(tool_handler) if in_task_tools else None
         self._channels: dict[int, ToolChannel] = {}
         """Serves the in-task tools' requests (see agent/tools.py); its thread starts with the first attempt."""
-        self.contract = ModuleContract.of(spec, self.module, executor.name)
+        self.contract = ModuleContract.of(spec, self.module, executor.name, getattr(executor, "files_in_image", None))
         self._checked: dict[int, tuple[str, int]] = {}
         """Per slot, the attempt whose check has just admitted it (its run keeps what the check left)."""
 

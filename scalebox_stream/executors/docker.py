@@ -33,6 +33,7 @@ from scalebox_stream.executors.docker_common import (
     cgroup_v1_usage,
     error_result,
     explain,
+    files_in_image,
     name_in_use,
 )
 from scalebox_stream.executors.lifecycle import SlotScripts
@@ -162,6 +163,10 @@ class DockerExecutor:
     def _task_cgroup(self, name: str) -> _TaskCgroup:
         """The per-attempt parent cgroup of container `name` (the podman executor's also holds conmon's)."""
         return _TaskCgroup(name)
+
+    def files_in_image(self, image: str, paths: list[str]) -> set[str]:
+        """Which of `paths` exist in `image` (see `docker_common.files_in_image`)."""
+        return files_in_image(self.client.api, image, paths)
 
     def abort(self) -> None:
         """Kill every container still running an attempt."""

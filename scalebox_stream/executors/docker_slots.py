@@ -54,6 +54,7 @@ from scalebox_stream.executors.docker_common import (
     apply_usage,
     error_result,
     explain,
+    files_in_image,
     name_in_use,
 )
 from scalebox_stream.executors.output import DEFAULT_MAX_OUTPUT_BYTES, OutputCapture
@@ -205,6 +206,10 @@ class DockerSlotExecutor:
                 if slot is not None:
                     self._discard(slot)
                 return error_result(f"{self.name}: {explain(e)}", started, slot.container_id if slot else None)
+
+    def files_in_image(self, image: str, paths: list[str]) -> set[str]:
+        """Which of `paths` exist in `image` (see `docker_common.files_in_image`)."""
+        return files_in_image(self.client.api, image, paths)
 
     def abort(self) -> None:
         """Kills every slot container (and so every running task); their `run` calls return."""

@@ -152,3 +152,4 @@ def test_an_image_built_from_scalebox_agent_adds_tasks(agent_base, docker_client
     relayed = {t["body"]: t["custom_out"].split() for t in by_module["relay"]}
     assert relayed["b1-added"] == ["b1-added", "routes:0"], "network: none, one line away"
     assert not (trace / "to-remove").exists(), "removed-files.txt: the agent deleted the file"
+    assert _lines(trace / "image-check.log") == ["b1"], "the image's own /app/share/bin/check.sh ran before the run"

@@ -53,6 +53,24 @@ def test_a_module_with_its_own_command_keeps_it_and_sees_only_its_volumes(tmp_pa
     assert contract.mounts == [] and contract.network == "none" and contract.work_root is None
 
 
+def test_a_check_sh_in_the_image_is_found_once_per_module(tmp_path: Path) -> None:
+    app = _load(tmp_path, "  m:\n    base_image: wait-queue\n    code_path: code\n")
+    asked: list[tuple[str, list[str]]] = []
+
+    def image_files(image: str, paths: list[str]) -> set[str]:
+        asked.append((image, paths))
+        return {"/app/share/bin/check.sh"}
+
+    contract = ModuleContract.of(app, app.modules["m"], "docker", image_files)
+    assert contract.check == ["/usr/local/sbx/bin/sbx-action", "check"]
+    assert asked == [("wait-queue", ["/app/share/bin/check.sh"])], "code_path hides the image's /app/bin"
+
+    def no_engine(image: str, paths: list[str]) -> set[str]:
+        raise OSError("no dockerd")
+
+    assert ModuleContract.of(app, app.modules["m"], "docker", no_engine).check is None
+
+
 def test_a_process_module_with_a_code_path_finds_its_scripts_there(tmp_path: Path) -> None:
     app = _load(tmp_path, "  m:\n    executor: process\n    code_path: code\n"
                           "    environments: [ACTION_CHECK=./gate.sh]\n")
