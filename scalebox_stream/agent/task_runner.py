@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -116,6 +117,9 @@ class TaskRunner:
         self._channels: dict[int, ToolChannel] = {}
         """Serves the in-task tools' requests (see agent/tools.py); its thread starts with the first attempt."""
         self.contract = ModuleContract.of(spec, self.module, executor.name, getattr(executor, "files_in_image", None))
+        if self.contract.mounts and spec.cluster_data_dir is not None and self.module.cluster_data_mapping:
+            with contextlib.suppress(OSError):  # podman refuses a missing bind source (docker would make it)
+                spec.cluster_data_dir.mkdir(parents=True, exist_ok=True)
         self._checked: dict[int, tuple[str, int]] = {}
         """Per slot, the attempt whose check has just admitted it (its run keeps what the check left)."""
 
