@@ -4,6 +4,8 @@
 #   scalebox-examples/<name>:latest         one per entry of EXAMPLE_IMAGES below, FROM the base
 #   scalebox/debian:bookworm                Debian 12 minbase with Python (debootstrap), the base of
 #   scalebox-stream:latest                  the agents' and projectors' image (agents/build-image.sh)
+#   scalebox/agent:latest                   the agent base image for module images (agents/base), FROM the Debian
+#                                           base, also tagged with Scalebox's name hub.cstcloud.cn/scalebox/agent
 # Idempotent and fast: an image is rebuilt only when missing or when its inputs changed (a content hash
 # is kept in the image label `scalebox.input-hash`), or with --force.
 set -euo pipefail
@@ -13,6 +15,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$ROOT/.ci/lib.sh"   # apt_install, note: package output to $SETUP_LOG
 BASE_IMAGE=scalebox/base:busybox
 DEBIAN_IMAGE=scalebox/debian:bookworm
+AGENT_BASE_IMAGE=scalebox/agent:latest
+AGENT_BASE_ALIASES=(hub.cstcloud.cn/scalebox/agent:latest)  # what Scalebox's app files and Dockerfiles say
 BUSYBOX=${BUSYBOX:-/usr/bin/busybox}
 FORCE=false
 [ "${1:-}" = "--force" ] && FORCE=true
@@ -116,12 +120,41 @@ build_image() {
   note "built $tag"
 }
 
+# The agent base image (agents/base plus the in-task tools), tagged with Scalebox's name too.
+build_agent_base() {
+  local hash ctx log alias
+  hash=$( (input_hash "$ROOT/agents/base"; input_hash "$ROOT/scalebox_stream/intask/bin"; image_hash "$DEBIAN_IMAGE";
+           docker image inspect --format '{{.Id}}' "$DEBIAN_IMAGE" 2>/dev/null) | sha256sum | cut -c1-16)
+  if up_to_date "$AGENT_BASE_IMAGE" "$hash"; then
+    echo "$AGENT_BASE_IMAGE is up to date"
+  else
+    ctx=$(mktemp -d)
+    cp "$ROOT"/agents/base/Dockerfile "$ROOT"/agents/base/entrypoint.sh "$ctx/"
+    mkdir "$ctx/bin"
+    cp "$ROOT"/scalebox_stream/intask/bin/* "$ctx/bin/"
+    log=$(mktemp)
+    if ! docker build --build-arg "BASE_IMAGE=$DEBIAN_IMAGE" --label "scalebox.input-hash=$hash" \
+        -t "$AGENT_BASE_IMAGE" "$ctx" >"$log" 2>&1; then
+      cat "$log" >&2
+      rm -rf "$ctx" "$log"
+      echo "failed to build $AGENT_BASE_IMAGE" >&2
+      return 1
+    fi
+    rm -rf "$ctx" "$log"
+    echo "built $AGENT_BASE_IMAGE"
+  fi
+  for alias in "${AGENT_BASE_ALIASES[@]}"; do
+    docker tag "$AGENT_BASE_IMAGE" "$alias"
+  done
+}
+
 build_base
 for entry in "${EXAMPLE_IMAGES[@]}"; do
   # shellcheck disable=SC2086  # entry is "<tag> <context> [dockerfile]"
   build_image $entry
 done
 build_debian_base
+build_agent_base
 bash "$ROOT/agents/build-image.sh" --base "$DEBIAN_IMAGE"   # scalebox-stream:latest, for agents and projectors
 # Drop the untagged leftovers of earlier builds of these images.
 docker image prune -f --filter label=scalebox.input-hash >/dev/null

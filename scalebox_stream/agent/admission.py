@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from scalebox_stream.events import Event
@@ -60,9 +61,12 @@ class HostSlot:
 class Admission:
     """The admission checks of one module on this host."""
 
-    def __init__(self, module: ModuleSpec, env: dict[str, str], lock_dir: Path) -> None:
+    def __init__(self, module: ModuleSpec, env: dict[str, str], lock_dir: Path,
+                 runtime_check: Callable[[Event, int], Verdict] | None = None) -> None:
         self.module = module
         self.env = env
+        self.runtime_check = runtime_check
+        """The module's check script, run in its runtime (the module contract's check.sh), last."""
         self.host_slots = (HostSlot(lock_dir, module.max_tasks_per_host)
                            if module.max_tasks_per_host else None)
 
@@ -70,10 +74,11 @@ class Admission:
     def active(self) -> bool:
         """True if the module has any admission rule."""
         m = self.module
-        return bool(m.check or m.dir_quota_gb or m.free_space_gb or m.max_tasks_per_host)
+        return bool(m.check or m.dir_quota_gb or m.free_space_gb or m.max_tasks_per_host or self.runtime_check)
 
-    def check(self, task: Event) -> tuple[Verdict, int | None]:
-        """Run every check; on admission, also return the host token to release after the run."""
+    def check(self, task: Event, slot: int = 0) -> tuple[Verdict, int | None]:
+        """Run every check (for the attempt in `slot`); on admission, also return the host token to release
+        after the run."""
         m = self.module
         verdict = quota_verdict(m.dir_quota_gb, {d: directory_size(d) for d in m.dir_quota_gb})
         if verdict.admitted:
@@ -82,11 +87,16 @@ class Admission:
             verdict = self._run_check(task)
         if not verdict.admitted:
             return verdict, None
-        if self.host_slots is None:
-            return ADMIT, None
-        token = self.host_slots.acquire()
-        if token is None:
-            return Verdict(False, f"max_tasks_per_host {m.max_tasks_per_host} reached on this host"), None
+        token = None
+        if self.host_slots is not None:
+            token = self.host_slots.acquire()
+            if token is None:
+                return Verdict(False, f"max_tasks_per_host {m.max_tasks_per_host} reached on this host"), None
+        if self.runtime_check is not None:  # last: a check script may take something (a semaphore) when it admits
+            verdict = self.runtime_check(task, slot)
+            if not verdict.admitted:
+                self.release(token)
+                return verdict, None
         return ADMIT, token
 
     def release(self, token: int | None) -> None:

@@ -97,7 +97,8 @@ class Agent:
         self.commands = self.clients.commands()
         locks = options.work_root.parent / "locks" / identity.host / f"{spec.name}.{module.name}"
         self.admission = Admission(module, {"APP": spec.name, "MODULE_NAME": module.name, "HOST_NAME": identity.host,
-                                            **module.environments}, locks)
+                                            **module.environments}, locks,
+                                   self.runner.check_in_runtime if self.runner.has_runtime_check else None)
         self.slots = Slots(options.slots, self.dispatcher, self.runner, self.admission, self.checkpoint, self.control,
                            self.telemetry)
         self.intake = Intake(identity, self.codec, self.runner, self.checkpoint, self.dispatcher, self.telemetry,

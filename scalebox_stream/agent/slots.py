@@ -78,7 +78,7 @@ class Slots:
         checkpoint = self.checkpoint
         try:
             if self.admission.active:
-                verdict, token = self.admission.check(task.event)
+                verdict, token = self.admission.check(task.event, slot)
                 if not verdict.admitted:  # it waits: say now that it was accepted
                     if task.accepted_at is not None:
                         checkpoint.put(self.runner.accepted(task, slot))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -12,13 +13,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
+from scalebox_stream.agent.contract import ModuleContract
 from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.limits import bare_result, oversized
 from scalebox_stream.agent.outputs import Children, NoSinkError, OutputRouter
 from scalebox_stream.agent.perspective import Perspective, cap_text, listing, read_perspective, storable
 from scalebox_stream.agent.sink import OUTPUT_FILES, SinkLineError, read_outputs
 from scalebox_stream.agent.tools import Caller, ToolChannel, ToolHandler, ToolServer
-from scalebox_stream.agent.workfiles import program_view
+from scalebox_stream.agent.workfiles import REMOVED_FILES, ProgramView, program_view, remove_listed_files
 from scalebox_stream.events import (
     Event,
     EventCodec,
@@ -43,6 +45,7 @@ from scalebox_stream.intask import (
 )
 from scalebox_stream.kafka.presence import HostDirectory
 from scalebox_stream.kafka.topics import EVENTS_TOPIC, task_topic
+from scalebox_stream.policy.admission import Verdict, check_verdict
 from scalebox_stream.policy.outcome import AttemptVerdict, decide_attempt, within_deadline
 from scalebox_stream.policy.timeouts import attempt_timeout, queue_expired
 from scalebox_stream.spec.model import AppSpec, ModuleSpec
@@ -53,6 +56,8 @@ SINK_FILE = "sink-tasks.txt"
 """The file in which a program lists the messages it sends on, one per line."""
 AGENT_ENV_PASSED = ("LOCAL_IP_INDEX",)
 """Variables of the agent's own environment a task sees too, when they are set."""
+CHECK_TIMEOUT_S = 60.0
+"""How long a module's check script may run before the task is refused (and checked again later)."""
 
 
 class OutMessage(NamedTuple):
@@ -111,6 +116,12 @@ class TaskRunner:
         self.tools = ToolServer(tool_handler) if in_task_tools else None
         self._channels: dict[int, ToolChannel] = {}
         """Serves the in-task tools' requests (see agent/tools.py); its thread starts with the first attempt."""
+        self.contract = ModuleContract.of(spec, self.module, executor.name, getattr(executor, "files_in_image", None))
+        if self.contract.mounts and spec.cluster_data_dir is not None and self.module.cluster_data_mapping:
+            with contextlib.suppress(OSError):  # podman refuses a missing bind source (docker would make it)
+                spec.cluster_data_dir.mkdir(parents=True, exist_ok=True)
+        self._checked: dict[int, tuple[str, int]] = {}
+        """Per slot, the attempt whose check has just admitted it (its run keeps what the check left)."""
 
     def to_events(self, event: Event) -> OutMessage:
         """The record that puts an event on the events topic."""
@@ -130,7 +141,8 @@ class TaskRunner:
         A task whose acceptance no TaskAccepted has reported yet (`task.accepted_at`) gets it in its
         TaskStarted, or, if the program never starts, in a TaskAccepted ahead of the report."""
         created = task.event
-        work_dir = self._fresh_work_dir(created.task_id, created.attempt, slot)
+        checked = self._checked.pop(slot, None) == (created.task_id, created.attempt)
+        work_dir = self._fresh_work_dir(created.task_id, created.attempt, slot, keep=checked)
         started_at = now_us()
         unreported = task.accepted_at is not None
         expired = self._expiry(created, started_at / 1e6)
@@ -168,6 +180,9 @@ class TaskRunner:
         names = listing(work_dir)  # what the program left: read below, then removed without listing again
         try:
             report = self._report(created, slot, work_dir, result, started_at, names=names)
+            if REMOVED_FILES in names and report.outcome == "succeeded":
+                for problem in remove_listed_files(work_dir, self._view(work_dir), REMOVED_FILES):
+                    log.warning("task %s: %s: %s", created.task_id, REMOVED_FILES, problem)
             return self._with_acceptance(report, task, slot) if unreported else report
         finally:
             if not self.keep_work_dirs:
@@ -265,18 +280,60 @@ class TaskRunner:
         """The terminal TaskFailed of a task of `module` (default: this agent's) after `attempt` attempts."""
         return self.to_events(self.stamp.event(TaskFailed(attempts=attempt, reason=reason), task_id, attempt, module))
 
-    def _fresh_work_dir(self, task_id: str, attempt: int, slot: int) -> Path:
+    def _fresh_work_dir(self, task_id: str, attempt: int, slot: int, keep: bool = False) -> Path:
         """An empty work directory: the slot's own, reused (cheaper on a busy disk than a directory created and
-        removed per task), or the attempt's own when work directories are kept."""
-        base = self.work_root / self.spec.name / self.module.name
+        removed per task), or the attempt's own when work directories are kept. `keep`: as it is (what the
+        attempt's check left in it)."""
+        base = self._work_base
         if not self.keep_work_dirs:
             path = base / f"{self.identity.agent_id}.slot{slot}"
-            empty_dir(path)
+            if not keep:
+                empty_dir(path)
             return path
         path = base / f"{task_id}.{attempt}"
-        shutil.rmtree(path, ignore_errors=True)
-        path.mkdir(parents=True)
+        if not keep:
+            shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True, exist_ok=True)
         return path
+
+    @property
+    def _work_base(self) -> Path:
+        """The directory of this module's work directories (in memory with tmpfs_workdir)."""
+        return (self.contract.work_root or self.work_root) / self.spec.name / self.module.name
+
+    def _view(self, work_dir: Path) -> ProgramView:
+        """How the paths the program names map onto this host (its mounts included)."""
+        return program_view(self.executor.name, work_dir, [*self.module.volumes, *self.contract.mounts])
+
+    @property
+    def has_runtime_check(self) -> bool:
+        """Whether the module has a check script to run in its runtime before each attempt."""
+        return self.contract.check is not None
+
+    def check_in_runtime(self, created: Event, slot: int) -> Verdict:
+        """Run the module's check script (`ACTION_CHECK`, else check.sh) in its runtime, as the attempt would
+        run: exit 0 admits. What it leaves in the work directory stays there for the attempt's run."""
+        assert self.contract.check is not None
+        work_dir = self._fresh_work_dir(created.task_id, created.attempt, slot)
+        channel = self._tool_channel(slot)
+        request = self._request(created, slot, work_dir, channel)
+        request = replace(request, argv=[*self.contract.check, *request.argv[-2:]], name=f"{request.name}-check",
+                          timeout_s=CHECK_TIMEOUT_S)
+        if channel is not None:
+            channel.begin(Caller(self.spec.name, self.module.name, created.task_id, created.attempt,
+                                 created.payload.headers))
+        try:
+            result = self.executor.run(request, lambda _container_id: None)
+        finally:
+            if channel is not None:
+                channel.end()
+        output = (result.stdout + result.stderr).decode(errors="replace")
+        verdict = check_verdict(result.exit_code, output if not result.error else f"{result.error}: {output}")
+        if verdict.admitted:
+            self._checked[slot] = (created.task_id, created.attempt)
+        else:
+            empty_dir(work_dir)
+        return verdict
 
     def _tool_channel(self, slot: int) -> ToolChannel | None:
         """The slot's channel for the in-task tools (made on its first attempt), or None without tools."""
@@ -299,7 +356,7 @@ class TaskRunner:
 
     def remove_slot_work_dirs(self) -> None:
         """Remove this agent's (empty) slot work directories; call when the agent stops."""
-        for path in (self.work_root / self.spec.name / self.module.name).glob(f"{self.identity.agent_id}.slot*"):
+        for path in self._work_base.glob(f"{self.identity.agent_id}.slot*"):
             shutil.rmtree(path, ignore_errors=True)
 
     def _request(self, created: Event, slot: int, work_dir: Path, channel: ToolChannel | None = None) -> ExecRequest:
@@ -309,12 +366,14 @@ class TaskRunner:
         env = {
             "APP": app, "APP_ID": app, "MODULE_NAME": module, "MODULE_ID": module, "JOB_ID": module,
             "JOB_NAME": module, "TASK_ID": created.task_id,
-            "ATTEMPT": str(created.attempt), "SLOT": str(slot), "LOCAL_IP": self.identity.ip,
-            "HOST_NAME": self.identity.host, "CLUSTER": self.identity.cluster,
-            "SINK_MODULE": sinks[0] if sinks else "", "FROM_MODULE": headers.get("from_module", ""),
+            "ATTEMPT": str(created.attempt), "SLOT": str(slot), "SLOT_ID": f"{self.identity.agent_id}.slot{slot}",
+            "LOCAL_IP": self.identity.ip, "HOST_NAME": self.identity.host, "CLUSTER": self.identity.cluster,
+            "SINK_MODULE": sinks[0] if sinks else "", "SINK_JOB": sinks[0] if sinks else "",
+            "FROM_MODULE": headers.get("from_module", ""),
             "FROM_IP": headers.get("from_ip", ""), "FROM_HOST": headers.get("from_host", ""),
             "OUTPUT_TEXT_SIZE": str(self.module.output_text_size),
             "TEXT_TRUNC_MODE": self.module.text_trunc_mode,
+            **self.contract.env,
         }
         if self.module.task_max_seconds:
             env["TASK_MAX_SECONDS"] = env["TASK_TIMEOUT_SECONDS"] = f"{self.module.task_max_seconds:g}"
@@ -323,33 +382,37 @@ class TaskRunner:
         for name in AGENT_ENV_PASSED:
             if name in os.environ:
                 env[name] = os.environ[name]
-        volumes = list(self.module.volumes)
+        volumes = [*self.module.volumes, *self.contract.mounts]
         path_prefix = None
+        in_container = self.executor.name != "process"
+        if in_container and (channel is not None or self.contract.run or self.contract.setup or self.contract.check):
+            path_prefix = CONTAINER_BIN_DIR  # the tools, and sbx-action that runs the contract's scripts
+            env["SBX_FUNCTIONS"] = CONTAINER_FUNCTIONS
+            volumes += [f"{BIN_DIR}:{CONTAINER_BIN_DIR}:ro", f"{FUNCTIONS_FILE}:{CONTAINER_FUNCTIONS}:ro"]
+        elif not in_container and channel is not None:
+            path_prefix, env["SBX_FUNCTIONS"] = str(BIN_DIR), str(FUNCTIONS_FILE)
         if channel is not None:
-            if self.executor.name == "process":
-                path_prefix, env[CHANNEL_ENV] = str(BIN_DIR), str(channel.path)
-                env["SBX_FUNCTIONS"] = str(FUNCTIONS_FILE)
-            else:
-                path_prefix, env[CHANNEL_ENV] = CONTAINER_BIN_DIR, CONTAINER_CHANNEL_DIR
-                env["SBX_FUNCTIONS"] = CONTAINER_FUNCTIONS
-                volumes += [f"{BIN_DIR}:{CONTAINER_BIN_DIR}:ro", f"{FUNCTIONS_FILE}:{CONTAINER_FUNCTIONS}:ro",
-                            f"{channel.path}:{CONTAINER_CHANNEL_DIR}:rw"]
+            env[CHANNEL_ENV] = CONTAINER_CHANNEL_DIR if in_container else str(channel.path)
+            if in_container:
+                volumes.append(f"{channel.path}:{CONTAINER_CHANNEL_DIR}:rw")
         env.update(self.module.environments)
-        argv = [*self.module.command, created.payload.body, json.dumps(headers, separators=(",", ":"))]
+        program = self.contract.run or self.module.command
+        argv = [*program, created.payload.body, json.dumps(headers, separators=(",", ":"))]
         name = f"sbx-{self.spec.name}-{self.module.name}-{created.task_id}-{created.attempt}"
         labels = {"scalebox.app": self.spec.name, "scalebox.module": self.module.name,
                   "scalebox.task_id": created.task_id, "scalebox.agent": self.identity.agent_id}
         timeout = attempt_timeout(self.module, self.task_created_s(created), now_us() / 1e6)
         return ExecRequest(argv=argv, env=env, work_dir=work_dir, name=name, image=self.module.image,
                            volumes=volumes, timeout_s=timeout, labels=labels,
-                           keep_output_bytes=self.module.output_text_size, slot=slot, path_prefix=path_prefix)
+                           keep_output_bytes=self.module.output_text_size, slot=slot, path_prefix=path_prefix,
+                           network=self.contract.network, setup=self.contract.setup, teardown=self.contract.teardown)
 
     def _report(self, created: Event, slot: int, work_dir: Path, result: ExecResult,
                 started_at: int, may_retry: bool = True, names: set[str] | None = None,
                 bare: bool = False) -> AttemptReport:
         if names is None:
             names = listing(work_dir)  # the files a program did not write are not even opened
-        perspective = read_perspective(work_dir, program_view(self.executor.name, work_dir, self.module.volumes),
+        perspective = read_perspective(work_dir, self._view(work_dir),
                                        names, self.module.output_text_size, self.module.text_trunc_mode)
         error = result.error or perspective.error
         children = Children()

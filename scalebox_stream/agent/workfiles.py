@@ -213,3 +213,57 @@ def _stat_beneath(root: Path, parts: list[str]) -> os.stat_result:
         return os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
     finally:
         os.close(fd)
+
+
+REMOVED_FILES = "removed-files.txt"
+"""Scalebox's list of files the agent deletes after the attempt (a copy module that moves its source)."""
+MAX_LIST_BYTES = 1 << 20
+
+
+def remove_listed_files(work_dir: Path, view: ProgramView, name: str = REMOVED_FILES) -> list[str]:
+    """Delete the regular files that the work directory's file `name` lists, one path per line, as the program
+    saw them (call it after the attempt's files were measured). Returns the problems, one per path not removed.
+
+    Only what the program could delete itself is deleted: a plain process's paths as they are; a container's
+    only under the work directory or a volume the module mounts, and never through a link (a link listed is
+    removed itself, what it points to is left)."""
+    listed = read_one(work_dir, name, MAX_LIST_BYTES)
+    if listed.data is None:
+        return [listed.problem] if listed.problem else []
+    problems = []
+    for line in listed.data.decode(errors="replace").splitlines():
+        path = line.strip()
+        if path and (problem := _remove_one(view, path)) is not None:
+            problems.append(problem)
+    return problems
+
+
+def _remove_one(view: ProgramView, name: str) -> str | None:
+    """Remove one listed file; the problem, or None."""
+    try:
+        if view.host:
+            target = os.path.join(view.work_dir, name)
+            if stat.S_ISDIR(os.lstat(target).st_mode):
+                return f"{shown(name)} is a directory: not removed"
+            os.unlink(target)
+            return None
+        where = _beneath(view, name)
+        if where is None or not where[1]:
+            return f"{shown(name)} is outside the work directory and the module's volumes: not removed"
+        root, parts = where
+        fd = os.open(root, _DIR_FLAGS)
+        try:
+            for part in parts[:-1]:
+                inner = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+            if stat.S_ISDIR(os.stat(parts[-1], dir_fd=fd, follow_symlinks=False).st_mode):
+                return f"{shown(name)} is a directory: not removed"
+            os.unlink(parts[-1], dir_fd=fd)
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        return None  # gone already: what the list asks for
+    except (OSError, ValueError) as exc:
+        return f"{shown(name)} not removed: {getattr(exc, 'strerror', None) or exc}"
+    return None

@@ -33,6 +33,12 @@ class ExecRequest:
     """The agent slot running the attempt (slot-mode executors keep one container per slot)."""
     path_prefix: str | None = None
     """A directory, as the program sees it, to put first on its PATH (the in-task tools)."""
+    network: str | None = None
+    """The container's network: none, bridge or host (None: the executor's default)."""
+    setup: list[str] | None = None
+    """The slot's setup script (argv), run once in the module's runtime before the slot's first attempt."""
+    teardown: list[str] | None = None
+    """The slot's teardown script (argv), run once in the module's runtime when the executor closes."""
 
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

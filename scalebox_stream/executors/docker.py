@@ -33,8 +33,10 @@ from scalebox_stream.executors.docker_common import (
     cgroup_v1_usage,
     error_result,
     explain,
+    files_in_image,
     name_in_use,
 )
+from scalebox_stream.executors.lifecycle import SlotScripts
 from scalebox_stream.executors.output import DEFAULT_MAX_OUTPUT_BYTES, OutputCapture
 from scalebox_stream.executors.process import now_us
 
@@ -99,6 +101,7 @@ class DockerExecutor:
         self._cgroup_stats = cgroup_stats
         self._active: dict[str, Container] = {}
         self._image_paths: dict[str, str] = {}
+        self.scripts = SlotScripts()
 
     @property
     def client(self) -> docker.DockerClient:
@@ -120,6 +123,12 @@ class DockerExecutor:
         return self._cgroup_stats
 
     def run(self, request: ExecRequest, on_started: StartedCallback) -> ExecResult:
+        """Run the attempt, after the slot's setup (in a container of its own) if it has not run yet."""
+        if (failed := self.scripts.ensure_setup(request, self._run_once)) is not None:
+            return failed
+        return self._run_once(request, on_started)
+
+    def _run_once(self, request: ExecRequest, on_started: StartedCallback) -> ExecResult:
         started = now_us()
         container: Container | None = None
         cgroup = self._task_cgroup(request.name if VALID_NAME.fullmatch(request.name) else "_invalid")
@@ -155,6 +164,10 @@ class DockerExecutor:
         """The per-attempt parent cgroup of container `name` (the podman executor's also holds conmon's)."""
         return _TaskCgroup(name)
 
+    def files_in_image(self, image: str, paths: list[str]) -> set[str]:
+        """Which of `paths` exist in `image` (see `docker_common.files_in_image`)."""
+        return files_in_image(self.client.api, image, paths)
+
     def abort(self) -> None:
         """Kill every container still running an attempt."""
         for container in list(self._active.values()):
@@ -162,6 +175,8 @@ class DockerExecutor:
                 container.kill()
 
     def close(self) -> None:
+        """Run the slots' teardown (a container each), then close the client."""
+        self.scripts.teardown_all(self._run_once)
         with self._lock:
             if self._client is not None:
                 self._client.close()
@@ -179,17 +194,19 @@ class DockerExecutor:
                                                 request.env.get("PATH") or self._image_path(request.image))
         args: dict[str, Any] = {
             "image": request.image,
-            "command": list(request.argv),
+            "command": list(request.argv[1:]) if request.argv else [],
             "environment": environment,
             "volumes": [f"{work_dir}:{CONTAINER_WORK_DIR}:rw", *request.volumes],
             "working_dir": CONTAINER_WORK_DIR,
             "name": request.name,
             "labels": {**request.labels, MANAGED_LABEL: "true"},
-            "network_mode": self.network_mode,
+            "network_mode": request.network or self.network_mode,
             "user": "0:0",
             "stdin_open": False,
             "tty": False,
         }
+        if request.argv:  # the program is argv[0], whatever ENTRYPOINT the image names (Scalebox's agent image has one)
+            args["entrypoint"] = list(request.argv[:1])
         if use_cgroups:
             args["cgroup_parent"] = cgroup.docker_parent
         return args

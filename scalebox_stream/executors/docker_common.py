@@ -75,3 +75,23 @@ def error_result(message: str, started: int, container_id: str | None) -> ExecRe
     """An attempt the engine could not run: exit code 125 with `error` set."""
     return ExecResult(exit_code=EXECUTOR_ERROR_EXIT_CODE, error=message, started_at_us=started,
                       finished_at_us=now_us(), container_id=container_id)
+
+
+def files_in_image(api: docker.APIClient, image: str, paths: list[str]) -> set[str]:
+    """Which of `paths` (files) exist in `image`: looked up in a container that is created, never started,
+    and removed. Used once per module, for the scripts of Scalebox's module contract an image ships."""
+    container = api.create_container(image, entrypoint=["/bin/true"], command=[], network_disabled=True,
+                                     labels={MANAGED_LABEL: "true"})["Id"]
+    try:
+        found = set()
+        for path in paths:
+            try:
+                stream, _ = api.get_archive(container, path)
+                for _chunk in stream:  # read it all, so the connection goes back to the pool
+                    pass
+                found.add(path)
+            except docker.errors.NotFound:
+                continue
+        return found
+    finally:
+        api.remove_container(container, force=True)

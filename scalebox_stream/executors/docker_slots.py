@@ -1,14 +1,16 @@
 """Runs task attempts in long-lived slot containers: one container per agent slot, one exec per task.
 
 A module with `container_mode: slot` gets, on the first task of each agent slot, a container named
-`sbx-slot-<app>-<module>-<agent>-<slot>` that only keeps itself alive (`sleep` under Docker's init, no
-network, user 0). Its `setup.sh` runs once when it starts, `teardown.sh` once when the agent closes
-the executor (Scalebox lookup: `ACTION_SETUP`/`ACTION_TEARDOWN`, else `/app/bin/...`, else
-`/app/share/bin/...`). Each task is one `docker exec` of its argv (never a shell).
+`sbx-slot-<app>-<module>-<agent>-<slot>` that only keeps itself alive (`sleep` under Docker's init, the
+request's network, user 0). Its setup script runs once when it starts, its teardown script once when the agent
+closes the executor: the request's `setup`/`teardown` (the agent gives `sbx-action setup`, which follows the
+module contract), else Scalebox's lookup here: `ACTION_SETUP`/`ACTION_TEARDOWN`, else `/app/bin/...`, else
+`/app/share/bin/...`. Each task is one `docker exec` of its argv (never a shell).
 
 Work dir: a per-slot host dir (`<attempt dirs' parent>/.slots/<container>`) is mounted at `/work`.
-Before a task it is emptied, so the program sees a fresh `/work` (= `$WORK_DIR`); after it, its entries
-are renamed into the attempt's own `request.work_dir`, where the agent reads the perspective files.
+Before a task it is emptied and given what the attempt's `request.work_dir` holds (what its check left), so
+the program sees a fresh `/work` (= `$WORK_DIR`); after it, its entries are renamed into the attempt's own
+`request.work_dir`, where the agent reads the perspective files.
 
 After every task, the processes it left in the container are killed from the host (the container's
 cgroup minus what ran before it: init, sleep, daemons started by setup.sh); on timeout the same kill
@@ -52,6 +54,7 @@ from scalebox_stream.executors.docker_common import (
     apply_usage,
     error_result,
     explain,
+    files_in_image,
     name_in_use,
 )
 from scalebox_stream.executors.output import DEFAULT_MAX_OUTPUT_BYTES, OutputCapture
@@ -98,7 +101,7 @@ class _Slot:
 
     name: str
     container_id: str
-    key: tuple[str, tuple[str, ...]]
+    key: tuple[str, tuple[str, ...], str]
     host_dir: Path
     env: dict[str, str]
     cgroup: ContainerCgroup | None = None
@@ -204,6 +207,10 @@ class DockerSlotExecutor:
                     self._discard(slot)
                 return error_result(f"{self.name}: {explain(e)}", started, slot.container_id if slot else None)
 
+    def files_in_image(self, image: str, paths: list[str]) -> set[str]:
+        """Which of `paths` exist in `image` (see `docker_common.files_in_image`)."""
+        return files_in_image(self.client.api, image, paths)
+
     def abort(self) -> None:
         """Kills every slot container (and so every running task); their `run` calls return."""
         with self._lock:
@@ -231,7 +238,7 @@ class DockerSlotExecutor:
 
     def _slot_for(self, request: ExecRequest) -> _Slot:
         """The slot's container, started (and set up) if there is none or it no longer fits."""
-        key = (request.image or "", tuple(request.volumes))
+        key = (request.image or "", tuple(request.volumes), request.network or self.network_mode)
         with self._lock:
             slot = self._slots.get(request.slot)
         if slot is not None and slot.key != key:
@@ -243,7 +250,7 @@ class DockerSlotExecutor:
                 self._slots[request.slot] = slot
         return slot
 
-    def _start_slot(self, request: ExecRequest, key: tuple[str, tuple[str, ...]]) -> _Slot:
+    def _start_slot(self, request: ExecRequest, key: tuple[str, tuple[str, ...], str]) -> _Slot:
         if not request.image:
             raise docker.errors.DockerException(f"the {self.name} executor needs an image")
         api = self.client.api
@@ -253,7 +260,7 @@ class DockerSlotExecutor:
         empty_dir(host_dir)
         host_config = api.create_host_config(
             binds=[f"{host_dir}:{CONTAINER_WORK_DIR}:rw", *request.volumes],
-            network_mode=self.network_mode, init=True, **self._host_options())
+            network_mode=request.network or self.network_mode, init=True, **self._host_options())
         container_id = self._create(dict(
             image=request.image, entrypoint=KEEPALIVE[:1], command=KEEPALIVE[1:], name=name,
             labels=slot_labels(request), host_config=host_config, working_dir=CONTAINER_WORK_DIR,
@@ -270,9 +277,12 @@ class DockerSlotExecutor:
             slot.cgroup = ContainerCgroup.of_pid(int(state.get("Pid") or 0), container_id)
             image_env = env_list_to_dict(info.get("Config", {}).get("Env"))
             slot.image_path = image_env.get("PATH") or DEFAULT_PATH
-            setup = action_from_env("ACTION_SETUP", request.env, image_env) or self._find_script(slot, "setup.sh")
-            slot.teardown = (action_from_env("ACTION_TEARDOWN", request.env, image_env)
-                             or self._find_script(slot, "teardown.sh"))
+            if request.setup is not None or request.teardown is not None:  # the module contract's (sbx-action)
+                setup, slot.teardown = request.setup, request.teardown
+            else:
+                setup = action_from_env("ACTION_SETUP", request.env, image_env) or self._find_script(slot, "setup.sh")
+                slot.teardown = (action_from_env("ACTION_TEARDOWN", request.env, image_env)
+                                 or self._find_script(slot, "teardown.sh"))
             if setup:
                 self._setup(slot, setup)
             if slot.cgroup is not None:
@@ -385,6 +395,7 @@ class DockerSlotExecutor:
 
     def _run_task(self, slot: _Slot, request: ExecRequest, on_started: StartedCallback) -> ExecResult:
         empty_dir(slot.host_dir)
+        move_contents(Path(request.work_dir), slot.host_dir)  # what a check left for the run (see TaskRunner.check)
         cgroup = slot.cgroup
         peak_valid = cgroup.reset_peak() if cgroup is not None else False
         before = cgroup.usage() if cgroup is not None else None

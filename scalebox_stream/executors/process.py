@@ -19,6 +19,7 @@ from scalebox_stream.executors.base import (
     StartedCallback,
     prefixed_path,
 )
+from scalebox_stream.executors.lifecycle import SlotScripts
 from scalebox_stream.executors.output import DEFAULT_MAX_OUTPUT_BYTES, ProgramOutput
 
 INHERITED_ENV = ("PATH", "HOME", "LANG")
@@ -111,8 +112,15 @@ class ProcessExecutor:
         self._active: set[_GroupKiller] = set()
         self.programs = ProgramPaths()
         self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # every program's stdin, opened once
+        self.scripts = SlotScripts()
 
     def run(self, request: ExecRequest, on_started: StartedCallback) -> ExecResult:
+        """Run the attempt, after the slot's setup if it has not run yet (see `lifecycle`)."""
+        if (failed := self.scripts.ensure_setup(request, self._run_once)) is not None:
+            return failed
+        return self._run_once(request, on_started)
+
+    def _run_once(self, request: ExecRequest, on_started: StartedCallback) -> ExecResult:
         started = now_us()
         if not request.argv:
             return _error(127, "empty argv", started)
@@ -139,7 +147,8 @@ class ProcessExecutor:
             killer.signal(signal.SIGKILL)
 
     def close(self) -> None:
-        """Close the shared stdin."""
+        """Run the slots' teardown, then close the shared stdin."""
+        self.scripts.teardown_all(self._run_once)
         with contextlib.suppress(OSError):
             os.close(self._devnull)
 

@@ -46,6 +46,10 @@ Scalebox module keys read into typed fields (their executor wiring is the agent'
 | `cluster_data_mapping` | the cluster data directory at `/cluster_data_root` (default on; `disable_data_mapping`) |
 | `ACTION_RUN`... in `environments` | `actions`: the scripts that replace run.sh, setup.sh, teardown.sh, check.sh |
 
+A module without a `command` of its own (an image, or the process executor with a `code_path`) follows
+Scalebox's module contract (`follows_contract`): the agent runs `sbx-action run` in its runtime, which finds
+the script (see `scalebox_stream/intask/bin/sbx-action`).
+
 `task_dist_mode: SLOT-BOUND` (a `to_slot` header picks the slot) is refused: agents here take tasks per host.
 
 `container_mode` (docker and podman): `task` (default) runs one container per attempt; `slot` keeps one
@@ -284,7 +288,8 @@ class ModuleSpec(BaseModel):
             else:
                 data["executor"] = "process"
         executor = _EXECUTOR_ALIASES.get(str(data["executor"]).lower(), str(data["executor"]).lower())
-        if data.get("command") is None and image and executor in CONTAINER_EXECUTORS:
+        if data.get("command") is None and (image and executor in CONTAINER_EXECUTORS
+                                            or executor == "process" and data.get("code_path") is not None):
             run = _raw_environment(data.get("environments")).get(ACTIONS["run"], "").strip()
             data["command"] = [run or DEFAULT_COMMAND]
         return data
@@ -567,6 +572,13 @@ class ModuleSpec(BaseModel):
     def retry_policy(self) -> RetryPolicy:
         """The retry policy from `retry.rules` or `retry_rules`, with `retry`'s max_attempts and backoff."""
         return build_retry_policy(self.retry, self.retry_rules)
+
+    @property
+    def follows_contract(self) -> bool:
+        """Whether the module's program is Scalebox's run script (no `command` of its own, or `/app/bin/run.sh`):
+        the agent then runs it under the module contract (`ACTION_RUN`, else `run.sh` from `/app/bin`, else
+        `/app/share/bin`; for the process executor from `code_path`), with setup and teardown once per slot."""
+        return self.command in ([DEFAULT_COMMAND], [self.actions.get("run", DEFAULT_COMMAND)])
 
     @property
     def actions(self) -> dict[str, str]:

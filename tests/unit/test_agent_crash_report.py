@@ -96,7 +96,7 @@ class _Admission:
     def __init__(self) -> None:
         self.released: list = []
 
-    def check(self, event):
+    def check(self, event, slot=0):
         raise UnicodeEncodeError("utf-8", "\x00", 0, 1, "surrogates not allowed")
 
     def release(self, token) -> None:

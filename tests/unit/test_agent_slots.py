@@ -23,7 +23,7 @@ class _Admission:
     def __init__(self, admit: bool) -> None:
         self.admit, self.released = admit, []
 
-    def check(self, event):
+    def check(self, event, slot=0):
         return (ADMIT, 7) if self.admit else (Verdict(False, "disk full"), None)
 
     def release(self, token) -> None:

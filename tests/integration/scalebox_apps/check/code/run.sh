@@ -1,0 +1,3 @@
+#!/bin/bash
+echo "gate passed" >> /work/custom-out.txt
+cat /work/custom-out.txt
