@@ -163,7 +163,7 @@ def create(
 
     cli = settings(kafka, pg)
     quick = QuickOptions(app_name, image_name, code_path, slot_regex, mr_image_name, mr_code_path, executor)
-    chosen = run_cmd.choose_app([str(file)] if file else [], file, tuple(env_file or ()), quick, cli.home)
+    chosen = run_cmd.choose_app([], file, tuple(env_file or ()), quick, cli.home)
     spec = run_cmd.load_or_fail(chosen.app_file, chosen.env_files)
     run_cmd.create_and_serve(spec, chosen, cli, Console(stderr=True))
 

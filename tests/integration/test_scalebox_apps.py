@@ -169,7 +169,9 @@ def test_to_host_on_cli_tasks(tmp_path, kafka_bootstrap, pg_dsn):
         far = [t for t in list_tasks(kafka_bootstrap, pg_dsn, app) if t["body"] == "far"]
         assert [t["status"] for t in far] == ["created"]
     finally:
-        _sh(f"scalebox app delete {app} || true", root, env)
+        deleted = _sh(f"scalebox app delete {app}", root, env)
+    assert deleted.returncode == 0, deleted.stderr
+    assert f"{app}: stopped" in deleted.stdout and f"topic sbx.tasks.{app}.placed.host." in deleted.stdout
 
 
 @pytest.mark.parametrize("action, expected", [("", 1), ("IGNORE", 0)])
