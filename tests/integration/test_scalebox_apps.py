@@ -63,12 +63,18 @@ def _until(what: str, check, timeout_s: float = 60.0):
         time.sleep(0.3)
 
 
-def test_hello_scalebox_prints_its_result_text(tmp_path, kafka_bootstrap, pg_dsn):
+@pytest.mark.parametrize("executor", ["process", "docker"])
+def test_hello_scalebox_prints_its_result_text(tmp_path, kafka_bootstrap, pg_dsn, executor, request):
     """`echo "Docker-based_Scalebox" | scalebox run` in hello-scalebox's directory: the app id on stdout, the
-    task's `app set-finished` text on screen when the run ends, the app FINISHED with it in `app list`."""
+    task's `app set-finished` text on screen when the run ends, the app FINISHED with it in `app list`. With
+    docker, the code runs in the agent image (`hub.cstcloud.cn/scalebox/agent`, built locally), as in
+    Scalebox's README; with the process executor, on this machine."""
+    if executor == "docker":
+        request.getfixturevalue("example_images")  # Docker is there (or the test is skipped, or fails in CI)
     app = f"hello-{uuid.uuid4().hex[:6]}"
     root = _code_dir(tmp_path / "hello-scalebox", HELLO_RUN)
-    done = _sh("echo Docker-based_Scalebox | scalebox run --executor process", root,
+    option = "--executor process" if executor == "process" else ""
+    done = _sh(f"echo Docker-based_Scalebox | scalebox run {option}", root,
                _env(kafka_bootstrap, pg_dsn, _APP_NAME=app))
     assert done.returncode == 0, done.stderr
     assert done.stdout == f'{{"app_id":{app}}}\n'
