@@ -95,7 +95,7 @@ def start_items(chosen: Chosen, headers: dict[str, str], conflict: str | None,
     the conflict action."""
     from scalebox_stream.launch.cli_tasks import NewTask, conflict_action, parse_items, resolve_conflicts
 
-    if chosen.bodies or chosen.named or sys.stdin.isatty():
+    if chosen.bodies or chosen.named or sys.stdin is None or sys.stdin.isatty():
         bodies = task_bodies(chosen.bodies, headers)
     else:
         bodies = body_lines(sys.stdin.buffer.read())
