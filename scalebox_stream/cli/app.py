@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from scalebox_stream.cli import run as run_cmd
 from scalebox_stream.spec import AppSpec, ModuleSpec, SpecError, load_app
 
 app = typer.Typer(help="Inspect apps and app files; clean up finished apps.", no_args_is_help=True)
@@ -26,12 +27,17 @@ def list_apps(
     kafka: Annotated[str | None, typer.Option("--kafka", help="Kafka bootstrap (env SCALEBOX_KAFKA).")] = None,
     pg: Annotated[str | None, typer.Option("--pg", help="PostgreSQL DSN (env SCALEBOX_PG).")] = None,
 ) -> None:
-    """Deployed apps with their modules and task counts."""
+    """Deployed apps with their state (RUNNING, FINISHED), modules, task counts and result text."""
     from scalebox_stream.cli.common import connections, print_json
     from scalebox_stream.cli.tables import print_app_table
+    from scalebox_stream.launch.results import app_states
     from scalebox_stream.launch.views import list_apps as apps
 
-    rows = apps(connections(kafka, pg, ("pg",)).pg)
+    dsn = connections(kafka, pg, ("pg",)).pg
+    rows = apps(dsn)
+    states = app_states(dsn)
+    for r in rows:
+        r.update(states.get(r["app"], {"state": "RUNNING", "result": None}))
     if as_json:
         print_json(rows)
         return
@@ -118,3 +124,81 @@ def _runs(module: ModuleSpec) -> str:
     if module.executor == "process":
         return f"process {command}"
     return f"{module.executor} {module.image} {command}"
+
+
+@app.command("create")
+def create(
+    file: Annotated[Path | None, typer.Argument(help="The app file (default ./app.yaml, else an app from ./code).")]
+    = None,
+    env_file: Annotated[list[Path] | None, typer.Option("--env-file", "-e", help="Extra env file (repeatable).")]
+    = None,
+    app_name: run_cmd.AppName = None,
+    image_name: run_cmd.ImageName = None,
+    code_path: run_cmd.CodePath = None,
+    slot_regex: run_cmd.SlotRegex = None,
+    mr_image_name: run_cmd.MrImageName = None,
+    mr_code_path: run_cmd.MrCodePath = None,
+    executor: run_cmd.ExecutorName = None,
+    kafka: Annotated[str | None, typer.Option("--kafka", help="Kafka bootstrap (env SCALEBOX_KAFKA).")] = None,
+    pg: Annotated[str | None, typer.Option("--pg", help="PostgreSQL DSN (env SCALEBOX_PG).")] = None,
+) -> None:
+    """Deploy an app and keep it served (agents and projector detached, outliving this command) until it is
+    finished (`app set-finished`) or stopped (`app stop`, `app delete`); prints {"app_id":NAME}."""
+    from rich.console import Console
+
+    from scalebox_stream.cli.common import settings
+    from scalebox_stream.launch.quick_app import QuickOptions
+
+    cli = settings(kafka, pg)
+    quick = QuickOptions(app_name, image_name, code_path, slot_regex, mr_image_name, mr_code_path, executor)
+    chosen = run_cmd.choose_app([], file, tuple(env_file or ()), quick, cli.home)
+    spec = run_cmd.load_or_fail(chosen.app_file, chosen.env_files)
+    run_cmd.create_and_serve(spec, chosen, cli, Console(stderr=True))
+
+
+@app.command("serve", hidden=True)
+def serve(
+    name: Annotated[str, typer.Argument(help="The app's name.")],
+    app_file: Annotated[Path, typer.Option("--app-file", help="Its app file.")],
+    env_file: Annotated[list[Path] | None, typer.Option("--env-file", "-e")] = None,
+) -> None:
+    """The detached server `app create` starts: the app's agents and projector until it is finished."""
+    from scalebox_stream.cli.common import connect, explain, fail, settings, setup_logging
+    from scalebox_stream.launch.serve import serve_app
+
+    setup_logging()
+    spec = run_cmd.load_or_fail(app_file, tuple(env_file or ()))
+    if spec.name != name:
+        fail(f"{app_file} defines app {spec.name!r}, not {name!r}")
+    cli = settings()
+    try:
+        end = serve_app(spec, app_file, tuple(env_file or ()), cli, connect(cli))
+    except RuntimeError as exc:
+        fail(explain(exc), code=1)
+    typer.echo(f"{name}: " + ("stopped" if end.result is None else f"finished: {end.result}"))
+
+
+@app.command("stop")
+def stop(name: Annotated[str, typer.Argument(help="The app's name.")]) -> None:
+    """Stop serving an app created with `app create` (its agents and projector end; its topics stay)."""
+    from scalebox_stream.cli.common import fail, settings
+    from scalebox_stream.launch.serve import stop_server
+
+    if not stop_server(settings().home, name):
+        fail(f"app {name!r} is not served on this machine", code=1)
+    typer.echo(f"{name}: stopped")
+
+
+@app.command("delete")
+def delete(
+    name: Annotated[str, typer.Argument(help="The app's name.")],
+    kafka: Annotated[str | None, typer.Option("--kafka", help="Kafka bootstrap (env SCALEBOX_KAFKA).")] = None,
+) -> None:
+    """Stop serving an app (if it is served here), then delete its task topics and consumer groups, as
+    `app clean` does; its records stay."""
+    from scalebox_stream.cli.common import settings
+    from scalebox_stream.launch.serve import stop_server
+
+    if stop_server(settings(kafka).home, name):
+        typer.echo(f"{name}: stopped")
+    clean(name, force=False, dry_run=False, kafka=kafka)

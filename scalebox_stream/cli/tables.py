@@ -106,9 +106,10 @@ def print_task_table(rows: Sequence[dict], short: dict[str, str], with_app: bool
     print_table(cols, cells, wide)
 
 
-APP_COLUMNS = (Col("app", 10), Col("modules", 4, cut=True, cut_to=12), Col("tasks", 8, number=True),
-               Col("succeeded", 8, number=True), Col("failed", 8, number=True), Col("in flight", 7, number=True),
-               Col("deployed", 6), Col("finished", 5))
+APP_COLUMNS = (Col("app", 10), Col("state", 9), Col("modules", 4, cut=True, cut_to=12),
+               Col("tasks", 8, number=True), Col("succeeded", 8, number=True), Col("failed", 8, number=True),
+               Col("in flight", 7, number=True), Col("deployed", 6), Col("finished", 5),
+               Col("result", 3, cut=True, cut_to=12))
 
 
 def when(value: object) -> str:
@@ -118,9 +119,9 @@ def when(value: object) -> str:
 
 def print_app_table(rows: Sequence[dict], wide: bool = False) -> None:
     """`scalebox app list`: one app a line."""
-    print_table(APP_COLUMNS, [[r["app"], ", ".join(r["modules"]), str(r["tasks"]), str(r["succeeded"]),
-                               str(r["failed"]), str(r["in_flight"]), when(r["deployed_at"]),
-                               when(r["finished_at"])] for r in rows], wide)
+    print_table(APP_COLUMNS, [[r["app"], status_text(r.get("state") or ""), ", ".join(r["modules"]), str(r["tasks"]),
+                               str(r["succeeded"]), str(r["failed"]), str(r["in_flight"]), when(r["deployed_at"]),
+                               when(r["finished_at"]), one_line(r.get("result"))] for r in rows], wide)
 
 
 def field_text(value: object) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -21,6 +23,7 @@ from scalebox_stream.cli.common import (
     settings,
 )
 from scalebox_stream.cli.tables import WideOption, field_text, print_fields, print_task_table
+from scalebox_stream.config import CliSettings
 from scalebox_stream.launch import views
 
 app = typer.Typer(help="Add tasks and inspect them.", no_args_is_help=True)
@@ -51,31 +54,87 @@ def task_bodies(given: Sequence[str], headers: dict[str, str]) -> list[str]:
 
 @app.command("add")
 def add(
-    bodies: list[str] = typer.Argument(..., help="Task bodies, one task each ('-' reads one per line from stdin)."),
-    app_name: str = typer.Option(..., "--app", help="App name."),
-    module: str = typer.Option(..., "--module", help="Target module."),
-    header: list[str] = typer.Option([], "--header", "-h", help="Header key=value (repeatable)."),
+    bodies: list[str] = typer.Argument(None, help="Task bodies, one task each; `body,{json headers}` adds headers "
+                                                  "('-' reads one per line from stdin)."),
+    app_name: str | None = typer.Option(None, "--app", "--app-id", envvar="APP_ID", help="App name (env APP_ID)."),
+    module: str | None = typer.Option(None, "--module", "--sink-module", envvar="SINK_MODULE",
+                                      help="Target module (env SINK_MODULE; default: the app's main router, else "
+                                           "its entry module)."),
+    header: list[str] = typer.Option([], "--header", "-h", "-H", help="Header key=value (repeatable)."),
+    headers_json: str | None = typer.Option(None, "--headers", help="Headers as one JSON object."),
+    task_file: Path | None = typer.Option(None, "--task-file", help="A file of tasks, one per line: `body`, "
+                                                                    "`body,{headers}` or `module,body[,{headers}]`."),
+    to_host: str | None = typer.Option(None, "--to-host", help="The to_host header: a HOST-BOUND module runs the "
+                                                               "tasks on that host."),
+    to_ip: str | None = typer.Option(None, "--to-ip", help="The to_ip header."),
+    conflict: str | None = typer.Option(None, "--conflict-action", envvar="CONFLICT_ACTION",
+                                        help="A body the module already has: (nothing) is an error, IGNORE skips "
+                                             "it, OVERWRITE runs it again."),
+    ignore_dupkey: bool = typer.Option(False, "--ignore-dupkey", help="Add `repeatable: yes`: send a repeated "
+                                                                      "body anyway."),
     kafka: str | None = KafkaOption,
     pg: str | None = PgOption,
 ) -> None:
     """Send tasks to a module of a deployed app, all in one transaction; prints their ids."""
+    from scalebox_stream.launch.cli_tasks import add_cli_tasks, conflict_action, parse_items
     from scalebox_stream.launch.errors import OperationError
-    from scalebox_stream.launch.operations import add_tasks
 
+    if not app_name:
+        fail("no app: give --app (or --app-id), or set APP_ID")
     headers = parse_headers(header)
-    bodies = task_bodies(bodies, headers)
-    if not bodies:
+    extra = {"to_host": to_host, "to_ip": to_ip, "repeatable": "yes" if ignore_dupkey else None}
+    headers = {**_json_headers(headers_json), **headers, **{k: v for k, v in extra.items() if v}}
+    bodies = task_bodies(bodies or [], headers)
+    try:
+        items = [(None, body, h) for _, body, h in parse_items(bodies)]
+        if task_file is not None:
+            items += parse_items(_file_lines(task_file), _modules_of(settings(kafka, pg), app_name))
+        action = conflict_action(conflict)
+    except OperationError as exc:
+        fail(str(exc), exc.code)
+    if not items:
         fail("no task bodies given")
     cli = settings(kafka, pg)
-    bootstrap = connect(cli, ("kafka",)).kafka
+    conns = connect(cli)
     try:
-        ids = add_tasks(cli, bootstrap, app_name, module, bodies, headers)
+        added = add_cli_tasks(cli, conns.kafka, conns.pg, app_name, module, items, headers, action)
     except OperationError as exc:
         fail(str(exc), exc.code)
     except RuntimeError as exc:
         fail(explain(exc), code=1)
-    for task_id in ids:
+    for task in added.skipped:
+        typer.echo(f"skipped: {task.module} already has body {task.body!r}", err=True)
+    for task_id in added.ids:
         typer.echo(task_id)
+
+
+def _json_headers(text: str | None) -> dict[str, str]:
+    """`--headers '{"k":"v"}'` as a dict (values that are not strings as JSON); bad JSON ends the command."""
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"--headers is not JSON: {exc}")
+    if not isinstance(data, dict):
+        fail("--headers must be a JSON object")
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+
+
+def _file_lines(path: Path) -> list[str]:
+    """The lines of a task file (split on `\n` only); a missing file ends the command."""
+    try:
+        return path.read_bytes().decode("utf-8", "surrogateescape").split("\n")
+    except OSError as exc:
+        fail(f"{path}: {exc.strerror}")
+
+
+def _modules_of(cli: CliSettings, app_name: str) -> list[str]:
+    """The app's modules, for task-file lines that name one (none if the app's file is not known here)."""
+    from scalebox_stream.launch.cli_tasks import app_spec
+
+    spec = app_spec(connect(cli, ("kafka",)).kafka, app_name)
+    return [] if spec is None else list(spec.modules)
 
 
 @app.command("list")

@@ -15,10 +15,11 @@ from scalebox_stream.kafka.topics import EVENTS_TOPIC, task_topic
 
 
 def publish_task(producer: Producer, codec: EventCodec, app: str, module: str, body: str,
-                 headers: dict[str, str] | None = None, producer_id: str = "cli") -> str:
-    """Send one TaskCreated to the module's topic and to the events topic; returns the task id."""
+                 headers: dict[str, str] | None = None, producer_id: str = "cli", host: str | None = None) -> str:
+    """Send one TaskCreated to the module's topic (its `host`'s, for a task bound to one) and to the events
+    topic; returns the task id."""
     task_id = new_task_id()
-    topic = task_topic(app, module)
+    topic = task_topic(app, module, host)
     event = EventStamp.for_cli(app, producer_id).task_created(task_id, module, body, dict(headers or {}), topic)
     value = codec.encode(event)
     producer.produce(topic, key=task_id, value=value)
@@ -49,10 +50,11 @@ class TaskSender:
                                                       transactional_id=f"sbx.{producer_id}.{uuid.uuid4().hex}"))
         self._kafka("start a producer", lambda: self.producer.init_transactions(timeout_s))
 
-    def send(self, app: str, tasks: Sequence[tuple[str, str]], headers: dict[str, str] | None = None) -> list[str]:
-        """Publish (module, body) tasks in one transaction; their ids, in order."""
+    def send(self, app: str, tasks: Sequence[tuple[str, str]], headers: dict[str, str] | None = None,
+             host: str | None = None) -> list[str]:
+        """Publish (module, body) tasks in one transaction (to `host`'s topics if given); their ids, in order."""
         with self._transaction():
-            return [publish_task(self.producer, self.codec, app, module, body, headers, self.producer_id)
+            return [publish_task(self.producer, self.codec, app, module, body, headers, self.producer_id, host)
                     for module, body in tasks]
 
     def send_event(self, event: Event) -> None:

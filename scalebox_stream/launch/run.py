@@ -18,6 +18,7 @@ from scalebox_stream.launch.dead_letters import DeadLetterWatch
 from scalebox_stream.launch.deploy import deploy
 from scalebox_stream.launch.feed import Backlog, feed
 from scalebox_stream.launch.progress import RunState, wait_for_run
+from scalebox_stream.launch.results import wait_for_result
 from scalebox_stream.spec.model import AppSpec
 
 
@@ -31,6 +32,8 @@ class RunRequest:
     headers: dict[str, str] = field(default_factory=dict)
     timeout_s: float | None = None
     metrics_port: int | None = None
+    task_headers: tuple[dict[str, str], ...] = ()
+    """Per start task (in the order of `sends`), headers on top of `headers` (a line's `body,{headers}`)."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class RunResult:
     state: RunState
     elapsed_s: float
     log_dir: Path
+    result: str | None = None
+    """The app's result text, if a task (or anyone) ran `scalebox app set-finished TEXT` during the run."""
 
 
 class RunSender(Protocol):
@@ -87,6 +92,7 @@ class RunKit:
     reaper: Callable[[str], Stoppable | None] = local_reaper
     wait: Callable[..., RunState] = wait_for_run
     watch: Callable[..., DeadLetterWatch] | None = DeadLetterWatch
+    result: Callable[[str, str, float], str | None] | None = wait_for_result
 
 
 def start_tasks(spec: AppSpec, bodies: Sequence[str], module: str | None) -> list[tuple[str, str]]:
@@ -112,7 +118,7 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
     OperationError if the app's topics collide with another app's or the projector dead-lettered events the
     run waits for, TimeoutError after `request.timeout_s`."""
     kit = kit or RunKit()
-    started = time.monotonic()
+    started, run_started = time.monotonic(), time.time()
     kit.deploy(spec, request.env_files, conns.kafka, conns.pg)
     children = kit.children(settings.home / "logs" / spec.name, {"SCALEBOX_KAFKA": conns.kafka,
                                                                  "SCALEBOX_PG": conns.pg})
@@ -134,8 +140,9 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
                           "run there")
         sender = kit.sender(conns.kafka, settings)
         watch = None if kit.watch is None else kit.watch(conns.kafka, spec.name, settings.dead_letter_grace_s)
-        roots = feed(spec, request.sends, sender, lambda: kit.backlog(conns.kafka), request.headers,
-                     poll_s=settings.backlog_poll_s)
+        roots = [task_id for sends, headers in header_groups(request)
+                 for task_id in feed(spec, sends, sender, lambda: kit.backlog(conns.kafka), headers,
+                                     poll_s=settings.backlog_poll_s)]
         console.print(f"[bold]{spec.name}[/]: sent {len(roots)} task(s); agents and projector logs in "
                       f"{children.log_dir}")
 
@@ -153,6 +160,7 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
         finally:
             if reaper is not None:
                 reaper.stop()
+        result = None if kit.result is None else kit.result(conns.pg, spec.name, run_started)
         sender.send_event(EventStamp(spec.name, producer="cli").event(
             AppFinished(succeeded=state.succeeded, failed=state.failed)))
     except KeyboardInterrupt:
@@ -162,4 +170,17 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
         if watch is not None:
             watch.close()
         children.stop(settings.children_grace_s)
-    return RunResult(state, time.monotonic() - started, children.log_dir)
+    return RunResult(state, time.monotonic() - started, children.log_dir, result)
+
+
+def header_groups(request: RunRequest) -> list[tuple[list[tuple[str, str]], dict[str, str]]]:
+    """The start tasks cut where their headers change: (sends, headers) runs, each fed on its own."""
+    groups: list[tuple[list[tuple[str, str]], dict[str, str]]] = []
+    for index, send in enumerate(request.sends):
+        extra = request.task_headers[index] if index < len(request.task_headers) else {}
+        headers = {**request.headers, **extra}
+        if groups and groups[-1][1] == headers:
+            groups[-1][0].append(send)
+        else:
+            groups.append(([send], headers))
+    return groups
