@@ -86,7 +86,7 @@ NOISES = {"NOISE_UPDATE": NOISE.format(n=40, text="Get: http://deb.debian.org/de
 def _fresh_machine(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A copy of the set-up scripts and a PATH of basic tools and stand-ins; the environment to run them."""
     repo, fakebin, home = tmp_path / "repo", tmp_path / "bin", tmp_path / "home"
-    for part in (".ci", "agents", "examples/primes"):
+    for part in (".ci", "agents", "examples/primes", "scalebox_stream/intask"):
         shutil.copytree(REPO / part, repo / part)
     shutil.copy(REPO / "pyproject.toml", repo)
     fakebin.mkdir()
