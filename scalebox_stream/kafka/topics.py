@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import Future
 
@@ -16,6 +17,8 @@ from confluent_kafka.admin import (
     ResourceType,
     TopicMetadata,
 )
+
+log = logging.getLogger(__name__)
 
 EVENTS_TOPIC = "sbx.events"
 DEAD_LETTER_TOPIC = "sbx.dlq"
@@ -128,7 +131,11 @@ def ensure_shared_topics(admin: AdminClient) -> None:
     """Create the topics every app shares (a projector started before any app reads and fills them); an events
     topic made before it was kept forever (it took the broker's retention) is set to keep its events."""
     ensure_topics(admin, SHARED_TOPICS)
-    ensure_topic_config(admin, EVENTS_TOPIC, KEEP_FOREVER)
+    try:
+        ensure_topic_config(admin, EVENTS_TOPIC, KEEP_FOREVER)
+    except KafkaException as exc:  # a client allowed to write events but not to configure topics
+        log.warning("cannot make %s keep its events (%s): its retention is left as it is", EVENTS_TOPIC,
+                    exc.args[0].str())
 
 
 def ensure_topic_config(admin: AdminClient, topic: str, wanted: dict[str, str], timeout_s: float = 30.0) -> bool:
