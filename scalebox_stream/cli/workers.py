@@ -110,10 +110,14 @@ def replay(
     batch_size: int = typer.Option(1000, "--batch-size", min=1),
     processes: int = ProcessesOption,
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    allow_gaps: bool = typer.Option(False, "--allow-gaps", help=(
+        "Rebuild even if the events topic lost its oldest events (to a retention or deleted records); "
+        "without it, replay refuses and names what is gone.")),
     kafka: str | None = KafkaOption,
     pg: str | None = PgOption,
 ) -> None:
     """Drop the projection and rebuild it from the log (stop running projectors first)."""
+    from scalebox_stream.launch.errors import OperationError
     from scalebox_stream.launch.operations import drop_projection
     from scalebox_stream.projector.group import ProjectorConfig, run_projectors
     from scalebox_stream.projector.settings import ProjectorSettings
@@ -121,7 +125,13 @@ def replay(
     conns = connections(kafka, pg)
     if not yes:
         typer.confirm("Drop the task perspective tables and rebuild them from Kafka?", abort=True)
-    drop_projection(conns.kafka, conns.pg)
+    try:
+        lost = drop_projection(conns.kafka, conns.pg, allow_gaps=allow_gaps)
+    except OperationError as exc:
+        fail(str(exc), exc.code)
+    if lost:
+        typer.secho(f"warning: {lost}\nThe rebuilt projection lacks the tasks of those events.",
+                    fg=typer.colors.YELLOW, err=True)
     try:
         stats = run_projectors(ProjectorConfig(conns.kafka, conns.pg, ProjectorSettings(batch_size=batch_size)),
                                processes,

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import Future
 
 from confluent_kafka import KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec, TopicMetadata
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    OffsetSpec,
+    ResourceType,
+    TopicMetadata,
+)
+
+log = logging.getLogger(__name__)
 
 EVENTS_TOPIC = "sbx.events"
 DEAD_LETTER_TOPIC = "sbx.dlq"
@@ -15,7 +27,10 @@ CONTROL_TOPIC = "sbx.control"
 PRESENCE_TOPIC = "sbx.presence"
 """Each agent's latest AgentLifecycle record, keyed by agent id (see `presence`): compacted, and records older
 than a day go too (a killed agent never writes its last one; a running agent renews its own every few seconds)."""
-TOPIC_CONFIGS = {APPS_TOPIC: {"cleanup.policy": "compact"},
+KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
+"""No time- or size-based deletion: the events topic is the truth the projection is rebuilt from (`replay`), so
+it keeps every event unless an operator deletes an app's (`app clean`)."""
+TOPIC_CONFIGS = {APPS_TOPIC: {"cleanup.policy": "compact"}, EVENTS_TOPIC: KEEP_FOREVER,
                  PRESENCE_TOPIC: {"cleanup.policy": "compact,delete", "retention.ms": str(24 * 3600 * 1000),
                                   "segment.ms": str(3600 * 1000)}}
 """Topics created with a configuration of their own (the others get the broker's defaults)."""
@@ -113,8 +128,29 @@ SHARED_TOPICS = {EVENTS_TOPIC: EVENTS_TOPIC_PARTITIONS, DEAD_LETTER_TOPIC: 1, AP
 
 
 def ensure_shared_topics(admin: AdminClient) -> None:
-    """Create the topics every app shares (a projector started before any app reads and fills them)."""
+    """Create the topics every app shares (a projector started before any app reads and fills them); an events
+    topic made before it was kept forever (it took the broker's retention) is set to keep its events."""
     ensure_topics(admin, SHARED_TOPICS)
+    try:
+        ensure_topic_config(admin, EVENTS_TOPIC, KEEP_FOREVER)
+    except KafkaException as exc:  # a client allowed to write events but not to configure topics
+        log.warning("cannot make %s keep its events (%s): its retention is left as it is", EVENTS_TOPIC,
+                    exc.args[0].str())
+
+
+def ensure_topic_config(admin: AdminClient, topic: str, wanted: dict[str, str], timeout_s: float = 30.0) -> bool:
+    """Set the entries of `wanted` an existing topic does not have yet (the others stay as they are); True if
+    it changed any."""
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    current = admin.describe_configs([resource], request_timeout=timeout_s)[resource].result(timeout_s)
+    changes = [ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+               for name, value in wanted.items() if name not in current or current[name].value != value]
+    if not changes:
+        return False
+    altered = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=changes)
+    for future in admin.incremental_alter_configs([altered], request_timeout=timeout_s).values():
+        future.result(timeout_s)
+    return True
 
 
 def ensure_app_topics(admin: AdminClient, app: str, modules: list[str]) -> None:

@@ -12,8 +12,9 @@ from scalebox_stream.config import CliSettings
 from scalebox_stream.kafka import cleanup
 from scalebox_stream.kafka.config import admin_config, producer_config
 from scalebox_stream.kafka.control import Command, send_command
+from scalebox_stream.kafka.log_start import describe_gaps, find_gaps
 from scalebox_stream.kafka.task_publisher import TaskSender, flush_or_fail
-from scalebox_stream.kafka.topics import ensure_shared_topics, task_topic
+from scalebox_stream.kafka.topics import EVENTS_TOPIC, ensure_shared_topics, task_topic
 from scalebox_stream.launch.errors import OperationError
 from scalebox_stream.spec.model import AppSpec
 
@@ -60,16 +61,25 @@ def prepare_shared_topics(kafka: str) -> None:
     ensure_shared_topics(AdminClient(admin_config(kafka)))
 
 
-def drop_projection(kafka: str, pg: str) -> None:
-    """Empty the projection to rebuild it from the log: the shared topics exist, the tables are new."""
+def drop_projection(kafka: str, pg: str, allow_gaps: bool = False) -> str | None:
+    """Empty the projection to rebuild it from the log: the shared topics exist, the tables are new.
+
+    Refuses, before dropping anything, if the events topic no longer starts at its first event (a rebuilt
+    projection would silently lack the oldest tasks); with `allow_gaps`, goes on and returns what is gone."""
     import psycopg
 
     from scalebox_stream.projector.migrate import drop_projection, migrate
 
     prepare_shared_topics(kafka)
+    gaps = find_gaps(kafka, EVENTS_TOPIC)
+    lost = describe_gaps(EVENTS_TOPIC, gaps) if gaps else None
+    if lost and not allow_gaps:
+        raise OperationError(f"{lost}\nA replay would rebuild the projection without them; the projection is "
+                             "left as it is. Pass --allow-gaps to rebuild from the events that are left.", code=1)
     with psycopg.connect(pg, autocommit=True) as conn:
         drop_projection(conn)
         migrate(conn)
+    return lost
 
 
 def executor_problems(spec: AppSpec) -> list[str]:

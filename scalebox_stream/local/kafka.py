@@ -201,7 +201,12 @@ def render_properties(port: int, controller_port: int, data_dir: Path) -> str:
         "share.coordinator.state.topic.min.isr": 1,
         "share.coordinator.state.topic.num.partitions": 4,
         "group.initial.rebalance.delay.ms": 0,
+        # Task topics and the broker's other topics keep a week; the events topic keeps everything (its own
+        # retention.ms=-1, see kafka.topics.KEEP_FOREVER): the projection is rebuilt from it.
         "log.retention.hours": 168,
+        # Apply a retention within 10 s of its passing (default: 5 minutes). The check walks each partition's
+        # segment list in memory; a topic given a short retention (presence, an operator's) sheds it promptly.
+        "log.retention.check.interval.ms": 10_000,
         "num.network.threads": 2,
         "num.io.threads": 4,
         # An unclean stop makes the broker recover every partition directory before it answers; more threads

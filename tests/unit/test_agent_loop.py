@@ -60,14 +60,20 @@ def _events(broker: FakeBroker) -> list:
     return [CODEC.decode(r[2]) for t in broker.transactions for r in t.on(EVENTS_TOPIC)]
 
 
-def _run(tmp_path, broker: FakeBroker, until_committed: int) -> tuple[Agent, list[str]]:
-    """Run an agent of module m (/bin/true, two slots) until `until_committed` is committed on P0."""
+TRUE_APP = "name: app\nmodules:\n  m:\n    command: [/bin/true]\n    executor: process\n    slots: 2\n"
+
+
+def _run(tmp_path, broker: FakeBroker, until_committed: int, app_text: str = TRUE_APP,
+         slots: int = 2) -> tuple[Agent, list[str]]:
+    """Run an agent of module m (/bin/true, two slots, unless `app_text` and `slots` say otherwise) until
+    `until_committed` is committed on P0."""
     app = tmp_path / "app.yaml"
-    app.write_text("name: app\nmodules:\n  m:\n    command: [/bin/true]\n    executor: process\n    slots: 2\n")
+    app.write_text(app_text)
     made: list[str] = []
     identity = AgentIdentity("app", "m", host="h1", cluster="c1", agent_id="agent-x")
     agent = Agent(load_app(app), identity, "fake:9092", AgentOptions(
-        slots=2, work_root=tmp_path / "work", settings=AgentSettings(presence_s=0.05)), clients=_clients(broker, made))
+        slots=slots, work_root=tmp_path / "work", settings=AgentSettings(presence_s=0.05)),
+        clients=_clients(broker, made))
     agent.consumer.assign(P0, now=False)  # handed over inside the agent's first poll
 
     def stop_when_done() -> None:
@@ -170,3 +176,47 @@ def test_a_poison_record_kafka_refuses_whole_is_dead_lettered_by_its_head_and_th
     assert headers["truncated"].startswith(f"the report could not be published: a record for {DEAD_LETTER_TOPIC} "
                                            "(70001 bytes) was refused".encode())
     assert {e.task_id for e in _events(broker) if e.event_type == "TaskFinished"} == {good.task_id}
+
+
+EMIT_APP = """name: app
+modules:
+  m:
+    command: [/bin/sh, -c, 'echo "child of $1" > "$WORK_DIR/sink-tasks.txt"']
+    executor: process
+    sink_modules: [n]
+  n:
+    command: [/bin/true]
+"""
+
+
+def test_one_slot_runs_its_buffered_tasks_while_their_reports_wait_and_commits_them_together_exactly_once(tmp_path):
+    """One slot, 40 tasks buffered, each emitting a child: the slot goes on to its next task while the reports of
+    the ones before wait for a transaction, so transactions carry several reports; and still every task finishes
+    once, its child goes in the transaction of its parent's report, and no position ever counts a task whose
+    report is not committed with or before it."""
+    broker = FakeBroker()
+    tasks = [created(body=f"b{i}") for i in range(40)]
+    for event in tasks:
+        broker.append(TOPIC, 0, CODEC.encode(event), key=event.task_id)
+    agent, _ = _run(tmp_path, broker, len(tasks), EMIT_APP, slots=1)
+    assert broker.committed[P0] == (len(tasks), "") and agent.dispatcher.in_flight == 0
+
+    reported: set[int] = set()  # offsets whose TaskFinished is committed
+    offset_of = {t.task_id: i for i, t in enumerate(tasks)}
+    per_transaction = []
+    for txn in broker.transactions:
+        events = [CODEC.decode(r[2]) for r in txn.on(EVENTS_TOPIC)]
+        finished = [e.task_id for e in events if e.event_type == "TaskFinished"]
+        children = [CODEC.decode(r[2]) for r in txn.on("sbx.tasks.app.n")]
+        assert sorted(c.payload["parent_task_id"] for c in children) == sorted(finished), \
+            "each child goes out with its parent's report, and only then"
+        reported.update(offset_of[task_id] for task_id in finished)
+        if P0 in txn.offsets:
+            position = txn.offsets[P0][0]
+            assert set(range(position)) <= reported, f"position {position} counts tasks not reported yet"
+        per_transaction.append(len(finished))
+    finished_all = [e for e in _events(broker) if e.event_type == "TaskFinished"]
+    assert sorted(offset_of[e.task_id] for e in finished_all) == list(range(len(tasks))), "each exactly once"
+    assert {e.payload["outcome"] for e in finished_all} == {"succeeded"}
+    assert max(per_transaction) >= 2, f"reports per transaction: {per_transaction}"
+    assert len([n for n in per_transaction if n]) < len(tasks)

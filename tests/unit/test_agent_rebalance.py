@@ -11,6 +11,8 @@ from confluent_kafka import KafkaException, TopicPartition
 from fakes.agent import P0, P1, done, parts, task
 from fakes.kafka import FakeBroker, FakeConsumer
 
+from scalebox_stream.agent.task_runner import OutMessage
+
 
 def test_an_assignment_starts_from_the_committed_position_and_reads_the_lease():
     broker = FakeBroker()
@@ -80,6 +82,26 @@ def test_a_revoke_waits_for_running_tasks_and_commits_them_before_letting_go():
     assert txn.offsets[P0] == (1, "") and [r[2] for r in txn.records] == [b"finished 0"]
     assert P0 not in p.checkpoint.trackers and P1 in p.checkpoint.trackers
     assert [t.source for t in p.dispatcher.waiting] == [P1] and p.dispatcher.in_flight == 0
+
+
+def test_a_revoke_at_one_slot_commits_the_reports_held_for_a_shared_transaction_and_the_running_task():
+    """One slot: offset 0 finished and its report waits (the gap holds it while offset 1 runs); a revoke does not
+    wait for the gap: both reports go out, with the position past them, before the partition is let go."""
+    p = parts(slots=1)
+    p.consumer.assign(P0)
+    first = p.take(task(0))
+    p.checkpoint.put(OutMessage("sbx.events", "agent", b"lifecycle"))
+    p.checkpoint.publish()  # a transaction just ended
+    p.checkpoint.report(done(first))
+    p.checkpoint.trackers[P0].start(1)
+    p.dispatcher.add(task(1))
+    second, _ = p.dispatcher.next_task(0)  # the slot goes on to its next buffered task
+    assert not p.checkpoint.due(), "the report waits for company while the next task runs"
+    threading.Timer(0.1, p.checkpoint.report, args=(done(second),)).start()
+    p.consumer.revoke(P0)
+    committed = [r[2] for t in p.broker.transactions[1:] for r in t.records]
+    assert committed == [b"finished 0", b"finished 1"]
+    assert p.broker.committed[P0] == (2, "") and p.dispatcher.in_flight == 0 and P0 not in p.checkpoint.trackers
 
 
 def test_a_task_still_running_after_the_drain_is_left_to_the_next_owner():
