@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from scalebox_stream.cli import app as app_cmds
-from scalebox_stream.cli import local, mirror, module, run, state, status, task, workers
+from scalebox_stream.cli import cluster, local, mirror, module, run, state, status, task, workers
 from scalebox_stream.cli.common import ScaleboxApp
 
 app = ScaleboxApp(name="scalebox", help="Run containerized pipelines of modules over Kafka.",
@@ -24,6 +24,10 @@ app.add_typer(state.variable, name="variable")
 app.add_typer(state.global_app, name="global")
 app_cmds.app.command("set-finished")(state.app_set_finished)
 app.command("state-owner")(state.state_owner)
+app.add_typer(cluster.cluster_app, name="cluster")
+app.add_typer(cluster.host_app, name="host")
+app.command("logs")(cluster.logs)
+app.command("version")(cluster.version)
 
 if __name__ == "__main__":
     app()

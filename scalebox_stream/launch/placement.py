@@ -77,15 +77,19 @@ def record_path(log_dir: Path) -> Path:
     return log_dir / "agents.json"
 
 
-def write_record(log_dir: Path, agents: list[StartedAgent]) -> None:
-    """Write the run's agents to `<log_dir>/agents.json` (replacing the previous run's)."""
+def write_record(log_dir: Path, agents: list[StartedAgent], cluster: ClusterDef) -> None:
+    """Write the run's agents and the cluster they run on to `<log_dir>/agents.json` (replacing the previous
+    run's): `scalebox logs` reads them wherever they ran."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    record_path(log_dir).write_text(json.dumps([asdict(a) for a in agents], indent=1))
+    record = {"cluster": cluster.model_dump(mode="json"), "agents": [asdict(a) for a in agents]}
+    record_path(log_dir).write_text(json.dumps(record, indent=1))
 
 
-def read_record(log_dir: Path) -> list[StartedAgent]:
-    """The agents the last run of an app started (empty if none was recorded)."""
+def read_record(log_dir: Path) -> tuple[ClusterDef | None, list[StartedAgent]]:
+    """The cluster and the agents of the last run of an app (None and [] if none was recorded)."""
     try:
-        return [StartedAgent(**item) for item in json.loads(record_path(log_dir).read_text())]
-    except (OSError, ValueError, TypeError):
-        return []
+        record = json.loads(record_path(log_dir).read_text())
+        return (ClusterDef.model_validate(record["cluster"]),
+                [StartedAgent(**item) for item in record["agents"]])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None, []

@@ -3,6 +3,7 @@ parallel) and as Slurm jobs; stopped together when the run ends."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -75,8 +76,6 @@ class RemoteAgents:
             if jobs:
                 futures.append(pool.submit(slurm.cancel, jobs, grace_s))
             for future in futures:
-                try:
+                with contextlib.suppress(slurm.SlurmError):
                     future.result()
-                except slurm.SlurmError:
-                    pass
         self.started = [a for a in self.started if a.start not in ("ssh", "slurm")]

@@ -4,6 +4,7 @@ nohup`), so that they outlive the connection; they are stopped by process id the
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import subprocess
 from collections.abc import Sequence
@@ -104,10 +105,8 @@ def stop_agents(host: HostDef, pids: Sequence[str], grace_s: float) -> None:
     """Stop the agents `pids` on `host` (SIGTERM, then SIGKILL after `grace_s`); a host out of reach is left
     as it is (a dead host has no agents left to stop)."""
     if pids:
-        try:
+        with contextlib.suppress(SshError):
             _run(host, stop_script(pids, grace_s), grace_s + CONNECT_TIMEOUT_S + 5)
-        except SshError:
-            pass
 
 
 def probe(host: HostDef, timeout_s: float = 15.0) -> tuple[bool, str]:

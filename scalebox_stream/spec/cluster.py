@@ -96,7 +96,8 @@ class ClusterDef(BaseModel):
 
     def matching(self, entry: SlotPlacement) -> list[HostDef]:
         """The hosts a host-list entry names: by name or pattern, or every host of the group it names."""
-        return [h for h in self.hosts.values() if entry.matches(h.name) or (h.group is not None and h.group == entry.host)]
+        return [h for h in self.hosts.values()
+                if entry.matches(h.name) or (h.group is not None and h.group == entry.host)]
 
 
 def local_cluster(name: str, head: str = DEFAULT_HEAD) -> ClusterDef:

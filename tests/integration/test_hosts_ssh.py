@@ -1,0 +1,107 @@
+"""Placement on other hosts: `scalebox run` starts calc's agents over SSH on two test hosts (containers with
+their own hostname, address and sshd), a host killed mid-run loses no task, and `host list` shows it down."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from pipeline import REPO, list_tasks, scalebox
+from ssh_hosts import SshHosts, started_hosts
+
+EXPECTED = {
+    "000000001_000000100": 25, "000000101_000000200": 21, "000000201_000000300": 16, "000000301_000000400": 16,
+    "000000401_000000500": 17, "000000501_000000600": 14, "000000601_000000700": 16, "000000701_000000800": 14,
+    "000000801_000000900": 15, "000000901_000001000": 14,
+}
+
+
+@pytest.fixture(scope="module")
+def hosts(kafka_bootstrap, docker_available, tmp_path_factory) -> SshHosts:
+    work = tmp_path_factory.mktemp("ssh-hosts")
+    with started_hosts(["h1", "h2"], kafka_bootstrap, work, [work]) as started:
+        yield started
+
+
+def _primes(hosts: SshHosts, calc_delay_s: float, start: str = "ssh") -> tuple[Path, str]:
+    """A copy of examples/primes (app-process.yaml) in the hosts' shared directory with calc on `h1:2,h2:2`,
+    each calc task first sleeping `calc_delay_s` (so both hosts get some), and the cluster inline."""
+    app_dir = hosts.key.parent / f"primes-{uuid.uuid4().hex[:8]}"
+    shutil.copytree(REPO / "examples" / "primes", app_dir)
+    (app_dir / "slow-calc.sh").write_text(f'#!/bin/sh\nsleep {calc_delay_s}\nexec "$(dirname "$0")/calc/run.sh" "$@"\n')
+    (app_dir / "slow-calc.sh").chmod(0o755)
+    app = yaml.safe_load((app_dir / "app-process.yaml").read_text())
+    name = f"primes-{start}-{uuid.uuid4().hex[:6]}"
+    app["name"] = name
+    app["modules"]["calc"].pop("slots", None)
+    app["modules"]["calc"].update({"command": "./slow-calc.sh", "slots": ["h1:2", "h2:2"]})
+    app["clusters"] = hosts.cluster_yaml(start=start)
+    (app_dir / "app.yaml").write_text(yaml.safe_dump(app, sort_keys=False))
+    return app_dir / "app.yaml", name
+
+
+def _check_calc(kafka: str, pg: str, app: str) -> list[dict]:
+    calc = list_tasks(kafka, pg, app, "calc")
+    assert {t["body"]: int(t["custom_out"]) for t in calc} == EXPECTED
+    assert all(t["status"] == "succeeded" for t in calc), calc
+    assert sum(int(t["custom_out"]) for t in calc) == 168
+    return calc
+
+
+def test_primes_calc_over_ssh_on_two_hosts(hosts, kafka_bootstrap, pg_dsn):
+    app_file, name = _primes(hosts, 0.5)
+    started = time.monotonic()
+    result = scalebox(["run", str(app_file), "1000"], kafka_bootstrap, pg_dsn, timeout=240)
+    elapsed = time.monotonic() - started
+    assert result.code == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert "h1 (ssh)" in result.stderr and "h2 (ssh)" in result.stderr, result.stderr
+    calc = _check_calc(kafka_bootstrap, pg_dsn, name)
+    assert {t["host"] for t in calc} == {"h1", "h2"}, "the projection's host column names both hosts"
+    assert all(t["attempts"] == 1 for t in calc)
+    for host in hosts.hosts:
+        assert host.agent_processes() == [], f"agents left running on {host.name}"
+    logs = scalebox(["logs", name, "--module", "calc", "--host", "h2"], kafka_bootstrap, pg_dsn)
+    assert logs.code == 0 and logs.stdout.startswith("calc@h2 | "), logs
+    print(f"primes over SSH on 2 hosts: {elapsed:.1f}s")
+
+
+def test_a_host_killed_mid_run_loses_no_task(hosts, kafka_bootstrap, pg_dsn, tmp_path):
+    app_file, name = _primes(hosts, 3.0)
+    victim = hosts.hosts[1]
+    outcome: dict = {}
+
+    def run() -> None:
+        outcome["result"] = scalebox(["run", str(app_file), "1000"], kafka_bootstrap, pg_dsn, timeout=300)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(t["host"] == victim.name and t["status"] == "running"
+                                                  for t in list_tasks(kafka_bootstrap, pg_dsn, name, "calc")):
+        time.sleep(0.3)
+    subprocess.run(["docker", "kill", victim.container], capture_output=True, timeout=60)
+    runner.join(300)
+    result = outcome["result"]
+    assert result.code == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    calc = _check_calc(kafka_bootstrap, pg_dsn, name)
+    shown = [json.loads(scalebox(["task", "show", t["task_id"], "--json"], kafka_bootstrap, pg_dsn).stdout)
+             for t in calc if t["attempts"] > 1]
+    assert shown, "no task of the killed host was run again"
+    for task in shown:
+        succeeded = [a for a in task["attempts_detail"] if a["status"] == "succeeded"]
+        assert len(succeeded) == 1, f"task {task['task_id']} succeeded {len(succeeded)} times"
+    listed = scalebox(["host", "list", "--app-file", str(app_file), "--json"], kafka_bootstrap, pg_dsn)
+    assert listed.code == 0, listed.stderr
+    rows = {r["host"]: r for r in json.loads(listed.stdout)}
+    assert rows[victim.name]["status"] == "down" and rows[victim.name]["heartbeat_age_s"] > 0, rows
+    assert rows["h1"]["status"] == "idle", rows
+    checked = scalebox(["host", "check-status", victim.name, "--app-file", str(app_file), "--json"],
+                       kafka_bootstrap, pg_dsn)
+    assert checked.code == 0 and json.loads(checked.stdout)[0]["reachable"].startswith("no"), checked
