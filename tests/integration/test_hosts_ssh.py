@@ -11,6 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 import yaml
 from pipeline import REPO, list_tasks, scalebox
@@ -83,9 +84,12 @@ def test_a_host_killed_mid_run_loses_no_task(hosts, kafka_bootstrap, pg_dsn, tmp
     runner = threading.Thread(target=run)
     runner.start()
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not any(t["host"] == victim.name and t["status"] == "running"
-                                                  for t in list_tasks(kafka_bootstrap, pg_dsn, name, "calc")):
-        time.sleep(0.3)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        while not conn.execute("SELECT 1 FROM task_runs r JOIN tasks t USING (task_id) WHERE t.app = %s AND "
+                               "t.module = 'calc' AND r.host = %s AND r.status = 'running'",
+                               (name, victim.name)).fetchall():
+            assert time.monotonic() < deadline and runner.is_alive(), f"no calc task ran on {victim.name}"
+            time.sleep(0.1)
     subprocess.run(["docker", "kill", victim.container], capture_output=True, timeout=60)
     runner.join(300)
     result = outcome["result"]
@@ -93,7 +97,7 @@ def test_a_host_killed_mid_run_loses_no_task(hosts, kafka_bootstrap, pg_dsn, tmp
     calc = _check_calc(kafka_bootstrap, pg_dsn, name)
     shown = [json.loads(scalebox(["task", "show", t["task_id"], "--json"], kafka_bootstrap, pg_dsn).stdout)
              for t in calc if t["attempts"] > 1]
-    assert shown, "no task of the killed host was run again"
+    assert shown, f"no task of the killed host was run again: {calc}"
     for task in shown:
         succeeded = [a for a in task["attempts_detail"] if a["status"] == "succeeded"]
         assert len(succeeded) == 1, f"task {task['task_id']} succeeded {len(succeeded)} times"
