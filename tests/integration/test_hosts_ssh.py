@@ -16,12 +16,7 @@ import pytest
 import yaml
 from pipeline import REPO, list_tasks, scalebox
 from ssh_hosts import SshHosts, started_hosts
-
-EXPECTED = {
-    "000000001_000000100": 25, "000000101_000000200": 21, "000000201_000000300": 16, "000000301_000000400": 16,
-    "000000401_000000500": 17, "000000501_000000600": 14, "000000601_000000700": 16, "000000701_000000800": 14,
-    "000000801_000000900": 15, "000000901_000001000": 14,
-}
+from test_primes import EXPECTED
 
 
 @pytest.fixture(scope="module")
