@@ -138,7 +138,7 @@ def parse_cluster(name: str, definition: Any, source: str) -> ClusterDef:
             hosts[str(host_name)] = HostDef(
                 name=str(host_name), address=raw.get("ip_addr"), role=role,
                 start=merged.get("agent_start") or ("local" if role.lower() == "head" else "ssh"),
-                user=merged.get("uname"), port=int(merged.get("port") or 22),
+                user=merged.get("uname"), port=int(merged.get("port", 22)),
                 ssh_options=_words(merged.get("ssh_options"), f"{where}.hosts.{host_name}.ssh_options"),
                 kafka=merged.get("kafka_bootstrap"),
                 scalebox_command=str(merged.get("scalebox_command") or "scalebox"),
@@ -147,7 +147,11 @@ def parse_cluster(name: str, definition: Any, source: str) -> ClusterDef:
                 slurm_options=_words(merged.get("slurm_options"), f"{where}.hosts.{host_name}.slurm_options"),
                 group=None if merged.get("group_id") is None else str(merged["group_id"]))
         except (ValidationError, ValueError, TypeError) as exc:
-            first = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            if isinstance(exc, ValidationError):
+                error = exc.errors()[0]
+                first = f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+            else:
+                first = str(exc)
             raise ClusterError(f"{where}.hosts.{host_name}: {first}") from None
     if sum(h.is_head for h in hosts.values()) > 1:
         raise ClusterError(f"{where}: more than one host has role: head")
