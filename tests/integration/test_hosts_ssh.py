@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -18,11 +19,14 @@ from pipeline import REPO, list_tasks, scalebox
 from ssh_hosts import SshHosts, started_hosts
 from test_primes import EXPECTED
 
+sys.path.insert(0, str(REPO / "tests" / "bench"))
+import bench_hosts_startup  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def hosts(kafka_bootstrap, docker_available, tmp_path_factory) -> SshHosts:
     work = tmp_path_factory.mktemp("ssh-hosts")
-    with started_hosts(["h1", "h2"], kafka_bootstrap, work, [work]) as started:
+    with started_hosts(["h1", "h2", "h3"], kafka_bootstrap, work, [work]) as started:
         yield started
 
 
@@ -66,6 +70,15 @@ def test_primes_calc_over_ssh_on_two_hosts(hosts, kafka_bootstrap, pg_dsn):
     logs = scalebox(["logs", name, "--module", "calc", "--host", "h2"], kafka_bootstrap, pg_dsn)
     assert logs.code == 0 and logs.stdout.startswith("calc@h2 | "), logs
     print(f"primes over SSH on 2 hosts: {elapsed:.1f}s")
+
+
+def test_start_up_on_three_ssh_hosts(hosts, kafka_bootstrap, pg_dsn):
+    """The start-up benchmark's measurement once (tests/bench/bench_hosts_startup.py): reported, not asserted."""
+    first, wall = bench_hosts_startup.measure(hosts, hosts.key.parent, kafka_bootstrap, pg_dsn)
+    print(f"3 modules on 3 SSH hosts: command -> first task running {first:.2f}s, whole run {wall:.2f}s")
+    assert 0 < first < wall
+    for host in hosts.hosts:
+        assert host.agent_processes() == [], f"agents left running on {host.name}"
 
 
 def test_a_host_killed_mid_run_loses_no_task(hosts, kafka_bootstrap, pg_dsn, tmp_path):
