@@ -6,6 +6,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 IMAGE=scalebox-test/host:latest
 BASE=scalebox/debian:bookworm
 export DOCKER_BUILDKIT=0
+if ! command -v ssh >/dev/null 2>&1 || ! command -v ssh-keygen >/dev/null 2>&1; then  # the tests' SSH client
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends openssh-client >/dev/null
+fi
 if ! docker image inspect "$BASE" >/dev/null 2>&1; then
   bash "$ROOT/.ci/build-images.sh" >/dev/null
 fi
