@@ -40,9 +40,13 @@ class RemoteAgents:
                 by_host.setdefault(plan.host, []).append(plan)
         try:
             with ThreadPoolExecutor(max_workers=max(1, min(16, len(by_host)))) as pool:
-                done = list(pool.map(lambda item: self._start_ssh(*item, args_of), by_host.items()))
-            for agents in done:
-                self.started.extend(agents)
+                futures = [pool.submit(self._start_ssh, host, mine, args_of) for host, mine in by_host.items()]
+            errors = [future.exception() for future in futures if future.exception() is not None]
+            for future in futures:
+                if future.exception() is None:
+                    self.started.extend(future.result())
+            if errors:
+                raise errors[0]
             for plan in plans:
                 if plan.start == "slurm":
                     self.started.append(self._submit(plan, args_of(plan)))

@@ -72,6 +72,17 @@ def test_primes_calc_over_ssh_on_two_hosts(hosts, kafka_bootstrap, pg_dsn):
     print(f"primes over SSH on 2 hosts: {elapsed:.1f}s")
 
 
+def test_a_host_without_scalebox_stops_the_run_and_says_what_to_install(hosts, kafka_bootstrap, pg_dsn):
+    app_file, _ = _primes(hosts, 0)
+    app = yaml.safe_load(app_file.read_text())
+    app["clusters"]["local"]["hosts"]["h2"]["parameters"] = {"scalebox_command": "/opt/nowhere/scalebox"}
+    app_file.write_text(yaml.safe_dump(app, sort_keys=False))
+    result = scalebox(["run", str(app_file), "1000"], kafka_bootstrap, pg_dsn, timeout=120)
+    assert result.code == 1, result
+    assert "host h2" in result.stderr and "pip install scalebox-stream==" in result.stderr, result.stderr
+    assert hosts.hosts[0].agent_processes() == [], "the agents already started on h1 were not stopped"
+
+
 def test_start_up_on_three_ssh_hosts(hosts, kafka_bootstrap, pg_dsn):
     """The start-up benchmark's measurement once (tests/bench/bench_hosts_startup.py): reported, not asserted."""
     first, wall = bench_hosts_startup.measure(hosts, hosts.key.parent, kafka_bootstrap, pg_dsn)
