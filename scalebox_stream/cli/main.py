@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from scalebox_stream.cli import app as app_cmds
-from scalebox_stream.cli import local, mirror, module, run, state, status, task, workers
+from scalebox_stream.cli import cluster, local, mirror, module, run, state, status, task, workers
 from scalebox_stream.cli.common import ScaleboxApp, cli_logging, settings
 
 app = ScaleboxApp(name="scalebox", help="Run containerized pipelines of modules over Kafka.",
@@ -53,6 +53,10 @@ app.add_typer(state.variable, name="variable")
 app.add_typer(state.global_app, name="global")
 app_cmds.app.command("set-finished")(state.app_set_finished)
 app.command("state-owner")(state.state_owner)
+app.add_typer(cluster.cluster_app, name="cluster")
+app.add_typer(cluster.host_app, name="host")
+app.command("logs")(cluster.logs)
+app.command("version")(cluster.version)
 
 if __name__ == "__main__":
     app()

@@ -81,6 +81,12 @@ class HostDirectory:
             self._refresh()
             return host in hosts_served(self._board, app, module, time.time())
 
+    def board(self) -> dict[str, Presence]:
+        """The latest record of every agent that ever wrote one (by agent id)."""
+        with self._lock:
+            self._refresh()
+            return dict(self._board)
+
     def ensure_topic(self, topic: str, partitions: int) -> None:
         """Create a topic once (idempotent, cached)."""
         if topic in self._topics:

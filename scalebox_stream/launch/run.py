@@ -17,8 +17,11 @@ from scalebox_stream.launch.children import Children
 from scalebox_stream.launch.dead_letters import DeadLetterWatch
 from scalebox_stream.launch.deploy import deploy
 from scalebox_stream.launch.feed import Backlog, feed
+from scalebox_stream.launch.placement import AgentPlan, StartedAgent, agent_log_name, plan_agents, write_record
 from scalebox_stream.launch.progress import RunState, wait_for_run
+from scalebox_stream.launch.remote import RemoteAgents
 from scalebox_stream.launch.results import wait_for_result
+from scalebox_stream.spec.cluster import ClusterDef, resolve_cluster
 from scalebox_stream.spec.model import AppSpec
 
 
@@ -93,6 +96,9 @@ class RunKit:
     wait: Callable[..., RunState] = wait_for_run
     watch: Callable[..., DeadLetterWatch] | None = DeadLetterWatch
     result: Callable[[str, str, float], str | None] | None = wait_for_result
+    cluster: Callable[[AppSpec, Path], ClusterDef] = lambda spec, home: resolve_cluster(spec.cluster, home,
+                                                                                         spec.clusters)
+    remote: Callable[[ClusterDef, str, Path, str], RemoteAgents] = RemoteAgents
 
 
 def start_tasks(spec: AppSpec, bodies: Sequence[str], module: str | None) -> list[tuple[str, str]]:
@@ -110,6 +116,13 @@ def metrics_ports(base: int | None, modules: int) -> list[list[str]]:
     return [[] if base is None else ["--metrics-port", str(base + i)] for i in range(modules + 1)]
 
 
+def agent_args(spec: AppSpec, request: RunRequest, plan: AgentPlan) -> list[str]:
+    """The `scalebox` arguments of one agent of the run (the host named unless it is the head)."""
+    env_args = [arg for env in request.env_files for arg in ("-e", str(env.absolute()))]
+    return ["agent", "--app", spec.name, "--module", plan.module, "--app-file", str(request.app_file.absolute()),
+            *env_args, "--slots", str(plan.slots), *([] if plan.head else ["--host", plan.host])]
+
+
 def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Connections, console: Console,
             kit: RunKit | None = None) -> RunResult:
     """Run `spec` to completion: deploy it, start a projector and one agent per module of the home cluster,
@@ -123,18 +136,30 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
     children = kit.children(settings.home / "logs" / spec.name, {"SCALEBOX_KAFKA": conns.kafka,
                                                                  "SCALEBOX_PG": conns.pg})
     watch: DeadLetterWatch | None = None
+    remote: RemoteAgents | None = None
     try:
         here = [name for name in spec.modules if spec.cluster_of(name) == spec.cluster]
-        ports = metrics_ports(request.metrics_port, len(here))
-        env_args = [arg for env in request.env_files for arg in ("-e", str(env))]
+        cluster = kit.cluster(spec, settings.home)
+        plans = plan_agents(spec, cluster, here)
+        local = [plan for plan in plans if plan.start == "local"]
+        ports = metrics_ports(request.metrics_port, len(local))
         children.start("projector", ["projector", *ports[0]])
-        for name, port in zip(here, ports[1:], strict=True):
-            children.start(f"agent-{name}", ["agent", "--app", spec.name, "--module", name,
-                                             "--app-file", str(request.app_file), *env_args,
-                                             "--slots", str(spec.modules[name].slots), *port])
+        agents: list[StartedAgent] = []
+        for plan, port in zip(local, ports[1:], strict=True):
+            child = children.start(agent_log_name(plan), agent_args(spec, request, plan) + port)
+            if child is not None:
+                agents.append(StartedAgent(plan.module, plan.host, "local", str(child.log_path),
+                                           str(child.process.pid)))
+        if len(local) < len(plans):
+            remote = kit.remote(cluster, spec.name, children.log_dir, conns.kafka)
+            agents += remote.start([plan for plan in plans if plan.start != "local"],
+                                   lambda plan: agent_args(spec, request, plan))
+            console.print("agents on " + ", ".join(sorted({f"{a.host} ({a.start})" for a in agents})))
+        write_record(children.log_dir, agents, cluster)
         if request.metrics_port is not None:
             console.print(f"metrics: projector on :{request.metrics_port}, agents of "
-                          + ", ".join(f"{name} on :{request.metrics_port + 1 + i}" for i, name in enumerate(here)))
+                          + ", ".join(f"{agent_log_name(p)[6:]} on :{request.metrics_port + 1 + i}"
+                                      for i, p in enumerate(local)))
         if elsewhere := [f"{name} ({spec.cluster_of(name)})" for name in spec.modules if name not in here]:
             console.print(f"modules of other clusters: {', '.join(elsewhere)}; their agents and `scalebox mirror` "
                           "run there")
@@ -169,6 +194,8 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
     finally:
         if watch is not None:
             watch.close()
+        if remote is not None:
+            remote.stop(settings.children_grace_s)
         children.stop(settings.children_grace_s)
     return RunResult(state, time.monotonic() - started, children.log_dir, result)
 

@@ -76,7 +76,7 @@ def parse_app(text: str, *, file: str, app_dir: Path, source: Path, variables: M
     warnings = [_issue(file, lines, path, message) for path, message in norm.warnings]
     cluster = norm.data.get("cluster") if isinstance(norm.data.get("cluster"), str) else "local"
     head = head_of(norm.clusters, cluster)
-    data = {**norm.data, "app_dir": app_dir, "source": source, "head_host": head}
+    data = {**norm.data, "app_dir": app_dir, "source": source, "head_host": head, "clusters": norm.clusters}
     if cluster_data_dir:
         data["cluster_data_dir"] = Path(cluster_data_dir).expanduser().absolute()
     context = {"app_dir": app_dir, "allow_outside": allow_outside, "head": head}
@@ -147,9 +147,11 @@ def _executor_issues(app: AppSpec, norm: Normalized, file: str, lines: dict[Path
 
 
 def _placement_warnings(app: AppSpec, norm: Normalized, file: str, lines: dict[Path_, int]) -> list[SpecIssue]:
-    """A host list that names hosts other than the head: this machine runs them only if an agent is started
-    there (placement over SSH or Slurm is not yet)."""
+    """A host list that names hosts other than the head while the file defines no cluster for the app: `scalebox
+    run` starts them only if a cluster definition in the Scalebox home names them."""
     out = []
+    if app.cluster in app.clusters:
+        return out
     for name, module in app.modules.items():
         others = [entry.host for entry in module.placement if not entry.matches(app.head_host)]
         if not others or not module.placement:
@@ -161,7 +163,8 @@ def _placement_warnings(app: AppSpec, norm: Normalized, file: str, lines: dict[P
         else:
             note = f"the head ({app.head_host}) runs {module.slots} slot{'s' if module.slots != 1 else ''}"
         out.append(_issue(file, lines, where, f"hosts {', '.join(others)}: {note}; other hosts run this module only "
-                                              "where `scalebox agent` is started (SSH/Slurm placement is not yet)"))
+                                              "where a cluster definition ($SCALEBOX_HOME/clusters/) names them or "
+                                              "`scalebox agent` is started"))
     return out
 
 

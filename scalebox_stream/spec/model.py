@@ -625,6 +625,8 @@ class AppSpec(BaseModel):
     """The head host's name in host lists: `h0` unless the file's `clusters:` gives a host `role: head`."""
     cluster_data_dir: Path | None = None
     """The cluster data directory (`${CLUSTER_DATA_DIR}`), mounted at /cluster_data_root."""
+    clusters: dict[str, Any] = Field(default_factory=dict)
+    """The app file's `clusters:` as written (read by `spec.cluster`: hosts and how agents start there)."""
     warnings: tuple[SpecIssue, ...] = ()
     """What the loader accepted but ignores, one line each (`file:line: field: message`), for the CLI to print."""
 

@@ -115,7 +115,7 @@ BLANK_IS_VALUE = frozenset({"name", "image", "command", "modules", "start_task"}
 @dataclass
 class Normalized:
     """Model input, the raw path behind each model field, problems and warnings found (raw path, message),
-    and the app file's `clusters:` (not validated: only the head host and `base_data_dir` are read)."""
+    and the app file's `clusters:` (validated by `spec.cluster` when a run places agents)."""
 
     data: dict[str, Any]
     origin: dict[Path_, Path_] = field(default_factory=dict)
@@ -185,8 +185,6 @@ def _app_forms(result: Normalized) -> None:
         path = result.origin.pop(("clusters",))
         if isinstance(clusters, dict):
             result.clusters = clusters
-            result.warnings.append((path, "only each cluster's head host (role: head) and base_data_dir "
-                                          "are read; hosts are not started over SSH or Slurm here (not yet)"))
         elif clusters is not None:
             result.issues.append((path, "expected a mapping of cluster name -> cluster definition"))
 

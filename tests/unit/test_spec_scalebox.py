@@ -64,8 +64,8 @@ def test_primes_cascading_env_file_reads_the_general_names_first() -> None:
     assert calc.slots == 8 and calc.slots_on("n-01") == 8 and calc.slots_on("n-20") == 0
     assert warnings(app) == [
         "primes/app.yaml:15: modules.calc.slots: hosts n-[01][01]: no entry names the head (h0): an agent on this "
-        "machine runs 8 slots; other hosts run this module only where `scalebox agent` is started (SSH/Slurm "
-        "placement is not yet)"]
+        "machine runs 8 slots; other hosts run this module only where a cluster definition "
+        "($SCALEBOX_HOME/clusters/) names them or `scalebox agent` is started"]
 
 
 def test_cascade_order_and_what_must_exist(tmp_path: Path) -> None:
@@ -174,7 +174,8 @@ def test_gpu_launch_template_and_slot_expressions() -> None:
         "--device=/dev/dri/renderD{~n%2+128~} -e ROCR_VISIBLE_DEVICES={~n~}",
         f"gpu/app.yaml:9: modules.beamform.arguments.max_idle_polls: {POLLING}",
         "gpu/app.yaml:10: modules.beamform.slots: hosts gpu-node-[0-9]+: the head (h0) runs 2 slots; other hosts run "
-        "this module only where `scalebox agent` is started (SSH/Slurm placement is not yet)"]
+        "this module only where a cluster definition ($SCALEBOX_HOME/clusters/) names them or `scalebox agent` is "
+        "started"]
 
 
 def test_cluster_definition_names_the_head_and_the_data_dir() -> None:
@@ -191,11 +192,8 @@ def test_cluster_definition_names_the_head_and_the_data_dir() -> None:
         "cluster/app.yaml:4: parameters.initial_status: initial_status PAUSED is kept in the model; `scalebox run` "
         "starts the app at once (a paused start is not yet)",
         "cluster/app.yaml:12: modules.copier.arguments.slot_options: slot option 'reserved_on_exit' ignored: keeping "
-        "a slot's container after it exits is not yet supported by scalebox-stream",
-        "cluster/app.yaml:13: modules.copier.slots: hosts c-0[0-3]: the head (head-1) runs 2 slots; other hosts run "
-        "this module only where `scalebox agent` is started (SSH/Slurm placement is not yet)",
-        "cluster/app.yaml:16: clusters: only each cluster's head host (role: head) and base_data_dir are read; hosts "
-        "are not started over SSH or Slurm here (not yet)"]
+        "a slot's container after it exits is not yet supported by scalebox-stream"]
+    assert app.clusters["mycluster"]["hosts"]["c-00"] == {"ip_addr": "10.0.0.2"}, "the file's hosts are kept"
 
 
 def test_cluster_data_dir_from_the_environment_wins() -> None:

@@ -1,0 +1,130 @@
+"""Placement on other hosts: `scalebox run` starts calc's agents over SSH on two test hosts (containers with
+their own hostname, address and sshd), a host killed mid-run loses no task, and `host list` shows it down."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+from pipeline import REPO, list_tasks, scalebox
+from ssh_hosts import SshHosts, started_hosts
+from test_primes import EXPECTED
+
+sys.path.insert(0, str(REPO / "tests" / "bench"))
+import bench_hosts_startup  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def hosts(kafka_bootstrap, docker_available, tmp_path_factory) -> SshHosts:
+    work = tmp_path_factory.mktemp("ssh-hosts")
+    with started_hosts(["h1", "h2", "h3"], kafka_bootstrap, work, [work]) as started:
+        yield started
+
+
+def _primes(hosts: SshHosts, calc_delay_s: float, start: str = "ssh") -> tuple[Path, str]:
+    """A copy of examples/primes (app-process.yaml) in the hosts' shared directory with calc on `h1:2,h2:2`,
+    each calc task first sleeping `calc_delay_s` (so both hosts get some), and the cluster inline."""
+    app_dir = hosts.key.parent / f"primes-{uuid.uuid4().hex[:8]}"
+    shutil.copytree(REPO / "examples" / "primes", app_dir)
+    (app_dir / "slow-calc.sh").write_text(f'#!/bin/sh\nsleep {calc_delay_s}\nexec "$(dirname "$0")/calc/run.sh" "$@"\n')
+    (app_dir / "slow-calc.sh").chmod(0o755)
+    app = yaml.safe_load((app_dir / "app-process.yaml").read_text())
+    name = f"primes-{start}-{uuid.uuid4().hex[:6]}"
+    app["name"] = name
+    app["modules"]["calc"].pop("slots", None)
+    app["modules"]["calc"].update({"command": "./slow-calc.sh", "slots": ["h1:2", "h2:2"]})
+    app["clusters"] = hosts.cluster_yaml(start=start)
+    (app_dir / "app.yaml").write_text(yaml.safe_dump(app, sort_keys=False))
+    return app_dir / "app.yaml", name
+
+
+def _check_calc(kafka: str, pg: str, app: str) -> list[dict]:
+    calc = list_tasks(kafka, pg, app, "calc")
+    assert {t["body"]: int(t["custom_out"]) for t in calc} == EXPECTED
+    assert all(t["status"] == "succeeded" for t in calc), calc
+    assert sum(int(t["custom_out"]) for t in calc) == 168
+    return calc
+
+
+def test_primes_calc_over_ssh_on_two_hosts(hosts, kafka_bootstrap, pg_dsn):
+    app_file, name = _primes(hosts, 0.5)
+    started = time.monotonic()
+    result = scalebox(["run", str(app_file), "1000"], kafka_bootstrap, pg_dsn, timeout=240)
+    elapsed = time.monotonic() - started
+    assert result.code == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert "h1 (ssh)" in result.stderr and "h2 (ssh)" in result.stderr, result.stderr
+    calc = _check_calc(kafka_bootstrap, pg_dsn, name)
+    assert {t["host"] for t in calc} == {"h1", "h2"}, "the projection's host column names both hosts"
+    assert all(t["attempts"] == 1 for t in calc)
+    for host in hosts.hosts:
+        assert host.agent_processes() == [], f"agents left running on {host.name}"
+    logs = scalebox(["logs", name, "--module", "calc", "--host", "h2"], kafka_bootstrap, pg_dsn)
+    assert logs.code == 0 and logs.stdout.startswith("calc@h2 | "), logs
+    print(f"primes over SSH on 2 hosts: {elapsed:.1f}s")
+
+
+def test_a_host_without_scalebox_stops_the_run_and_says_what_to_install(hosts, kafka_bootstrap, pg_dsn):
+    app_file, _ = _primes(hosts, 0)
+    app = yaml.safe_load(app_file.read_text())
+    app["clusters"]["local"]["hosts"]["h2"]["parameters"] = {"scalebox_command": "/opt/nowhere/scalebox"}
+    app_file.write_text(yaml.safe_dump(app, sort_keys=False))
+    result = scalebox(["run", str(app_file), "1000"], kafka_bootstrap, pg_dsn, timeout=120)
+    assert result.code == 1, result
+    assert "host h2" in result.stderr and "pip install scalebox-stream==" in result.stderr, result.stderr
+    assert hosts.hosts[0].agent_processes() == [], "the agents already started on h1 were not stopped"
+
+
+def test_start_up_on_three_ssh_hosts(hosts, kafka_bootstrap, pg_dsn):
+    """The start-up benchmark's measurement once (tests/bench/bench_hosts_startup.py): reported, not asserted."""
+    first, wall = bench_hosts_startup.measure(hosts, hosts.key.parent, kafka_bootstrap, pg_dsn)
+    print(f"3 modules on 3 SSH hosts: command -> first task running {first:.2f}s, whole run {wall:.2f}s")
+    assert 0 < first < wall
+    for host in hosts.hosts:
+        assert host.agent_processes() == [], f"agents left running on {host.name}"
+
+
+def test_a_host_killed_mid_run_loses_no_task(hosts, kafka_bootstrap, pg_dsn, tmp_path):
+    app_file, name = _primes(hosts, 3.0)
+    victim = hosts.hosts[1]
+    outcome: dict = {}
+
+    def run() -> None:
+        outcome["result"] = scalebox(["run", str(app_file), "1000"], kafka_bootstrap, pg_dsn, timeout=300)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    deadline = time.monotonic() + 120
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        while not conn.execute("SELECT 1 FROM task_runs r JOIN tasks t USING (task_id) WHERE t.app = %s AND "
+                               "t.module = 'calc' AND r.host = %s AND r.status = 'running'",
+                               (name, victim.name)).fetchall():
+            assert time.monotonic() < deadline and runner.is_alive(), f"no calc task ran on {victim.name}"
+            time.sleep(0.1)
+    subprocess.run(["docker", "kill", victim.container], capture_output=True, timeout=60)
+    runner.join(300)
+    result = outcome["result"]
+    assert result.code == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    calc = _check_calc(kafka_bootstrap, pg_dsn, name)
+    shown = [json.loads(scalebox(["task", "show", t["task_id"], "--json"], kafka_bootstrap, pg_dsn).stdout)
+             for t in calc if t["attempts"] > 1]
+    assert shown, f"no task of the killed host was run again: {calc}"
+    for task in shown:
+        succeeded = [a for a in task["attempts_detail"] if a["status"] == "succeeded"]
+        assert len(succeeded) == 1, f"task {task['task_id']} succeeded {len(succeeded)} times"
+    listed = scalebox(["host", "list", "--app-file", str(app_file), "--json"], kafka_bootstrap, pg_dsn)
+    assert listed.code == 0, listed.stderr
+    rows = {r["host"]: r for r in json.loads(listed.stdout)}
+    assert rows[victim.name]["status"] == "down" and rows[victim.name]["heartbeat_age_s"] > 0, rows
+    assert rows["h1"]["status"] == "idle", rows
+    checked = scalebox(["host", "check-status", victim.name, "--app-file", str(app_file), "--json"],
+                       kafka_bootstrap, pg_dsn)
+    assert checked.code == 0 and json.loads(checked.stdout)[0]["reachable"].startswith("no"), checked
