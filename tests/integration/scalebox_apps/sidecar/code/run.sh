@@ -5,4 +5,6 @@ echo "$(basename $0)" >> ${TRACE_DIR}/trace.log
 for v in APP_ID MODULE_ID JOB_ID SLOT_ID TASK_ID WORK_DIR CLUSTER_DATA_ROOT; do
     echo "$v=${!v}" >> ${TRACE_DIR}/run-env.txt
 done
-[ -d /cluster_data_root ] && [ -d /dev/shm ] && [ -f /app/bin/run.sh ] && echo "mounts ok" >> ${TRACE_DIR}/run-env.txt
+if [ -d /cluster_data_root ] && [ -d /dev/shm ] && [ -f /app/bin/run.sh ]; then
+    echo "mounts ok" >> ${TRACE_DIR}/run-env.txt
+fi
