@@ -89,6 +89,10 @@ def _fresh_machine(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     for part in (".ci", "agents", "examples/primes", "scalebox_stream/intask"):
         shutil.copytree(REPO / part, repo / part)
     shutil.copy(REPO / "pyproject.toml", repo)
+    # The real Slurm set-up writes /etc/slurm, /etc/munge and starts daemons: here a stand-in installs its packages.
+    (repo / ".ci/install-slurm.sh").write_text(
+        "#!/usr/bin/env bash\nset -euo pipefail\n"
+        "apt-get install -y -q --no-install-recommends slurm-wlm munge >/dev/null\n")
     fakebin.mkdir()
     home.mkdir()
     for tool in REAL_TOOLS:
