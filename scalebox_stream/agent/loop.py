@@ -72,8 +72,10 @@ class Agent:
         self.module = module = spec.modules[identity.module]
         self.executor = make_executor(module.executor, container_mode=module.container_mode)
         self.directory = self.clients.directory()
+        self.state_tools = self.clients.state_tools() if self.clients.state_tools is not None else None
+        """Answers the tasks' semaphore, variable, global and app requests (its state client made on first use)."""
         self.runner = TaskRunner(spec, identity, self.executor, self.codec, options.work_root,
-                                 options.keep_work_dirs, self.directory)
+                                 options.keep_work_dirs, self.directory, tool_handler=self.state_tools)
         self.topics = [task_topic(spec.name, identity.module),
                        task_topic(spec.name, identity.module, host=identity.host)]
         self._stop = threading.Event()
@@ -230,6 +232,8 @@ class Agent:
         self.slots.shutdown()
         self.executor.close()
         self.runner.close()
+        if self.state_tools is not None:
+            self.state_tools.close()
         if not self.dispatcher.in_flight:
             self.runner.remove_slot_work_dirs()
         log.info("agent %s stopped", self.identity.agent_id)
