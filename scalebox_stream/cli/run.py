@@ -58,6 +58,8 @@ def run(
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     console.print(table(result.state, f"{spec.name}: finished in {result.elapsed_s:.1f}s"))
+    if result.result is not None:
+        typer.echo(result.result)  # the app's result text (`scalebox app set-finished`), on stdout
     if result.state.failed:
         console.print(f"[red]{result.state.failed} task(s) failed[/]")
         raise typer.Exit(1)

@@ -18,6 +18,7 @@ from scalebox_stream.launch.dead_letters import DeadLetterWatch
 from scalebox_stream.launch.deploy import deploy
 from scalebox_stream.launch.feed import Backlog, feed
 from scalebox_stream.launch.progress import RunState, wait_for_run
+from scalebox_stream.launch.state_owner import app_result, start_state_owner
 from scalebox_stream.spec.model import AppSpec
 
 
@@ -40,6 +41,8 @@ class RunResult:
     state: RunState
     elapsed_s: float
     log_dir: Path
+    result: str | None = None
+    """The text the app was finished with (`scalebox app set-finished`), if any."""
 
 
 class RunSender(Protocol):
@@ -87,6 +90,10 @@ class RunKit:
     reaper: Callable[[str], Stoppable | None] = local_reaper
     wait: Callable[..., RunState] = wait_for_run
     watch: Callable[..., DeadLetterWatch] | None = DeadLetterWatch
+    state_owner: Callable[[Children], object] | None = start_state_owner
+    """Starts the run's state owner among the children (semaphores, variables, the app's result)."""
+    result: Callable[[str, str], str | None] | None = app_result
+    """The app's result text (bootstrap, app), asked of the state owner when every task has ended."""
 
 
 def start_tasks(spec: AppSpec, bodies: Sequence[str], module: str | None) -> list[tuple[str, str]]:
@@ -122,6 +129,8 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
         ports = metrics_ports(request.metrics_port, len(here))
         env_args = [arg for env in request.env_files for arg in ("-e", str(env))]
         children.start("projector", ["projector", *ports[0]])
+        if kit.state_owner is not None:
+            kit.state_owner(children)
         for name, port in zip(here, ports[1:], strict=True):
             children.start(f"agent-{name}", ["agent", "--app", spec.name, "--module", name,
                                              "--app-file", str(request.app_file), *env_args,
@@ -155,6 +164,7 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
                 reaper.stop()
         sender.send_event(EventStamp(spec.name, producer="cli").event(
             AppFinished(succeeded=state.succeeded, failed=state.failed)))
+        result = None if kit.result is None else kit.result(conns.kafka, spec.name)
     except KeyboardInterrupt:
         console.print("interrupted; stopping agents")
         raise
@@ -162,4 +172,4 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
         if watch is not None:
             watch.close()
         children.stop(settings.children_grace_s)
-    return RunResult(state, time.monotonic() - started, children.log_dir)
+    return RunResult(state, time.monotonic() - started, children.log_dir, result)

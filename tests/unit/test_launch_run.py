@@ -102,7 +102,8 @@ class World:
 
     def kit(self) -> RunKit:
         return RunKit(deploy=self.deploy, children=self.children, sender=self.sender,
-                      backlog=self.backlog_monitor, reaper=self.reaper, wait=self.wait, watch=None)
+                      backlog=self.backlog_monitor, reaper=self.reaper, wait=self.wait, watch=None,
+                      state_owner=None, result=None)
 
 
 def _run(spec, world: World, tmp_path: Path, **request):
@@ -189,3 +190,23 @@ def test_an_interrupted_run_says_so_and_stops_every_child(spec, tmp_path: Path) 
                 RunKit(**{**kit.__dict__, "wait": interrupted}))
     assert "interrupted; stopping agents" in out.getvalue()
     assert names(world.journal)[-1] == "stop children" and "event" not in names(world.journal)
+
+
+def test_a_run_starts_a_state_owner_and_reads_the_app_result_before_stopping_it(spec, tmp_path: Path) -> None:
+    world = World()
+
+    def owner(children: World) -> None:
+        children.start("state-owner", ["state-owner", "--ephemeral"])
+
+    def result(kafka: str, app: str) -> str:
+        world.journal.append(("result", kafka, app))
+        return "168"
+
+    kit = RunKit(**{**world.kit().__dict__, "state_owner": owner, "result": result})
+    outcome = run_app(spec, RunRequest(spec.source, (("scatter", "a"),)), CliSettings.load(environ={}, home=tmp_path),
+                      CONNS, Console(file=io.StringIO()), kit)
+    assert names(world.journal) == ["deploy", "children", "start", "start", "start", "start", "send", "wait", "event",
+                                    "result", "stop children"]
+    assert world.journal[3] == ("start", "state-owner", ["state-owner", "--ephemeral"]), "next to the projector"
+    assert world.journal[9] == ("result", "kafka:9092", "spread")
+    assert outcome.result == "168"
