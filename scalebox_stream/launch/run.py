@@ -18,7 +18,7 @@ from scalebox_stream.launch.dead_letters import DeadLetterWatch
 from scalebox_stream.launch.deploy import deploy
 from scalebox_stream.launch.feed import Backlog, feed
 from scalebox_stream.launch.progress import RunState, wait_for_run
-from scalebox_stream.launch.state_owner import app_result, start_state_owner
+from scalebox_stream.launch.state_owner import ResultWatch, start_state_owner
 from scalebox_stream.spec.model import AppSpec
 
 
@@ -92,8 +92,9 @@ class RunKit:
     watch: Callable[..., DeadLetterWatch] | None = DeadLetterWatch
     state_owner: Callable[[Children], object] | None = start_state_owner
     """Starts the run's state owner among the children (semaphores, variables, the app's result)."""
-    result: Callable[[str, str], str | None] | None = app_result
-    """The app's result text (bootstrap, app), asked of the state owner when every task has ended."""
+    result: Callable[[str, str], ResultWatch] | None = ResultWatch
+    """Watches the app's result text (bootstrap, app): `text()` when every task has ended is the result set
+    during the run, if any."""
 
 
 def start_tasks(spec: AppSpec, bodies: Sequence[str], module: str | None) -> list[tuple[str, str]]:
@@ -131,6 +132,7 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
         children.start("projector", ["projector", *ports[0]])
         if kit.state_owner is not None:
             kit.state_owner(children)
+        results = None if kit.result is None else kit.result(conns.kafka, spec.name)
         for name, port in zip(here, ports[1:], strict=True):
             children.start(f"agent-{name}", ["agent", "--app", spec.name, "--module", name,
                                              "--app-file", str(request.app_file), *env_args,
@@ -164,7 +166,7 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
                 reaper.stop()
         sender.send_event(EventStamp(spec.name, producer="cli").event(
             AppFinished(succeeded=state.succeeded, failed=state.failed)))
-        result = None if kit.result is None else kit.result(conns.kafka, spec.name)
+        result = None if results is None else results.text()
     except KeyboardInterrupt:
         console.print("interrupted; stopping agents")
         raise

@@ -198,15 +198,19 @@ def test_a_run_starts_a_state_owner_and_reads_the_app_result_before_stopping_it(
     def owner(children: World) -> None:
         children.start("state-owner", ["state-owner", "--ephemeral"])
 
-    def result(kafka: str, app: str) -> str:
-        world.journal.append(("result", kafka, app))
-        return "168"
+    class Result:
+        def __init__(self, kafka: str, app: str) -> None:
+            world.journal.append(("watch result", kafka, app))
 
-    kit = RunKit(**{**world.kit().__dict__, "state_owner": owner, "result": result})
+        def text(self) -> str:
+            world.journal.append(("result",))
+            return "168"
+
+    kit = RunKit(**{**world.kit().__dict__, "state_owner": owner, "result": Result})
     outcome = run_app(spec, RunRequest(spec.source, (("scatter", "a"),)), CliSettings.load(environ={}, home=tmp_path),
                       CONNS, Console(file=io.StringIO()), kit)
-    assert names(world.journal) == ["deploy", "children", "start", "start", "start", "start", "send", "wait", "event",
-                                    "result", "stop children"]
+    assert names(world.journal) == ["deploy", "children", "start", "start", "watch result", "start", "start", "send",
+                                    "wait", "event", "result", "stop children"]
     assert world.journal[3] == ("start", "state-owner", ["state-owner", "--ephemeral"]), "next to the projector"
-    assert world.journal[9] == ("result", "kafka:9092", "spread")
+    assert world.journal[4] == ("watch result", "kafka:9092", "spread"), "its version before the run's tasks"
     assert outcome.result == "168"
