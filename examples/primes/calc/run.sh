@@ -3,7 +3,8 @@
 # Counts the primes in [start, end] (1 is not prime) by trial division, writes the count to
 # $WORK_DIR/custom-out.txt, sends it back to the main router (`scalebox task add -H part_primes=COUNT BODY`:
 # calc has no sink module, so the task goes to the app's main_router, $SINK_MODULE) and prints a summary
-# line. Exit 110 (invalid input message format) on a malformed body. POSIX sh + awk only: runs under busybox (container) and dash + mawk (host).
+# line. Exit 110 (invalid input message format) on a malformed body. POSIX sh + awk only: runs under
+# busybox (container) and dash + mawk (host).
 set -eu
 body=${1:-}
 out="${WORK_DIR:-/work}/custom-out.txt"
