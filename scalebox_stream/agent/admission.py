@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from scalebox_stream.events import Event
@@ -60,9 +61,12 @@ class HostSlot:
 class Admission:
     """The admission checks of one module on this host."""
 
-    def __init__(self, module: ModuleSpec, env: dict[str, str], lock_dir: Path) -> None:
+    def __init__(self, module: ModuleSpec, env: dict[str, str], lock_dir: Path,
+                 gate: Callable[[], str | None] | None = None) -> None:
         self.module = module
         self.env = env
+        self.gate = gate
+        """Takes one from the module's wait_semaphore, blocking while it is not positive; None or why not."""
         self.host_slots = (HostSlot(lock_dir, module.max_tasks_per_host)
                            if module.max_tasks_per_host else None)
 
@@ -70,7 +74,7 @@ class Admission:
     def active(self) -> bool:
         """True if the module has any admission rule."""
         m = self.module
-        return bool(m.check or m.dir_quota_gb or m.free_space_gb or m.max_tasks_per_host)
+        return bool(m.check or m.dir_quota_gb or m.free_space_gb or m.max_tasks_per_host or self.gate)
 
     def check(self, task: Event) -> tuple[Verdict, int | None]:
         """Run every check; on admission, also return the host token to release after the run."""
@@ -82,11 +86,14 @@ class Admission:
             verdict = self._run_check(task)
         if not verdict.admitted:
             return verdict, None
-        if self.host_slots is None:
-            return ADMIT, None
-        token = self.host_slots.acquire()
-        if token is None:
-            return Verdict(False, f"max_tasks_per_host {m.max_tasks_per_host} reached on this host"), None
+        token = None
+        if self.host_slots is not None:
+            token = self.host_slots.acquire()
+            if token is None:
+                return Verdict(False, f"max_tasks_per_host {m.max_tasks_per_host} reached on this host"), None
+        if self.gate is not None and (why := self.gate()) is not None:
+            self.release(token)
+            return Verdict(False, f"wait_semaphore {m.wait_semaphore}: {why}"), None
         return ADMIT, token
 
     def release(self, token: int | None) -> None:

@@ -43,6 +43,7 @@ from scalebox_stream.kafka.topics import EVENTS_TOPIC, PRESENCE_TOPIC, task_topi
 from scalebox_stream.policy.budget import ErrorBudget
 from scalebox_stream.policy.pacing import may_fetch
 from scalebox_stream.spec.model import AppSpec
+from scalebox_stream.state.gate import SemaphoreGate
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,12 @@ class Agent:
         self.control = ModuleControl(identity, budget, self.dispatcher.lock, self.checkpoint.put, self.runner.to_events)
         self.commands = self.clients.commands()
         locks = options.work_root.parent / "locks" / identity.host / f"{spec.name}.{module.name}"
+        self.gate = None
+        if module.wait_semaphore and self.state_tools is not None:
+            self.gate = SemaphoreGate(bootstrap, self.state_tools.client, spec.name, module.wait_semaphore)
         self.admission = Admission(module, {"APP": spec.name, "MODULE_NAME": module.name, "HOST_NAME": identity.host,
-                                            **module.environments}, locks)
+                                            **module.environments}, locks,
+                                   None if self.gate is None else lambda: self.gate.acquire(self._stop))
         self.slots = Slots(options.slots, self.dispatcher, self.runner, self.admission, self.checkpoint, self.control,
                            self.telemetry)
         self.intake = Intake(identity, self.codec, self.runner, self.checkpoint, self.dispatcher, self.telemetry,
@@ -232,6 +237,8 @@ class Agent:
         self.slots.shutdown()
         self.executor.close()
         self.runner.close()
+        if self.gate is not None:
+            self.gate.close()
         if self.state_tools is not None:
             self.state_tools.close()
         if not self.dispatcher.in_flight:
