@@ -62,11 +62,14 @@ class Admission:
     """The admission checks of one module on this host."""
 
     def __init__(self, module: ModuleSpec, env: dict[str, str], lock_dir: Path,
-                 runtime_check: Callable[[Event, int], Verdict] | None = None) -> None:
+                 runtime_check: Callable[[Event, int], Verdict] | None = None,
+                 gate: Callable[[], str | None] | None = None) -> None:
         self.module = module
         self.env = env
         self.runtime_check = runtime_check
-        """The module's check script, run in its runtime (the module contract's check.sh), last."""
+        """The module's check script, run in its runtime (the module contract's check.sh), after the rules."""
+        self.gate = gate
+        """Takes one from the module's wait_semaphore, blocking while it is not positive; None or why not."""
         self.host_slots = (HostSlot(lock_dir, module.max_tasks_per_host)
                            if module.max_tasks_per_host else None)
 
@@ -74,7 +77,8 @@ class Admission:
     def active(self) -> bool:
         """True if the module has any admission rule."""
         m = self.module
-        return bool(m.check or m.dir_quota_gb or m.free_space_gb or m.max_tasks_per_host or self.runtime_check)
+        return bool(m.check or m.dir_quota_gb or m.free_space_gb or m.max_tasks_per_host or self.runtime_check
+                    or self.gate)
 
     def check(self, task: Event, slot: int = 0) -> tuple[Verdict, int | None]:
         """Run every check (for the attempt in `slot`); on admission, also return the host token to release
@@ -92,11 +96,14 @@ class Admission:
             token = self.host_slots.acquire()
             if token is None:
                 return Verdict(False, f"max_tasks_per_host {m.max_tasks_per_host} reached on this host"), None
-        if self.runtime_check is not None:  # last: a check script may take something (a semaphore) when it admits
+        if self.runtime_check is not None:  # a check script may take something (a semaphore) when it admits
             verdict = self.runtime_check(task, slot)
             if not verdict.admitted:
                 self.release(token)
                 return verdict, None
+        if self.gate is not None and (why := self.gate()) is not None:  # last: it takes a permit
+            self.release(token)
+            return Verdict(False, f"wait_semaphore {m.wait_semaphore}: {why}"), None
         return ADMIT, token
 
     def release(self, token: int | None) -> None:

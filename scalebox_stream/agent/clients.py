@@ -25,6 +25,7 @@ from scalebox_stream.kafka.topics import (
 )
 from scalebox_stream.kafka.transactions import TransactionalPublisher
 from scalebox_stream.spec.model import AppSpec
+from scalebox_stream.state.intask import StateToolHandler
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class AgentClients:
     """The directory of live hosts (`kafka.presence.HostDirectory`)."""
     prepare_topics: Callable[[str], None]
     """Make sure the app's topics and the host's own task topic exist."""
+    state_tools: Callable[[], Any] | None = None
+    """The handler of the in-task tools' shared-state requests (`state.intask.StateToolHandler`); None: none."""
 
 
 def kafka_clients(bootstrap: str, spec: AppSpec, identity: AgentIdentity, settings: AgentSettings,
@@ -75,4 +78,4 @@ def kafka_clients(bootstrap: str, spec: AppSpec, identity: AgentIdentity, settin
         commands=lambda: CommandListener(bootstrap, spec.name, identity.module),
         downstream=lambda bounds: BacklogWatcher(bootstrap, spec.name, bounds),
         backlog=lambda: BacklogMonitor(bootstrap), directory=lambda: HostDirectory(bootstrap),
-        prepare_topics=prepare_topics)
+        prepare_topics=prepare_topics, state_tools=lambda: StateToolHandler(bootstrap))

@@ -43,6 +43,7 @@ from scalebox_stream.kafka.topics import EVENTS_TOPIC, PRESENCE_TOPIC, task_topi
 from scalebox_stream.policy.budget import ErrorBudget
 from scalebox_stream.policy.pacing import may_fetch
 from scalebox_stream.spec.model import AppSpec
+from scalebox_stream.state.gate import SemaphoreGate
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,10 @@ class Agent:
         self.module = module = spec.modules[identity.module]
         self.executor = make_executor(module.executor, container_mode=module.container_mode)
         self.directory = self.clients.directory()
+        self.state_tools = self.clients.state_tools() if self.clients.state_tools is not None else None
+        """Answers the tasks' semaphore, variable, global and app requests (its state client made on first use)."""
         self.runner = TaskRunner(spec, identity, self.executor, self.codec, options.work_root,
-                                 options.keep_work_dirs, self.directory)
+                                 options.keep_work_dirs, self.directory, tool_handler=self.state_tools)
         self.topics = [task_topic(spec.name, identity.module),
                        task_topic(spec.name, identity.module, host=identity.host)]
         self._stop = threading.Event()
@@ -96,9 +99,13 @@ class Agent:
         self.control = ModuleControl(identity, budget, self.dispatcher.lock, self.checkpoint.put, self.runner.to_events)
         self.commands = self.clients.commands()
         locks = options.work_root.parent / "locks" / identity.host / f"{spec.name}.{module.name}"
+        self.gate = None
+        if module.wait_semaphore and self.state_tools is not None:
+            self.gate = SemaphoreGate(bootstrap, self.state_tools.client, spec.name, module.wait_semaphore)
         self.admission = Admission(module, {"APP": spec.name, "MODULE_NAME": module.name, "HOST_NAME": identity.host,
                                             **module.environments}, locks,
-                                   self.runner.check_in_runtime if self.runner.has_runtime_check else None)
+                                   self.runner.check_in_runtime if self.runner.has_runtime_check else None,
+                                   None if self.gate is None else lambda: self.gate.acquire(self._stop))
         self.slots = Slots(options.slots, self.dispatcher, self.runner, self.admission, self.checkpoint, self.control,
                            self.telemetry)
         self.intake = Intake(identity, self.codec, self.runner, self.checkpoint, self.dispatcher, self.telemetry,
@@ -231,6 +238,10 @@ class Agent:
         self.slots.shutdown()
         self.executor.close()
         self.runner.close()
+        if self.gate is not None:
+            self.gate.close()
+        if self.state_tools is not None:
+            self.state_tools.close()
         if not self.dispatcher.in_flight:
             self.runner.remove_slot_work_dirs()
         log.info("agent %s stopped", self.identity.agent_id)

@@ -161,9 +161,6 @@ def run(
     conns = connect(cli)
     print_app_id(spec.name)
     try:
-        from scalebox_stream.launch.state_service import ensure_state_service
-
-        ensure_state_service(cli.home, conns.kafka)
         result = run_app(spec, request, cli, conns, console)
     except OperationError as exc:
         fail(str(exc), exc.code)
@@ -173,6 +170,8 @@ def run(
         raise typer.Exit(130) from None
     console.print(table(result.state, f"{spec.name}: finished in {result.elapsed_s:.1f}s"))
     if result.result is not None:
+        # The app's result text (`scalebox app set-finished`), last, on stderr: stdout holds only the app id,
+        # which Scalebox's scripts cut out of it.
         console.print(f"result: {result.result}", markup=False, highlight=False)
     if result.state.failed:
         console.print(f"[red]{result.state.failed} task(s) failed[/]")

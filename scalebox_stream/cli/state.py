@@ -2,12 +2,15 @@
 
 Scalebox's names, output and return codes (0 ok, 1 error or refusal, 2 not found). The app comes from `--app`
 (or `--app-id`), else `APP_ID`, else `APP`: Scalebox scripts run `APP_ID=$app scalebox semaphore get NAME`.
-Each command parses, calls one function of `scalebox_stream.state.api` and prints its outcome.
+Each command parses, calls one function of `scalebox_stream.state.api` and prints its outcome. While no owner
+serves the state (no `scalebox run` or `scalebox state-owner` is running), the command runs one of its own for
+its duration.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from typing import Annotated, Any
 
 import typer
@@ -53,7 +56,7 @@ def _call(kafka: str | None, operation_name: str, *args: Any, **kwargs: Any) -> 
     """Run `state.api.<operation_name>`, print its output and error, exit with its code."""
     from scalebox_stream.state import api
 
-    outcome = api.run(_bootstrap(kafka), getattr(api, operation_name), *args, **kwargs)
+    outcome = api.run(_bootstrap(kafka), getattr(api, operation_name), *args, serve=True, **kwargs)
     if outcome.output is not None:
         typer.echo(outcome.output)
     if outcome.error:
@@ -160,6 +163,9 @@ def state_owner(
     owner_id: Annotated[str | None, typer.Option("--owner-id", help="This owner's id (default HOST.0); a restarted "
                                                                     "owner with the same id takes over at once. "
                                                                     "Two live owners need two ids.")] = None,
+    ephemeral: Annotated[bool, typer.Option("--ephemeral", help="Leave the owners' group when stopped, so the "
+                                                                "other owners take over at once (scalebox run's "
+                                                                "owner); the id is then HOST.PID.")] = False,
     kafka: KafkaOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -167,8 +173,10 @@ def state_owner(
     from scalebox_stream.state.service import serve
 
     setup_logging(verbose)
+    if ephemeral and owner_id is None:
+        owner_id = f"{socket.gethostname()}.{os.getpid()}"
     try:
-        stats = serve(_bootstrap(kafka), owner_id)
+        stats = serve(_bootstrap(kafka), owner_id, static=not ephemeral)
     except RuntimeError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,21 +21,6 @@ def result_since(pg: str, app: str, since_s: float) -> str | None:
     with psycopg.connect(pg) as conn:
         row = conn.execute(RESULT_SQL, {"app": app, "since": since}).fetchone()
     return None if row is None else str(row[0])
-
-
-def wait_for_result(pg: str, app: str, since_s: float, wait_s: float = 1.0, poll_s: float = 0.1) -> str | None:
-    """`result_since`, asked again for up to `wait_s`: the StateChanged event of a `set-finished` may reach the
-    projection just after the last task's end. None also when the projection cannot be read: the result is
-    shown as a courtesy, the run's outcome does not depend on it."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            text = result_since(pg, app, since_s)
-        except psycopg.OperationalError:
-            return None
-        if text is not None or time.monotonic() >= deadline:
-            return text
-        time.sleep(poll_s)
 
 
 def app_state(deployed_at: datetime | None, result_at: datetime | None, finished_at: datetime | None) -> str:

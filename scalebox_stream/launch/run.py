@@ -20,7 +20,7 @@ from scalebox_stream.launch.feed import Backlog, feed
 from scalebox_stream.launch.placement import AgentPlan, StartedAgent, agent_log_name, plan_agents, write_record
 from scalebox_stream.launch.progress import RunState, wait_for_run
 from scalebox_stream.launch.remote import RemoteAgents
-from scalebox_stream.launch.results import wait_for_result
+from scalebox_stream.launch.state_owner import ResultWatch, start_state_owner
 from scalebox_stream.spec.cluster import ClusterDef, resolve_cluster
 from scalebox_stream.spec.model import AppSpec
 
@@ -95,10 +95,14 @@ class RunKit:
     reaper: Callable[[str], Stoppable | None] = local_reaper
     wait: Callable[..., RunState] = wait_for_run
     watch: Callable[..., DeadLetterWatch] | None = DeadLetterWatch
-    result: Callable[[str, str, float], str | None] | None = wait_for_result
     cluster: Callable[[AppSpec, Path], ClusterDef] = lambda spec, home: resolve_cluster(spec.cluster, home,
                                                                                          spec.clusters)
     remote: Callable[[ClusterDef, str, Path, str], RemoteAgents] = RemoteAgents
+    state_owner: Callable[[Children], object] | None = start_state_owner
+    """Starts the run's state owner among the children (semaphores, variables, the app's result)."""
+    result: Callable[[str, str], ResultWatch] | None = ResultWatch
+    """Watches the app's result text (bootstrap, app): `text()` when every task has ended is the result set
+    during the run, if any."""
 
 
 def start_tasks(spec: AppSpec, bodies: Sequence[str], module: str | None) -> list[tuple[str, str]]:
@@ -131,7 +135,7 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
     OperationError if the app's topics collide with another app's or the projector dead-lettered events the
     run waits for, TimeoutError after `request.timeout_s`."""
     kit = kit or RunKit()
-    started, run_started = time.monotonic(), time.time()
+    started = time.monotonic()
     kit.deploy(spec, request.env_files, conns.kafka, conns.pg)
     children = kit.children(settings.home / "logs" / spec.name, {"SCALEBOX_KAFKA": conns.kafka,
                                                                  "SCALEBOX_PG": conns.pg})
@@ -144,6 +148,9 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
         local = [plan for plan in plans if plan.start == "local"]
         ports = metrics_ports(request.metrics_port, len(local))
         children.start("projector", ["projector", *ports[0]])
+        if kit.state_owner is not None:
+            kit.state_owner(children)
+        results = None if kit.result is None else kit.result(conns.kafka, spec.name)
         agents: list[StartedAgent] = []
         for plan, port in zip(local, ports[1:], strict=True):
             child = children.start(agent_log_name(plan), agent_args(spec, request, plan) + port)
@@ -185,9 +192,9 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
         finally:
             if reaper is not None:
                 reaper.stop()
-        result = None if kit.result is None else kit.result(conns.pg, spec.name, run_started)
         sender.send_event(EventStamp(spec.name, producer="cli").event(
             AppFinished(succeeded=state.succeeded, failed=state.failed)))
+        result = None if results is None else results.text()
     except KeyboardInterrupt:
         console.print("interrupted; stopping agents")
         raise

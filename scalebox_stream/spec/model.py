@@ -205,6 +205,8 @@ class ModuleSpec(BaseModel):
     dir_quota_gb: dict[str, float] = Field(default_factory=dict)
     free_space_gb: dict[str, float] = Field(default_factory=dict)
     max_tasks_per_host: int | None = Field(default=None, ge=1, le=MAX_TASKS_PER_HOST)
+    wait_semaphore: str | None = None
+    """Admit a task only while this semaphore of the app is positive, taking one from it (the wait-queue)."""
     max_backlog: int | None = Field(default=None, ge=1, le=MAX_BACKLOG)
     host_wait_seconds: float = Field(default=30.0, ge=0, le=MAX_DURATION_S, allow_inf_nan=False)
     on_missing_host: Literal["fail", "reroute"] = "fail"

@@ -31,7 +31,7 @@ MODULE_FIELDS = frozenset({
     "task_max_seconds", "retry_rules", "start_task", "output_text_size", "text_trunc_mode", "pod_id",
     "task_dist_mode", "task_deadline_seconds", "queue_timeout_seconds", "retry", "error_budget",
     "check", "dir_quota_gb", "free_space_gb", "max_tasks_per_host", "max_backlog", "host_wait_seconds",
-    "on_missing_host", "container_mode", "cluster",
+    "on_missing_host", "container_mode", "cluster", "wait_semaphore",
     "code_path", "network", "tmpfs_workdir", "slot_on_head", "local_data_mapping", "cluster_data_mapping",
 })
 NESTS = frozenset({"arguments", "parameters"})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,10 +54,15 @@ def connect(bootstrap: str, topics: StateTopics | None = None, timeout_s: float 
         client.close()
 
 
-def run(bootstrap: str, operation: Callable[..., Outcome], *args: Any, **kwargs: Any) -> Outcome:
-    """Run one operation with a client of its own; a missing owner or broker is an error (code 1)."""
+def run(bootstrap: str, operation: Callable[..., Outcome], *args: Any, timeout_s: float = 30.0,
+        serve: bool = False, **kwargs: Any) -> Outcome:
+    """Run one operation with a client of its own; a missing owner or broker is an error (code 1). `serve`: if
+    no owner serves the state, this process runs one for the operation (see `service.owner_unless_serving`)."""
+    from scalebox_stream.state.service import owner_unless_serving
+
     try:
-        with connect(bootstrap) as client:
+        with owner_unless_serving(bootstrap) if serve else nullcontext(), \
+                connect(bootstrap, timeout_s=timeout_s) as client:
             return operation(client, *args, **kwargs)
     except (TimeoutError, RuntimeError) as exc:
         return Outcome(ERROR, error=str(exc))

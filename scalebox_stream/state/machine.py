@@ -94,7 +94,7 @@ def _create(items: Mapping[Key, Item], cmd: Command) -> Outcome:
 def _get(items: Mapping[Key, Item], cmd: Command) -> Outcome:
     item = items.get(cmd.key)
     if item is not None:
-        return Outcome(Reply(cmd.id, OK, value=item.value))
+        return Outcome(Reply(cmd.id, OK, value=item.value, version=item.version))
     if cmd.auto_create and cmd.kind == SEMAPHORE:
         return Outcome(Reply(cmd.id, OK, value=0), [_changed(cmd.key, "create", None, 0, cmd)])
     return Outcome(Reply(cmd.id, NOT_FOUND, error=f"{cmd.kind} {cmd.name!r} not found"))

@@ -181,6 +181,8 @@ class Reply:
     values: dict[str, Any] | None = None
     reason: str = ""
     error: str = ""
+    version: int | None = None
+    """The item's version (`get`): how many times it changed."""
 
     def to_json(self) -> bytes:
         return json.dumps(self.__dict__, separators=(",", ":")).encode()

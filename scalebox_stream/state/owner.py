@@ -66,9 +66,13 @@ class Owner:
 
     def __init__(self, bootstrap: str, topics: StateTopics | None = None, owner_id: str | None = None,
                  events_topic: str = EVENTS_TOPIC, stop: threading.Event | None = None,
-                 on_ready: Callable[[], None] | None = None) -> None:
+                 on_ready: Callable[[], None] | None = None, static: bool = True) -> None:
         self.bootstrap, self.topics = bootstrap, topics or StateTopics.from_env()
         self.owner_id = owner_id or default_owner_id()
+        self.static = static
+        """Static membership (the owner id as `group.instance.id`): a restarted owner takes its partitions back at
+        once, but a stopped one keeps them until its session times out. Not static: it leaves the group when it
+        stops, so the others take over at once (`scalebox run`'s owner)."""
         self.events_topic, self.stop = events_topic, stop or threading.Event()
         self.on_ready = on_ready
         self.workers: dict[int, PartitionWorker] = {}
@@ -82,9 +86,9 @@ class Owner:
     def run(self) -> OwnerStats:
         """Serve until stopped."""
         t = self.topics
+        membership = {"group.instance.id": f"{t.group}.{self.owner_id}"} if self.static else {}
         consumer = self.consumer = Consumer(consumer_config(self.bootstrap, t.group, **{
-            "group.instance.id": f"{t.group}.{self.owner_id}", "session.timeout.ms": 10000,
-            "fetch.wait.max.ms": 5, "fetch.error.backoff.ms": 10}))
+            **membership, "session.timeout.ms": 10000, "fetch.wait.max.ms": 5, "fetch.error.backoff.ms": 10}))
         replies = consumer.list_topics(t.replies, timeout=30).topics[t.replies]
         if replies.error is not None or not replies.partitions:
             raise RuntimeError(f"no replies topic {t.replies}: {replies.error}")

@@ -29,6 +29,7 @@ from test_primes import EXPECTED
 
 from scalebox_stream.kafka.config import admin_config, consumer_config
 from scalebox_stream.kafka.topics import EVENTS_TOPIC
+from scalebox_stream.launch.state_owner import start_state_owner
 
 COMPOSE_FILE = REPO / "compose" / "docker-compose.yml"
 SERVICES = ["kafka", "postgres", "projector", "prometheus"]  # every service but Grafana (profile `grafana`)
@@ -116,6 +117,7 @@ def _run_primes(stack: Stack, n: int, log_dir: Path) -> dict[str, tuple[int, int
     projector alone; (succeeded, failed) per module once every task is terminal."""
     cluster = Cluster(PRIMES_APP, stack.kafka, stack.pg, log_dir)
     try:
+        start_state_owner(cluster.children)  # the router sums the calc tasks' counts in a semaphore
         cluster.start_agent("router")
         cluster.start_agent("calc", 2)
         state = cluster.wait(cluster.send("router", [str(n)]), timeout_s=180)
@@ -175,7 +177,7 @@ def test_the_stack_runs_a_pipeline_and_keeps_its_data_across_down_and_up(stack: 
     try:
         timings["up"] = stack.up()
         started = time.monotonic()
-        assert _run_primes(stack, 1000, tmp_path / "logs-1") == {"router": (1, 0), "calc": (10, 0)}
+        assert _run_primes(stack, 1000, tmp_path / "logs-1") == {"router": (11, 0), "calc": (10, 0)}
         timings["pipeline"] = time.monotonic() - started
         projected = _primes_tasks(stack)
         assert projected == {body: ("succeeded", n) for body, n in EXPECTED.items()}
@@ -196,7 +198,7 @@ def test_the_stack_runs_a_pipeline_and_keeps_its_data_across_down_and_up(stack: 
         assert tasks == 11
 
         # The restarted stack runs the next pipeline (primes up to 100 in ten ranges) next to the kept one.
-        assert _run_primes(stack, 100, tmp_path / "logs-2") == {"router": (1, 0), "calc": (10, 0)}
+        assert _run_primes(stack, 100, tmp_path / "logs-2") == {"router": (11, 0), "calc": (10, 0)}
         after = _primes_tasks(stack)
         assert {body: after[body] for body in projected} == projected
         assert sum(n for status, n in after.values() if status == "succeeded") == 168 + 25

@@ -20,6 +20,7 @@ def _run_primes(app_file: str, kafka: str, pg: str) -> list[dict]:
     since = utc_now()
     result = scalebox(["run", app_file, "1000"], kafka, pg)
     assert result.code == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.stderr.splitlines()[-1:] == ["result: 168"], "the run prints the app's result: the router's sum"
     calc = [t for t in list_tasks(kafka, pg, "primes", "calc", since) if t["body"] in EXPECTED]
     return calc
 
@@ -33,6 +34,31 @@ def _check(calc: list[dict]) -> None:
 
 def test_primes_with_the_process_executor(kafka_bootstrap, pg_dsn):
     _check(_run_primes(str(REPO / "examples/primes/app-process.yaml"), kafka_bootstrap, pg_dsn))
+
+
+def test_the_main_router_splits_and_sums_into_a_semaphore(kafka_bootstrap, pg_dsn):
+    """As Scalebox's app-primes: the main router splits [1..N], each calc task sends its count back to it
+    (`scalebox task add -H part_primes=COUNT`), the router adds it to the semaphore `app-primes:sum_value`
+    (`scalebox semaphore increment-n`) and the last one finishes the app with the sum, which `scalebox run`
+    prints and `scalebox semaphore get --app primes` shows afterwards."""
+    since = utc_now()
+    result = scalebox(["run", str(REPO / "examples/primes/app-process.yaml"), "100000"], kafka_bootstrap, pg_dsn)
+    assert result.code == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.stderr.splitlines()[-1:] == ["result: 9592"]
+    ranges = [f"{i * 10000 + 1:09d}_{(i + 1) * 10000:09d}" for i in range(10)]
+    router = [t for t in list_tasks(kafka_bootstrap, pg_dsn, "primes", "router", since)
+              if t["body"] in ("100000", *ranges)]
+    assert len(router) == 11 and all(t["status"] == "succeeded" for t in router), router
+    parts = [t for t in router if t["body"] != "100000"]
+    assert sorted(t["body"] for t in parts) == ranges
+    calc = {t["task_id"]: t for t in list_tasks(kafka_bootstrap, pg_dsn, "primes", "calc", since)
+            if t["body"] in ranges}
+    assert sorted(calc[t["parent_task_id"]]["body"] for t in parts) == ranges, "each part comes from its calc task"
+    assert sum(int(t["custom_out"]) for t in calc.values()) == 9592
+    got = scalebox(["semaphore", "get", "--app", "primes", "app-primes:sum_value"], kafka_bootstrap, pg_dsn)
+    assert (got.code, got.stdout) == (0, "9592\n"), got.stderr
+    done = scalebox(["semaphore", "get", "--app", "primes", "app-primes:groups_done"], kafka_bootstrap, pg_dsn)
+    assert done.stdout == "10\n"
 
 
 @pytest.mark.usefixtures("example_images")

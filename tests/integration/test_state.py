@@ -193,3 +193,20 @@ def test_without_an_owner_a_call_times_out(kafka_bootstrap: str, topics: StateTo
     with StateClient(kafka_bootstrap, topics, timeout_s=1, resend_s=0.4) as client, \
             pytest.raises(TimeoutError, match="owner"):
         client.call(client.command("get", SEMAPHORE, "a", "x"))
+
+
+def test_a_command_with_no_owner_running_serves_itself(kafka_bootstrap: str, topics: StateTopics,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """After `scalebox run` stopped its owner, `scalebox semaphore get --app APP NAME` still answers: the command
+    runs an owner of its own for its duration (and leaves the group after)."""
+    monkeypatch.setenv("SCALEBOX_STATE_PREFIX", topics.prefix)
+    app = f"t{uuid.uuid4().hex[:6]}"
+    created = scalebox(["semaphore", "create", "--app", app, "gate", "2"], kafka_bootstrap, "unused")
+    assert created.code == 0, created.stderr
+    added = scalebox(["semaphore", "increment-n", "--app", app, "gate", "40"], kafka_bootstrap, "unused")
+    assert (added.code, added.stdout) == (0, "42\n"), added.stderr
+    got = scalebox(["semaphore", "get", "--app", app, "gate"], kafka_bootstrap, "unused")
+    assert (got.code, got.stdout, got.stderr) == (0, "42\n", "")
+    from scalebox_stream.state.service import owners_serving
+
+    assert not owners_serving(kafka_bootstrap, topics), "the command's owner left the group"

@@ -102,7 +102,8 @@ class World:
 
     def kit(self) -> RunKit:
         return RunKit(deploy=self.deploy, children=self.children, sender=self.sender,
-                      backlog=self.backlog_monitor, reaper=self.reaper, wait=self.wait, watch=None)
+                      backlog=self.backlog_monitor, reaper=self.reaper, wait=self.wait, watch=None,
+                      state_owner=None, result=None)
 
 
 def _run(spec, world: World, tmp_path: Path, **request):
@@ -189,3 +190,27 @@ def test_an_interrupted_run_says_so_and_stops_every_child(spec, tmp_path: Path) 
                 RunKit(**{**kit.__dict__, "wait": interrupted}))
     assert "interrupted; stopping agents" in out.getvalue()
     assert names(world.journal)[-1] == "stop children" and "event" not in names(world.journal)
+
+
+def test_a_run_starts_a_state_owner_and_reads_the_app_result_before_stopping_it(spec, tmp_path: Path) -> None:
+    world = World()
+
+    def owner(children: World) -> None:
+        children.start("state-owner", ["state-owner", "--ephemeral"])
+
+    class Result:
+        def __init__(self, kafka: str, app: str) -> None:
+            world.journal.append(("watch result", kafka, app))
+
+        def text(self) -> str:
+            world.journal.append(("result",))
+            return "168"
+
+    kit = RunKit(**{**world.kit().__dict__, "state_owner": owner, "result": Result})
+    outcome = run_app(spec, RunRequest(spec.source, (("scatter", "a"),)), CliSettings.load(environ={}, home=tmp_path),
+                      CONNS, Console(file=io.StringIO()), kit)
+    assert names(world.journal) == ["deploy", "children", "start", "start", "watch result", "start", "start", "send",
+                                    "wait", "event", "result", "stop children"]
+    assert world.journal[3] == ("start", "state-owner", ["state-owner", "--ephemeral"]), "next to the projector"
+    assert world.journal[4] == ("watch result", "kafka:9092", "spread"), "its version before the run's tasks"
+    assert outcome.result == "168"

@@ -1,8 +1,10 @@
 #!/bin/sh
 # app-primes calculator. $1 = body `<start>_<end>` (e.g. 000000001_000000100), $2 = headers JSON.
 # Counts the primes in [start, end] (1 is not prime) by trial division, writes the count to
-# $WORK_DIR/custom-out.txt and prints a summary line. Exit 110 (invalid input message format) on a
-# malformed body. POSIX sh + awk only: runs under busybox (container) and dash + mawk (host).
+# $WORK_DIR/custom-out.txt, sends it back to the main router (`scalebox task add -H part_primes=COUNT BODY`:
+# calc has no sink module, so the task goes to the app's main_router, $SINK_MODULE) and prints a summary
+# line. Exit 110 (invalid input message format) on a malformed body. POSIX sh + awk only: runs under
+# busybox (container) and dash + mawk (host).
 set -eu
 body=${1:-}
 out="${WORK_DIR:-/work}/custom-out.txt"
@@ -42,4 +44,8 @@ line=$(awk -v s="$start" -v e="$end" 'BEGIN {
 }')
 set -- $line
 echo "$1" >"$out"
+# To the main router, which sums the counts (app.yaml's main_router); an app without one only keeps custom-out.
+if [ -n "${SINK_MODULE:-}" ]; then
+  scalebox task add -H part_primes="$1" "$body"
+fi
 echo "calc: $1 primes in [$2, $3]"

@@ -112,7 +112,8 @@ sbx_request() {
   trap 'rm -f "$_sbx_req" "$_sbx_rep"' EXIT # the agent removes both when it answers
   trap 'exit 1' HUP INT TERM
   printf '%s\0' sbx1 "${TASK_ID:-}" "${ATTEMPT:-}" "SEMAPHORE_AUTO_CREATE=${SEMAPHORE_AUTO_CREATE:-}" \
-    "APP_ID=${APP_ID:-}" -- "$@" > "$_sbx_req" || sbx_die 1 "scalebox: cannot write the request"
+    "APP_ID=${APP_ID:-}" "SEMAPHORE_ALLOW_NEGATIVE=${SEMAPHORE_ALLOW_NEGATIVE:-}" \
+    "CONFLICT_ACTION=${CONFLICT_ACTION:-}" -- "$@" > "$_sbx_req" || sbx_die 1 "scalebox: cannot write the request"
   mkfifo "$_sbx_rep" || sbx_die 1 "scalebox: cannot make the reply FIFO"
   # read-write: the open never blocks (Linux), even if the agent is gone (then no answer comes, see below)
   exec 4<>"$_sbx_ch/requests" || sbx_die 1 "scalebox $*: the agent does not take requests"
