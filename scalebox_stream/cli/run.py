@@ -58,6 +58,10 @@ def run(
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     console.print(table(result.state, f"{spec.name}: finished in {result.elapsed_s:.1f}s"))
+    from scalebox_stream.launch.gc import collect_after
+
+    if said := collect_after(conns.kafka, conns.pg, cli.app_retention_s, finished=(spec.name,)):
+        console.print(said)
     if result.state.failed:
         console.print(f"[red]{result.state.failed} task(s) failed[/]")
         raise typer.Exit(1)

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from scalebox_stream.cli.common import KafkaOption, PgOption, connections, print_json
-from scalebox_stream.launch.views import PERCENTILES, TIMINGS, module_status
+from scalebox_stream.launch.views import PERCENTILES, RECENT_S, TIMINGS, status_view
 
 COLUMNS = ("created", "waiting", "running", "succeeded", "failed", "attempts")
 
@@ -33,12 +33,17 @@ def status_table(rows: list[dict], title: str | None = None) -> Table:
 def status(
     app_name: str | None = typer.Option(None, "--app"),
     as_json: bool = typer.Option(False, "--json"),
+    every_app: bool = typer.Option(False, "--all", help="Every app, also those finished over an hour ago."),
     kafka: str | None = KafkaOption,
     pg: str | None = PgOption,
 ) -> None:
-    """Show per-module task counts."""
-    rows = module_status(connections(kafka, pg, ("pg",)).pg, app_name)
+    """Show per-module task counts: of the apps not finished or finished within the last hour (--all: every
+    app; --app: one)."""
+    view = status_view(connections(kafka, pg, ("pg",)).pg, app_name, every_app)
     if as_json:
-        print_json(rows)
-    else:
-        Console().print(status_table(rows))
+        print_json(view.rows)
+        return
+    Console().print(status_table(view.rows))
+    if view.hidden_apps:
+        Console().print(f"{view.hidden_apps} app(s) finished over {RECENT_S / 3600:g} h ago not shown (--all "
+                        "shows them)")
