@@ -132,7 +132,8 @@ def run(tasks: int, slots: int, kafka: str, pg: str, keep: bool) -> list[Window]
             done = 2 * per_window * (index + 1)
             say(f"window {window.index}/{WINDOWS}: {window.rate:.0f} tasks/s; RSS "
                 + ", ".join(f"{k} {_mb(v)}" for k, v in rss.items())
-                + f"; projection {rows} rows, {size / done:.0f} B/task; kafka {window.kafka_bytes / done:.0f} B/task")
+                + f"; projection {rows} rows, {window.projection_bytes / done:.0f} B/task; "
+                f"kafka {window.kafka_bytes / done:.0f} B/task")
         return windows
     finally:
         dep.close()
@@ -163,12 +164,12 @@ def report(windows: list[Window], tasks: int) -> bool:
     names = list(windows[0].rss_mb)
     print(f"\nmillion tasks: {tasks} task executions through two modules, {len(windows)} windows")
     print(f"{'window':>6}{'tasks/s':>9}" + "".join(f"{n + ' MB':>16}" for n in names)
-          + f"{'rows':>10}{'PG B/task':>11}{'Kafka B/task':>14}")
+          + f"{'rows':>10}{'rows/task':>10}{'PG B/task':>11}{'Kafka B/task':>14}")
     done = 0
     for w in windows:
         done += w.executions
         print(f"{w.index:>6}{w.rate:>9.0f}" + "".join(f"{_mb(w.rss_mb[n])[:-3]:>16}" for n in names)
-              + f"{w.rows:>10}{w.projection_bytes / done:>11.0f}{w.kafka_bytes / done:>14.0f}")
+              + f"{w.rows:>10}{w.rows / done:>10.2f}{w.projection_bytes / done:>11.0f}{w.kafka_bytes / done:>14.0f}")
     last = windows[-1]
     print(f"disk per task execution: projection {last.projection_bytes / done:.0f} B (kept whole: the record; "
           f"bounded only by deleting apps' rows), Kafka {last.kafka_bytes / done:.0f} B (sbx.events: bounded by "

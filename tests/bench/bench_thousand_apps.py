@@ -201,7 +201,7 @@ def measure(local: Local, workdir: Path, label: str) -> dict[str, float]:
     topics, partitions = broker_shape(local)
     status_wall, status_query = status_s(local)
     costs = {"broker start s": broker_start_s(local), "broker recovery s": broker_recovery_s(local)}
-    costs |= {"agent start s": agent_start_s(local, workdir, f"probe-{label}-{os.getpid()}"),
+    costs |= {"agent start s": agent_start_s(local, workdir, f"probe-{label.split()[0]}-{os.getpid()}"),
              "status s": status_wall, "status query s": status_query,
              "topics": float(topics), "partitions": float(partitions)}
     say(f"{label}: " + ", ".join(f"{k} {v:.3f}" if k.endswith(" s") else f"{k} {v:.0f}" for k, v in costs.items()))
