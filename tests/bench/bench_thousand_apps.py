@@ -189,21 +189,22 @@ def status_s(local: Local) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(queries)
 
 
-def broker_shape(local: Local) -> tuple[int, int]:
-    """(topics, partitions) on the broker."""
+def broker_topics(local: Local) -> dict[str, int]:
+    """Every topic on the broker with its partition count."""
     from confluent_kafka.admin import AdminClient
 
     topics = AdminClient({"bootstrap.servers": local.kafka}).list_topics(timeout=30).topics
-    return len(topics), sum(len(t.partitions) for t in topics.values())
+    return {name: len(t.partitions) for name, t in topics.items()}
 
 
 def measure(local: Local, workdir: Path, label: str) -> dict[str, float]:
-    topics, partitions = broker_shape(local)
+    topics = broker_topics(local)
     status_wall, status_query = status_s(local)
     costs = {"broker start s": broker_start_s(local), "broker recovery s": broker_recovery_s(local)}
     costs |= {"agent start s": agent_start_s(local, workdir, f"probe-{label.split()[0]}-{os.getpid()}"),
              "status s": status_wall, "status query s": status_query,
-             "topics": float(topics), "partitions": float(partitions)}
+             "topics": float(len(topics)), "partitions": float(sum(topics.values()))}
+    say(f"{label}: topics " + ", ".join(f"{name} ({n})" for name, n in sorted(topics.items())))
     say(f"{label}: " + ", ".join(f"{k} {v:.3f}" if k.endswith(" s") else f"{k} {v:.0f}" for k, v in costs.items()))
     return costs
 
