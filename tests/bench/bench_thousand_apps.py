@@ -204,7 +204,9 @@ def measure(local: Local, workdir: Path, label: str) -> dict[str, float]:
     costs |= {"agent start s": agent_start_s(local, workdir, f"probe-{label.split()[0]}-{os.getpid()}"),
              "status s": status_wall, "status query s": status_query,
              "topics": float(len(topics)), "partitions": float(sum(topics.values()))}
-    say(f"{label}: topics " + ", ".join(f"{name} ({n})" for name, n in sorted(topics.items())))
+    shown = sorted(topics.items())[:12]
+    say(f"{label}: topics " + ", ".join(f"{name} ({n})" for name, n in shown)
+        + (f" and {len(topics) - len(shown)} more" if len(topics) > len(shown) else ""))
     say(f"{label}: " + ", ".join(f"{k} {v:.3f}" if k.endswith(" s") else f"{k} {v:.0f}" for k, v in costs.items()))
     return costs
 
