@@ -51,7 +51,7 @@ def status_view(pg: str, app: str | None, every_app: bool = False, now: datetime
             return StatusView(with_timings(queries.module_status(conn, app), queries.module_timings(conn, app)), 0)
         since = (now or datetime.now(UTC)) - timedelta(seconds=RECENT_S)
         apps = queries.shown_apps(conn, since)
-        rows = queries.module_status(conn, finished_since=since)
+        rows = queries.module_status(conn, apps=apps)
         return StatusView(with_timings(rows, queries.module_timings(conn, apps=apps)),
                           queries.finished_before(conn, since))
 

@@ -39,11 +39,11 @@ def list_tasks(conn: psycopg.Connection, app: str | None = None, module: str | N
 
 
 def module_status(conn: psycopg.Connection, app: str | None = None,
-                  finished_since: datetime | None = None) -> list[dict[str, Any]]:
-    """Per app and module: tasks created, waiting, running, succeeded, failed; attempts. Without `app`, every
-    app; with `finished_since` too, only apps not finished or finished since then (see `shown_apps`)."""
-    if app is None and finished_since is not None:
-        return _status(conn, "t.app = ANY(%(apps)s)", {"apps": shown_apps(conn, finished_since)})
+                  apps: list[str] | None = None) -> list[dict[str, Any]]:
+    """Per app and module: tasks created, waiting, running, succeeded, failed; attempts (of `app`, else of
+    `apps` if given, else of every app)."""
+    if app is None and apps is not None:
+        return _status(conn, "t.app = ANY(%(apps)s)", {"apps": apps})
     return _status(conn, "(%(app)s::text IS NULL OR t.app = %(app)s)", {"app": app})
 
 
