@@ -30,7 +30,7 @@ def _run(tmp_path, app: str, kafka: str, pg: str, monkeypatch, retention: str) -
     monkeypatch.setenv("SCALEBOX_APP_RETENTION_S", retention)
     result = scalebox(["run", str(tmp_path / f"{app}.yaml"), "1", "2", "3"], kafka, pg)
     assert result.code == 0, result.stderr
-    return result.stdout
+    return result.stderr  # what `scalebox run` says goes to stderr
 
 
 def _left(admin: AdminClient, app: str) -> tuple[set[str], set[str]]:
@@ -50,7 +50,7 @@ def test_finished_apps_topics_go_after_the_retention_and_their_tasks_stay(tmp_pa
                                                                           monkeypatch):
     admin = AdminClient(admin_config(kafka_bootstrap))
     kept, at_once = (f"gc-{uuid.uuid4().hex[:8]}" for _ in range(2))
-    said = _run(tmp_path, at_once, kafka_bootstrap, pg_dsn, monkeypatch, "0")
+    said = " ".join(_run(tmp_path, at_once, kafka_bootstrap, pg_dsn, monkeypatch, "0").split())
     assert "deleted" in said and "SCALEBOX_APP_RETENTION_S=0" in said, said
     assert _left(admin, at_once) == (set(), set()), "retention 0: the run's own topics and groups go at its end"
 
