@@ -20,6 +20,7 @@ ENVIRONMENT: dict[str, str] = {
     "home": "SCALEBOX_HOME",
     "cluster": "SCALEBOX_CLUSTER",
     "java_home": "JAVA_HOME",
+    "app_retention_s": "SCALEBOX_APP_RETENTION_S",
 }
 """Which environment variable fills which field (an empty variable counts as unset)."""
 
@@ -54,6 +55,9 @@ class CliSettings(BaseModel):
                                                                "event of its app.")
     progress_poll_s: float = Field(0.3, gt=0, description="How often `scalebox run` reads the run's progress.")
     backlog_poll_s: float = Field(0.2, gt=0, description="How often feeding start tasks re-reads a full backlog.")
+    app_retention_s: float = Field(3600.0, ge=0, description="How long a finished app's task topics and "
+                                                             "consumer groups stay on the broker before `scalebox "
+                                                             "run` or `local up` deletes them (0: at once).")
     children_grace_s: float = Field(15.0, ge=0, description="How long agents and projector get to stop after "
                                                             "SIGTERM before SIGKILL.")
 

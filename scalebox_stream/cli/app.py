@@ -75,6 +75,37 @@ def clean(
     typer.echo(f"deleted {len(leftovers.topics)} topics and {len(leftovers.groups) - kept} consumer groups of {name}")
 
 
+@app.command("gc")
+def gc(
+    retention: Annotated[float | None, typer.Option(
+        "--retention", help="Seconds since an app finished before its topics go; 0: at once "
+                            "[default: env SCALEBOX_APP_RETENTION_S, else 3600].")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be deleted.")] = False,
+    kafka: Annotated[str | None, typer.Option("--kafka", help="Kafka bootstrap (env SCALEBOX_KAFKA).")] = None,
+    pg: Annotated[str | None, typer.Option("--pg", help="PostgreSQL DSN (env SCALEBOX_PG).")] = None,
+) -> None:
+    """Delete the task topics and consumer groups of every app finished the retention period ago (`app clean`
+    for each); apps whose agents still run are kept. Their records stay (event log and perspective)."""
+    from scalebox_stream.cli.common import connect, explain, fail, settings
+    from scalebox_stream.launch.gc import collect
+
+    cli = settings(kafka, pg)
+    conns = connect(cli)
+    keep = cli.app_retention_s if retention is None else retention
+    if keep < 0:
+        fail("--retention must be 0 or more seconds", code=EXIT_INVALID)
+    try:
+        done = collect(conns.kafka, conns.pg, keep, dry_run=dry_run)
+    except RuntimeError as exc:
+        fail(explain(exc), code=1)
+    for c in done:
+        what = f"{len(c.topics)} topics, {len(c.groups)} consumer groups"
+        typer.echo(f"{c.app}: {what}" + (" (agents still run: kept)" if c.skipped else ""))
+    gone = [c for c in done if not c.skipped]
+    verb = "would delete" if dry_run else "deleted"
+    typer.echo(f"{verb} {sum(len(c.topics) for c in gone)} topics of {len(gone)} finished app(s)")
+
+
 @app.command("validate")
 def validate(
     file: Annotated[Path, typer.Argument(help="The app file (app.yaml).")],

@@ -38,6 +38,11 @@ def up(
         raise _fail(exc) from None
     typer.echo(f"kafka bootstrap: {ends.kafka_bootstrap}")
     typer.echo(f"postgres dsn:    {ends.pg_dsn}")
+    from scalebox_stream.config import CliSettings
+    from scalebox_stream.launch.gc import collect_after
+
+    if said := collect_after(ends.kafka_bootstrap, ends.pg_dsn, CliSettings.load().app_retention_s):
+        typer.echo(said)
 
 
 @app.command()

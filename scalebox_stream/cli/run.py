@@ -169,6 +169,10 @@ def run(
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     console.print(table(result.state, f"{spec.name}: finished in {result.elapsed_s:.1f}s"))
+    from scalebox_stream.launch.gc import collect_after
+
+    if said := collect_after(conns.kafka, conns.pg, cli.app_retention_s, finished=(spec.name,)):
+        console.print(said)
     if result.result is not None:
         # The app's result text (`scalebox app set-finished`), last, on stderr: stdout holds only the app id,
         # which Scalebox's scripts cut out of it.

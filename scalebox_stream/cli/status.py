@@ -6,7 +6,7 @@ import typer
 
 from scalebox_stream.cli.common import KafkaOption, PgOption, connections, print_json
 from scalebox_stream.cli.tables import Col, WideOption, print_table, status_text
-from scalebox_stream.launch.views import PERCENTILES, TIMINGS, module_status
+from scalebox_stream.launch.views import PERCENTILES, RECENT_S, TIMINGS, status_view
 
 COLUMNS = ("created", "waiting", "running", "succeeded", "failed", "attempts")
 
@@ -38,13 +38,18 @@ def print_status(rows: list[dict], with_app: bool = True, wide: bool = False) ->
 def status(
     app_name: str | None = typer.Option(None, "--app"),
     as_json: bool = typer.Option(False, "--json"),
+    every_app: bool = typer.Option(False, "--all", help="Every app, also those finished over an hour ago."),
     wide: bool = WideOption,
     kafka: str | None = KafkaOption,
     pg: str | None = PgOption,
 ) -> None:
-    """Show per-module task counts and queue-wait and run-time percentiles."""
-    rows = module_status(connections(kafka, pg, ("pg",)).pg, app_name)
+    """Show per-module task counts and queue-wait and run-time percentiles: of the apps not finished or finished
+    within the last hour (--all: every app; --app: one)."""
+    view = status_view(connections(kafka, pg, ("pg",)).pg, app_name, every_app)
     if as_json:
-        print_json(rows)
-    else:
-        print_status(rows, with_app=app_name is None, wide=wide)
+        print_json(view.rows)
+        return
+    print_status(view.rows, with_app=app_name is None, wide=wide)
+    if view.hidden_apps:
+        typer.echo(f"{view.hidden_apps} app(s) finished over {RECENT_S / 3600:g} h ago not shown (--all shows them)",
+                   err=True)

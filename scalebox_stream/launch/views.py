@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
@@ -31,10 +31,30 @@ def list_apps(pg: str) -> list[dict]:
         return queries.list_apps(conn)
 
 
-def module_status(pg: str, app: str | None) -> list[dict]:
-    """Per module: task counts, and queue-wait and run-time percentiles."""
+RECENT_S = 3600.0
+"""`scalebox status` without --app or --all shows the apps not finished and those finished this long ago or less."""
+
+
+@dataclass(frozen=True)
+class StatusView:
+    """Per-module rows, and how many apps finished earlier are left out of them."""
+
+    rows: list[dict]
+    hidden_apps: int
+
+
+def status_view(pg: str, app: str | None, every_app: bool = False, now: datetime | None = None) -> StatusView:
+    """Per module: task counts, queue-wait and run-time percentiles, of `app`; without it, of every app
+    (`every_app`) or only of those not finished or finished within RECENT_S, so that the time taken does not
+    grow with the apps that finished before."""
     with psycopg.connect(pg) as conn:
-        return with_timings(queries.module_status(conn, app), queries.module_timings(conn, app))
+        if app is not None or every_app:
+            return StatusView(with_timings(queries.module_status(conn, app), queries.module_timings(conn, app)), 0)
+        since = (now or datetime.now(UTC)) - timedelta(seconds=RECENT_S)
+        apps = queries.shown_apps(conn, since)
+        rows = queries.module_status(conn, apps=apps)
+        return StatusView(with_timings(rows, queries.module_timings(conn, apps=apps)),
+                          queries.finished_before(conn, since))
 
 
 def list_tasks(pg: str, app: str | None, module: str | None, status: str | None, host: str | None,

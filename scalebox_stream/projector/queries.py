@@ -38,9 +38,17 @@ def list_tasks(conn: psycopg.Connection, app: str | None = None, module: str | N
         return cur.execute(sql, params).fetchall()
 
 
-def module_status(conn: psycopg.Connection, app: str | None = None) -> list[dict[str, Any]]:
-    """Per app and module: tasks created, waiting, running, succeeded, failed; attempts."""
-    sql = """SELECT t.app, t.module, count(*) AS created,
+def module_status(conn: psycopg.Connection, app: str | None = None,
+                  apps: list[str] | None = None) -> list[dict[str, Any]]:
+    """Per app and module: tasks created, waiting, running, succeeded, failed; attempts (of `app`, else of
+    `apps` if given, else of every app)."""
+    if app is None and apps is not None:
+        return _status(conn, "t.app = ANY(%(apps)s)", {"apps": apps})
+    return _status(conn, "(%(app)s::text IS NULL OR t.app = %(app)s)", {"app": app})
+
+
+def _status(conn: psycopg.Connection, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    sql = f"""SELECT t.app, t.module, count(*) AS created,
                     count(*) FILTER (WHERE t.status = ANY(%(waiting)s)) AS waiting,
                     count(*) FILTER (WHERE t.status = ANY(%(running)s)) AS running,
                     count(*) FILTER (WHERE t.status = 'succeeded') AS succeeded,
@@ -48,9 +56,22 @@ def module_status(conn: psycopg.Connection, app: str | None = None) -> list[dict
                     coalesce(sum(t.attempts), 0) AS attempts,
                     coalesce(max(m.state), 'active') AS state, coalesce(max(m.reason), '') AS state_reason
              FROM tasks t LEFT JOIN module_states m ON m.app = t.app AND m.module = t.module
-             WHERE (%(app)s::text IS NULL OR t.app = %(app)s) GROUP BY t.app, t.module ORDER BY t.app, t.module"""
+             WHERE {where} GROUP BY t.app, t.module ORDER BY t.app, t.module"""
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(sql, {"app": app, "waiting": list(WAITING), "running": list(RUNNING)}).fetchall()
+        return cur.execute(sql, {**params, "waiting": list(WAITING), "running": list(RUNNING)}).fetchall()
+
+
+def shown_apps(conn: psycopg.Connection, finished_since: datetime) -> list[str]:
+    """The apps not finished, or finished at `finished_since` or later. `scalebox status` counts only their
+    tasks (through the tasks_app_module index), so its time does not grow with the apps finished before."""
+    rows = conn.execute("SELECT app FROM apps WHERE finished_at IS NULL OR finished_at >= %s ORDER BY app",
+                        (finished_since,)).fetchall()
+    return [r[0] for r in rows]
+
+
+def finished_before(conn: psycopg.Connection, finished_since: datetime) -> int:
+    """How many apps finished before `finished_since` (those `shown_apps` leaves out)."""
+    return conn.execute("SELECT count(*) FROM apps WHERE finished_at < %s", (finished_since,)).fetchone()[0]
 
 
 def run_progress(conn: psycopg.Connection, roots: list[str]) -> tuple[list[dict[str, Any]], int]:
@@ -146,15 +167,18 @@ def list_apps(conn: psycopg.Connection) -> list[dict[str, Any]]:
         return cur.execute(sql, (list(TERMINAL),)).fetchall()
 
 
-def module_timings(conn: psycopg.Connection, app: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
-    """Per app and module: p50/p95/p99 of attempt queue wait and run time, in seconds."""
+def module_timings(conn: psycopg.Connection, app: str | None = None,
+                   apps: list[str] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per app and module: p50/p95/p99 of attempt queue wait and run time, in seconds (of `app`, else of
+    `apps` if given, else of every app)."""
     sql = """SELECT app, module,
                     percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP
                         (ORDER BY extract(epoch FROM (started_at - created_at))::float8) AS queue_wait,
                     percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP
                         (ORDER BY extract(epoch FROM (finished_at - started_at))::float8) AS run_time
-             FROM task_runs WHERE (%(app)s::text IS NULL OR app = %(app)s) AND status_rank = 3
+             FROM task_runs WHERE (%(app)s::text IS NULL OR app = %(app)s)
+                 AND (%(apps)s::text[] IS NULL OR app = ANY(%(apps)s)) AND status_rank = 3
              GROUP BY app, module"""
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(sql, {"app": app}).fetchall()
+        rows = cur.execute(sql, {"app": app, "apps": apps}).fetchall()
     return {(r["app"], r["module"]): r for r in rows}

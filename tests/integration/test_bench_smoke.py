@@ -29,3 +29,19 @@ def test_container_benchmark_runs():
     out = _smoke("bench_containers.py")
     print(out[-1500:])
     assert "docker exec" in out
+
+
+def test_million_tasks_benchmark_runs(kafka_bootstrap, pg_dsn):
+    out = _smoke("bench_million.py", "--kafka", kafka_bootstrap, "--pg", pg_dsn)
+    print(out[-2500:])
+    assert "million tasks: 2000 task executions" in out
+    assert "rate: last window >= 0.9 x first" in out and "memory flat: projector" in out
+    assert "disk per task execution: projection" in out
+
+
+def test_thousand_apps_benchmark_runs():
+    out = _smoke("bench_thousand_apps.py")  # services of its own: a fresh SCALEBOX_HOME and free ports
+    print(out[-2500:])
+    assert "thousand apps: 3 apps run and finished" in out
+    for cost in ("broker start s", "broker recovery s", "agent start s", "status s"):
+        assert cost in out
