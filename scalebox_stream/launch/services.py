@@ -140,6 +140,8 @@ def describe_outage(exc: BaseException, conns: Connections | None) -> str | None
     import psycopg
     from confluent_kafka import KafkaException
 
+    from scalebox_stream.kafka.errors import describe_refusal
+
     kafka = conns.kafka if conns and conns.kafka else "the configured bootstrap servers"
     dsn = conns.pg if conns and conns.pg else ""
     for cause in _chain(exc):
@@ -147,6 +149,8 @@ def describe_outage(exc: BaseException, conns: Connections | None) -> str | None
             return str(cause)
         if isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError):
             return pg_down(dsn, str(cause)) if dsn else f"cannot reach PostgreSQL: {pg_reason(str(cause))[0]}"
+        if (refusal := describe_refusal(cause)) is not None:
+            return refusal
         if isinstance(cause, KafkaException):
             error = cause.args[0] if cause.args else None
             text = error.str() if hasattr(error, "str") else str(cause)
@@ -163,11 +167,18 @@ def probe_kafka(bootstrap: str, timeout_s: float = 5.0, cluster: str | None = No
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient
 
+    from scalebox_stream.kafka.config import admin_config
+    from scalebox_stream.kafka.errors import refused_for_good, security_problem
+    from scalebox_stream.kafka.security import KafkaSecurityError, username
+
     errors: list[KafkaError] = []
     try:
-        admin = AdminClient({"bootstrap.servers": bootstrap, "error_cb": errors.append, "log_level": 0})
+        config = admin_config(bootstrap, error_cb=errors.append, log_level=0)
+        admin = AdminClient(config)
+    except KafkaSecurityError as exc:
+        raise ServiceDown(f"Kafka client security settings: {exc}") from None
     except KafkaException as exc:
-        raise ServiceDown(kafka_down(bootstrap, f"bad bootstrap servers ({exc.args[0].str()})", cluster)) from None
+        raise ServiceDown(kafka_down(bootstrap, f"bad client settings ({exc.args[0].str()})", cluster)) from None
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -176,6 +187,10 @@ def probe_kafka(bootstrap: str, timeout_s: float = 5.0, cluster: str | None = No
         except KafkaException as exc:
             last = exc.args[0]
         admin.poll(0.05)
+        refused = next((e for e in errors if refused_for_good(e)), None)
+        if refused is not None:
+            which = f" (cluster {cluster})" if cluster else ""
+            raise ServiceDown(f"Kafka at {bootstrap}{which}: {security_problem(refused, username(config))}")
         down = any(e.code() == KafkaError._ALL_BROKERS_DOWN for e in errors)
         if down or time.monotonic() >= deadline:
             telling = [f"{e.name()} {e.str()}" for e in errors if e.code() != KafkaError._ALL_BROKERS_DOWN]
