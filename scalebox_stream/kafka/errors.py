@@ -40,7 +40,7 @@ def security_problem(error: KafkaError, user: str = "", what: str = "") -> str |
     `user` is the SASL user the client logs in as; `what` names the resource the failed request was about
     (a topic, a group), when the caller knows it.
     """
-    code, text = error.code(), error.str()
+    code, text = error.code(), _short(error.str())
     lowered = text.lower()
     if code == KafkaError._AUTHENTICATION or code == KafkaError.SASL_AUTHENTICATION_FAILED:
         if "ssl" in lowered and "certificate" in lowered:
@@ -57,6 +57,12 @@ def security_problem(error: KafkaError, user: str = "", what: str = "") -> str |
     if code == KafkaError.UNSUPPORTED_SASL_MECHANISM or code == KafkaError.ILLEGAL_SASL_STATE:
         return f"Kafka refused the SASL login (check sasl.mechanism and security.protocol): {text}"
     return None
+
+
+def _short(text: str, limit: int = 300) -> str:
+    """A broker's error text without the request dump Java appends to some of them."""
+    head = text.split(" Request(processor=", 1)[0].split(": Request(processor=", 1)[0]
+    return head if len(head) <= limit else head[:limit] + "..."
 
 
 def _certificate(lowered: str, text: str) -> str:

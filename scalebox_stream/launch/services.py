@@ -21,6 +21,8 @@ KAFKA_HINT = "is it running? try: scalebox local up, or check --kafka / SCALEBOX
 PG_HINT = "try: scalebox local up, or check --pg / SCALEBOX_PG"
 PG_SETTINGS_HINT = "check --pg / SCALEBOX_PG"
 MASK = "***"
+SECURITY_HINT = ("configure the client with SCALEBOX_KAFKA_CONFIG or SCALEBOX_KAFKA_SECURITY_PROTOCOL "
+                 "(docs/security.md)")
 
 _KAFKA_UNREACHABLE = frozenset({"_TRANSPORT", "_ALL_BROKERS_DOWN", "_TIMED_OUT", "_RESOLVE", "_MSG_TIMED_OUT",
                                 "_BAD_MSG", "_TIMED_OUT_QUEUE", "NETWORK_EXCEPTION", "REQUEST_TIMED_OUT",
@@ -149,7 +151,7 @@ def describe_outage(exc: BaseException, conns: Connections | None) -> str | None
             return str(cause)
         if isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError):
             return pg_down(dsn, str(cause)) if dsn else f"cannot reach PostgreSQL: {pg_reason(str(cause))[0]}"
-        if (refusal := describe_refusal(cause)) is not None:
+        if (refusal := describe_refusal(cause, _user(conns))) is not None:
             return refusal
         if isinstance(cause, KafkaException):
             error = cause.args[0] if cause.args else None
@@ -159,6 +161,16 @@ def describe_outage(exc: BaseException, conns: Connections | None) -> str | None
         if isinstance(cause, RuntimeError) and "not acknowledged by Kafka" in str(cause):
             return kafka_down(kafka, str(cause))
     return None
+
+
+def _user(conns: Connections | None) -> str:
+    """The SASL user this process logs in to its Kafka as ('' if none or unknown)."""
+    from scalebox_stream.kafka.security import client_security, username
+
+    try:
+        return username(client_security(conns.kafka if conns else None))
+    except ValueError:
+        return ""
 
 
 def probe_kafka(bootstrap: str, timeout_s: float = 5.0, cluster: str | None = None) -> None:
@@ -197,6 +209,8 @@ def probe_kafka(bootstrap: str, timeout_s: float = 5.0, cluster: str | None = No
             reason = kafka_reason(telling or [f"{last.name()} {last.str()}"])
             if not down and not telling:
                 reason = f"no answer within {timeout_s:g}s"
+            if "security.protocol" not in config and reason.startswith(("no broker answers", "no answer within")):
+                reason += f"; a secured cluster? {SECURITY_HINT}"
             raise ServiceDown(kafka_down(bootstrap, reason, cluster))
 
 

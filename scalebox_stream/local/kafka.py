@@ -176,8 +176,38 @@ logger.apache.level = INFO
 """
 
 
-def render_properties(port: int, controller_port: int, data_dir: Path) -> str:
-    """``server.properties`` for one combined broker+controller node with single-node-safe settings."""
+def secured_settings(port: int, controller_port: int, internal_port: int, ca: Path, broker_keystore: Path,
+                     client_tls: bool, super_users: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The listener and authorizer settings of a secured broker: clients log in with SCRAM-SHA-512 on
+    `port` (over TLS if `client_tls`); the broker talks to itself and its controller over mutual TLS on
+    `internal_port` and `controller_port` (its own certificate, the `broker_keystore`, is a super user's, as
+    are `super_users`); every other principal may do only what an ACL allows."""
+    client = "SASL_SSL" if client_tls else "SASL_PLAINTEXT"
+    return {
+        "listeners": f"CLIENT://{HOST}:{port},INTERNAL://{HOST}:{internal_port},CONTROLLER://{HOST}:{controller_port}",
+        "advertised.listeners": f"CLIENT://{HOST}:{port},INTERNAL://{HOST}:{internal_port},"
+                                f"CONTROLLER://{HOST}:{controller_port}",
+        "inter.broker.listener.name": "INTERNAL",
+        "listener.security.protocol.map": f"CLIENT:{client},INTERNAL:SSL,CONTROLLER:SSL",
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        "listener.name.client.scram-sha-512.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(broker_keystore),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(ca),
+        "listener.name.internal.ssl.client.auth": "required",
+        "listener.name.controller.ssl.client.auth": "required",
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found": "false",
+        "super.users": ";".join(["User:CN=scalebox-broker", *super_users]),
+    }
+
+
+def render_properties(port: int, controller_port: int, data_dir: Path,
+                      overrides: dict[str, Any] | None = None) -> str:
+    """``server.properties`` for one combined broker+controller node with single-node-safe settings
+    (`overrides`, e.g. `secured_settings`, replace or add settings)."""
     settings: dict[str, Any] = {
         "process.roles": "broker,controller",
         "node.id": 1,
@@ -215,6 +245,7 @@ def render_properties(port: int, controller_port: int, data_dir: Path) -> str:
         "offsets.topic.segment.bytes": 10 * 2**20,
         "transaction.state.log.segment.bytes": 10 * 2**20,
     }
+    settings.update(overrides or {})
     body = "\n".join(f"{k}={v}" for k, v in settings.items())
     return f"# Written by `scalebox local up`; regenerated on every start.\n{body}\n"
 
