@@ -4,6 +4,7 @@ with a plain error and loses nothing; a client without credentials reads no task
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -117,8 +118,13 @@ def test_each_role_runs_with_only_its_own_acls(secure, secure_pg, tmp_path, monk
     assert f"user agent-{other}" in intruder.stderr and "not authorized" in intruder.stderr, intruder.stderr[-3000:]
     assert "Traceback" not in intruder.stderr
 
+    pinned = _cli(["agent", "--app", app, "--module", "m", "--app-sha256", "0" * 64],
+                  secure.client_env(f"agent-{app}"), secure_pg, timeout=120)
+    assert pinned.returncode == 2 and "not the pinned" in pinned.stderr, pinned.stderr[-2000:]
+
+    sha = hashlib.sha256(app_file.read_bytes()).hexdigest()
     agent = subprocess.Popen([sys.executable, "-m", "scalebox_stream.cli.main", "agent", "--app", app, "--module",
-                              "m"], env={**secure.client_env(f"agent-{app}"), "SCALEBOX_PG": secure_pg},
+                              "m", "--app-sha256", sha], env={**secure.client_env(f"agent-{app}"), "SCALEBOX_PG": secure_pg},
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
         finished = _events(secure, app, "TaskFinished", 1)

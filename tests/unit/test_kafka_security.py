@@ -138,3 +138,30 @@ def test_mirror_maker_gets_java_properties_and_prints_them_masked(tmp_path: Path
     assert java["ssl.keystore.key"].startswith("-----BEGIN PRIVATE KEY-----")
     shown = masked("a.sasl.jaas.config = secret\na.ssl.keystore.key = k\na.bootstrap.servers = b:1\n")
     assert shown == "a.sasl.jaas.config = ***\na.ssl.keystore.key = ***\na.bootstrap.servers = b:1\n"
+
+
+def test_mirror_maker_properties_carry_each_clusters_security() -> None:
+    from scalebox_stream.mirror.flows import Flow
+    from scalebox_stream.mirror.properties import render
+
+    text = render([Flow("home", "far", ("sbx.tasks.a.m",))], {"home": "h:1", "far": "f:1"},
+                  security={"far": {"security.protocol": "SASL_SSL", "sasl.jaas.config": "x required;"}})
+    assert "far.security.protocol = SASL_SSL" in text and "home.security.protocol" not in text
+    assert "far.sasl.jaas.config = ***" in masked(text)
+
+
+def test_an_agent_may_touch_only_its_own_app_and_only_an_operator_may_register_apps() -> None:
+    from scalebox_stream.kafka.acls import agent_transactional_id, binding, grants
+
+    agent = grants("agent", "a1", "primes")
+    writes = {(g.name, g.prefixed) for g in agent if g.resource == "topic" and g.operation in ("write", "all")}
+    assert ("sbx.tasks.primes.", True) in writes and ("sbx.events", False) in writes
+    assert not any(name == "sbx.apps" or name.startswith("sbx.tasks.other") for name, _ in writes)
+    assert all(g.principal == "User:a1" for g in agent)
+    assert {g.name for g in agent if g.resource == "transactional_id"} == {"sbx-agent-primes."}
+    assert agent_transactional_id("primes", "host-1").startswith("sbx-agent-primes.")
+    operator = grants("operator", "User:CN=ops")
+    assert any(g.resource == "topic" and g.name == "sbx." and g.prefixed and g.operation == "all" for g in operator)
+    assert binding(agent[0]).principal == "User:a1"
+    with pytest.raises(ValueError, match="one app"):
+        grants("agent", "a1")
