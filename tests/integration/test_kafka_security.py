@@ -124,7 +124,8 @@ def test_each_role_runs_with_only_its_own_acls(secure, secure_pg, tmp_path, monk
 
     sha = hashlib.sha256(app_file.read_bytes()).hexdigest()
     agent = subprocess.Popen([sys.executable, "-m", "scalebox_stream.cli.main", "agent", "--app", app, "--module",
-                              "m", "--app-sha256", sha], env={**secure.client_env(f"agent-{app}"), "SCALEBOX_PG": secure_pg},
+                              "m", "--app-sha256", sha],
+                             env={**secure.client_env(f"agent-{app}"), "SCALEBOX_PG": secure_pg},
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
         finished = _events(secure, app, "TaskFinished", 1)
