@@ -82,6 +82,8 @@ def pg_reason(text: str) -> tuple[str, bool]:
     lowered = text.lower()
     if fatal := re.search(r"FATAL:\s+(.*)", text):
         return " ".join(fatal[1].strip().split("\n")[0].split()), True
+    if "certificate verify failed" in lowered or "does not match host name" in lowered:
+        return "server certificate not trusted (check sslrootcert and the host name)", True
     if "connection refused" in lowered:
         return "connection refused", False
     if "resolve host" in lowered or "translate host name" in lowered or "name or service not known" in lowered:
