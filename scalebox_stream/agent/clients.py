@@ -12,6 +12,7 @@ from confluent_kafka.admin import AdminClient
 
 from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.settings import AgentSettings
+from scalebox_stream.kafka.acls import agent_transactional_id
 from scalebox_stream.kafka.backlog import BacklogMonitor, BacklogWatcher
 from scalebox_stream.kafka.config import admin_config, consumer_config
 from scalebox_stream.kafka.control import CommandListener
@@ -63,7 +64,7 @@ def kafka_clients(bootstrap: str, spec: AppSpec, identity: AgentIdentity, settin
                **(consumer_overrides or {})}))
 
     def publisher(stop: threading.Event) -> TransactionalPublisher:
-        return TransactionalPublisher(bootstrap, f"sbx-agent-{identity.agent_id}",
+        return TransactionalPublisher(bootstrap, agent_transactional_id(spec.name, identity.agent_id),
                                       timeout_s=settings.transaction_timeout_s, stop=stop)
 
     def prepare_topics(host_topic: str) -> None:

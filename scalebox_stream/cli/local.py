@@ -30,10 +30,16 @@ def up(
     timeout: Annotated[float, typer.Option(help=(
         "Seconds to wait for PostgreSQL; for Kafka, the longest its log may stay silent (a broker recovering "
         "many partitions takes minutes while its log advances)"))] = 90.0,
+    secure: Annotated[bool | None, typer.Option("--secure/--no-secure", help=(
+        "SCRAM logins for Kafka, passwords and TLS for PostgreSQL; credentials (mode 600) under the Scalebox "
+        "home, picked up by every command of that home [default: as the last `up`]"))] = None,
+    internal_port: Annotated[int | None, typer.Option(help="The secured broker's mutual-TLS listener "
+                                                           "[default: 19094]")] = None,
 ) -> None:
     """Start Kafka and PostgreSQL (no-op if running) and print how to reach them."""
     try:
-        ends = services.up(kafka_port, controller_port, pg_port, timeout=timeout)
+        ends = services.up(kafka_port, controller_port, pg_port, timeout=timeout, secure=secure,
+                           internal_port=internal_port)
     except services.LocalServiceError as exc:
         raise _fail(exc) from None
     typer.echo(f"kafka bootstrap: {ends.kafka_bootstrap}")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
+from scalebox_stream.cli import access, cluster, local, mirror, module, run, state, status, task, workers
 from scalebox_stream.cli import app as app_cmds
-from scalebox_stream.cli import cluster, local, mirror, module, run, state, status, task, workers
 from scalebox_stream.cli.common import ScaleboxApp, cli_logging, settings
 
 app = ScaleboxApp(name="scalebox", help="Run containerized pipelines of modules over Kafka.",
@@ -41,6 +41,7 @@ app.add_typer(local.app, name="local")
 app.add_typer(app_cmds.app, name="app")
 app.add_typer(task.app, name="task")
 app.add_typer(module.app, name="module")
+app.add_typer(access.app, name="access")
 app.command("run")(run.run)
 app.command("status")(status.status)
 app.command("agent")(workers.agent)

@@ -45,7 +45,7 @@ def mirror(
     except OperationError as exc:
         fail(str(exc), exc.code)
     if print_only:
-        typer.echo(plan.properties, nl=False)
+        typer.echo(plan.printable, nl=False)
         return
     try:
         probe_clusters(plan, settings(kafka).probe_timeout_s)

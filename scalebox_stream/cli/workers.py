@@ -20,10 +20,22 @@ from scalebox_stream.cli.common import (
 from scalebox_stream.spec import SpecError, load_app
 
 
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, in hex ('' if it cannot be read)."""
+    import hashlib
+
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
 def agent(
     app_name: str = typer.Option(..., "--app", help="App name (looked up in the sbx.apps topic)."),
     module: str = typer.Option(..., "--module", help="The module this agent serves."),
     app_file: Path | None = typer.Option(None, "--app-file", help="Load the app from this file instead."),
+    app_sha256: str | None = typer.Option(None, "--app-sha256", help="Run the app only if its file has this "
+                                          "SHA-256 (pins the definition an sbx.apps record points to)."),
     env_file: list[Path] = typer.Option([], "--env-file", "-e"),
     slots: int | None = typer.Option(None, "--slots", min=1, help="Concurrent slots (default: the module's)."),
     host: str | None = typer.Option(None, "--host", help="Host name to act as (default: this machine's)."),
@@ -49,6 +61,8 @@ def agent(
         if record is None:
             fail(f"app {app_name!r} is not deployed (no record in sbx.apps); give --app-file")
         app_file, env_files = record.source, env_files or record.env_files
+    if app_sha256 is not None and (found := file_sha256(app_file)) != app_sha256.strip().lower():
+        fail(f"{app_file} has SHA-256 {found}, not the pinned {app_sha256} (--app-sha256): not running it")
     try:
         spec = load_app(app_file, env_files)
     except SpecError as exc:

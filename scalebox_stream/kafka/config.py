@@ -1,10 +1,15 @@
-"""Client configurations: one place that says how agents, the projector and the CLI talk to Kafka."""
+"""Client configurations: one place that says how agents, the projector, state owners and the CLI talk to
+Kafka. Each adds the process's client security (`kafka.security`: SASL/SCRAM, TLS) and an error callback
+that ends a refused login with a plain error instead of endless retries."""
 
 from __future__ import annotations
 
 import logging
 import uuid
 from typing import Any
+
+from scalebox_stream.kafka.errors import raise_on_refusal
+from scalebox_stream.kafka.security import client_security, username
 
 LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
 
@@ -31,7 +36,7 @@ def producer_config(bootstrap: str, transactional_id: str | None = None, **extra
         config["transactional.id"] = transactional_id
         config["transaction.timeout.ms"] = 60000
     config.update(extra)
-    return _logged(config)
+    return secured(_logged(config))
 
 
 def consumer_config(bootstrap: str, group_id: str, **extra: Any) -> dict[str, Any]:
@@ -49,7 +54,7 @@ def consumer_config(bootstrap: str, group_id: str, **extra: Any) -> dict[str, An
         "fetch.wait.max.ms": 50,
     }
     config.update(extra)
-    return _logged(config)
+    return secured(_logged(config))
 
 
 def reader_config(bootstrap: str, purpose: str, group_id: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -64,9 +69,19 @@ def reader_config(bootstrap: str, purpose: str, group_id: str | None = None, **e
         "enable.auto.commit": False,
     }
     config.update(extra)
-    return _logged(config)
+    return secured(_logged(config))
 
 
 def admin_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
     """Admin client configuration."""
-    return _logged({"bootstrap.servers": bootstrap, **extra})
+    return secured(_logged({"bootstrap.servers": bootstrap, **extra}), refusals_raise=False)
+
+
+def secured(config: dict[str, Any], refusals_raise: bool = True) -> dict[str, Any]:
+    """`config` with the client security for its bootstrap servers under it (what `config` sets wins) and,
+    if `refusals_raise`, the error callback that raises on a refused login unless it brings its own (admin
+    clients answer through futures and timeouts; commands probe the cluster first, `launch.services`)."""
+    merged: dict[str, Any] = {**client_security(str(config.get("bootstrap.servers") or "")), **config}
+    if refusals_raise:
+        merged.setdefault("error_cb", raise_on_refusal(username(merged)))
+    return merged

@@ -3,16 +3,18 @@ cluster has bootstrap servers, render MirrorMaker 2's configuration, run it unti
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from scalebox_stream.kafka.security import KafkaSecurityError, client_security
 from scalebox_stream.launch.errors import OperationError
 from scalebox_stream.mirror.flows import Flow, clusters, merged
-from scalebox_stream.mirror.properties import render
+from scalebox_stream.mirror.properties import java_client_properties, masked, render
 from scalebox_stream.spec.model import AppSpec
 
 CLEAN_EXITS = (0, 130, 143, -signal.SIGTERM, -signal.SIGINT)
@@ -25,9 +27,15 @@ class MirrorPlan:
 
     home: str
     flows: list[Flow]
-    properties: str
+    properties: str = field(repr=False)
+    """The configuration, secrets included (written with mode 600; `printable` is what may be shown)."""
     bootstraps: dict[str, str]
     """Each mirrored cluster's bootstrap servers, by cluster name."""
+
+    @property
+    def printable(self) -> str:
+        """The configuration with its secrets masked."""
+        return masked(self.properties)
 
 
 def plan_mirror(specs: Sequence[AppSpec], bootstraps: dict[str, str], home_bootstrap: Callable[[], str],
@@ -51,7 +59,16 @@ def plan_mirror(specs: Sequence[AppSpec], bootstraps: dict[str, str], home_boots
     if missing := [name for name in spanned if name not in bootstraps]:
         raise OperationError(f"no bootstrap servers for cluster(s) {', '.join(missing)}: give --cluster "
                              "NAME=BOOTSTRAP", code=2)
-    return MirrorPlan(home, planned, render(planned, bootstraps, replication_factor), bootstraps)
+    try:
+        security = {name: java_client_properties(client_security(bootstrap), _read_text)
+                    for name, bootstrap in bootstraps.items()}
+    except (KafkaSecurityError, ValueError, OSError) as exc:
+        raise OperationError(f"Kafka client security for MirrorMaker 2: {exc}", code=2) from None
+    return MirrorPlan(home, planned, render(planned, bootstraps, replication_factor, security=security), bootstraps)
+
+
+def _read_text(path: str) -> str:
+    return Path(path).expanduser().read_text()
 
 
 def probe_clusters(plan: MirrorPlan, timeout_s: float) -> None:
@@ -90,5 +107,7 @@ def start_mirror(plan: MirrorPlan) -> MirrorRun:
     from scalebox_stream.mirror import runner
 
     work = Path(tempfile.mkdtemp(prefix=f"sbx-mirror-{plan.home}-"))
-    (work / "mm2.properties").write_text(plan.properties)
+    fd = os.open(work / "mm2.properties", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(plan.properties)
     return MirrorRun(runner.start(work / "mm2.properties", work / "mirror.log"), work)

@@ -21,6 +21,8 @@ KAFKA_HINT = "is it running? try: scalebox local up, or check --kafka / SCALEBOX
 PG_HINT = "try: scalebox local up, or check --pg / SCALEBOX_PG"
 PG_SETTINGS_HINT = "check --pg / SCALEBOX_PG"
 MASK = "***"
+SECURITY_HINT = ("configure the client with SCALEBOX_KAFKA_CONFIG or SCALEBOX_KAFKA_SECURITY_PROTOCOL "
+                 "(docs/security.md)")
 
 _KAFKA_UNREACHABLE = frozenset({"_TRANSPORT", "_ALL_BROKERS_DOWN", "_TIMED_OUT", "_RESOLVE", "_MSG_TIMED_OUT",
                                 "_BAD_MSG", "_TIMED_OUT_QUEUE", "NETWORK_EXCEPTION", "REQUEST_TIMED_OUT",
@@ -80,6 +82,8 @@ def pg_reason(text: str) -> tuple[str, bool]:
     lowered = text.lower()
     if fatal := re.search(r"FATAL:\s+(.*)", text):
         return " ".join(fatal[1].strip().split("\n")[0].split()), True
+    if "certificate verify failed" in lowered or "does not match host name" in lowered:
+        return "server certificate not trusted (check sslrootcert and the host name)", True
     if "connection refused" in lowered:
         return "connection refused", False
     if "resolve host" in lowered or "translate host name" in lowered or "name or service not known" in lowered:
@@ -140,6 +144,8 @@ def describe_outage(exc: BaseException, conns: Connections | None) -> str | None
     import psycopg
     from confluent_kafka import KafkaException
 
+    from scalebox_stream.kafka.errors import describe_refusal
+
     kafka = conns.kafka if conns and conns.kafka else "the configured bootstrap servers"
     dsn = conns.pg if conns and conns.pg else ""
     for cause in _chain(exc):
@@ -147,6 +153,8 @@ def describe_outage(exc: BaseException, conns: Connections | None) -> str | None
             return str(cause)
         if isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError):
             return pg_down(dsn, str(cause)) if dsn else f"cannot reach PostgreSQL: {pg_reason(str(cause))[0]}"
+        if (refusal := describe_refusal(cause, _user(conns))) is not None:
+            return refusal
         if isinstance(cause, KafkaException):
             error = cause.args[0] if cause.args else None
             text = error.str() if hasattr(error, "str") else str(cause)
@@ -157,17 +165,34 @@ def describe_outage(exc: BaseException, conns: Connections | None) -> str | None
     return None
 
 
+def _user(conns: Connections | None) -> str:
+    """The SASL user this process logs in to its Kafka as ('' if none or unknown)."""
+    from scalebox_stream.kafka.security import client_security, username
+
+    try:
+        return username(client_security(conns.kafka if conns else None))
+    except ValueError:
+        return ""
+
+
 def probe_kafka(bootstrap: str, timeout_s: float = 5.0, cluster: str | None = None) -> None:
     """Ask the cluster for its metadata; raise ServiceDown as soon as every bootstrap broker is known down
     (librdkafka reports it within a moment of the refused connection), or after `timeout_s`."""
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient
 
+    from scalebox_stream.kafka.config import admin_config
+    from scalebox_stream.kafka.errors import refused_for_good, security_problem
+    from scalebox_stream.kafka.security import KafkaSecurityError, username
+
     errors: list[KafkaError] = []
     try:
-        admin = AdminClient({"bootstrap.servers": bootstrap, "error_cb": errors.append, "log_level": 0})
+        config = admin_config(bootstrap, error_cb=errors.append, log_level=0)
+        admin = AdminClient(config)
+    except KafkaSecurityError as exc:
+        raise ServiceDown(f"Kafka client security settings: {exc}") from None
     except KafkaException as exc:
-        raise ServiceDown(kafka_down(bootstrap, f"bad bootstrap servers ({exc.args[0].str()})", cluster)) from None
+        raise ServiceDown(kafka_down(bootstrap, f"bad client settings ({exc.args[0].str()})", cluster)) from None
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -176,12 +201,18 @@ def probe_kafka(bootstrap: str, timeout_s: float = 5.0, cluster: str | None = No
         except KafkaException as exc:
             last = exc.args[0]
         admin.poll(0.05)
+        refused = next((e for e in errors if refused_for_good(e)), None)
+        if refused is not None:
+            which = f" (cluster {cluster})" if cluster else ""
+            raise ServiceDown(f"Kafka at {bootstrap}{which}: {security_problem(refused, username(config))}")
         down = any(e.code() == KafkaError._ALL_BROKERS_DOWN for e in errors)
         if down or time.monotonic() >= deadline:
             telling = [f"{e.name()} {e.str()}" for e in errors if e.code() != KafkaError._ALL_BROKERS_DOWN]
             reason = kafka_reason(telling or [f"{last.name()} {last.str()}"])
             if not down and not telling:
                 reason = f"no answer within {timeout_s:g}s"
+            if "security.protocol" not in config and reason.startswith(("no broker answers", "no answer within")):
+                reason += f"; a secured cluster? {SECURITY_HINT}"
             raise ServiceDown(kafka_down(bootstrap, reason, cluster))
 
 

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
 DEFAULT_PORT = 19092
 DEFAULT_CONTROLLER_PORT = 19093
+DEFAULT_INTERNAL_PORT = 19094
+"""The secured broker's mutual-TLS listener for itself and the local admin (`scalebox local up --secure`)."""
 MIN_JAVA = 17
 HEAP = "-Xmx768m"
 MAIN_CLASS = "kafka.Kafka"
@@ -44,6 +46,8 @@ class KafkaInfo:
     config: str
     data_dir: str
     log: str
+    internal_port: int | None = None
+    """Set when the broker is secured: clients then log in with SCRAM (`local.secure`)."""
 
 
 def kafka_dir() -> Path:
@@ -176,8 +180,38 @@ logger.apache.level = INFO
 """
 
 
-def render_properties(port: int, controller_port: int, data_dir: Path) -> str:
-    """``server.properties`` for one combined broker+controller node with single-node-safe settings."""
+def secured_settings(port: int, controller_port: int, internal_port: int, ca: Path, broker_keystore: Path,
+                     client_tls: bool, super_users: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The listener and authorizer settings of a secured broker: clients log in with SCRAM-SHA-512 on
+    `port` (over TLS if `client_tls`); the broker talks to itself and its controller over mutual TLS on
+    `internal_port` and `controller_port` (its own certificate, the `broker_keystore`, is a super user's, as
+    are `super_users`); every other principal may do only what an ACL allows."""
+    client = "SASL_SSL" if client_tls else "SASL_PLAINTEXT"
+    return {
+        "listeners": f"CLIENT://{HOST}:{port},INTERNAL://{HOST}:{internal_port},CONTROLLER://{HOST}:{controller_port}",
+        "advertised.listeners": f"CLIENT://{HOST}:{port},INTERNAL://{HOST}:{internal_port},"
+                                f"CONTROLLER://{HOST}:{controller_port}",
+        "inter.broker.listener.name": "INTERNAL",
+        "listener.security.protocol.map": f"CLIENT:{client},INTERNAL:SSL,CONTROLLER:SSL",
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        "listener.name.client.scram-sha-512.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(broker_keystore),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(ca),
+        "listener.name.internal.ssl.client.auth": "required",
+        "listener.name.controller.ssl.client.auth": "required",
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found": "false",
+        "super.users": ";".join(["User:CN=scalebox-broker", *super_users]),
+    }
+
+
+def render_properties(port: int, controller_port: int, data_dir: Path,
+                      overrides: dict[str, Any] | None = None) -> str:
+    """``server.properties`` for one combined broker+controller node with single-node-safe settings
+    (`overrides`, e.g. `secured_settings`, replace or add settings)."""
     settings: dict[str, Any] = {
         "process.roles": "broker,controller",
         "node.id": 1,
@@ -220,17 +254,19 @@ def render_properties(port: int, controller_port: int, data_dir: Path) -> str:
         "offsets.topic.segment.bytes": 10 * 2**20,
         "transaction.state.log.segment.bytes": 10 * 2**20,
     }
+    settings.update(overrides or {})
     body = "\n".join(f"{k}={v}" for k, v in settings.items())
     return f"# Written by `scalebox local up`; regenerated on every start.\n{body}\n"
 
 
-def write_config(port: int, controller_port: int) -> Path:
+def write_config(port: int, controller_port: int, overrides: dict[str, Any] | None = None) -> Path:
     """Write ``server.properties`` and ``log4j2.properties`` under ``$SCALEBOX_HOME/kafka``."""
     base = kafka_dir()
     (base / "logs").mkdir(exist_ok=True)
     (base / "log4j2.properties").write_text(LOG4J2.format(logs=base / "logs"))
     config = base / "server.properties"
-    config.write_text(render_properties(port, controller_port, base / "data"))
+    config.write_text(render_properties(port, controller_port, base / "data", overrides))
+    config.chmod(0o600)
     return config
 
 
@@ -306,12 +342,17 @@ def running() -> KafkaInfo | None:
     return None
 
 
-def _broker_answers(bootstrap: str, timeout: float) -> bool:
+def _broker_answers(info: KafkaInfo, timeout: float) -> bool:
     from confluent_kafka.admin import AdminClient
 
     from scalebox_stream.kafka.config import admin_config
+    from scalebox_stream.local import secure
 
-    admin = AdminClient(admin_config(bootstrap, log_level=0))
+    if info.internal_port is not None:  # secured: ask as the admin, whose credentials need no broker
+        config: dict[str, Any] = {**secure.admin_config(f"{HOST}:{info.internal_port}"), "log_level": 0}
+    else:
+        config = admin_config(info.bootstrap, log_level=0)
+    admin = AdminClient(config)
     try:
         return bool(admin.list_topics(timeout=timeout).brokers)
     except Exception:
@@ -344,7 +385,7 @@ def wait_ready(info: KafkaInfo, stall_s: float) -> None:
     while True:
         if not home.pid_alive(info.pid):
             raise _failure(f"Kafka (pid {info.pid}) exited during startup.")
-        if home.port_in_use(info.port) and _broker_answers(info.bootstrap, timeout=3):
+        if home.port_in_use(info.port) and _broker_answers(info, timeout=3):
             return
         waited = time.monotonic() - began
         silent = startup.silent_for(time.time(), waiting_since, _log_touched(logs))
@@ -358,18 +399,27 @@ def wait_ready(info: KafkaInfo, stall_s: float) -> None:
         time.sleep(0.3)
 
 
-def start(port: int = DEFAULT_PORT, controller_port: int = DEFAULT_CONTROLLER_PORT, stall_s: float = 90.0) -> KafkaInfo:
-    """Start the broker as a detached daemon (idempotent) and wait until it answers (see `wait_ready`)."""
+def start(port: int = DEFAULT_PORT, controller_port: int = DEFAULT_CONTROLLER_PORT, stall_s: float = 90.0,
+          internal_port: int | None = None) -> KafkaInfo:
+    """Start the broker as a detached daemon (idempotent) and wait until it answers (see `wait_ready`).
+    With `internal_port` it is secured (`secured_settings`, `local.secure`): SCRAM for clients on loopback."""
     current = running()
     if current is not None:
         wait_ready(current, stall_s)
         return current
     java = check_prerequisites(need_mvn=not jars_complete())
-    for p in (port, controller_port):
+    for p in (port, controller_port, *([internal_port] if internal_port else [])):
         if home.port_in_use(p):
             raise home.LocalServiceError(f"Port {HOST}:{p} is already in use by another program.")
     ensure_jars()
-    config = write_config(port, controller_port)
+    overrides = None
+    if internal_port is not None:
+        from scalebox_stream.local import secure
+
+        overrides = secured_settings(port, controller_port, internal_port, secure.ca().cert,
+                                     secure.certificate(secure.BROKER_CN).keystore, client_tls=False,
+                                     super_users=(f"User:CN={secure.ADMIN_CN}", f"User:{secure.KAFKA_USER}"))
+    config = write_config(port, controller_port, overrides)
     ensure_formatted(java, config)
     base = kafka_dir()
     pid = spawn_daemon([*_jvm(java, HEAP, MAIN_CLASS), str(config)], base / "logs" / "kafka.out", cwd=base)
@@ -381,11 +431,16 @@ def start(port: int = DEFAULT_PORT, controller_port: int = DEFAULT_CONTROLLER_PO
         config=str(config),
         data_dir=str(base / "data"),
         log=str(base / "logs" / "server.log"),
+        internal_port=internal_port,
     )
     home.update_state("kafka", asdict(info))
     try:
         wait_ready(info, stall_s)
-    except home.LocalServiceError:
+        if internal_port is not None:
+            from scalebox_stream.local import secure
+
+            secure.ensure_kafka_user(f"{HOST}:{internal_port}", info.bootstrap)
+    except Exception:
         stop(grace=10)
         raise
     return info

@@ -50,8 +50,22 @@ def log_path() -> Path:
     return home.scalebox_home() / "postgres.log"
 
 
+SECURED_MARKER = "scalebox-secure"
+"""A file in PGDATA that says it was initialised with passwords (`scalebox local up --secure`)."""
+
+
+def secured() -> bool:
+    """Whether PGDATA was made by `scalebox local up --secure` (scram-sha-256 passwords, no trust)."""
+    return (data_dir() / SECURED_MARKER).is_file()
+
+
 def dsn(port: int, database: str = DATABASE) -> str:
-    """Connection URI for ``database`` on the local server (trust auth, no password)."""
+    """Connection URI for ``database`` on the local server: no password (trust), or when `secured`, a libpq
+    password file named in it (the URI itself holds no secret)."""
+    if secured():
+        from scalebox_stream.local import secure
+
+        return secure.pg_dsn(port, SUPERUSER, database)
     return f"postgresql://{SUPERUSER}@{HOST}:{port}/{database}"
 
 
@@ -122,20 +136,47 @@ def _run(args: list[str], timeout: float = 120) -> tuple[int, str]:
 # --- lifecycle -----------------------------------------------------------------------------------
 
 
-def ensure_initialized() -> None:
-    """``initdb`` PGDATA (trust auth, UTF-8, superuser ``postgres``) unless already done."""
+def ensure_initialized(secure: bool = False) -> None:
+    """``initdb`` PGDATA (UTF-8, superuser ``postgres``) unless already done: trust auth, or if `secure`,
+    scram-sha-256 passwords (the superuser's from `local.secure`). The bundled server has no TLS; it listens
+    on loopback only."""
     pgdata = data_dir()
     pgdata.mkdir(mode=0o700, exist_ok=True)
     user = _as_user()
     if user:
         _prepare_root_access(pgdata, user["user"], user["group"])
     if (pgdata / "PG_VERSION").exists():
+        if secure and not secured():
+            raise home.LocalServiceError(f"{pgdata} was initialised without passwords (trust): `scalebox local "
+                                         "reset` first to make it secure (that deletes the projection)")
         return
-    code, out = _run(
-        ["initdb", "--auth=trust", "--encoding=UTF8", "--no-instructions", "-U", SUPERUSER, "-D", str(pgdata)]
-    )
+    if not secure:
+        code, out = _run(
+            ["initdb", "--auth=trust", "--encoding=UTF8", "--no-instructions", "-U", SUPERUSER, "-D", str(pgdata)]
+        )
+    else:
+        code, out = _initdb_secure(pgdata, user.get("user"), user.get("group"))
     if code != 0:
         raise home.LocalServiceError(f"initdb failed:\n{out}")
+
+
+def _initdb_secure(pgdata: Path, uid: int | None, gid: int | None) -> tuple[int, str]:
+    """initdb with scram-sha-256 for every connection, the password handed over in a file only the server's
+    user can read (never on a command line)."""
+    from scalebox_stream.local import secure, tls
+
+    scratch = Path(tempfile.mkdtemp(prefix="sbx-initdb-"))
+    try:
+        pwfile = tls.write_private(scratch / "pw", secure.pg_password_file().read_text())
+        secure.handed_to(scratch, uid, gid)
+        secure.handed_to(pwfile, uid, gid)
+        code, out = _run(["initdb", "--auth=scram-sha-256", f"--pwfile={pwfile}", "--encoding=UTF8",
+                          "--no-instructions", "-U", SUPERUSER, "-D", str(pgdata)])
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if code == 0:
+        secure.handed_to(tls.write_private(pgdata / SECURED_MARKER, "scram-sha-256\n"), uid, gid)
+    return code, out
 
 
 def _postmaster() -> tuple[int, int] | None:
@@ -177,13 +218,14 @@ def _ensure_database(port: int, timeout: float) -> None:
             time.sleep(0.3)
 
 
-def start(port: int = DEFAULT_PORT, timeout: float = 60.0) -> PostgresInfo:
-    """Start PostgreSQL detached on ``127.0.0.1:port`` (idempotent), create ``scalebox``, return its info."""
+def start(port: int = DEFAULT_PORT, timeout: float = 60.0, secure: bool = False) -> PostgresInfo:
+    """Start PostgreSQL detached on ``127.0.0.1:port`` (idempotent), create ``scalebox``, return its info.
+    `secure`: a new PGDATA gets passwords and TLS (`ensure_initialized`)."""
     info = running()
     if info is None:
         if home.port_in_use(port):
             raise home.LocalServiceError(f"Port {HOST}:{port} is already in use by another program.")
-        ensure_initialized()
+        ensure_initialized(secure)
         opts = f"-c listen_addresses={HOST} -p {port} -c unix_socket_directories=''"
         args = ["pg_ctl", "start", "-w", "-t", str(int(timeout)), "-D", str(data_dir())]
         code, out = _run([*args, "-l", str(log_path()), "-o", opts], timeout=timeout + 10)

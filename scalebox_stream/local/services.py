@@ -33,19 +33,30 @@ def up(
     controller_port: int | None = None,
     pg_port: int | None = None,
     timeout: float = 90.0,
+    secure: bool | None = None,
+    internal_port: int | None = None,
 ) -> Endpoints:
     """Start both services unless running (idempotent) and return their endpoints. PostgreSQL gets `timeout`
-    seconds; Kafka as long as its log keeps advancing, until it is silent for `timeout` seconds."""
+    seconds; Kafka as long as its log keeps advancing, until it is silent for `timeout` seconds.
+
+    `secure` (None: as the last `up` of this home): SCRAM for Kafka on loopback, passwords and TLS for
+    PostgreSQL, credentials under the home (`local.secure`); clients of this home pick them up by themselves."""
     with home.home_lock():
         kafka.check_prerequisites(need_mvn=not kafka.jars_complete() and kafka.running() is None)
+        if secure is None:
+            secure = bool(home.load_state().get("secure", False))
         ports = {
             "kafka.port": _port("kafka", "port", kafka_port, kafka.DEFAULT_PORT),
             "kafka.controller_port": _port("kafka", "controller_port", controller_port, kafka.DEFAULT_CONTROLLER_PORT),
             "postgres.port": _port("postgres", "port", pg_port, postgres.DEFAULT_PORT),
         }
-        pg = postgres.start(ports["postgres.port"], timeout=timeout)
-        broker = kafka.start(ports["kafka.port"], ports["kafka.controller_port"], stall_s=timeout)
+        if secure:
+            ports["kafka.internal_port"] = _port("kafka", "internal_port", internal_port, kafka.DEFAULT_INTERNAL_PORT)
+        pg = postgres.start(ports["postgres.port"], timeout=timeout, secure=secure)
+        broker = kafka.start(ports["kafka.port"], ports["kafka.controller_port"], stall_s=timeout,
+                             internal_port=ports.get("kafka.internal_port"))
         kafka.ensure_tools()
+        home.update_state("secure", secure)
         home.update_state("ports", ports)
         return Endpoints(kafka_bootstrap=broker.bootstrap, pg_dsn=pg.dsn)
 

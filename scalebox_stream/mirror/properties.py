@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 
 from .flows import Flow
 
@@ -11,13 +12,60 @@ INTERNAL_TOPICS = ("checkpoints.topic", "heartbeats.topic", "offset-syncs.topic"
                    "status.storage", "config.storage")
 
 
+JAVA_SECRETS = ("sasl.jaas.config", "ssl.keystore.key", "ssl.key.password", "ssl.truststore.password")
+"""Java client properties whose values hold secrets (masked when the configuration is shown)."""
+LOGIN_MODULES = {"SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+                 "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+                 "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule"}
+
+
+def java_client_properties(client: Mapping[str, str], read: Callable[[str], str]) -> dict[str, str]:
+    """The Java client's properties for a librdkafka client security configuration (`kafka.security`):
+    SASL as a JAAS line, the CA as a PEM trust store, a client certificate and key as an inline PEM key store
+    (`read` gives a file's text)."""
+    java: dict[str, str] = {}
+    if protocol := client.get("security.protocol"):
+        java["security.protocol"] = protocol.upper()
+    if mechanism := client.get("sasl.mechanism"):
+        if mechanism.upper() not in LOGIN_MODULES:
+            raise ValueError(f"MirrorMaker 2: SASL mechanism {mechanism} is not supported here")
+        java["sasl.mechanism"] = mechanism.upper()
+        user, password = _jaas_quoted(client.get("sasl.username", "")), _jaas_quoted(client.get("sasl.password", ""))
+        module = LOGIN_MODULES[mechanism.upper()]
+        java["sasl.jaas.config"] = f'{module} required username="{user}" password="{password}";'
+    if ca := client.get("ssl.ca.location"):
+        java["ssl.truststore.type"] = "PEM"
+        java["ssl.truststore.location"] = ca
+    if client.get("ssl.certificate.location") and client.get("ssl.key.location"):
+        java["ssl.keystore.type"] = "PEM"
+        java["ssl.keystore.certificate.chain"] = read(client["ssl.certificate.location"]).strip()
+        java["ssl.keystore.key"] = read(client["ssl.key.location"]).strip()
+        if client.get("ssl.key.password"):
+            java["ssl.key.password"] = client["ssl.key.password"]
+    if client.get("ssl.endpoint.identification.algorithm", "https") == "none":
+        java["ssl.endpoint.identification.algorithm"] = ""
+    return java
+
+
+def masked(properties: str) -> str:
+    """A rendered configuration with every secret value replaced by `***` (what `--print` shows)."""
+    keys = "|".join(re.escape(k) for k in JAVA_SECRETS)
+    return re.sub(rf"^(\S*(?:{keys})) = .*$", r"\1 = ***", properties, flags=re.MULTILINE)
+
+
+def _jaas_quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def render(flows: list[Flow], bootstraps: Mapping[str, str], replication_factor: int = 3,
-           refresh_seconds: int = 10) -> str:
+           refresh_seconds: int = 10, security: Mapping[str, Mapping[str, str]] | None = None) -> str:
     """mm2.properties for `flows`, given each cluster's bootstrap servers.
 
     Only committed records are copied (agents publish in transactions; an aborted one must not cross), and
     every copy is written exactly once (MirrorMaker 2's exactly-once source support, KIP-618): a task copied
     twice would run twice. New task topics (a new app, a new host) are picked up within `refresh_seconds`.
+    `security` gives each cluster's Java client security properties (`java_client_properties`); the result
+    then holds secrets (write it with mode 600; show it `masked`).
     """
     names = list(dict.fromkeys([f.source for f in flows] + [f.target for f in flows]))
     missing = [n for n in names if n not in bootstraps]
@@ -29,6 +77,7 @@ def render(flows: list[Flow], bootstraps: Mapping[str, str], replication_factor:
         lines += [f"{name}.bootstrap.servers = {bootstraps[name]}",
                   f"{name}.consumer.isolation.level = read_committed",
                   f"{name}.exactly.once.source.support = enabled"]
+        lines += [f"{name}.{key} = {_escaped(value)}" for key, value in (security or {}).get(name, {}).items()]
     lines += [f"replication.policy.class = {IDENTITY_POLICY}",
               f"replication.factor = {replication_factor}",
               *(f"{topic}.replication.factor = {replication_factor}" for topic in INTERNAL_TOPICS),
@@ -46,4 +95,4 @@ def render(flows: list[Flow], bootstraps: Mapping[str, str], replication_factor:
 
 def _escaped(value: str) -> str:
     """A value as a Java properties file must hold it (a backslash escapes the next character there)."""
-    return value.replace("\\", "\\\\")
+    return value.replace("\\", "\\\\").replace("\n", "\\n")

@@ -34,6 +34,7 @@ from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from harness import EMIT_ARGV, TRUE, Deployment, Row, pct, say
 
 from scalebox_stream.events import DecodeError, EventCodec, child_task_id
+from scalebox_stream.kafka.config import secured
 from scalebox_stream.kafka.topics import task_topic
 
 GOAL_P50_MS = 15.0
@@ -70,9 +71,9 @@ class Observer(threading.Thread):
         self.app = app
         self.visible: dict[str, float] = {}
         self._halt = threading.Event()
-        self.consumer = Consumer({"bootstrap.servers": kafka, "group.id": f"sbx.bench.observer.{harness.tag()}",
-                                  "enable.auto.commit": False, "isolation.level": "read_committed",
-                                  "fetch.wait.max.ms": 100, "log_level": 2})
+        self.consumer = Consumer(secured({"bootstrap.servers": kafka, "group.id": f"sbx.bench.observer.{harness.tag()}",
+                                          "enable.auto.commit": False, "isolation.level": "read_committed",
+                                          "fetch.wait.max.ms": 100, "log_level": 2}))
         topics = [task_topic(app, m) for m in modules]
         metadata = self.consumer.list_topics(timeout=10).topics
         self.consumer.assign([TopicPartition(t, p, OFFSET_END) for t in topics for p in metadata[t].partitions])

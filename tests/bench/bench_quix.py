@@ -30,7 +30,7 @@ from confluent_kafka.admin import AdminClient
 from harness import say
 from peers import PeerResult
 
-from scalebox_stream.kafka.config import admin_config
+from scalebox_stream.kafka.config import admin_config, secured
 from scalebox_stream.kafka.topics import ensure_topics
 
 PARTITIONS = 8
@@ -117,11 +117,12 @@ def run_quix(slots: int, n: int, kafka: str, commit_interval: float = COMMIT_INT
                          "--prefix", prefix, "--stage", stage, "--partitions", str(PARTITIONS),
                          "--commit-interval", str(commit_interval), "--state-dir", str(workdir / f"state-{stage}{k}")],
                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        consumer = Consumer({"bootstrap.servers": kafka, "group.id": f"{prefix}.driver", "enable.auto.commit": False,
-                             "isolation.level": "read_committed", "fetch.wait.max.ms": 10, "log_level": 2})
+        consumer = Consumer(secured({"bootstrap.servers": kafka, "group.id": f"{prefix}.driver",
+                                     "enable.auto.commit": False, "isolation.level": "read_committed",
+                                     "fetch.wait.max.ms": 10, "log_level": 2}))
         consumer.assign([TopicPartition(topics[2], p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
         wait_groups(admin, groups, slots, procs)
-        producer = Producer({"bootstrap.servers": kafka, "linger.ms": 5, "log_level": 2})
+        producer = Producer(secured({"bootstrap.servers": kafka, "linger.ms": 5, "log_level": 2}))
         for p in range(PARTITIONS):
             producer.produce(topics[0], key=str(-1 - p), value=json.dumps({"i": -1 - p}), partition=p)
         producer.flush(30)

@@ -31,7 +31,7 @@ from support import verify
 from scalebox_stream.events import EventCodec
 from scalebox_stream.executors.output import ProgramOutput
 from scalebox_stream.kafka import cleanup
-from scalebox_stream.kafka.config import admin_config, producer_config
+from scalebox_stream.kafka.config import admin_config, producer_config, secured
 from scalebox_stream.kafka.task_publisher import flush_or_fail, publish_task
 from scalebox_stream.kafka.topics import EVENTS_TOPIC, ensure_app_topics
 from scalebox_stream.launch.children import Child, Children
@@ -237,8 +237,8 @@ def emit_argv(work_dir: str) -> tuple[list[str], dict[str, str]]:
 
 def events_high_watermarks(kafka: str) -> dict[int, int]:
     """partition -> end offset of the events topic (where a fresh private projection starts)."""
-    consumer = Consumer({"bootstrap.servers": kafka, "group.id": f"sbx.bench.watermarks.{tag()}",
-                         "enable.auto.commit": False, "log_level": 2})
+    consumer = Consumer(secured({"bootstrap.servers": kafka, "group.id": f"sbx.bench.watermarks.{tag()}",
+                                 "enable.auto.commit": False, "log_level": 2}))
     try:
         meta = consumer.list_topics(EVENTS_TOPIC, timeout=10).topics[EVENTS_TOPIC]
         return {p: consumer.get_watermark_offsets(TopicPartition(EVENTS_TOPIC, p), timeout=10)[1]
