@@ -15,6 +15,7 @@ from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.limits import bare_result, oversized
 from scalebox_stream.agent.outputs import Children, NoSinkError, OutputRouter
 from scalebox_stream.agent.perspective import Perspective, cap_text, listing, read_perspective
+from scalebox_stream.agent.secrets import Redactor, SecretError, read_secrets
 from scalebox_stream.agent.sink import SinkLineError, read_sink_file
 from scalebox_stream.agent.workfiles import program_view
 from scalebox_stream.events import (
@@ -30,6 +31,7 @@ from scalebox_stream.events import (
     now_us,
 )
 from scalebox_stream.executors.base import ExecRequest, ExecResult, Executor
+from scalebox_stream.executors.lockdown import ContainerPolicy, volume_roots
 from scalebox_stream.executors.slot_support import empty_dir
 from scalebox_stream.kafka.presence import HostDirectory
 from scalebox_stream.kafka.topics import EVENTS_TOPIC, task_topic
@@ -95,6 +97,13 @@ class TaskRunner:
         self.keep_work_dirs = keep_work_dirs
         self.stamp = EventStamp.for_agent(identity)
         self.outputs = OutputRouter(spec, self.stamp, identity, directory)
+        self.redact = Redactor()
+        """Secret values of this module seen so far, removed from every text an attempt reports."""
+        m = self.module
+        self.policy = ContainerPolicy(
+            user=m.user, cap_add=tuple(m.cap_add), memory_bytes=m.resources.memory, cpus=m.resources.cpus,
+            read_only_rootfs=m.read_only_rootfs, volume_roots=volume_roots((spec.app_dir, spec.cluster_data_dir)),
+            **({"pids": m.resources.pids} if m.resources.pids else {}))
 
     def to_events(self, event: Event) -> OutMessage:
         """The record that puts an event on the events topic."""
@@ -124,7 +133,15 @@ class TaskRunner:
                 return self._with_acceptance(report, task, slot) if unreported else report
             finally:
                 empty_dir(work_dir)
-        request = self._request(created, slot, work_dir)
+        try:
+            request = self._request(created, slot, work_dir)
+        except SecretError as exc:  # the attempt cannot run: an error naming the secret, never its value
+            result = ExecResult(exit_code=125, error=str(exc), started_at_us=started_at, finished_at_us=now_us())
+            try:
+                report = self._report(created, slot, work_dir, result, started_at)
+                return self._with_acceptance(report, task, slot) if unreported else report
+            finally:
+                empty_dir(work_dir)
 
         def on_started(container_id: str | None) -> None:
             nonlocal started_at, unreported
@@ -142,6 +159,9 @@ class TaskRunner:
         except Exception as exc:  # an executor bug must not kill the agent; record it instead
             log.exception("executor failed on task %s", created.task_id)
             result = ExecResult(exit_code=125, error=f"executor failure: {exc}")
+        if self.redact:
+            result = replace(result, stdout=self.redact.data(result.stdout), stderr=self.redact.data(result.stderr),
+                             error=self.redact.text(result.error))
         names = listing(work_dir)  # what the program left: read below, then removed without listing again
         try:
             report = self._report(created, slot, work_dir, result, started_at, names=names)
@@ -201,7 +221,8 @@ class TaskRunner:
             container_id=result.container_id, outcome=outcome, exit_code=result.exit_code, signal=result.signal,
             timed_out=result.timed_out, error=error,
             stdout=cap_text(result.stdout, cap, mode), stderr=cap_text(result.stderr, cap, mode),
-            custom_out=cap_text(perspective.custom_out, cap, mode), message_text=perspective.message_text,
+            custom_out=cap_text(self.redact.data(perspective.custom_out), cap, mode),
+            message_text=self.redact.text(perspective.message_text),
             stdout_bytes=len(result.stdout) if result.stdout_total is None else result.stdout_total,
             stderr_bytes=len(result.stderr) if result.stderr_total is None else result.stderr_total,
             status_code=perspective.status_code, input_bytes=perspective.input_bytes,
@@ -249,6 +270,10 @@ class TaskRunner:
         if self.module.task_max_seconds:
             env["TASK_MAX_SECONDS"] = f"{self.module.task_max_seconds:g}"
         env.update(self.module.environments)
+        if self.module.secrets:
+            secrets = read_secrets(self.module.secrets)
+            self.redact.add(secrets.values())
+            env.update(secrets)
         argv = [*self.module.command, created.payload.body, json.dumps(headers, separators=(",", ":"))]
         name = f"sbx-{self.spec.name}-{self.module.name}-{created.task_id}-{created.attempt}"
         labels = {"scalebox.app": self.spec.name, "scalebox.module": self.module.name,
@@ -256,7 +281,8 @@ class TaskRunner:
         timeout = attempt_timeout(self.module, self.task_created_s(created), now_us() / 1e6)
         return ExecRequest(argv=argv, env=env, work_dir=work_dir, name=name, image=self.module.image,
                            volumes=list(self.module.volumes), timeout_s=timeout,
-                           labels=labels, keep_output_bytes=self.module.output_text_size, slot=slot)
+                           labels=labels, keep_output_bytes=self.module.output_text_size, slot=slot,
+                           policy=self.policy)
 
     def _report(self, created: Event, slot: int, work_dir: Path, result: ExecResult,
                 started_at: int, may_retry: bool = True, names: set[str] | None = None,

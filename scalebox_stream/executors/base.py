@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from scalebox_stream.executors.lockdown import ContainerPolicy
+
 TIMEOUT_EXIT_CODE = 124
 
 
@@ -31,6 +33,8 @@ class ExecRequest:
     """Keep at least this many bytes of each end of stdout and stderr (None: the executor's default)."""
     slot: int = 0
     """The agent slot running the attempt (slot-mode executors keep one container per slot)."""
+    policy: ContainerPolicy = field(default_factory=ContainerPolicy)
+    """How a container is locked down and which volumes it may mount (container executors)."""
 
 
 @dataclass
