@@ -80,7 +80,7 @@ def volume_roots(extra: Iterable[Path | str | None] = (), env: Mapping[str, str]
     text = env.get(VOLUME_ALLOW_ENV, "").strip()
     if text:
         return tuple(p for p in (p.strip() for p in text.split(":")) if p)
-    return (*DEFAULT_VOLUME_ROOTS, *(str(p) for p in extra if p))
+    return tuple(dict.fromkeys((*DEFAULT_VOLUME_ROOTS, *(str(p) for p in extra if p))))
 
 
 def _real(path: str) -> str:
@@ -102,7 +102,7 @@ def refused_volume(volume: str, roots: Iterable[str]) -> str | None:
             return None
         what = "the host's root file system" if real == "/" else "the container engine's socket"
         return (f"volume {volume!r} refused: it mounts {what}; only an operator can allow it, by naming "
-                f"{real} in {VOLUME_ALLOW_ENV}")
+                f"{os.path.normpath(source)} in {VOLUME_ALLOW_ENV}")
     for root in roots:
         base = _real(root)
         if base == "/" or real == base or real.startswith(base.rstrip("/") + "/"):
