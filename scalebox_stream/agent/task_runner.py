@@ -16,6 +16,7 @@ from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.limits import bare_result, oversized
 from scalebox_stream.agent.outputs import Children, NoSinkError, OutputRouter
 from scalebox_stream.agent.perspective import Perspective, cap_text, listing, read_perspective, storable
+from scalebox_stream.agent.secrets import Redactor, SecretError, read_secrets
 from scalebox_stream.agent.sink import OUTPUT_FILES, SinkLineError, read_outputs
 from scalebox_stream.agent.tools import Caller, ToolChannel, ToolHandler, ToolServer
 from scalebox_stream.agent.workfiles import program_view
@@ -32,6 +33,7 @@ from scalebox_stream.events import (
     now_us,
 )
 from scalebox_stream.executors.base import ExecRequest, ExecResult, Executor
+from scalebox_stream.executors.lockdown import ContainerPolicy, volume_roots
 from scalebox_stream.executors.slot_support import empty_dir
 from scalebox_stream.intask import (
     BIN_DIR,
@@ -111,6 +113,13 @@ class TaskRunner:
         self.tools = ToolServer(tool_handler) if in_task_tools else None
         self._channels: dict[int, ToolChannel] = {}
         """Serves the in-task tools' requests (see agent/tools.py); its thread starts with the first attempt."""
+        self.redact = Redactor()
+        """Secret values of this module seen so far, removed from every text an attempt reports."""
+        m = self.module
+        self.policy = ContainerPolicy(
+            user=m.user, cap_add=tuple(m.cap_add), memory_bytes=m.resources.memory, cpus=m.resources.cpus,
+            read_only_rootfs=m.read_only_rootfs, volume_roots=volume_roots((spec.app_dir, spec.cluster_data_dir)),
+            **({"pids": m.resources.pids} if m.resources.pids else {}))
 
     def to_events(self, event: Event) -> OutMessage:
         """The record that puts an event on the events topic."""
@@ -141,7 +150,15 @@ class TaskRunner:
             finally:
                 empty_dir(work_dir)
         channel = self._tool_channel(slot)
-        request = self._request(created, slot, work_dir, channel)
+        try:
+            request = self._request(created, slot, work_dir, channel)
+        except SecretError as exc:  # the attempt cannot run: an error naming the secret, never its value
+            result = ExecResult(exit_code=125, error=str(exc), started_at_us=started_at, finished_at_us=now_us())
+            try:
+                report = self._report(created, slot, work_dir, result, started_at)
+                return self._with_acceptance(report, task, slot) if unreported else report
+            finally:
+                empty_dir(work_dir)
 
         def on_started(container_id: str | None) -> None:
             nonlocal started_at, unreported
@@ -165,6 +182,9 @@ class TaskRunner:
         finally:
             if channel is not None:
                 channel.end()
+        if self.redact:
+            result = replace(result, stdout=self.redact.data(result.stdout), stderr=self.redact.data(result.stderr),
+                             error=self.redact.text(result.error))
         names = listing(work_dir)  # what the program left: read below, then removed without listing again
         try:
             report = self._report(created, slot, work_dir, result, started_at, names=names)
@@ -249,7 +269,8 @@ class TaskRunner:
             container_id=result.container_id, outcome=outcome, exit_code=result.exit_code, signal=result.signal,
             timed_out=result.timed_out, error=error,
             stdout=cap_text(result.stdout, cap, mode), stderr=cap_text(result.stderr, cap, mode),
-            custom_out=cap_text(perspective.custom_out, cap, mode), message_text=perspective.message_text,
+            custom_out=cap_text(self.redact.data(perspective.custom_out), cap, mode),
+            message_text=self.redact.text(perspective.message_text),
             stdout_bytes=len(result.stdout) if result.stdout_total is None else result.stdout_total,
             stderr_bytes=len(result.stderr) if result.stderr_total is None else result.stderr_total,
             status_code=perspective.status_code, input_bytes=perspective.input_bytes,
@@ -335,6 +356,10 @@ class TaskRunner:
                 volumes += [f"{BIN_DIR}:{CONTAINER_BIN_DIR}:ro", f"{FUNCTIONS_FILE}:{CONTAINER_FUNCTIONS}:ro",
                             f"{channel.path}:{CONTAINER_CHANNEL_DIR}:rw"]
         env.update(self.module.environments)
+        if self.module.secrets:
+            secrets = read_secrets(self.module.secrets)
+            self.redact.add(secrets.values())
+            env.update(secrets)
         argv = [*self.module.command, created.payload.body, json.dumps(headers, separators=(",", ":"))]
         name = f"sbx-{self.spec.name}-{self.module.name}-{created.task_id}-{created.attempt}"
         labels = {"scalebox.app": self.spec.name, "scalebox.module": self.module.name,
@@ -342,7 +367,8 @@ class TaskRunner:
         timeout = attempt_timeout(self.module, self.task_created_s(created), now_us() / 1e6)
         return ExecRequest(argv=argv, env=env, work_dir=work_dir, name=name, image=self.module.image,
                            volumes=volumes, timeout_s=timeout, labels=labels,
-                           keep_output_bytes=self.module.output_text_size, slot=slot, path_prefix=path_prefix)
+                           keep_output_bytes=self.module.output_text_size, slot=slot, path_prefix=path_prefix,
+                           policy=self.policy)
 
     def _report(self, created: Event, slot: int, work_dir: Path, result: ExecResult,
                 started_at: int, may_retry: bool = True, names: set[str] | None = None,

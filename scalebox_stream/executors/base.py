@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from scalebox_stream.executors.lockdown import ContainerPolicy
+
 TIMEOUT_EXIT_CODE = 124
 
 
@@ -33,6 +35,8 @@ class ExecRequest:
     """The agent slot running the attempt (slot-mode executors keep one container per slot)."""
     path_prefix: str | None = None
     """A directory, as the program sees it, to put first on its PATH (the in-task tools)."""
+    policy: ContainerPolicy = field(default_factory=ContainerPolicy)
+    """How a container is locked down and which volumes it may mount (container executors)."""
 
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
