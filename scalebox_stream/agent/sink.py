@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,12 +85,18 @@ def parse_sink_file(text: str, modules: Collection[str]) -> list[SinkMessage]:
 
     Lines end at `\n` only (a `\r` before it is dropped): `\x0b`, `\x85`, `\u2028` and the like are
     part of a body."""
+    return _parse_lines(text, modules, parse_sink_line, SINK_FILE)
+
+
+def _parse_lines(text: str, modules: Collection[str], parse_line: Callable[[str, Collection[str]], SinkMessage | None],
+                 name: str) -> list[SinkMessage]:
+    """Every message of a file whose lines `parse_line` reads (split on `\n` only); errors name the line."""
     messages = []
     for number, line in enumerate(text.split("\n"), start=1):
         try:
-            message = parse_sink_line(line, modules)
+            message = parse_line(line, modules)
         except SinkLineError as exc:
-            raise SinkLineError(f"{SINK_FILE} line {number}: {exc}") from exc
+            raise SinkLineError(f"{name} line {number}: {exc}") from exc
         if message is not None:
             messages.append(message)
     return messages
@@ -127,15 +133,7 @@ def parse_jsonl_line(line: str, modules: Collection[str]) -> SinkMessage | None:
 
 def parse_jsonl_file(text: str, modules: Collection[str]) -> list[SinkMessage]:
     """Parse every line of a sink-tasks.jsonl file; errors name the line number."""
-    messages = []
-    for number, line in enumerate(text.split("\n"), start=1):
-        try:
-            message = parse_jsonl_line(line, modules)
-        except SinkLineError as exc:
-            raise SinkLineError(f"{JSONL_SINK_FILE} line {number}: {exc}") from exc
-        if message is not None:
-            messages.append(message)
-    return messages
+    return _parse_lines(text, modules, parse_jsonl_line, JSONL_SINK_FILE)
 
 
 def check_sink_limits(data: bytes, name: str = SINK_FILE) -> None:
