@@ -33,7 +33,7 @@ from scalebox_stream.events import (
     now_us,
 )
 from scalebox_stream.executors.base import ExecRequest, ExecResult, Executor
-from scalebox_stream.executors.lockdown import ContainerPolicy, volume_roots
+from scalebox_stream.executors.lockdown import ContainerPolicy, own_work_dir, volume_roots
 from scalebox_stream.executors.slot_support import empty_dir
 from scalebox_stream.intask import (
     BIN_DIR,
@@ -308,6 +308,8 @@ class TaskRunner:
         path = self.work_root / self.spec.name / self.module.name / f"{self.identity.agent_id}.slot{slot}.tools"
         try:
             channel = self._channels[slot] = self.tools.channel(str(slot), path)
+            if self.executor.name != "process":  # the container's (non-root) user writes its requests there
+                own_work_dir(path, self.policy)
             return channel
         except (OSError, RuntimeError):
             log.exception("no in-task tool channel for slot %d", slot)
