@@ -5,54 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from fakes.kafka import FakeMessage
 
-
-class FakeError:
-    """What `Message.error()` returns."""
-
-    def __init__(self, code: int, text: str = "") -> None:
-        self._code, self.text = code, text
-
-    def code(self) -> int:
-        return self._code
-
-    def __str__(self) -> str:
-        return self.text or f"error {self._code}"
-
-
-@dataclass
-class FakeMessage:
-    """A consumed record (or, with `err`, an end-of-partition or error notice)."""
-
-    _topic: str
-    _partition: int
-    _offset: int
-    _value: bytes | None = None
-    _key: bytes | None = b"k"
-    err: FakeError | None = None
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def error(self) -> FakeError | None:
-        return self.err
+KEY = b"k"
+"""The key of every record in these logs."""
 
 
 def eof(topic: str, partition: int, offset: int) -> FakeMessage:
-    return FakeMessage(topic, partition, offset, err=FakeError(KafkaError._PARTITION_EOF))
+    return FakeMessage(topic, partition, offset, eof=True)
 
 
 class FakeConsumer:
@@ -109,7 +70,7 @@ class FakeConsumer:
             log = self.logs.get(partition, [])
             while len(out) < num_messages and self.positions[partition] < len(log):
                 offset = self.positions[partition]
-                out.append(FakeMessage(self.topic, partition, offset, log[offset]))
+                out.append(FakeMessage(self.topic, partition, offset, log[offset], KEY))
                 self.positions[partition] = offset + 1
             if len(out) < num_messages and self.positions[partition] >= len(log) \
                     and partition not in self._eof_told:
@@ -172,4 +133,4 @@ class FakeProducer:
 
 def records(topic: str, values: list[bytes], partition: int = 0, first_offset: int = 0) -> list[FakeMessage]:
     """Consumed records holding `values`, at consecutive offsets of one partition."""
-    return [FakeMessage(topic, partition, first_offset + i, v) for i, v in enumerate(values)]
+    return [FakeMessage(topic, partition, first_offset + i, v, KEY) for i, v in enumerate(values)]
