@@ -18,7 +18,7 @@ from scalebox_stream.agent.outputs import Children, NoSinkError, OutputRouter
 from scalebox_stream.agent.perspective import Perspective, cap_text, listing, read_perspective, storable
 from scalebox_stream.agent.secrets import Redactor, SecretError, read_secrets
 from scalebox_stream.agent.sink import OUTPUT_FILES, SinkLineError, read_outputs
-from scalebox_stream.agent.tools import Caller, ToolChannel, ToolHandler, ToolServer
+from scalebox_stream.agent.tools import REQUESTS_FIFO, Caller, ToolChannel, ToolHandler, ToolServer
 from scalebox_stream.agent.workfiles import program_view
 from scalebox_stream.events import (
     Event,
@@ -308,8 +308,9 @@ class TaskRunner:
         path = self.work_root / self.spec.name / self.module.name / f"{self.identity.agent_id}.slot{slot}.tools"
         try:
             channel = self._channels[slot] = self.tools.channel(str(slot), path)
-            if self.executor.name != "process":  # the container's (non-root) user writes its requests there
+            if self.executor.name != "process":  # the container's (non-root) user opens the FIFO read-write
                 own_work_dir(path, self.policy)
+                own_work_dir(path / REQUESTS_FIFO, self.policy, 0o666)
             return channel
         except (OSError, RuntimeError):
             log.exception("no in-task tool channel for slot %d", slot)
@@ -346,7 +347,7 @@ class TaskRunner:
         for name in AGENT_ENV_PASSED:
             if name in os.environ:
                 env[name] = os.environ[name]
-        volumes = list(self.module.volumes)
+        agent_volumes: list[str] = []
         path_prefix = None
         if channel is not None:
             if self.executor.name == "process":
@@ -355,7 +356,7 @@ class TaskRunner:
             else:
                 path_prefix, env[CHANNEL_ENV] = CONTAINER_BIN_DIR, CONTAINER_CHANNEL_DIR
                 env["SBX_FUNCTIONS"] = CONTAINER_FUNCTIONS
-                volumes += [f"{BIN_DIR}:{CONTAINER_BIN_DIR}:ro", f"{FUNCTIONS_FILE}:{CONTAINER_FUNCTIONS}:ro",
+                agent_volumes = [f"{BIN_DIR}:{CONTAINER_BIN_DIR}:ro", f"{FUNCTIONS_FILE}:{CONTAINER_FUNCTIONS}:ro",
                             f"{channel.path}:{CONTAINER_CHANNEL_DIR}:rw"]
         env.update(self.module.environments)
         if self.module.secrets:
@@ -368,9 +369,9 @@ class TaskRunner:
                   "scalebox.task_id": created.task_id, "scalebox.agent": self.identity.agent_id}
         timeout = attempt_timeout(self.module, self.task_created_s(created), now_us() / 1e6)
         return ExecRequest(argv=argv, env=env, work_dir=work_dir, name=name, image=self.module.image,
-                           volumes=volumes, timeout_s=timeout, labels=labels,
-                           keep_output_bytes=self.module.output_text_size, slot=slot, path_prefix=path_prefix,
-                           policy=self.policy)
+                           volumes=list(self.module.volumes), agent_volumes=agent_volumes, timeout_s=timeout,
+                           labels=labels, keep_output_bytes=self.module.output_text_size, slot=slot,
+                           path_prefix=path_prefix, policy=self.policy)
 
     def _report(self, created: Event, slot: int, work_dir: Path, result: ExecResult,
                 started_at: int, may_retry: bool = True, names: set[str] | None = None,

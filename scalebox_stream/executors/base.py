@@ -27,6 +27,11 @@ class ExecRequest:
     name: str
     image: str | None = None
     volumes: list[str] = field(default_factory=list)
+    """The module's own volumes (`src:dst[:mode]`): container executors mount them only where the volume
+    allow-list lets them (`policy`)."""
+    agent_volumes: list[str] = field(default_factory=list)
+    """Mounts the agent adds itself (the in-task tools and the slot's channel): not the module's choice, so
+    not subject to the allow-list."""
     timeout_s: float | None = None
     labels: dict[str, str] = field(default_factory=dict)
     keep_output_bytes: int | None = None

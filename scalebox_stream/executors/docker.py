@@ -189,7 +189,7 @@ class DockerExecutor:
             "image": request.image,
             "command": list(request.argv),
             "environment": environment,
-            "volumes": [f"{work_dir}:{CONTAINER_WORK_DIR}:rw", *request.volumes],
+            "volumes": [f"{work_dir}:{CONTAINER_WORK_DIR}:rw", *request.agent_volumes, *request.volumes],
             "working_dir": CONTAINER_WORK_DIR,
             "name": request.name,
             "labels": {**request.labels, MANAGED_LABEL: "true"},

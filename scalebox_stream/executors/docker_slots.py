@@ -235,7 +235,7 @@ class DockerSlotExecutor:
 
     def _slot_for(self, request: ExecRequest) -> _Slot:
         """The slot's container, started (and set up) if there is none or it no longer fits."""
-        key = (request.image or "", tuple(request.volumes), request.policy)
+        key = (request.image or "", (*request.agent_volumes, *request.volumes), request.policy)
         with self._lock:
             slot = self._slots.get(request.slot)
         if slot is not None and slot.key != key:
@@ -259,7 +259,7 @@ class DockerSlotExecutor:
         empty_dir(host_dir)
         own_work_dir(host_dir, policy)
         host_config = api.create_host_config(
-            binds=[f"{host_dir}:{CONTAINER_WORK_DIR}:rw", *request.volumes],
+            binds=[f"{host_dir}:{CONTAINER_WORK_DIR}:rw", *request.agent_volumes, *request.volumes],
             network_mode=self.network_mode, init=True, **{**policy.host_config(), **self._host_options()})
         container_id = self._create(dict(
             image=request.image, entrypoint=KEEPALIVE[:1], command=KEEPALIVE[1:], name=name,

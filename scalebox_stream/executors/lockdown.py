@@ -119,11 +119,12 @@ def check_volumes(volumes: Iterable[str], roots: Iterable[str]) -> None:
             raise VolumeRefused(why)
 
 
-def own_work_dir(path: Path, policy: ContainerPolicy) -> None:
-    """Makes the host work dir writable by the container's user: chown when the agent is root; otherwise,
-    for a user other than the agent's own, world-writable (the agent cannot give the directory away)."""
+def own_work_dir(path: Path, policy: ContainerPolicy, mode: int = 0o777) -> None:
+    """Makes a host path (the work dir; the tool channel's directory and FIFO) readable and writable by the
+    container's user: chown when the agent is root; otherwise, for a user other than the agent's own, `mode`
+    (world-writable: the agent cannot give the path away)."""
     uid, gid = policy.ids()
     if os.geteuid() == 0:
-        os.chown(path, uid, gid)
+        os.chown(path, uid, gid, follow_symlinks=False)
     elif uid != os.geteuid():
-        os.chmod(path, 0o777)
+        os.chmod(path, mode)
