@@ -3,6 +3,7 @@ the container policy's Docker arguments, secrets read and redacted, and the metr
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,17 @@ def test_metrics_listen_on_loopback_unless_told(monkeypatch: pytest.MonkeyPatch)
     metrics.serve(65002)
     metrics.serve(65003, "10.0.0.1")
     assert seen == ["127.0.0.1", "0.0.0.0", "10.0.0.1"]
+
+
+def test_compose_publishes_only_what_users_need_and_on_loopback() -> None:
+    import yaml
+
+    compose = yaml.safe_load((Path(__file__).resolve().parents[2] / "compose" / "docker-compose.yml").read_text())
+    published = {name: service.get("ports", []) for name, service in compose["services"].items()}
+    assert {name for name, ports in published.items() if ports} == {"kafka", "postgres", "prometheus", "grafana"}
+    assert published["projector"] == []  # its metrics are scraped inside the compose network
+    for name, ports in published.items():
+        for port in ports:  # HOST_ADDR:HOST_PORT:CONTAINER_PORT, the address loopback unless the operator widens it
+            assert str(port).startswith("${SCALEBOX_BIND:-127.0.0.1}:"), (name, port)
+            defaults = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(port))
+            assert defaults.split(":")[0] == "127.0.0.1" and len(defaults.split(":")) == 3, (name, port)
