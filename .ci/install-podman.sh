@@ -116,6 +116,29 @@ copy_images() { # <user>
   as_user "$user" podman image prune -f >/dev/null 2>&1 || true  # the untagged old copies
 }
 
+# use_overlay USER: the rootless store on the kernel's own overlay driver. Podman falls back to vfs where
+# fuse-overlayfs cannot open /dev/fuse, and vfs gives every container a root directory of mode 0700: a
+# non-root module user (the default) then cannot even exec /bin/sh. A vfs store of USER is reset (its
+# images are copied again afterwards).
+use_overlay() { # <user>
+  local user=$1 home conf text
+  home=$(getent passwd "$user" | cut -d: -f6)
+  conf=$home/.config/containers/storage.conf
+  text=$(printf '# written by scalebox-stream .ci/install-podman.sh\n[storage]\ndriver = "overlay"\n')
+  [ "$(cat "$conf" 2>/dev/null)" = "$text" ] && return 0
+  if [ "$(as_user "$user" podman info --format '{{.Store.GraphDriverName}}' 2>/dev/null)" != overlay ]; then
+    if [ -s "/run/scalebox-podman-$user.pid" ]; then
+      kill "$(cat "/run/scalebox-podman-$user.pid")" 2>/dev/null || true
+      rm -f "/run/scalebox-podman-$user.pid"
+      sleep 0.5
+    fi
+    as_user "$user" podman system reset -f >/dev/null 2>&1 || true
+  fi
+  as_user "$user" mkdir -p "$(dirname "$conf")"
+  printf '%s\n' "$text" | as_user "$user" tee "$conf" >/dev/null
+  echo "rootless podman of $user: overlay storage"
+}
+
 ensure_user() { # <user>: a normal user with subordinate id ranges and a runtime dir
   local user=$1 uid
   id -u "$user" >/dev/null 2>&1 || useradd -m -s /bin/sh "$user"
@@ -134,6 +157,7 @@ case "${1:-}" in
     install_packages
     write_conf
     ensure_user "$user"
+    use_overlay "$user"
     start_service "$user"
     copy_images "$user"
     ;;
