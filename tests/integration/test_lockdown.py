@@ -1,9 +1,10 @@
 """Locked-down modules against the real Docker engine, Kafka and PostgreSQL (no mocks).
 
-A default module container runs as a non-root user that cannot gain privileges and has no capabilities; a
-fork bomb in one is stopped by its pids limit while another slot of the same agent keeps running tasks; `/`
-and the Docker socket are refused as volumes unless the allow-list names them; a `setsid` grandchild of a
-process-executor task dies with the task's timeout; a module's secret reaches the task and nothing else.
+A default module container (Docker's and Podman's) runs as a non-root user that cannot gain privileges and has
+no capabilities; a fork bomb in one is stopped by its pids limit while another slot of the same agent keeps
+running tasks; `/` and the Docker socket are refused as volumes unless the allow-list names them; a `setsid`
+grandchild of a process-executor task dies with the task's timeout; a module's secret reaches the task and
+nothing else.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ IMAGE = "scalebox/base:busybox"
 
 
 def _run(mode: str, argv: list[str], tmp_path: Path, policy: ContainerPolicy | None = None,
-         volumes: list[str] | None = None, timeout_s: float | None = 60) -> tuple[ExecResult, Path]:
-    """One attempt in a fresh executor of `mode` (task or slot), closed afterwards."""
-    executor = make_executor("docker", mode)
+         volumes: list[str] | None = None, timeout_s: float | None = 60,
+         engine: str = "docker") -> tuple[ExecResult, Path]:
+    """One attempt in a fresh executor of `engine` and `mode` (task or slot), closed afterwards."""
+    executor = make_executor(engine, mode)
     work = tmp_path / "work" / uuid.uuid4().hex[:8]
     work.mkdir(parents=True)
     app = f"lock-{uuid.uuid4().hex[:8]}"
@@ -48,13 +50,14 @@ def _run(mode: str, argv: list[str], tmp_path: Path, policy: ContainerPolicy | N
         executor.close()
 
 
-@pytest.mark.usefixtures("busybox_image")
 @pytest.mark.parametrize("mode", ["task", "slot"])
-def test_a_default_container_is_unprivileged(tmp_path, mode):
+@pytest.mark.parametrize("engine_name", ["docker", "podman"])
+def test_a_default_container_is_unprivileged(tmp_path, mode, engine_name, request):
+    request.getfixturevalue("podman_images" if engine_name == "podman" else "busybox_image")
     script = ("id -u; id -g; grep -E '^(NoNewPrivs|CapEff|CapPrm|CapBnd):' /proc/self/status; "
               "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max; "
               "echo written > /work/out.txt")
-    result, work = _run(mode, ["/bin/sh", "-c", script], tmp_path)
+    result, work = _run(mode, ["/bin/sh", "-c", script], tmp_path, engine=engine_name)
     assert result.exit_code == 0, result
     lines = result.stdout.decode().split("\n")
     assert lines[0] != "0" and lines[1] != "0"
