@@ -62,6 +62,15 @@ as_user() {
   fi
 }
 
+detached() { # CMD...: execs CMD with every descriptor above 2 closed
+  local fd
+  for fd in /proc/$BASHPID/fd/*; do
+    fd=${fd##*/}
+    [ "$fd" -gt 2 ] && eval "exec $fd>&-"
+  done
+  exec "$@"
+}
+
 socket_of() { if [ "$1" = root ]; then echo /run/podman/podman.sock; else echo "/run/user/$(id -u "$1")/podman/podman.sock"; fi; }
 
 service_ok() { as_user "$1" podman --url "unix://$(socket_of "$1")" version >/dev/null 2>&1; }
@@ -81,10 +90,12 @@ start_service() { # <user>
   rm -f "$sock"
   echo "starting podman system service for $user on $sock; log: $log"
   # setsid: its own session, so the end of the calling job does not take it down. --time=0: never exits.
+  # detached: no descriptor of the caller's but the standard three (a lock held by whoever ran this script,
+  # such as a test session's, must not stay held by the service for ever).
   if [ "$user" = root ]; then
-    setsid podman system service --time=0 "unix://$sock" >>"$log" 2>&1 </dev/null &
+    detached setsid podman system service --time=0 "unix://$sock" >>"$log" 2>&1 </dev/null &
   else
-    setsid runuser -u "$user" -- env HOME="$(getent passwd "$user" | cut -d: -f6)" \
+    detached setsid runuser -u "$user" -- env HOME="$(getent passwd "$user" | cut -d: -f6)" \
       XDG_RUNTIME_DIR="/run/user/$(id -u "$user")" podman system service --time=0 "unix://$sock" >>"$log" 2>&1 </dev/null &
   fi
   pid=$!
