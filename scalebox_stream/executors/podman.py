@@ -227,9 +227,9 @@ class PodmanExecutor(_PodmanClient, DockerExecutor):
         """As Docker's, plus `keep-id` when rootless (see the module docstring), through the low-level API."""
         if not rootless():
             return super()._create(args)
-        kwargs = _create_container_args(dict(args))
-        kwargs["host_config"]["UsernsMode"] = KEEP_ID
         api = self.client.api
+        kwargs = _create_container_args({**args, "version": api._version})  # what containers.create does
+        kwargs["host_config"]["UsernsMode"] = KEEP_ID
         try:
             container_id = api.create_container(**kwargs)["Id"]
         except docker.errors.APIError as e:
