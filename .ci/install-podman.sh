@@ -64,6 +64,15 @@ as_user() {
   fi
 }
 
+detached() { # CMD...: execs CMD with every descriptor above 2 closed
+  local fd
+  for fd in /proc/$BASHPID/fd/*; do
+    fd=${fd##*/}
+    [ "$fd" -gt 2 ] && eval "exec $fd>&-"
+  done
+  exec "$@"
+}
+
 socket_of() { if [ "$1" = root ]; then echo /run/podman/podman.sock; else echo "/run/user/$(id -u "$1")/podman/podman.sock"; fi; }
 
 service_ok() { as_user "$1" podman --url "unix://$(socket_of "$1")" version >/dev/null 2>&1; }
@@ -83,10 +92,12 @@ start_service() { # <user>
   rm -f "$sock"
   echo "starting podman system service for $user on $sock; log: $log"
   # setsid: its own session, so the end of the calling job does not take it down. --time=0: never exits.
+  # detached: no descriptor of the caller's but the standard three (a lock held by whoever ran this script,
+  # such as a test session's, must not stay held by the service for ever).
   if [ "$user" = root ]; then
-    setsid podman system service --time=0 "unix://$sock" >>"$log" 2>&1 </dev/null &
+    detached setsid podman system service --time=0 "unix://$sock" >>"$log" 2>&1 </dev/null &
   else
-    setsid runuser -u "$user" -- env HOME="$(getent passwd "$user" | cut -d: -f6)" \
+    detached setsid runuser -u "$user" -- env HOME="$(getent passwd "$user" | cut -d: -f6)" \
       XDG_RUNTIME_DIR="/run/user/$(id -u "$user")" podman system service --time=0 "unix://$sock" >>"$log" 2>&1 </dev/null &
   fi
   pid=$!
@@ -118,6 +129,29 @@ copy_images() { # <user>
   as_user "$user" podman image prune -f >/dev/null 2>&1 || true  # the untagged old copies
 }
 
+# use_overlay USER: the rootless store on the kernel's own overlay driver. Podman falls back to vfs where
+# fuse-overlayfs cannot open /dev/fuse, and vfs gives every container a root directory of mode 0700: a
+# non-root module user (the default) then cannot even exec /bin/sh. A vfs store of USER is reset (its
+# images are copied again afterwards).
+use_overlay() { # <user>
+  local user=$1 home conf text
+  home=$(getent passwd "$user" | cut -d: -f6)
+  conf=$home/.config/containers/storage.conf
+  text=$(printf '# written by scalebox-stream .ci/install-podman.sh\n[storage]\ndriver = "overlay"\n')
+  [ "$(cat "$conf" 2>/dev/null)" = "$text" ] && return 0
+  if [ "$(as_user "$user" podman info --format '{{.Store.GraphDriverName}}' 2>/dev/null)" != overlay ]; then
+    if [ -s "/run/scalebox-podman-$user.pid" ]; then
+      kill "$(cat "/run/scalebox-podman-$user.pid")" 2>/dev/null || true
+      rm -f "/run/scalebox-podman-$user.pid"
+      sleep 0.5
+    fi
+    as_user "$user" podman system reset -f >/dev/null 2>&1 || true
+  fi
+  as_user "$user" mkdir -p "$(dirname "$conf")"
+  printf '%s\n' "$text" | as_user "$user" tee "$conf" >/dev/null
+  echo "rootless podman of $user: overlay storage"
+}
+
 ensure_user() { # <user>: a normal user with subordinate id ranges and a runtime dir
   local user=$1 uid
   id -u "$user" >/dev/null 2>&1 || useradd -m -s /bin/sh "$user"
@@ -136,6 +170,7 @@ case "${1:-}" in
     install_packages
     write_conf
     ensure_user "$user"
+    use_overlay "$user"
     start_service "$user"
     copy_images "$user"
     ;;

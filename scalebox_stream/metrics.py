@@ -2,10 +2,13 @@
 the agents' (labelled app, module, cluster, host and, for counts of ends, outcome).
 
 The collectors live in prometheus-client's default registry; `serve(port)` exposes them on
-`http://0.0.0.0:port/metrics`.
+`http://127.0.0.1:port/metrics`: loopback unless `SCALEBOX_METRICS_ADDR` names another address (`0.0.0.0` for a
+Prometheus on another machine or in another container).
 """
 
 from __future__ import annotations
+
+import os
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -69,9 +72,14 @@ def event_type_label(event_type: str) -> str:
     return event_type if event_type in EVENT_TYPES else "other"
 
 
-def serve(port: int, addr: str = "0.0.0.0") -> None:
-    """Expose the default registry over HTTP on `port` (once per port and process)."""
+METRICS_ADDR_ENV = "SCALEBOX_METRICS_ADDR"
+DEFAULT_METRICS_ADDR = "127.0.0.1"
+
+
+def serve(port: int, addr: str | None = None) -> None:
+    """Expose the default registry over HTTP on `port` (once per port and process), on `addr`, else
+    `SCALEBOX_METRICS_ADDR`, else loopback."""
     if port in _served:
         return
-    start_http_server(port, addr=addr)
+    start_http_server(port, addr=addr or os.environ.get(METRICS_ADDR_ENV, "").strip() or DEFAULT_METRICS_ADDR)
     _served.add(port)

@@ -18,8 +18,9 @@ from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.limits import bare_result, oversized
 from scalebox_stream.agent.outputs import Children, NoSinkError, OutputRouter
 from scalebox_stream.agent.perspective import Perspective, cap_text, listing, read_perspective, storable
+from scalebox_stream.agent.secrets import Redactor, SecretError, read_secrets
 from scalebox_stream.agent.sink import OUTPUT_FILES, SinkLineError, read_outputs
-from scalebox_stream.agent.tools import Caller, ToolChannel, ToolHandler, ToolServer
+from scalebox_stream.agent.tools import REQUESTS_FIFO, Caller, ToolChannel, ToolHandler, ToolServer
 from scalebox_stream.agent.workfiles import REMOVED_FILES, ProgramView, program_view, remove_listed_files
 from scalebox_stream.events import (
     Event,
@@ -34,6 +35,7 @@ from scalebox_stream.events import (
     now_us,
 )
 from scalebox_stream.executors.base import ExecRequest, ExecResult, Executor
+from scalebox_stream.executors.lockdown import ContainerPolicy, own_work_dir, refused_volume, volume_roots
 from scalebox_stream.executors.slot_support import empty_dir
 from scalebox_stream.intask import (
     BIN_DIR,
@@ -122,6 +124,15 @@ class TaskRunner:
                 spec.cluster_data_dir.mkdir(parents=True, exist_ok=True)
         self._checked: dict[int, tuple[str, int]] = {}
         """Per slot, the attempt whose check has just admitted it (its run keeps what the check left)."""
+        self._left_out: set[str] = set()
+        """Standard mounts the allow-list refused (each warned about once)."""
+        self.redact = Redactor()
+        """Secret values of this module seen so far, removed from every text an attempt reports."""
+        m = self.module
+        self.policy = ContainerPolicy(
+            user=m.user, cap_add=tuple(m.cap_add), memory_bytes=m.resources.memory, cpus=m.resources.cpus,
+            read_only_rootfs=m.read_only_rootfs, volume_roots=volume_roots((spec.app_dir, spec.cluster_data_dir)),
+            **({"pids": m.resources.pids} if m.resources.pids else {}))
 
     def to_events(self, event: Event) -> OutMessage:
         """The record that puts an event on the events topic."""
@@ -153,7 +164,15 @@ class TaskRunner:
             finally:
                 empty_dir(work_dir)
         channel = self._tool_channel(slot)
-        request = self._request(created, slot, work_dir, channel)
+        try:
+            request = self._request(created, slot, work_dir, channel)
+        except SecretError as exc:  # the attempt cannot run: an error naming the secret, never its value
+            result = ExecResult(exit_code=125, error=str(exc), started_at_us=started_at, finished_at_us=now_us())
+            try:
+                report = self._report(created, slot, work_dir, result, started_at)
+                return self._with_acceptance(report, task, slot) if unreported else report
+            finally:
+                empty_dir(work_dir)
 
         def on_started(container_id: str | None) -> None:
             nonlocal started_at, unreported
@@ -177,6 +196,9 @@ class TaskRunner:
         finally:
             if channel is not None:
                 channel.end()
+        if self.redact:
+            result = replace(result, stdout=self.redact.data(result.stdout), stderr=self.redact.data(result.stderr),
+                             error=self.redact.text(result.error))
         names = listing(work_dir)  # what the program left: read below, then removed without listing again
         try:
             report = self._report(created, slot, work_dir, result, started_at, names=names)
@@ -264,7 +286,8 @@ class TaskRunner:
             container_id=result.container_id, outcome=outcome, exit_code=result.exit_code, signal=result.signal,
             timed_out=result.timed_out, error=error,
             stdout=cap_text(result.stdout, cap, mode), stderr=cap_text(result.stderr, cap, mode),
-            custom_out=cap_text(perspective.custom_out, cap, mode), message_text=perspective.message_text,
+            custom_out=cap_text(self.redact.data(perspective.custom_out), cap, mode),
+            message_text=self.redact.text(perspective.message_text),
             stdout_bytes=len(result.stdout) if result.stdout_total is None else result.stdout_total,
             stderr_bytes=len(result.stderr) if result.stderr_total is None else result.stderr_total,
             status_code=perspective.status_code, input_bytes=perspective.input_bytes,
@@ -344,6 +367,9 @@ class TaskRunner:
         path = self.work_root / self.spec.name / self.module.name / f"{self.identity.agent_id}.slot{slot}.tools"
         try:
             channel = self._channels[slot] = self.tools.channel(str(slot), path)
+            if self.executor.name != "process":  # the container's (non-root) user opens the FIFO read-write
+                own_work_dir(path, self.policy)
+                own_work_dir(path / REQUESTS_FIFO, self.policy, 0o666)
             return channel
         except (OSError, RuntimeError):
             log.exception("no in-task tool channel for slot %d", slot)
@@ -382,20 +408,31 @@ class TaskRunner:
         for name in AGENT_ENV_PASSED:
             if name in os.environ:
                 env[name] = os.environ[name]
-        volumes = [*self.module.volumes, *self.contract.mounts]
+        volumes = list(self.module.volumes)
+        for mount in self.contract.mounts:  # the standard mounts pass the operator's allow-list like any volume
+            if (why := refused_volume(mount, self.policy.volume_roots)) is None:
+                volumes.append(mount)
+            elif mount not in self._left_out:
+                self._left_out.add(mount)
+                log.warning("module %s: standard mount left out: %s", self.module.name, why)
+        agent_volumes: list[str] = []
         path_prefix = None
         in_container = self.executor.name != "process"
         if in_container and (channel is not None or self.contract.run or self.contract.setup or self.contract.check):
             path_prefix = CONTAINER_BIN_DIR  # the tools, and sbx-action that runs the contract's scripts
             env["SBX_FUNCTIONS"] = CONTAINER_FUNCTIONS
-            volumes += [f"{BIN_DIR}:{CONTAINER_BIN_DIR}:ro", f"{FUNCTIONS_FILE}:{CONTAINER_FUNCTIONS}:ro"]
+            agent_volumes += [f"{BIN_DIR}:{CONTAINER_BIN_DIR}:ro", f"{FUNCTIONS_FILE}:{CONTAINER_FUNCTIONS}:ro"]
         elif not in_container and channel is not None:
             path_prefix, env["SBX_FUNCTIONS"] = str(BIN_DIR), str(FUNCTIONS_FILE)
         if channel is not None:
             env[CHANNEL_ENV] = CONTAINER_CHANNEL_DIR if in_container else str(channel.path)
             if in_container:
-                volumes.append(f"{channel.path}:{CONTAINER_CHANNEL_DIR}:rw")
+                agent_volumes.append(f"{channel.path}:{CONTAINER_CHANNEL_DIR}:rw")
         env.update(self.module.environments)
+        if self.module.secrets:
+            secrets = read_secrets(self.module.secrets)
+            self.redact.add(secrets.values())
+            env.update(secrets)
         program = self.contract.run or self.module.command
         argv = [*program, created.payload.body, json.dumps(headers, separators=(",", ":"))]
         name = f"sbx-{self.spec.name}-{self.module.name}-{created.task_id}-{created.attempt}"
@@ -403,9 +440,10 @@ class TaskRunner:
                   "scalebox.task_id": created.task_id, "scalebox.agent": self.identity.agent_id}
         timeout = attempt_timeout(self.module, self.task_created_s(created), now_us() / 1e6)
         return ExecRequest(argv=argv, env=env, work_dir=work_dir, name=name, image=self.module.image,
-                           volumes=volumes, timeout_s=timeout, labels=labels,
+                           volumes=volumes, agent_volumes=agent_volumes, timeout_s=timeout, labels=labels,
                            keep_output_bytes=self.module.output_text_size, slot=slot, path_prefix=path_prefix,
-                           network=self.contract.network, setup=self.contract.setup, teardown=self.contract.teardown)
+                           network=self.contract.network, setup=self.contract.setup, teardown=self.contract.teardown,
+                           policy=self.policy)
 
     def _report(self, created: Event, slot: int, work_dir: Path, result: ExecResult,
                 started_at: int, may_retry: bool = True, names: set[str] | None = None,

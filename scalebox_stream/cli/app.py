@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 
 from scalebox_stream.cli import run as run_cmd
+from scalebox_stream.executors.lockdown import refused_volume, volume_roots
 from scalebox_stream.spec import AppSpec, ModuleSpec, SpecError, load_app
+from scalebox_stream.spec.model import CONTAINER_EXECUTORS
 
 app = typer.Typer(help="Inspect apps and app files; clean up finished apps.", no_args_is_help=True)
 
@@ -129,11 +131,22 @@ def validate(
     from scalebox_stream.launch.operations import executor_problems
 
     print_warnings(spec.warnings)
-    if problems := executor_problems(spec):
+    problems = [*executor_problems(spec), *refused_volumes(spec)]
+    if problems:
         for problem in problems:
             typer.echo(f"{file}: {problem}", err=True)
+        typer.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found", err=True)
         raise typer.Exit(EXIT_INVALID)
     typer.echo(summary(spec))
+
+
+def refused_volumes(spec: AppSpec) -> list[str]:
+    """`modules.<m>.volumes[i]: why` for each container volume this host's allow-list refuses (the agents check
+    again with theirs, before any container is created)."""
+    roots = volume_roots((spec.app_dir, spec.cluster_data_dir))
+    return [f"modules.{name}.volumes[{i}]: {why}" for name, module in spec.modules.items()
+            if module.executor in CONTAINER_EXECUTORS
+            for i, volume in enumerate(module.volumes) if (why := refused_volume(volume, roots)) is not None]
 
 
 def summary(spec: AppSpec) -> str:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from scalebox_stream.executors.lockdown import ContainerPolicy
+
 TIMEOUT_EXIT_CODE = 124
 
 
@@ -25,6 +27,11 @@ class ExecRequest:
     name: str
     image: str | None = None
     volumes: list[str] = field(default_factory=list)
+    """The module's own volumes (`src:dst[:mode]`): container executors mount them only where the volume
+    allow-list lets them (`policy`)."""
+    agent_volumes: list[str] = field(default_factory=list)
+    """Mounts the agent adds itself (the in-task tools and the slot's channel): not the module's choice, so
+    not subject to the allow-list."""
     timeout_s: float | None = None
     labels: dict[str, str] = field(default_factory=dict)
     keep_output_bytes: int | None = None
@@ -39,6 +46,8 @@ class ExecRequest:
     """The slot's setup script (argv), run once in the module's runtime before the slot's first attempt."""
     teardown: list[str] | None = None
     """The slot's teardown script (argv), run once in the module's runtime when the executor closes."""
+    policy: ContainerPolicy = field(default_factory=ContainerPolicy)
+    """How a container is locked down and which volumes it may mount (container executors)."""
 
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -37,6 +37,7 @@ from scalebox_stream.executors.docker_common import (
     name_in_use,
 )
 from scalebox_stream.executors.lifecycle import SlotScripts
+from scalebox_stream.executors.lockdown import VolumeRefused, check_volumes, own_work_dir
 from scalebox_stream.executors.output import DEFAULT_MAX_OUTPUT_BYTES, OutputCapture
 from scalebox_stream.executors.process import now_us
 
@@ -80,7 +81,9 @@ class _TaskCgroup:
 class DockerExecutor:
     """One container per attempt, through the Docker Engine API (`docker` SDK).
 
-    The command is given as an argv list (never a shell). The host work dir is mounted at /work.
+    The command is given as an argv list (never a shell). The host work dir is mounted at /work. The
+    container is locked down by the request's `policy` (non-root, no new privileges, no capabilities but
+    those asked for, a pids limit); a volume outside the allow-list ends the attempt as an error.
     The container is always removed, also on errors; Docker failures (missing image, API errors) come
     back as exit code 125 with `error` set.
     """
@@ -145,6 +148,8 @@ class DockerExecutor:
             if use_cgroups:
                 apply_usage(result, cgroup.usage())
             return result
+        except VolumeRefused as e:
+            return _error(str(e), started, container)
         except docker.errors.ImageNotFound as e:
             return _error(f"image not found: {request.image}: {explain(e)}", started, container)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
@@ -187,7 +192,10 @@ class DockerExecutor:
             raise docker.errors.DockerException(f"the {self.name} executor needs an image")
         if not VALID_NAME.fullmatch(request.name):  # also keeps the cgroup path inside /scalebox
             raise docker.errors.DockerException(f"invalid container name {request.name!r}")
+        policy = request.policy
+        check_volumes(request.volumes, policy.allowed_roots())
         work_dir = Path(request.work_dir).resolve()
+        own_work_dir(work_dir, policy)
         environment = {**request.env, "WORK_DIR": CONTAINER_WORK_DIR}
         if request.path_prefix:
             environment["PATH"] = prefixed_path(request.path_prefix,
@@ -196,14 +204,15 @@ class DockerExecutor:
             "image": request.image,
             "command": list(request.argv[1:]) if request.argv else [],
             "environment": environment,
-            "volumes": [f"{work_dir}:{CONTAINER_WORK_DIR}:rw", *request.volumes],
+            "volumes": [f"{work_dir}:{CONTAINER_WORK_DIR}:rw", *request.agent_volumes, *request.volumes],
             "working_dir": CONTAINER_WORK_DIR,
             "name": request.name,
             "labels": {**request.labels, MANAGED_LABEL: "true"},
             "network_mode": request.network or self.network_mode,
-            "user": "0:0",
+            "user": policy.effective_user(),
             "stdin_open": False,
             "tty": False,
+            **policy.host_config(),
         }
         if request.argv:  # the program is argv[0], whatever ENTRYPOINT the image names (Scalebox's agent image has one)
             args["entrypoint"] = list(request.argv[:1])

@@ -2,10 +2,12 @@
 
 A module with `container_mode: slot` gets, on the first task of each agent slot, a container named
 `sbx-slot-<app>-<module>-<agent>-<slot>` that only keeps itself alive (`sleep` under Docker's init, the
-request's network, user 0). Its setup script runs once when it starts, its teardown script once when the agent
-closes the executor: the request's `setup`/`teardown` (the agent gives `sbx-action setup`, which follows the
-module contract), else Scalebox's lookup here: `ACTION_SETUP`/`ACTION_TEARDOWN`, else `/app/bin/...`, else
-`/app/share/bin/...`. Each task is one `docker exec` of its argv (never a shell).
+request's network), locked down like a per-task container (`executors.lockdown`: non-root, no new privileges,
+capabilities dropped, a pids limit); setup, teardown and the tasks run as its user. Its setup script runs once
+when it starts, its teardown script once when the agent closes the executor: the request's `setup`/`teardown`
+(the agent gives `sbx-action setup`, which follows the module contract), else Scalebox's lookup here:
+`ACTION_SETUP`/`ACTION_TEARDOWN`, else `/app/bin/...`, else `/app/share/bin/...`. Each task is one `docker exec`
+of its argv (never a shell).
 
 Work dir: a per-slot host dir (`<attempt dirs' parent>/.slots/<container>`) is mounted at `/work`.
 Before a task it is emptied and given what the attempt's `request.work_dir` holds (what its check left), so
@@ -57,6 +59,7 @@ from scalebox_stream.executors.docker_common import (
     files_in_image,
     name_in_use,
 )
+from scalebox_stream.executors.lockdown import ContainerPolicy, VolumeRefused, check_volumes, own_work_dir
 from scalebox_stream.executors.output import DEFAULT_MAX_OUTPUT_BYTES, OutputCapture
 from scalebox_stream.executors.process import now_us
 from scalebox_stream.executors.slot_cgroup import ContainerCgroup, usage_delta
@@ -101,7 +104,7 @@ class _Slot:
 
     name: str
     container_id: str
-    key: tuple[str, tuple[str, ...], str]
+    key: tuple[str, tuple[str, ...], str, ContainerPolicy]
     host_dir: Path
     env: dict[str, str]
     cgroup: ContainerCgroup | None = None
@@ -198,6 +201,8 @@ class DockerSlotExecutor:
                 return self._run_in_slot(request, on_started)
             except SlotError as e:
                 return error_result(str(e), started, e.container_id)
+            except VolumeRefused as e:
+                return error_result(str(e), started, None)
             except docker.errors.ImageNotFound as e:
                 return error_result(f"image not found: {request.image}: {explain(e)}", started, None)
             except DOCKER_ERRORS as e:
@@ -238,7 +243,8 @@ class DockerSlotExecutor:
 
     def _slot_for(self, request: ExecRequest) -> _Slot:
         """The slot's container, started (and set up) if there is none or it no longer fits."""
-        key = (request.image or "", tuple(request.volumes), request.network or self.network_mode)
+        key = (request.image or "", (*request.agent_volumes, *request.volumes), request.network or self.network_mode,
+               request.policy)
         with self._lock:
             slot = self._slots.get(request.slot)
         if slot is not None and slot.key != key:
@@ -250,21 +256,25 @@ class DockerSlotExecutor:
                 self._slots[request.slot] = slot
         return slot
 
-    def _start_slot(self, request: ExecRequest, key: tuple[str, tuple[str, ...], str]) -> _Slot:
+    def _start_slot(self, request: ExecRequest, key: tuple[str, tuple[str, ...], str, ContainerPolicy]) -> _Slot:
         if not request.image:
             raise docker.errors.DockerException(f"the {self.name} executor needs an image")
+        policy = request.policy
+        check_volumes(request.volumes, policy.allowed_roots())
         api = self.client.api
         self._reap_dead_agents(request)
         name = slot_container_name(request, self._token)
         host_dir = slot_work_dir(request, name)
         empty_dir(host_dir)
+        own_work_dir(host_dir, policy)
         host_config = api.create_host_config(
-            binds=[f"{host_dir}:{CONTAINER_WORK_DIR}:rw", *request.volumes],
-            network_mode=request.network or self.network_mode, init=True, **self._host_options())
+            binds=[f"{host_dir}:{CONTAINER_WORK_DIR}:rw", *request.agent_volumes, *request.volumes],
+            network_mode=request.network or self.network_mode, init=True,
+            **{**policy.host_config(), **self._host_options()})
         container_id = self._create(dict(
             image=request.image, entrypoint=KEEPALIVE[:1], command=KEEPALIVE[1:], name=name,
             labels=slot_labels(request), host_config=host_config, working_dir=CONTAINER_WORK_DIR,
-            user="0:0", environment={"WORK_DIR": CONTAINER_WORK_DIR}, stdin_open=False, tty=False))
+            user=policy.effective_user(), environment={"WORK_DIR": CONTAINER_WORK_DIR}, stdin_open=False, tty=False))
         slot = _Slot(name, container_id, key, host_dir, slot_env(request))
         try:
             api.start(container_id)

@@ -14,6 +14,11 @@ so the docker executors run unchanged against it with a client for that socket. 
   (what a process-executor task gets, and what Docker containers inherit from dockerd).
 - conmon, Podman's per-container monitor, is placed in a `conmon` child of the container's cgroup parent:
   its counters are subtracted from the attempt's, and its cgroup is removed with the parent.
+- Rootless (an agent that is not root talks to its own user's service): containers get `UsernsMode: keep-id`,
+  so the container's default user, the agent's own uid:gid, is that same uid on the host too: the work dir
+  and the tool channel belong to it already, and what the program writes there stays the agent's to read
+  and remove. (The Docker SDK refuses any user namespace mode but "host", so the executors set it in the
+  host config themselves.)
 - A program that cannot be exec'd in a slot container is reported on the exec's stderr (Docker: stdout).
 - Images are Podman's own store: short names resolve to `localhost/NAME` images first (images built by
   Docker move over with `docker save NAME | podman load`).
@@ -32,10 +37,11 @@ import docker
 import docker.errors
 import docker.types
 import requests.exceptions
+from docker.models.containers import Container, _create_container_args
 
 from scalebox_stream.executors.base import ExecResult
 from scalebox_stream.executors.docker import DockerExecutor, _TaskCgroup
-from scalebox_stream.executors.docker_common import Usage, cgroup_v1_usage
+from scalebox_stream.executors.docker_common import Usage, cgroup_v1_usage, name_in_use
 from scalebox_stream.executors.docker_slots import DockerSlotExecutor
 
 __all__ = ["PodmanExecutor", "PodmanSlotExecutor", "podman_client", "podman_problem", "podman_socket",
@@ -178,6 +184,15 @@ def podman_exec_failure(result: ExecResult) -> tuple[int, str] | None:
     return result.exit_code, first.decode(errors="replace").removeprefix("Error: ").strip()
 
 
+KEEP_ID = "keep-id"
+
+
+def rootless() -> bool:
+    """Whether this agent's Podman is rootless: an agent that is not root can only talk to its own user's
+    service (root's socket is root's alone)."""
+    return os.geteuid() != 0
+
+
 class _PodmanClient:
     """What both podman executors share: the client of the Podman service and the explicit ulimits."""
 
@@ -208,6 +223,22 @@ class PodmanExecutor(_PodmanClient, DockerExecutor):
     def _task_cgroup(self, name: str) -> _TaskCgroup:
         return PodmanTaskCgroup(name)
 
+    def _create(self, args: dict[str, Any]) -> Container:
+        """As Docker's, plus `keep-id` when rootless (see the module docstring), through the low-level API."""
+        if not rootless():
+            return super()._create(args)
+        api = self.client.api
+        kwargs = _create_container_args({**args, "version": api._version})  # what containers.create does
+        kwargs["host_config"]["UsernsMode"] = KEEP_ID
+        try:
+            container_id = api.create_container(**kwargs)["Id"]
+        except docker.errors.APIError as e:
+            if not name_in_use(e):
+                raise
+            api.remove_container(kwargs["name"], force=True)
+            container_id = api.create_container(**kwargs)["Id"]
+        return self.client.containers.get(container_id)
+
 
 class PodmanSlotExecutor(_PodmanClient, DockerSlotExecutor):
     """One long-lived container per agent slot under Podman (the docker slot executor, Podman's service)."""
@@ -219,6 +250,12 @@ class PodmanSlotExecutor(_PodmanClient, DockerSlotExecutor):
 
     def _host_options(self) -> dict[str, Any]:
         return {"ulimits": list(self.ulimits)}
+
+    def _create(self, args: dict[str, Any]) -> str:
+        """As Docker's, plus `keep-id` when rootless (see the module docstring)."""
+        if rootless():
+            args["host_config"]["UsernsMode"] = KEEP_ID
+        return super()._create(args)
 
     @staticmethod
     def _exec_failure(result: ExecResult) -> tuple[int, str] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import resource
 import shutil
@@ -21,6 +22,10 @@ from scalebox_stream.executors.base import (
 )
 from scalebox_stream.executors.lifecycle import SlotScripts
 from scalebox_stream.executors.output import DEFAULT_MAX_OUTPUT_BYTES, ProgramOutput
+from scalebox_stream.executors.task_cgroup import TaskCgroup, TaskCgroups
+
+log = logging.getLogger(__name__)
+_fallback_logged = False
 
 INHERITED_ENV = ("PATH", "HOME", "LANG")
 EXECUTOR_ERROR_EXIT_CODE = 125
@@ -34,14 +39,16 @@ def now_us() -> int:
 
 
 class _GroupKiller:
-    """Kills a process group on timeout: SIGTERM, then SIGKILL after a grace period.
+    """Kills a process group on timeout: SIGTERM, then SIGKILL after a grace period; SIGKILL also kills the
+    attempt's cgroup (when it has one), so that processes that left the group (`setsid`) die too.
 
     Signals are sent only while `done` is False, which the caller sets before it reaps the group
     leader, so the process group id cannot have been reused by then.
     """
 
-    def __init__(self, pgid: int, grace_s: float) -> None:
+    def __init__(self, pgid: int, grace_s: float, cgroup: TaskCgroup | None = None) -> None:
         self.pgid = pgid
+        self.cgroup = cgroup
         self.grace_s = grace_s
         self.timed_out = False
         self.done = False
@@ -53,6 +60,8 @@ class _GroupKiller:
             if not self.done:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self.pgid, sig)
+                if sig == signal.SIGKILL and self.cgroup is not None:
+                    self.cgroup.kill()
 
     def on_timeout(self) -> None:
         with self.lock:
@@ -99,20 +108,26 @@ class ProcessExecutor:
     """One host process per attempt, in its own session and process group.
 
     When the program ends (or times out) any process it left in its group is killed, as a container's
-    end would. stdout and stderr go to pipes that the slot reads while the program runs (`output.ProgramOutput`),
+    end would; where cgroup v2 is writable each attempt also runs in its own cgroup (`task_cgroup`), which
+    is killed whole, so a process that left the group with `setsid` dies too (elsewhere: the group only,
+    logged once). stdout and stderr go to pipes that the slot reads while the program runs (`output.ProgramOutput`),
     so a chatty program neither blocks on a full pipe nor fills the agent's memory: the head and tail of each
     are kept (`max_output_bytes`).
     """
 
     name = "process"
 
-    def __init__(self, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES, kill_grace_s: float = 2.0) -> None:
+    def __init__(self, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES, kill_grace_s: float = 2.0,
+                 use_cgroups: bool = True) -> None:
         self.max_output_bytes = max_output_bytes
         self.kill_grace_s = kill_grace_s
         self._active: set[_GroupKiller] = set()
         self.programs = ProgramPaths()
         self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # every program's stdin, opened once
         self.scripts = SlotScripts()
+        self.cgroups = TaskCgroups() if use_cgroups else None
+        if self.cgroups is not None and not self.cgroups.available():
+            _log_fallback(str(self.cgroups.reason))
 
     def run(self, request: ExecRequest, on_started: StartedCallback) -> ExecResult:
         """Run the attempt, after the slot's setup if it has not run yet (see `lifecycle`)."""
@@ -128,15 +143,20 @@ class ProcessExecutor:
             return _error(EXECUTOR_ERROR_EXIT_CODE, f"work dir {request.work_dir} does not exist", started)
         env = self._environment(request)
         limit = max(self.max_output_bytes, 2 * (request.keep_output_bytes or 0))
-        with ProgramOutput(limit) as output:
-            try:
-                proc = self._spawn(request, env, output.stdout_w, output.stderr_w)
-            except FileNotFoundError as e:
-                return _error(127, f"command not found: {e}", started)
-            except (PermissionError, OSError) as e:
-                return _error(126, f"cannot execute: {e}", started)
-            output.spawned()
-            result = self._wait(proc, request, on_started, started, output)
+        cgroup = self.cgroups.create(request.name) if self.cgroups is not None and self.cgroups.available() else None
+        try:
+            with ProgramOutput(limit) as output:
+                try:
+                    proc = self._spawn(request, env, output.stdout_w, output.stderr_w, cgroup)
+                except FileNotFoundError as e:
+                    return _error(127, f"command not found: {e}", started)
+                except (PermissionError, OSError) as e:
+                    return _error(126, f"cannot execute: {e}", started)
+                output.spawned()
+                result = self._wait(proc, request, on_started, started, output, cgroup)
+        finally:
+            if cgroup is not None:
+                cgroup.remove()
         result.stdout, result.stdout_total = output.stdout.value(), output.stdout.total
         result.stderr, result.stderr_total = output.stderr.value(), output.stderr.total
         return result
@@ -152,20 +172,25 @@ class ProcessExecutor:
         with contextlib.suppress(OSError):
             os.close(self._devnull)
 
-    def _spawn(self, request: ExecRequest, env: dict[str, str], out: int, err: int) -> subprocess.Popen[bytes]:
+    def _spawn(self, request: ExecRequest, env: dict[str, str], out: int, err: int,
+               cgroup: TaskCgroup | None = None) -> subprocess.Popen[bytes]:
         """Start the program at the path its name resolves to on the program's PATH (see `ProgramPaths`); if
-        that file has gone since it was found, the usual search."""
+        that file has gone since it was found, the usual search. With a cgroup, the program (and whatever it
+        forked already) is moved into it at once (`TaskCgroup.adopt`)."""
         search_path = env.get("PATH", os.defpath)
         program = self.programs.resolve(request.argv[0], search_path)
         spawn = functools.partial(subprocess.Popen, request.argv, cwd=request.work_dir, env=env, stdin=self._devnull,
                                   stdout=out, stderr=err, start_new_session=True)
         try:
-            return spawn(executable=program)
+            proc = spawn(executable=program)
         except (FileNotFoundError, PermissionError):
             if program is None:
                 raise
             self.programs.forget(request.argv[0], search_path)
-            return spawn()
+            proc = spawn()
+        if cgroup is not None:
+            cgroup.adopt(proc.pid)
+        return proc
 
     @staticmethod
     def _environment(request: ExecRequest) -> dict[str, str]:
@@ -183,8 +208,9 @@ class ProcessExecutor:
         on_started: StartedCallback,
         started: int,
         output: ProgramOutput,
+        cgroup: TaskCgroup | None = None,
     ) -> ExecResult:
-        killer = _GroupKiller(proc.pid, self.kill_grace_s)
+        killer = _GroupKiller(proc.pid, self.kill_grace_s, cgroup)
         self._active.add(killer)
         io: dict[str, int] = {}
         timer: threading.Timer | None = None
@@ -247,6 +273,15 @@ def read_proc_io(pid: int) -> dict[str, int]:
                 if value}
     except (OSError, ValueError):
         return {}
+
+
+def _log_fallback(reason: str) -> None:
+    """Says once per agent that timeouts kill process groups only (a `setsid` child can outlive its task)."""
+    global _fallback_logged
+    if not _fallback_logged:
+        _fallback_logged = True
+        log.warning("process executor: no per-task cgroup (%s); a timeout kills the task's process group only, "
+                    "so a child that calls setsid can outlive its task", reason)
 
 
 def _error(code: int, message: str, started: int) -> ExecResult:

@@ -31,6 +31,12 @@ above what a real app needs and far below what would hang, kill or overflow a co
 | `MAX_HOST_PATTERN_CHARS` | 253 | a host name or pattern in a `slots:` entry (the longest DNS name) |
 | `MAX_SLOT_EXPR_CHARS` | 100 | a `{~expr~}` slot expression in a launch template |
 | `MAX_ENV_CASCADE` | 16 | env files read for one `-e NAME.env` (`a_b_c.env` reads `a.env`, `a_b.env`, then itself) |
+| `MAX_PIDS` | 1,000,000 | `resources.pids`: processes in one container (the kernel's own limit is ~4 million) |
+| `MAX_CPUS` | 1,024 | `resources.cpus` |
+| `MIN_MEMORY_BYTES` / `MAX_MEMORY_BYTES` | 6 MiB / 64 TiB | `resources.memory` (Docker refuses less than 6 MiB) |
+| `MAX_CAPS` | 64 | `cap_add` entries (Linux has ~41 capabilities) |
+| `MAX_SECRETS` | 64 | `secrets` of one module |
+| `MAX_SECRET_BYTES` | 64 KiB | one secret's value (read from its file or variable by the agent) |
 """
 
 from __future__ import annotations
@@ -76,6 +82,14 @@ MAX_SLOT_ENTRIES = 1_024
 MAX_HOST_PATTERN_CHARS = 253
 MAX_SLOT_EXPR_CHARS = 100
 MAX_ENV_CASCADE = 16
+
+MAX_PIDS = 1_000_000
+MAX_CPUS = 1_024
+MIN_MEMORY_BYTES = 6 * MIB
+MAX_MEMORY_BYTES = 64 * 1024 * 1024 * MIB
+MAX_CAPS = 64
+MAX_SECRETS = 64
+MAX_SECRET_BYTES = 64 * KIB
 
 
 def shown(value: float) -> str:

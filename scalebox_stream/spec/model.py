@@ -50,6 +50,8 @@ A module without a `command` of its own (an image, or the process executor with 
 Scalebox's module contract (`follows_contract`): the agent runs `sbx-action run` in its runtime, which finds
 the script (see `scalebox_stream/intask/bin/sbx-action`).
 
+Lock-down keys (`user`, `cap_add`, `resources`, `read_only_rootfs`, `secrets`): see `spec.lockdown`.
+
 `task_dist_mode: SLOT-BOUND` (a `to_slot` header picks the slot) is refused: agents here take tasks per host.
 
 `container_mode` (docker and podman): `task` (default) runs one container per attempt; `slot` keeps one
@@ -88,6 +90,7 @@ from .limits import (
     shown,
     within_limit,
 )
+from .lockdown import ResourcesSpec, SecretSource, check_caps, check_secrets, check_user
 from .names import host_topic_clash
 from .placement import DEFAULT_HEAD, SlotPlacement, parse_placement, slots_on
 from .retry_rules import RetryRule, parse_rules
@@ -224,6 +227,34 @@ class ModuleSpec(BaseModel):
     cluster_data_mapping: bool = True
     launch: LaunchTemplate | None = None
     """A Scalebox launch template given as `command` (`docker run {{ENVS}} {{VOLUMES}} {{IMAGE}}`)."""
+    user: str | None = None
+    """`uid:gid` a container runs as; None: the executor's non-root default."""
+    cap_add: list[str] = Field(default_factory=list)
+    """Capabilities a container keeps (all others are dropped)."""
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    read_only_rootfs: bool = False
+    secrets: dict[str, SecretSource] = Field(default_factory=dict)
+    """Environment variables the agent fills from a file or its own environment (never from the app file)."""
+
+    @field_validator("user", mode="before")
+    @classmethod
+    def _user(cls, value: Any) -> Any:
+        return check_user(value)
+
+    @field_validator("cap_add", mode="before")
+    @classmethod
+    def _cap_add(cls, value: Any) -> Any:
+        return check_caps(value)
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _secrets(cls, value: Any) -> Any:
+        return check_secrets(value)
+
+    @field_validator("resources", mode="before")
+    @classmethod
+    def _resources(cls, value: Any) -> Any:
+        return {} if value is None else value
 
     @field_validator("check", mode="before")
     @classmethod
@@ -328,7 +359,8 @@ class ModuleSpec(BaseModel):
     def _network(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("tmpfs_workdir", "local_data_mapping", "cluster_data_mapping", "slot_on_head", mode="before")
+    @field_validator("tmpfs_workdir", "local_data_mapping", "cluster_data_mapping", "slot_on_head",
+                     "read_only_rootfs", mode="before")
     @classmethod
     def _flags(cls, value: Any) -> Any:
         return _flag(value)
@@ -557,6 +589,10 @@ class ModuleSpec(BaseModel):
             if self.image:
                 raise FieldError.at(("command",), "the process executor needs a command")
             raise FieldError.at((), "a module needs an image or a command")
+        clash = sorted(set(self.secrets) & set(self.environments))
+        if clash:
+            raise FieldError.at(("secrets", clash[0]), f"{clash[0]} is also set in environments: a secret's "
+                                                        "variable must come from the secret alone")
         if self.container_mode == "slot" and self.executor not in SLOT_MODE_EXECUTORS:
             raise FieldError.at(("container_mode",), f"container_mode 'slot' needs the docker executor (or podman) "
                                                       f"(this module uses the {self.executor} executor)")

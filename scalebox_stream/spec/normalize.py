@@ -33,6 +33,7 @@ MODULE_FIELDS = frozenset({
     "check", "dir_quota_gb", "free_space_gb", "max_tasks_per_host", "max_backlog", "host_wait_seconds",
     "on_missing_host", "container_mode", "cluster", "wait_semaphore",
     "code_path", "network", "tmpfs_workdir", "slot_on_head", "local_data_mapping", "cluster_data_mapping",
+    "user", "cap_add", "resources", "read_only_rootfs", "secrets",
 })
 NESTS = frozenset({"arguments", "parameters"})
 SILENT = frozenset({"comment", "comments", "memo", "label", "version"})

@@ -144,6 +144,7 @@ def test_non_executable_program_is_126(slots: Slots) -> None:
 def test_setup_runs_once_per_slot_and_a_failing_setup_is_125_then_retried(slots: Slots, tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
+    shared.chmod(0o777)  # setup.sh writes its log here as the container's non-root user
     (shared / "setup.sh").write_text('#!/bin/sh\necho "setup $SLOT" >> /shared/log\n'
                                      'test -e /shared/fail && { echo "no way" >&2; exit 4; }\nsleep 300 &\n'
                                      'exit 0\n')
@@ -241,6 +242,7 @@ def test_pipeline_setup_and_teardown_once_per_slot(tmp_path: Path, kafka_bootstr
     bin_dir, log_dir = tmp_path / "bin", tmp_path / "log"
     bin_dir.mkdir()
     log_dir.mkdir()
+    log_dir.chmod(0o777)  # the module's non-root user appends to /log/events
     for name, text in (("run.sh", RUN), ("setup.sh", SETUP), ("teardown.sh", TEARDOWN)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)

@@ -38,7 +38,8 @@ def test_run_list_status_at_80_columns(kafka_bootstrap: str, pg_dsn: str, tmp_pa
     ran = _sbx(["run", "examples/primes/app-process.yaml", "1000"], kafka_bootstrap, pg_dsn, tmp_path)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     lines = _terminal_lines(ran)
-    assert lines[0].startswith("primes: sent 1 task(s)")
+    assert lines[0] == '{"app_id":primes}'  # stdout: the app id, as Scalebox prints it
+    assert lines[1].startswith("primes: sent 1 task(s)")
     summary = lines.index(next(line for line in lines if line.startswith("primes: finished in")))
     assert lines[summary + 1].split() == ["module", "created", "waiting", "running", "succeeded", "failed",
                                           "attempts"]

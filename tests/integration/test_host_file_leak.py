@@ -10,12 +10,10 @@ import time
 import uuid
 from pathlib import Path
 
-import psycopg
 import pytest
 from cluster import Cluster
-from confluent_kafka import Consumer, KafkaError, TopicPartition
-from confluent_kafka.admin import AdminClient
 from docker_fixtures import *  # noqa: F403
+from leak_search import assert_no_leak
 
 GRACE_S = 5
 
@@ -53,65 +51,6 @@ def _run_one(cluster: Cluster, body: str = "go") -> dict:
     return {"task": status, "status": run[0], "error": run[1], "custom_out": run[2], "input_bytes": run[3]}
 
 
-def _in_topics(kafka: str, marker: bytes, since_ms: int) -> list[str]:
-    """Topics holding `marker` in a key, value or header of a record written since `since_ms` (aborted ones
-    too: the consumer reads uncommitted)."""
-    admin = AdminClient({"bootstrap.servers": kafka})
-    metadata = admin.list_topics(timeout=30)
-    consumer = Consumer({"bootstrap.servers": kafka, "group.id": f"leak-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "isolation.level": "read_uncommitted",
-                         "enable.partition.eof": True})
-    try:
-        wanted = [TopicPartition(name, p, since_ms) for name, topic in metadata.topics.items()
-                  if not name.startswith("__") for p in topic.partitions]
-        starts = consumer.offsets_for_times(wanted, timeout=30)
-        ends: dict[tuple[str, int], int] = {}
-        assigned = []
-        for tp in starts:
-            high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=30)[1]
-            if 0 <= tp.offset < high:
-                ends[(tp.topic, tp.partition)] = high
-                assigned.append(tp)
-        found: set[str] = set()
-        consumer.assign(assigned)
-        deadline = time.monotonic() + 120
-        while ends and time.monotonic() < deadline:
-            for message in consumer.consume(1000, timeout=1.0):
-                key = (message.topic(), message.partition())
-                if message.error():  # the end of a partition (past its last transaction marker too)
-                    if message.error().code() == KafkaError._PARTITION_EOF:
-                        ends.pop(key, None)
-                    continue
-                parts = [message.key() or b"", message.value() or b""]
-                parts += [value or b"" for _, value in message.headers() or []]
-                if any(marker in part for part in parts):
-                    found.add(message.topic())
-        assert not ends, f"topics not read to their end: {sorted(ends)}"
-        return sorted(found)
-    finally:
-        consumer.close()
-
-
-def _in_tables(pg: str, marker: bytes) -> list[str]:
-    """Projection tables with a row whose text (bytea columns shown in hex) holds `marker`."""
-    found = []
-    with psycopg.connect(pg, autocommit=True) as conn:
-        tables = [row[0] for row in conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
-            "AND table_type = 'BASE TABLE'")]
-        for table in tables:
-            hit = conn.execute(f'SELECT 1 FROM "{table}" AS r WHERE r::text LIKE %s OR r::text LIKE %s LIMIT 1',
-                               (f"%{marker.decode()}%", f"%{marker.hex()}%")).fetchone()
-            if hit:
-                found.append(table)
-    return found
-
-
-def _assert_no_leak(kafka: str, pg: str, marker: bytes, since_ms: int) -> None:
-    assert _in_topics(kafka, marker, since_ms) == []
-    assert _in_tables(pg, marker) == []
-
-
 @pytest.mark.usefixtures("busybox_image")
 @pytest.mark.parametrize("mode", ["task", "slot"])
 def test_a_container_link_to_a_host_file_is_an_error_and_leaks_nothing(tmp_path, kafka_bootstrap, pg_dsn, secret,
@@ -129,7 +68,7 @@ def test_a_container_link_to_a_host_file_is_an_error_and_leaks_nothing(tmp_path,
     assert (run["task"], run["status"]) == ("failed", "error")
     assert run["error"] == "custom-out.txt is a symbolic link: not read"
     assert run["custom_out"] == "" and run["input_bytes"] == 0  # the host file's size is not revealed either
-    _assert_no_leak(kafka_bootstrap, pg_dsn, marker, since_ms)
+    assert_no_leak(kafka_bootstrap, pg_dsn, marker, since_ms)
 
 
 def test_a_process_link_to_a_host_file_is_an_error_and_leaks_nothing(tmp_path, kafka_bootstrap, pg_dsn, secret):
@@ -143,7 +82,7 @@ def test_a_process_link_to_a_host_file_is_an_error_and_leaks_nothing(tmp_path, k
         cluster.close()
     assert (run["task"], run["status"]) == ("failed", "error")
     assert run["error"] == "custom-out.txt is a symbolic link: not read"
-    _assert_no_leak(kafka_bootstrap, pg_dsn, marker, since_ms)
+    assert_no_leak(kafka_bootstrap, pg_dsn, marker, since_ms)
 
 
 @pytest.mark.parametrize("executor", ["process", "docker"])

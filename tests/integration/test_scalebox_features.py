@@ -40,7 +40,10 @@ def _run(name: str, tmp_path: Path, kafka: str, pg: str, *args: str, **env: str)
     trace.mkdir()
     tag = uuid.uuid4().hex[:8]
     environ = {**os.environ, "SCALEBOX_KAFKA": kafka, "SCALEBOX_PG": pg, "PWD": str(app_dir), "RUN_TAG": tag,
-               "TRACE_HOST_DIR": str(trace), "PYTHONPATH": str(REPO), **env}
+               "TRACE_HOST_DIR": str(trace), "PYTHONPATH": str(REPO),
+               # The operator lets modules mount the host's / (the standard mount /local_data_root), as a
+               # Scalebox site does; without it the agent leaves that mount out.
+               "SCALEBOX_VOLUME_ALLOW": "/", **env}
     proc = subprocess.run([sys.executable, "-m", "scalebox_stream.cli.main", "run", "app.yaml", *args],
                           capture_output=True, text=True, timeout=180, env=environ, cwd=app_dir)
     app = (APPS / name / "app.yaml").read_text().split("name: ", 1)[1].split("\n", 1)[0]

@@ -75,3 +75,29 @@ def test_a_lost_attempt_is_reported_as_a_finish_with_nothing_observed(tmp_path):
     assert (p.stdout, p.stderr, p.custom_out, p.stdout_bytes, p.stderr_bytes, p.user_timestamps,
             p.emitted_task_ids, p.input_bytes, p.read_bytes, p.cpu_user_s, p.peak_memory_bytes) == (
         "", "", "", 0, 0, [], [], None, None, None, None)
+
+
+def test_a_secret_reaches_the_program_and_no_record(tmp_path, monkeypatch):
+    secret = f"s3cret-{uuid.uuid4().hex}"
+    (tmp_path / "db").write_text(secret + "\n")
+    monkeypatch.setenv("RUNNER_TEST_TOKEN", "tok-" + secret)
+    script = ('test "$DB" = "$(cat ' + str(tmp_path / "db") + ')" || exit 9; echo "out $DB"; echo "err $TOKEN" >&2; '
+              'echo "$DB" > custom-out.txt; exit 3')
+    runner = _runner(tmp_path, f"  m:\n    command: [/bin/sh, -c, '{script}']\n    executor: process\n"
+                               f"    secrets: {{DB: {{file: {tmp_path / 'db'}}}, TOKEN: {{env: RUNNER_TEST_TOKEN}}}}\n")
+    report = runner.run(_task(_created()), 0, lambda _: None)
+    assert all(secret.encode() not in r.value for r in report.records)
+    finished = _decoded(report.records)[0][1].payload
+    assert finished.exit_code == 3  # the program saw the secret (else 9)
+    # TOKEN (tok-<secret>) is redacted whole: the longest value first
+    assert (finished.stdout, finished.stderr, finished.custom_out) == ("out [secret]\n", "err [secret]\n",
+                                                                      "[secret]\n")
+
+
+def test_an_unreadable_secret_is_an_error_naming_it(tmp_path):
+    runner = _runner(tmp_path, "  m:\n    command: [/bin/true]\n    executor: process\n"
+                               f"    secrets: {{DB: {{file: {tmp_path / 'missing'}}}}}\n")
+    report = runner.run(_task(_created()), 0, lambda _: None)
+    finished = _decoded(report.records)[0][1].payload
+    assert finished.outcome == "error" and finished.exit_code == 125
+    assert finished.error.startswith(f"secret DB: cannot read {tmp_path / 'missing'}")
