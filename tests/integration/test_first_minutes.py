@@ -43,7 +43,8 @@ def test_run_list_status_at_80_columns(kafka_bootstrap: str, pg_dsn: str, tmp_pa
     summary = lines.index(next(line for line in lines if line.startswith("primes: finished in")))
     assert lines[summary + 1].split() == ["module", "created", "waiting", "running", "succeeded", "failed",
                                           "attempts"]
-    assert len(lines) <= summary + 4, "progress lines: one every few seconds, not one per change"
+    assert lines[-1] == "result: 168", "the app's result comes last"
+    assert len(lines) <= summary + 5, "progress lines: one every few seconds, not one per change"
     run_log = (tmp_path / "logs/primes/run.log").read_text()
     assert "librdkafka" in run_log and REFUSED in run_log, "librdkafka's lines go to the run's log file"
 

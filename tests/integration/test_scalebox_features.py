@@ -10,11 +10,13 @@ mount `/local_data_root`.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -36,8 +38,11 @@ def _run(name: str, tmp_path: Path, kafka: str, pg: str, *args: str, **env: str)
     """`cd <copy of scalebox_apps/name>; scalebox run app.yaml ARGS` with `env`; (result, app name, trace dir)."""
     app_dir = tmp_path / name
     shutil.copytree(APPS / name, app_dir)
-    trace = tmp_path / "trace"
-    trace.mkdir()
+    # The scripts reach it through /local_data_root as the container's non-root user: a world-writable directory
+    # whose parents anyone may pass (pytest's own tmp_path sits under a 0700 directory).
+    trace = Path(tempfile.mkdtemp(prefix="sbx-trace-", dir="/tmp"))
+    trace.chmod(0o777)
+    atexit.register(shutil.rmtree, trace, True)
     tag = uuid.uuid4().hex[:8]
     environ = {**os.environ, "SCALEBOX_KAFKA": kafka, "SCALEBOX_PG": pg, "PWD": str(app_dir), "RUN_TAG": tag,
                "TRACE_HOST_DIR": str(trace), "PYTHONPATH": str(REPO),
