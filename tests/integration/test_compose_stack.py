@@ -195,7 +195,7 @@ def test_the_stack_runs_a_pipeline_and_keeps_its_data_across_down_and_up(stack: 
         assert _events_kept(stack.kafka) == (0, events)
         with psycopg.connect(stack.pg) as conn:
             (tasks,) = conn.execute("SELECT count(*) FROM tasks WHERE app = 'primes'").fetchone()
-        assert tasks == 11
+        assert tasks == 21  # the start task, ten calc tasks and the ten counts they send back to the router
 
         # The restarted stack runs the next pipeline (primes up to 100 in ten ranges) next to the kept one.
         assert _run_primes(stack, 100, tmp_path / "logs-2") == {"router": (11, 0), "calc": (10, 0)}
