@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 from pipeline import list_tasks, scalebox
 
+from scalebox_stream.launch.state_service import stop_state_service
+from scalebox_stream.local.home import scalebox_home
+
 HELLO_RUN = """#!/bin/bash
 echo "Body:$1"
 scalebox app set-finished --module-id=${MODULE_ID} "Hello $1, it is OK!"
@@ -26,6 +29,14 @@ scalebox app set-finished --module-id=${MODULE_ID} "Hello $1, it is OK!"
 ECHO_RUN = """#!/bin/sh
 printf '%s@%s' "$1" "$HOST_NAME" > "$WORK_DIR/custom-out.txt"
 """
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _standing_owner_stopped(kafka_bootstrap):
+    """`app create` starts a detached state owner that outlives the command by design; the tests stop the one
+    they started, so that none is left serving a broker that later goes away."""
+    yield
+    stop_state_service(scalebox_home(), kafka_bootstrap)
 
 
 def _code_dir(root: Path, script: str, name: str = "code") -> Path:
