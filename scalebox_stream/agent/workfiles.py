@@ -14,10 +14,11 @@ paths it names are stat'ed as they are (it could stat them itself).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,17 +203,24 @@ def file_size(view: ProgramView, name: str) -> tuple[int | None, str | None]:
     return info.st_size, None
 
 
-def _stat_beneath(root: Path, parts: list[str]) -> os.stat_result:
-    """lstat of root/parts..., opening each directory on the way without following a link."""
+@contextlib.contextmanager
+def _parent_dir(root: Path, parts: list[str]) -> Iterator[int]:
+    """A descriptor of root/parts[:-1], opening each directory on the way without following a link."""
     fd = os.open(root, _DIR_FLAGS)
     try:
         for part in parts[:-1]:
             inner = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
             os.close(fd)
             fd = inner
-        return os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        yield fd
     finally:
         os.close(fd)
+
+
+def _stat_beneath(root: Path, parts: list[str]) -> os.stat_result:
+    """lstat of root/parts..., opening each directory on the way without following a link."""
+    with _parent_dir(root, parts) as fd:
+        return os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
 
 
 REMOVED_FILES = "removed-files.txt"
@@ -251,17 +259,10 @@ def _remove_one(view: ProgramView, name: str) -> str | None:
         if where is None or not where[1]:
             return f"{shown(name)} is outside the work directory and the module's volumes: not removed"
         root, parts = where
-        fd = os.open(root, _DIR_FLAGS)
-        try:
-            for part in parts[:-1]:
-                inner = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
-                os.close(fd)
-                fd = inner
+        with _parent_dir(root, parts) as fd:
             if stat.S_ISDIR(os.stat(parts[-1], dir_fd=fd, follow_symlinks=False).st_mode):
                 return f"{shown(name)} is a directory: not removed"
             os.unlink(parts[-1], dir_fd=fd)
-        finally:
-            os.close(fd)
     except FileNotFoundError:
         return None  # gone already: what the list asks for
     except (OSError, ValueError) as exc:
