@@ -8,6 +8,7 @@ import random
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from cluster import Cluster
@@ -33,16 +34,21 @@ def _restart_broker() -> None:
     services.up()
 
 
+def _two_stage_cluster(tmp_path: Path, app: str, kafka_bootstrap: str, pg_dsn: str) -> Cluster:
+    """The app `first` -> `second`, both running ./stage.sh, and a cluster of it (nothing started yet)."""
+    (tmp_path / "app.yaml").write_text(
+        f"name: {app}\nmodules:\n  first:\n    command: ./stage.sh\n    sink_modules: [second]\n"
+        "  second:\n    command: ./stage.sh\n")
+    return Cluster(tmp_path / "app.yaml", kafka_bootstrap, pg_dsn, tmp_path / "logs")
+
+
 @pytest.mark.skipif(bool(os.environ.get("SCALEBOX_KAFKA")), reason="restarts the local broker only")
 def test_chaos_every_task_succeeds_exactly_once(tmp_path, kafka_bootstrap, pg_dsn):
     rng = random.Random(SEED)
     (tmp_path / "stage.sh").write_text(STAGE)
     (tmp_path / "stage.sh").chmod(0o755)
     app = f"chaos-{uuid.uuid4().hex[:8]}"
-    (tmp_path / "app.yaml").write_text(
-        f"name: {app}\nmodules:\n  first:\n    command: ./stage.sh\n    sink_modules: [second]\n"
-        "  second:\n    command: ./stage.sh\n")
-    c = Cluster(tmp_path / "app.yaml", kafka_bootstrap, pg_dsn, tmp_path / "logs")
+    c = _two_stage_cluster(tmp_path, app, kafka_bootstrap, pg_dsn)
     try:
         c.start_projector()
         agents = {m: [c.start_agent(m, 2), c.start_agent(m, 2)] for m in ("first", "second")}
@@ -108,10 +114,7 @@ def test_one_slot_agents_killed_while_reports_wait_for_their_transaction_lose_an
     (tmp_path / "stage.sh").write_text(QUICK_STAGE.format(runs=runs))
     (tmp_path / "stage.sh").chmod(0o755)
     app = f"chaos1-{uuid.uuid4().hex[:8]}"
-    (tmp_path / "app.yaml").write_text(
-        f"name: {app}\nmodules:\n  first:\n    command: ./stage.sh\n    sink_modules: [second]\n"
-        "  second:\n    command: ./stage.sh\n")
-    c = Cluster(tmp_path / "app.yaml", kafka_bootstrap, pg_dsn, tmp_path / "logs")
+    c = _two_stage_cluster(tmp_path, app, kafka_bootstrap, pg_dsn)
     try:
         c.start_projector()
         agents = {m: [c.start_agent(m, 1), c.start_agent(m, 1)] for m in ("first", "second")}
