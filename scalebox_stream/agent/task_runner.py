@@ -17,7 +17,14 @@ from scalebox_stream.agent.contract import ModuleContract
 from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.limits import bare_result, oversized
 from scalebox_stream.agent.outputs import Children, NoSinkError, OutputRouter
-from scalebox_stream.agent.perspective import Perspective, cap_text, listing, read_perspective, storable
+from scalebox_stream.agent.perspective import (
+    Perspective,
+    cap_text,
+    extra_attributes_json,
+    listing,
+    read_perspective,
+    storable,
+)
 from scalebox_stream.agent.secrets import Redactor, SecretError, read_secrets
 from scalebox_stream.agent.sink import OUTPUT_FILES, SinkLineError, read_outputs
 from scalebox_stream.agent.tools import REQUESTS_FIFO, Caller, ToolChannel, ToolHandler, ToolServer
@@ -296,7 +303,8 @@ class TaskRunner:
             peak_memory_bytes=result.peak_memory_bytes,
             started_at=result.started_at_us or started_at, finished_at=result.finished_at_us or now_us(),
             user_timestamps=[UserTimestamp(at=at, label=label) for at, label in perspective.timestamps],
-            emitted_task_ids=[c.task_id for c in children], emitted_modules=[c.module for c in children]),
+            emitted_task_ids=[c.task_id for c in children], emitted_modules=[c.module for c in children],
+            extra_attributes=extra_attributes_json(perspective.extra_attributes, self.redact.text)),
             created.task_id, attempt, module)
 
     def failed(self, task_id: str, attempt: int, reason: str, module: str | None = None) -> OutMessage:

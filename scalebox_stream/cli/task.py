@@ -207,6 +207,10 @@ def show(
             print_fields(console, f"{section}:", [f"{f}={field_text(run[f])}" for f in fields if run[f] is not None])
         stamps = ", ".join(f"{s.get('label') or '-'}@{s['at']}" for s in run["user_timestamps"])
         console.print(f"[bold]user timestamps[/]: {escape(stamps or '-')}")
+        if run.get("extra_attributes") is not None:
+            console.print("[bold]extra attributes[/]:")
+            console.print(json.dumps(run["extra_attributes"], ensure_ascii=False, sort_keys=True),
+                          markup=False, highlight=False)
         for name in ("custom_out", "message_text", "stdout", "stderr"):
             if run[name]:
                 console.print(f"[bold]{name}[/]:")

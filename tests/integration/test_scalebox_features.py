@@ -115,6 +115,9 @@ def test_side_car_default_scripts(executor, container_mode, agent_base, tmp_path
     if executor == "docker":
         assert env["WORK_DIR"] == "/work" and env["CLUSTER_DATA_ROOT"] == "/cluster_data_root"
         assert "mounts ok" in (trace / "run-env.txt").read_text()
+    assert run["extra_attributes"] == {"module": "side-car", "script": "run.sh"}
+    shown = scalebox(["task", "show", task["task_id"]], kafka_bootstrap, pg_dsn)
+    assert 'extra attributes:\n{"module": "side-car", "script": "run.sh"}' in shown.stdout, shown.stdout
 
 
 def test_side_car_action_scripts(agent_base, tmp_path, kafka_bootstrap, pg_dsn):
