@@ -42,6 +42,7 @@ from scalebox_stream.events import (
     now_us,
 )
 from scalebox_stream.executors.base import ExecRequest, ExecResult, Executor
+from scalebox_stream.executors.lifecycle import is_setup_failure
 from scalebox_stream.executors.lockdown import ContainerPolicy, own_work_dir, refused_volume, volume_roots
 from scalebox_stream.executors.slot_support import empty_dir
 from scalebox_stream.intask import (
@@ -54,7 +55,7 @@ from scalebox_stream.intask import (
 )
 from scalebox_stream.kafka.presence import HostDirectory
 from scalebox_stream.kafka.topics import EVENTS_TOPIC, task_topic
-from scalebox_stream.policy.admission import Verdict, check_verdict
+from scalebox_stream.policy.admission import ADMIT, Verdict, check_verdict
 from scalebox_stream.policy.outcome import AttemptVerdict, decide_attempt, within_deadline
 from scalebox_stream.policy.timeouts import attempt_timeout, queue_expired
 from scalebox_stream.spec.model import AppSpec, ModuleSpec
@@ -358,6 +359,14 @@ class TaskRunner:
         finally:
             if channel is not None:
                 channel.end()
+        if is_setup_failure(result) or (result.error and not result.timed_out):
+            # not the check's answer: the slot's setup failed, or the runtime could not run anything (no such
+            # image...). The attempt runs (its setup runs again) and fails with that error, under the retry
+            # rules, instead of the task being re-checked forever.
+            log.warning("module %s: the check of task %s could not run (%s); the attempt will report it",
+                        self.module.name, created.task_id, result.error)
+            empty_dir(work_dir)
+            return ADMIT
         output = (result.stdout + result.stderr).decode(errors="replace")
         verdict = check_verdict(result.exit_code, output if not result.error else f"{result.error}: {output}")
         if verdict.admitted:
