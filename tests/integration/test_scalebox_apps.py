@@ -191,6 +191,21 @@ def test_to_host_on_cli_tasks(tmp_path, kafka_bootstrap, pg_dsn):
     assert f"{app}: stopped" in deleted.stdout and f"topic sbx.tasks.{app}.placed.host." in deleted.stdout
 
 
+def test_to_host_on_run_start_tasks(tmp_path, kafka_bootstrap, pg_dsn):
+    """`scalebox run`'s start items with a `to_host` header, as `task add --to-host`: the one bound to this
+    machine runs here, the one bound elsewhere waits for an agent of that host (so the run times out)."""
+    app = f"runhost-{uuid.uuid4().hex[:6]}"
+    root = _code_dir(tmp_path / "work", ECHO_RUN)
+    (root / "app.yaml").write_text(HOST_BOUND_APP.format(app=app))
+    here = socket.gethostname()
+    done = _sh(f"""printf 'near,{{"to_host":"{here}"}}\nfar,{{"to_host":"elsewhere-{app}"}}\n' \
+                   | scalebox run app.yaml - --timeout 12""", root, _env(kafka_bootstrap, pg_dsn))
+    assert done.returncode != 0, "the task bound elsewhere never runs"
+    tasks = {t["body"]: t for t in list_tasks(kafka_bootstrap, pg_dsn, app)}
+    assert tasks["near"]["status"] == "succeeded" and tasks["near"]["custom_out"] == f"near@{here}"
+    assert tasks["far"]["status"] == "created", done.stderr
+
+
 @pytest.mark.parametrize("action, expected", [("", 1), ("IGNORE", 0)])
 def test_a_repeated_start_body(tmp_path, kafka_bootstrap, pg_dsn, action, expected):
     """`scalebox run` with one body twice on stdin: an error by default (nothing runs), one task with IGNORE."""

@@ -11,7 +11,14 @@ import pytest
 import yaml
 
 from scalebox_stream.cli.run import choose_app, print_app_id
-from scalebox_stream.launch.cli_tasks import NewTask, conflict_action, parse_items, placed, resolve_conflicts
+from scalebox_stream.launch.cli_tasks import (
+    NewTask,
+    conflict_action,
+    parse_items,
+    placed,
+    placed_groups,
+    resolve_conflicts,
+)
 from scalebox_stream.launch.errors import OperationError
 from scalebox_stream.launch.quick_app import (
     AGENT_IMAGE,
@@ -139,6 +146,20 @@ def test_to_host_places_a_task_of_a_host_bound_module(tmp_path):
     assert placed(spec, NewTask("bound", "x")) is None
     assert placed(spec, NewTask("free", "x", {"to_host": "n1"})) is None
     assert placed(None, NewTask("bound", "x", {"to_host": "n1"})) is None
+
+
+def test_run_start_tasks_go_to_the_host_their_to_host_names(tmp_path):
+    (tmp_path / "app.yaml").write_text("name: a\nmodules:\n  bound: {command: /bin/true, task_dist_mode: HOST-BOUND}\n"
+                                       "  free: {command: /bin/true}\n")
+    spec = load_app(tmp_path / "app.yaml")
+    request = RunRequest(Path("a.yaml"), (("bound", "1"), ("bound", "2"), ("free", "3"), ("bound", "4")),
+                         headers={"k": "v"}, task_headers=({"to_host": "n1"}, {"to_host": "n1"}, {"to_host": "n1"},
+                                                           {"to_host": "n2"}))
+    assert placed_groups(spec, header_groups(request)) == [
+        ([("bound", "1"), ("bound", "2")], {"k": "v", "to_host": "n1"}, "n1"),
+        ([("free", "3")], {"k": "v", "to_host": "n1"}, None),
+        ([("bound", "4")], {"k": "v", "to_host": "n2"}, "n2")]
+    assert placed_groups(spec, [([("bound", "1")], {})]) == [([("bound", "1")], {}, None)]
 
 
 def test_an_app_is_finished_once_a_result_or_run_end_follows_its_deployment():
