@@ -420,7 +420,7 @@ class TaskRunner:
         }
         if self.module.task_max_seconds:
             env["TASK_MAX_SECONDS"] = env["TASK_TIMEOUT_SECONDS"] = f"{self.module.task_max_seconds:g}"
-        if (min_seconds := getattr(self.module, "task_min_seconds", None)) is not None:
+        if (min_seconds := self.module.task_min_seconds) is not None:
             env["TASK_MIN_SECONDS"] = f"{min_seconds:g}"
         for name in AGENT_ENV_PASSED:
             if name in os.environ:
