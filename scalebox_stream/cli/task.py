@@ -72,6 +72,10 @@ def add(
                                              "it, OVERWRITE runs it again."),
     ignore_dupkey: bool = typer.Option(False, "--ignore-dupkey", help="Add `repeatable: yes`: send a repeated "
                                                                       "body anyway."),
+    module_id: str | None = typer.Option(None, "--module-id", "--job-id", envvar="MODULE_ID",
+                                         help="The sending module (env MODULE_ID; a module's name here, so the app "
+                                              "still comes from --app-id): the tasks' from_module header."),
+    from_module: str | None = typer.Option(None, "--from-module", help="The from_module header (over --module-id)."),
     kafka: str | None = KafkaOption,
     pg: str | None = PgOption,
 ) -> None:
@@ -80,10 +84,15 @@ def add(
     from scalebox_stream.launch.errors import OperationError
 
     if not app_name:
-        fail("no app: give --app (or --app-id), or set APP_ID")
+        why = f"--module-id {module_id!r} is a module's name here and names no app; " if module_id else ""
+        fail(f"no app: {why}give --app (or --app-id), or set APP_ID")
     headers = parse_headers(header)
-    extra = {"to_host": to_host, "to_ip": to_ip, "repeatable": "yes" if ignore_dupkey else None}
-    headers = {**_json_headers(headers_json), **headers, **{k: v for k, v in extra.items() if v}}
+    extra = {"to_host": to_host, "to_ip": to_ip, "repeatable": "yes" if ignore_dupkey else None,
+             "from_module": from_module or module_id}
+    headers = {**_json_headers(headers_json), **headers}
+    if "from_module" in headers:  # a header given as such wins over --module-id
+        extra.pop("from_module")
+    headers.update({k: v for k, v in extra.items() if v})
     bodies = task_bodies(bodies or [], headers)
     try:
         items = [(None, body, h) for _, body, h in parse_items(bodies)]

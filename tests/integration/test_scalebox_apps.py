@@ -145,6 +145,17 @@ def test_app_create_task_add_set_finished_and_list(tmp_path, kafka_bootstrap, pg
                                                       if t["status"] == "succeeded"]) == 3)
         assert sorted(t["body"] for t in list_tasks(kafka_bootstrap, pg_dsn, app)) == ["first", "first", "second"]
 
+        # Scalebox's --module-id: the sending module here (a module's name names no app)
+        sent = _sh(f"scalebox task add --app-id {app} --module-id main third", root, env)
+        assert sent.returncode == 0, sent.stderr
+        shown = scalebox(["task", "show", sent.stdout.strip(), "--json"], kafka_bootstrap, pg_dsn)
+        assert json.loads(shown.stdout)["headers"]["from_module"] == "main"
+        no_app = _sh("scalebox app set-finished --module-id main 'too early' || echo code=$?", root, env)
+        assert "code=1" in no_app.stdout and "--module-id 'main' is a module's name here" in no_app.stderr
+        broadcast = _sh(f"scalebox task add --app-id {app} -h host_broadcast=yes everywhere || echo code=$?", root,
+                        env)
+        assert "code=2" in broadcast.stdout and "'host_broadcast'" in broadcast.stderr, broadcast.stderr
+
         finished = _sh(f"APP_ID={app} scalebox app set-finished 'all 3 done'", root, env)
         assert finished.returncode == 0, finished.stderr
         row = _until("the app to be FINISHED", lambda: (r := _apps(kafka_bootstrap, pg_dsn)[app])["state"] ==
