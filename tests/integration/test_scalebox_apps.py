@@ -217,6 +217,32 @@ def test_to_host_on_run_start_tasks(tmp_path, kafka_bootstrap, pg_dsn):
     assert tasks["far"]["status"] == "created", done.stderr
 
 
+GREEDY_APP = """name: {app}
+modules:
+  quick:
+    command: /bin/true
+    arguments:
+      task_min_seconds: 60
+    parameters:
+      start_task: [a, b, c, d]
+"""
+
+
+def test_a_greedy_slot_suspends_its_module(tmp_path, kafka_bootstrap, pg_dsn):
+    """`task_min_seconds`: one slot's attempts end sooner three times in a row, so the module is suspended on
+    its agent (Scalebox's GREEDY slot exits): the fourth task waits, and the status says why."""
+    app = f"greedy-{uuid.uuid4().hex[:6]}"
+    (tmp_path / "app.yaml").write_text(GREEDY_APP.format(app=app))
+    done = _sh("scalebox run app.yaml --timeout 12", tmp_path, _env(kafka_bootstrap, pg_dsn))
+    assert done.returncode != 0, "the fourth task never runs"
+    statuses = sorted(t["status"] for t in list_tasks(kafka_bootstrap, pg_dsn, app))
+    assert statuses.count("succeeded") == 3 and len(statuses) == 4, statuses
+    shown = scalebox(["status", "--app", app, "--json"], kafka_bootstrap, pg_dsn)
+    (row,) = json.loads(shown.stdout)
+    assert row["state"] == "suspended", row
+    assert row["state_reason"].startswith("GREEDY: slot 0 ran 3 attempts in a row in less than task_min_seconds")
+
+
 @pytest.mark.parametrize("action, expected", [("", 1), ("IGNORE", 0)])
 def test_a_repeated_start_body(tmp_path, kafka_bootstrap, pg_dsn, action, expected):
     """`scalebox run` with one body twice on stdin: an error by default (nothing runs), one task with IGNORE."""
