@@ -19,6 +19,7 @@ from scalebox_stream.agent.task_runner import OutMessage
 from scalebox_stream.events import Event, EventStamp, ModuleState
 from scalebox_stream.kafka.control import Command, encode_command
 from scalebox_stream.policy.budget import ErrorBudget
+from scalebox_stream.policy.greedy import greedy_reason, short_streak
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +28,15 @@ class ModuleControl:
     """Whether this agent's module is suspended, and why (see the module docstring)."""
 
     def __init__(self, identity: AgentIdentity, budget: ErrorBudget | None, lock: threading.RLock,
-                 put: Callable[[OutMessage], None], to_events: Callable[[Event], OutMessage]) -> None:
+                 put: Callable[[OutMessage], None], to_events: Callable[[Event], OutMessage],
+                 task_min_seconds: float | None = None) -> None:
         """`lock`: the dispatcher's (a slot about to take a task sees the suspension); `put` queues a record for
-        the next transaction; `to_events` makes the record of an event."""
+        the next transaction; `to_events` makes the record of an event; `task_min_seconds`: the module's minimum
+        attempt duration (GREEDY slots, see `policy.greedy`)."""
         self.identity = identity
         self.budget = budget
+        self.task_min_seconds = task_min_seconds
+        self._short: dict[int, int] = {}
         self.suspended = False
         self._lock = lock
         self._put = put
@@ -49,6 +54,20 @@ class ModuleControl:
             log.error("suspending module %s: %s", self.identity.module, reason)
             self._put(OutMessage(*encode_command(Command(self.identity.app, self.identity.module, "suspend",
                                                          reason))))
+            self._set_suspended(True, reason)
+
+    def timed(self, slot: int, run_s: float) -> None:
+        """(Slot thread) Note how long an attempt of `slot` ran; a GREEDY slot suspends the module on this agent
+        (the other agents of the module go on, as Scalebox's other slots do)."""
+        min_s = self.task_min_seconds
+        if not min_s:
+            return
+        with self._lock:
+            streak = self._short[slot] = short_streak(self._short.get(slot, 0), run_s, min_s)
+            if self.suspended or (reason := greedy_reason(slot, streak, min_s)) is None:
+                return
+            self._short.clear()
+            log.error("suspending module %s on agent %s: %s", self.identity.module, self.identity.agent_id, reason)
             self._set_suspended(True, reason)
 
     def obey(self, commands: Iterable[Command]) -> None:

@@ -96,7 +96,8 @@ class Agent:
                                    self.settings, self._stop, identity.agent_id)
         self.checkpoint.on_membership = self.rebalance.note_membership
         budget = ErrorBudget.from_spec(module.error_budget) if module.error_budget else None
-        self.control = ModuleControl(identity, budget, self.dispatcher.lock, self.checkpoint.put, self.runner.to_events)
+        self.control = ModuleControl(identity, budget, self.dispatcher.lock, self.checkpoint.put, self.runner.to_events,
+                                     module.task_min_seconds)
         self.commands = self.clients.commands()
         locks = options.work_root.parent / "locks" / identity.host / f"{spec.name}.{module.name}"
         self.gate = None

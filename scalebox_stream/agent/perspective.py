@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Iterable
@@ -26,8 +27,15 @@ _TS = re.compile(
     re.IGNORECASE,
 )
 CUSTOM_OUT = "custom-out.txt"
-PERSPECTIVE_FILES = (CUSTOM_OUT, "task-exec.json", "timestamps.txt", "input-files.txt", "output-files.txt")
+EXTRA_ATTRIBUTES = "extra-attributes.txt"
+PERSPECTIVE_FILES = (CUSTOM_OUT, "task-exec.json", "timestamps.txt", "input-files.txt", "output-files.txt",
+                     EXTRA_ATTRIBUTES)
 """The files read back after an attempt, in the order they are applied."""
+MAX_EXTRA_ATTRIBUTES_BYTES = 64 * 1024
+"""Bytes of extra-attributes.txt; a larger one is not read (a warning says so)."""
+MAX_EXTRA_ATTRIBUTES_DEPTH = 32
+"""How deeply the JSON values of extra-attributes.txt may nest."""
+_KEY = re.compile(r"^[^\s=]+$")
 
 
 def storable(text: str) -> str:
@@ -57,6 +65,8 @@ class Perspective:
     input_bytes: int | None = None
     output_bytes: int | None = None
     timestamps: list[tuple[int, str | None]] = field(default_factory=list)
+    extra_attributes: dict[str, Any] | None = None
+    """extra-attributes.txt, parsed (a JSON object, or `key=value` lines)."""
     problems: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     """Perspective files not read because they are not regular files (a link, a FIFO, a device)."""
@@ -106,6 +116,74 @@ def parse_timestamp_lines(text: str) -> list[tuple[int, str | None]]:
             except PerspectiveError as exc:
                 raise PerspectiveError(f"timestamps.txt line {number}: {exc}") from exc
     return result
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
+
+
+def _no_constant(name: str) -> Any:
+    raise PerspectiveError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise PerspectiveError(f"{shown(text)} is out of range")
+    return value
+
+
+def parse_extra_attributes(text: str) -> dict[str, Any]:
+    """extra-attributes.txt to a dict: a JSON object, or `key=value` lines (blank lines and `#` comments
+    skipped; the value is the text after the first `=`, kept as a string). Raises PerspectiveError."""
+    stripped = text.strip()
+    if not stripped:
+        return {}
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(stripped, parse_constant=_no_constant, parse_float=_finite)
+        except (ValueError, RecursionError) as exc:
+            raise PerspectiveError(f"not a JSON object: {exc}") from None
+        if not isinstance(data, dict):
+            raise PerspectiveError("not a JSON object")
+        if _depth(data) > MAX_EXTRA_ATTRIBUTES_DEPTH:
+            raise PerspectiveError(f"nested deeper than {MAX_EXTRA_ATTRIBUTES_DEPTH} levels")
+        return data
+    result: dict[str, Any] = {}
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not _KEY.match(key.strip()):
+            raise PerspectiveError(f"line {number} is not key=value (or the file a JSON object): "
+                                   f"{shown(line)!r}")
+        result[key.strip()] = value.strip()
+    return result
+
+
+def extra_attributes_json(attributes: dict[str, Any] | None, clean: Any = None) -> str | None:
+    """The attributes as the compact JSON object a TaskFinished carries (None when there are none). Every
+    string, key or value, goes through `storable` and then `clean` (the secrets' redaction), so the text is
+    always valid JSON that PostgreSQL's jsonb accepts (no NUL, no lone surrogate)."""
+    if not attributes:
+        return None
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, str):
+            value = storable(value)
+            return clean(value) if clean is not None else value
+        if isinstance(value, dict):
+            return {scrub(str(k)): scrub(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        return value
+
+    return json.dumps(scrub(attributes), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def sum_file_sizes(names: Iterable[str], view: ProgramView, problems: list[str], label: str) -> int:
@@ -172,7 +250,7 @@ def _add_sizes(perspective: Perspective, attr: str, text: str, view: ProgramView
 
 def read_perspective(work_dir: Path, view: ProgramView | None = None, names: set[str] | None = None,
                      text_limit: int = MAX_TEXT_BYTES, mode: str = "HEAD") -> Perspective:
-    """Read task-exec.json, timestamps.txt, custom-out.txt and the file lists; never raises.
+    """Read task-exec.json, timestamps.txt, custom-out.txt, extra-attributes.txt and the file lists; never raises.
 
     `view` maps the paths the file lists name to this host's files (default: the work directory only).
     `names`: the work directory's listing, when the caller has it (only the files in it are opened).
@@ -210,6 +288,7 @@ def _read_files(perspective: Perspective, dir_fd: int, wanted: list[str], view: 
         "timestamps.txt": lambda t: perspective.timestamps.extend(parse_timestamp_lines(t)),
         "input-files.txt": lambda t: _add_sizes(perspective, "input_bytes", t, view, "input-files.txt"),
         "output-files.txt": lambda t: _add_sizes(perspective, "output_bytes", t, view, "output-files.txt"),
+        EXTRA_ATTRIBUTES: lambda t: setattr(perspective, "extra_attributes", parse_extra_attributes(t) or None),
     }
     for name in wanted:
         if name == CUSTOM_OUT:
@@ -217,9 +296,10 @@ def _read_files(perspective: Perspective, dir_fd: int, wanted: list[str], view: 
             read = read_work_file(dir_fd, name, limit, "tail" if mode.upper() == "HEAD" else "head")
             perspective.custom_out = read.data or b""
         else:
-            read = read_work_file(dir_fd, name, MAX_PERSPECTIVE_FILE_BYTES, whole=True)
-            if read.size > MAX_PERSPECTIVE_FILE_BYTES:
-                perspective.problems.append(f"{name} is larger than {MAX_PERSPECTIVE_FILE_BYTES} bytes: not read")
+            limit = MAX_EXTRA_ATTRIBUTES_BYTES if name == EXTRA_ATTRIBUTES else MAX_PERSPECTIVE_FILE_BYTES
+            read = read_work_file(dir_fd, name, limit, whole=True)
+            if read.size > limit:
+                perspective.problems.append(f"{name} is larger than {limit} bytes: not read")
                 continue
         if read.problem is not None:
             perspective.refused.append(read.problem)
@@ -228,7 +308,7 @@ def _read_files(perspective: Perspective, dir_fd: int, wanted: list[str], view: 
         try:
             steps[name](read.data.decode("utf-8", errors="backslashreplace"))
         except (PerspectiveError, ValueError, TypeError, AttributeError, RecursionError) as exc:
-            perspective.problems.append(f"{name}: {exc}")
+            perspective.problems.append(f"{name}: {exc}" + ("; not kept" if name == EXTRA_ATTRIBUTES else ""))
 
 
 def cap_text(data: bytes, limit: int, mode: str = "HEAD") -> str:

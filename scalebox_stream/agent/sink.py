@@ -9,6 +9,7 @@ from pathlib import Path
 
 from scalebox_stream.agent.limits import MAX_SINK_FILE_BYTES, MAX_SINK_LINE_BYTES, MAX_SINK_LINES
 from scalebox_stream.agent.workfiles import read_one
+from scalebox_stream.policy.broadcast import broadcast_problem
 from scalebox_stream.policy.limits import check_body, check_headers
 
 SINK_FILE = "sink-tasks.txt"
@@ -75,7 +76,7 @@ def parse_sink_line(line: str, modules: Collection[str]) -> SinkMessage | None:
         module = None
     if not rest:
         raise SinkLineError("empty task body")
-    if problem := check_body(rest) or check_headers(headers):
+    if problem := check_body(rest) or check_headers(headers) or broadcast_problem(headers):
         raise SinkLineError(problem)  # the next agent would refuse the child: the parent's attempt fails instead
     return SinkMessage(body=rest, module=module, headers=headers)
 
@@ -126,7 +127,7 @@ def parse_jsonl_line(line: str, modules: Collection[str]) -> SinkMessage | None:
     body = item["body"]
     if not body:
         raise SinkLineError("empty task body")
-    if problem := check_body(body) or check_headers(headers):
+    if problem := check_body(body) or check_headers(headers) or broadcast_problem(headers):
         raise SinkLineError(problem)
     return SinkMessage(body=body, module=module, headers=headers)
 

@@ -99,6 +99,8 @@ class Slots:
             self.telemetry.attempt_finished(report.outcome, time.perf_counter() - began)
         if not self.abandoned:
             self.control.count(report.outcome)  # before this slot may take another task
+            if began is not None:
+                self.control.timed(slot, time.perf_counter() - began)
             checkpoint.report(Done(task.source, task.offset, task.assignment, report.records, outcome=report.outcome,
                                    unsendable=self._unsendable(task, slot)))
 

@@ -17,7 +17,14 @@ from scalebox_stream.agent.contract import ModuleContract
 from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.limits import bare_result, oversized
 from scalebox_stream.agent.outputs import Children, NoSinkError, OutputRouter
-from scalebox_stream.agent.perspective import Perspective, cap_text, listing, read_perspective, storable
+from scalebox_stream.agent.perspective import (
+    Perspective,
+    cap_text,
+    extra_attributes_json,
+    listing,
+    read_perspective,
+    storable,
+)
 from scalebox_stream.agent.secrets import Redactor, SecretError, read_secrets
 from scalebox_stream.agent.sink import OUTPUT_FILES, SinkLineError, read_outputs
 from scalebox_stream.agent.tools import REQUESTS_FIFO, Caller, ToolChannel, ToolHandler, ToolServer
@@ -35,6 +42,7 @@ from scalebox_stream.events import (
     now_us,
 )
 from scalebox_stream.executors.base import ExecRequest, ExecResult, Executor
+from scalebox_stream.executors.lifecycle import is_setup_failure
 from scalebox_stream.executors.lockdown import ContainerPolicy, own_work_dir, refused_volume, volume_roots
 from scalebox_stream.executors.slot_support import empty_dir
 from scalebox_stream.intask import (
@@ -47,7 +55,7 @@ from scalebox_stream.intask import (
 )
 from scalebox_stream.kafka.presence import HostDirectory
 from scalebox_stream.kafka.topics import EVENTS_TOPIC, task_topic
-from scalebox_stream.policy.admission import Verdict, check_verdict
+from scalebox_stream.policy.admission import ADMIT, Verdict, check_verdict
 from scalebox_stream.policy.outcome import AttemptVerdict, decide_attempt, within_deadline
 from scalebox_stream.policy.timeouts import attempt_timeout, queue_expired
 from scalebox_stream.spec.model import AppSpec, ModuleSpec
@@ -296,7 +304,8 @@ class TaskRunner:
             peak_memory_bytes=result.peak_memory_bytes,
             started_at=result.started_at_us or started_at, finished_at=result.finished_at_us or now_us(),
             user_timestamps=[UserTimestamp(at=at, label=label) for at, label in perspective.timestamps],
-            emitted_task_ids=[c.task_id for c in children], emitted_modules=[c.module for c in children]),
+            emitted_task_ids=[c.task_id for c in children], emitted_modules=[c.module for c in children],
+            extra_attributes=extra_attributes_json(perspective.extra_attributes, self.redact.text)),
             created.task_id, attempt, module)
 
     def failed(self, task_id: str, attempt: int, reason: str, module: str | None = None) -> OutMessage:
@@ -350,6 +359,14 @@ class TaskRunner:
         finally:
             if channel is not None:
                 channel.end()
+        if is_setup_failure(result) or (result.error and not result.timed_out):
+            # not the check's answer: the slot's setup failed, or the runtime could not run anything (no such
+            # image...). The attempt runs (its setup runs again) and fails with that error, under the retry
+            # rules, instead of the task being re-checked forever.
+            log.warning("module %s: the check of task %s could not run (%s); the attempt will report it",
+                        self.module.name, created.task_id, result.error)
+            empty_dir(work_dir)
+            return ADMIT
         output = (result.stdout + result.stderr).decode(errors="replace")
         verdict = check_verdict(result.exit_code, output if not result.error else f"{result.error}: {output}")
         if verdict.admitted:
@@ -403,7 +420,7 @@ class TaskRunner:
         }
         if self.module.task_max_seconds:
             env["TASK_MAX_SECONDS"] = env["TASK_TIMEOUT_SECONDS"] = f"{self.module.task_max_seconds:g}"
-        if (min_seconds := getattr(self.module, "task_min_seconds", None)) is not None:
+        if (min_seconds := self.module.task_min_seconds) is not None:
             env["TASK_MIN_SECONDS"] = f"{min_seconds:g}"
         for name in AGENT_ENV_PASSED:
             if name in os.environ:

@@ -23,7 +23,15 @@ from scalebox_stream.config import CliSettings
 from scalebox_stream.launch.errors import OperationError
 from scalebox_stream.launch.inputs import body_lines, tasks_problem
 from scalebox_stream.launch.progress import table
-from scalebox_stream.launch.quick_app import APP_FILE, QuickAppError, QuickOptions, local_env_files
+from scalebox_stream.launch.quick_app import (
+    APP_FILE,
+    QuickAppError,
+    QuickOptions,
+    local_env_files,
+    shapes_app,
+    start_item,
+    with_start_item,
+)
 from scalebox_stream.launch.run import RunRequest, run_app, start_tasks
 from scalebox_stream.spec import AppSpec, SpecError, load_app
 
@@ -46,6 +54,9 @@ MrCodePath = Annotated[Path | None, typer.Option("--mr-code-path", help="Code of
 ExecutorName = Annotated[str | None, typer.Option("--executor", help="`process`: run the code's run.sh on this "
                                                                      "machine, no image (env _EXECUTOR).")]
 
+ClusterName = Annotated[str | None, typer.Option("--cluster", help="The `cluster` of an app made from ./code (env "
+                                                                   "_CLUSTER): its home Kafka cluster here.")]
+
 
 @dataclass(frozen=True)
 class Chosen:
@@ -62,6 +73,19 @@ def print_app_id(app: str) -> None:
     tr -d '}'` (so the name is not quoted: here an app's id is its name)."""
     sys.stdout.write(f'{{"app_id":{app}}}\n')
     sys.stdout.flush()
+
+
+def take_start_item(args: list[str]) -> tuple[list[str], dict[str, str] | None]:
+    """The arguments with Scalebox's JSON start item (`'{"image_name":...,"start_task":...}'`) taken out (its
+    `start_task` stays as a body), and the item; more than one is an error."""
+    items = [(index, item) for index, arg in enumerate(args) if (item := start_item(arg)) is not None]
+    if not items:
+        return args, None
+    if len(items) > 1:
+        fail("more than one JSON start item: give one, with its start_task")
+    index, item = items[0]
+    rest = args[:index] + ([item["start_task"]] if item.get("start_task") else []) + args[index + 1:]
+    return rest, item
 
 
 def choose_app(args: list[str], app_file: Path | None, env_files: tuple[Path, ...], quick: QuickOptions,
@@ -130,6 +154,7 @@ def run(
     mr_image_name: MrImageName = None,
     mr_code_path: MrCodePath = None,
     executor: ExecutorName = None,
+    cluster: ClusterName = None,
     conflict: str | None = typer.Option(None, "--conflict-action", envvar="CONFLICT_ACTION",
                                         help="A repeated start body: (nothing) is an error, IGNORE skips it, "
                                              "OVERWRITE sends it again."),
@@ -140,8 +165,14 @@ def run(
     served (as `scalebox app create`)."""
     console = Console(stderr=True)
     cli = settings(kafka, pg)
-    quick = QuickOptions(app_name, image_name, code_path, slot_regex, mr_image_name, mr_code_path, executor)
-    chosen = choose_app(list(args or []), app_file, tuple(env_file), quick, cli.home)
+    quick = QuickOptions(app_name, image_name, code_path, slot_regex, mr_image_name, mr_code_path, executor, cluster)
+    args, item = take_start_item(list(args or []))
+    if item is not None:
+        quick = with_start_item(quick, item)
+    chosen = choose_app(args, app_file, tuple(env_file), quick, cli.home)
+    if item is not None and shapes_app(item) and chosen.app_file.parent.parent != cli.home / "apps":
+        fail(f"the JSON start item sets {', '.join(sorted(set(item) - {'start_task'}))}, which shape an app made "
+             f"from ./code; this run uses {chosen.app_file}")
     spec = load_or_fail(chosen.app_file, chosen.env_files)
     if module is not None and module not in spec.modules:
         fail(f"app {spec.name!r} has no module {module!r}")

@@ -18,6 +18,10 @@ import typer
 from scalebox_stream.cli.common import setup_logging
 
 AppOption = Annotated[str | None, typer.Option("--app", "--app-id", help="The app (env APP_ID, else APP).")]
+ModuleIdOption = Annotated[str | None, typer.Option(
+    "--module-id", "--job-id", envvar="MODULE_ID",
+    help="Scalebox's module id (env MODULE_ID): here a module's name, which names no app, so the app still comes "
+         "from --app-id or APP_ID.")]
 KafkaOpt = Annotated[str | None, typer.Option("--kafka", help="Kafka bootstrap servers (env SCALEBOX_KAFKA).")]
 AutoCreate = Annotated[bool, typer.Option("--auto-create", help="Create a missing semaphore at 0 "
                                                                 "(env SEMAPHORE_AUTO_CREATE=yes).")]
@@ -36,10 +40,13 @@ def _yes(env: str) -> bool:
     return os.environ.get(env, "").strip().lower() in ("yes", "y", "true", "1")
 
 
-def _app(app: str | None) -> str:
+def _app(app: str | None, module_id: str | None = None) -> str:
+    """The app a command acts on. Scalebox finds it from a module id too; here a module id is a module's name,
+    shared by every app with such a module, so it never picks the app."""
     resolved = app or os.environ.get("APP_ID") or os.environ.get("APP")
     if not resolved:
-        typer.secho("error: no app: give --app, or set APP_ID", fg=typer.colors.RED, err=True)
+        why = (f"--module-id {module_id!r} is a module's name here and names no app; " if module_id else "")
+        typer.secho(f"error: no app: {why}give --app (or --app-id), or set APP_ID", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     return resolved
 
@@ -65,54 +72,58 @@ def _call(kafka: str | None, operation_name: str, *args: Any, **kwargs: Any) -> 
 
 
 @semaphore.command("create")
-def semaphore_create(name: str, value: int, app: AppOption = None, kafka: KafkaOpt = None) -> None:
+def semaphore_create(name: str, value: int, app: AppOption = None, module_id: ModuleIdOption = None,
+                     kafka: KafkaOpt = None) -> None:
     """Create a semaphore (an existing one is an error unless CONFLICT_ACTION=IGNORE or OVERWRITE)."""
-    _call(kafka, "semaphore_create", _app(app), name, value, os.environ.get("CONFLICT_ACTION", "error"))
+    _call(kafka, "semaphore_create", _app(app, module_id), name, value, os.environ.get("CONFLICT_ACTION", "error"))
 
 
 @semaphore.command("get")
-def semaphore_get(name: str, app: AppOption = None, auto_create: AutoCreate = False, kafka: KafkaOpt = None) -> None:
+def semaphore_get(name: str, app: AppOption = None, module_id: ModuleIdOption = None, auto_create: AutoCreate = False,
+                  kafka: KafkaOpt = None) -> None:
     """Print a semaphore's value (code 2 if there is none); a pattern prints a JSON map."""
-    _call(kafka, "semaphore_get", _app(app), name, auto_create or _yes("SEMAPHORE_AUTO_CREATE"))
+    _call(kafka, "semaphore_get", _app(app, module_id), name, auto_create or _yes("SEMAPHORE_AUTO_CREATE"))
 
 
-def _add(name: str, n: int, app: str | None, auto_create: bool, allow_negative: bool, kafka: str | None) -> None:
-    _call(kafka, "semaphore_add", _app(app), name, n, auto_create or _yes("SEMAPHORE_AUTO_CREATE"),
+def _add(name: str, n: int, app: str, auto_create: bool, allow_negative: bool, kafka: str | None) -> None:
+    _call(kafka, "semaphore_add", app, name, n, auto_create or _yes("SEMAPHORE_AUTO_CREATE"),
           allow_negative or _yes("SEMAPHORE_ALLOW_NEGATIVE"))
 
 
 @semaphore.command("increment")
-def semaphore_increment(name: str, app: AppOption = None, auto_create: AutoCreate = False,
-                        kafka: KafkaOpt = None) -> None:
+def semaphore_increment(name: str, app: AppOption = None, module_id: ModuleIdOption = None,
+                        auto_create: AutoCreate = False, kafka: KafkaOpt = None) -> None:
     """Add one; print the new value (a JSON map for a pattern)."""
-    _add(name, 1, app, auto_create, False, kafka)
+    _add(name, 1, _app(app, module_id), auto_create, False, kafka)
 
 
 @semaphore.command("decrement")
-def semaphore_decrement(name: str, app: AppOption = None, auto_create: AutoCreate = False,
-                        allow_negative: AllowNegative = False, kafka: KafkaOpt = None) -> None:
+def semaphore_decrement(name: str, app: AppOption = None, module_id: ModuleIdOption = None,
+                        auto_create: AutoCreate = False, allow_negative: AllowNegative = False,
+                        kafka: KafkaOpt = None) -> None:
     """Subtract one; print the new value. Refused (code 1) if it would go below zero, unless allowed."""
-    _add(name, -1, app, auto_create, allow_negative, kafka)
+    _add(name, -1, _app(app, module_id), auto_create, allow_negative, kafka)
 
 
 @semaphore.command("increment-n", context_settings=NEGATIVE_NUMBERS)
-def semaphore_increment_n(name: str, n: int, app: AppOption = None, auto_create: AutoCreate = False,
-                          allow_negative: AllowNegative = False, kafka: KafkaOpt = None) -> None:
+def semaphore_increment_n(name: str, n: int, app: AppOption = None, module_id: ModuleIdOption = None,
+                          auto_create: AutoCreate = False, allow_negative: AllowNegative = False,
+                          kafka: KafkaOpt = None) -> None:
     """Add N (may be negative); print the new value."""
-    _add(name, n, app, auto_create, allow_negative, kafka)
+    _add(name, n, _app(app, module_id), auto_create, allow_negative, kafka)
 
 
 @semaphore.command("list")
 def semaphore_list(pattern: Annotated[str, typer.Argument(help="Only names matching this.")] = "",
-                   app: AppOption = None, kafka: KafkaOpt = None) -> None:
+                   app: AppOption = None, module_id: ModuleIdOption = None, kafka: KafkaOpt = None) -> None:
     """Print the app's semaphores as a JSON map."""
-    _call(kafka, "semaphore_list", _app(app), pattern)
+    _call(kafka, "semaphore_list", _app(app, module_id), pattern)
 
 
 def _semagroup(op: str) -> None:
-    def command(expr: str, app: AppOption = None, allow_negative: AllowNegative = False,
-                kafka: KafkaOpt = None) -> None:
-        _call(kafka, "semagroup", _app(app), op, expr, allow_negative or _yes("SEMAPHORE_ALLOW_NEGATIVE"))
+    def command(expr: str, app: AppOption = None, module_id: ModuleIdOption = None,
+                allow_negative: AllowNegative = False, kafka: KafkaOpt = None) -> None:
+        _call(kafka, "semagroup", _app(app, module_id), op, expr, allow_negative or _yes("SEMAPHORE_ALLOW_NEGATIVE"))
 
     command.__doc__ = {
         "min": "Print the lowest member as \"name\":value.",
@@ -130,15 +141,16 @@ for _op in ("min", "max", "increment", "decrement", "diffmin", "diffmax"):
 
 
 @variable.command("get")
-def variable_get(name: str, app: AppOption = None, kafka: KafkaOpt = None) -> None:
+def variable_get(name: str, app: AppOption = None, module_id: ModuleIdOption = None, kafka: KafkaOpt = None) -> None:
     """Print a variable (code 2 if unset); a pattern prints a JSON map."""
-    _call(kafka, "variable_get", _app(app), name)
+    _call(kafka, "variable_get", _app(app, module_id), name)
 
 
 @variable.command("set")
-def variable_set(name: str, value: str, app: AppOption = None, kafka: KafkaOpt = None) -> None:
+def variable_set(name: str, value: str, app: AppOption = None, module_id: ModuleIdOption = None,
+                 kafka: KafkaOpt = None) -> None:
     """Set a variable of the app."""
-    _call(kafka, "variable_set", _app(app), name, value)
+    _call(kafka, "variable_set", _app(app, module_id), name, value)
 
 
 @global_app.command("get")
@@ -154,9 +166,9 @@ def global_set(name: str, value: str, kafka: KafkaOpt = None) -> None:
 
 
 def app_set_finished(text: Annotated[str, typer.Argument(help="The app's result.")], app: AppOption = None,
-                     kafka: KafkaOpt = None) -> None:
+                     module_id: ModuleIdOption = None, kafka: KafkaOpt = None) -> None:
     """Mark the app finished with a result text (shown by the projection)."""
-    _call(kafka, "app_set_finished", _app(app), text)
+    _call(kafka, "app_set_finished", _app(app, module_id), text)
 
 
 def state_owner(

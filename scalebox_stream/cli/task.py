@@ -72,6 +72,10 @@ def add(
                                              "it, OVERWRITE runs it again."),
     ignore_dupkey: bool = typer.Option(False, "--ignore-dupkey", help="Add `repeatable: yes`: send a repeated "
                                                                       "body anyway."),
+    module_id: str | None = typer.Option(None, "--module-id", "--job-id", envvar="MODULE_ID",
+                                         help="The sending module (env MODULE_ID; a module's name here, so the app "
+                                              "still comes from --app-id): the tasks' from_module header."),
+    from_module: str | None = typer.Option(None, "--from-module", help="The from_module header (over --module-id)."),
     kafka: str | None = KafkaOption,
     pg: str | None = PgOption,
 ) -> None:
@@ -80,10 +84,15 @@ def add(
     from scalebox_stream.launch.errors import OperationError
 
     if not app_name:
-        fail("no app: give --app (or --app-id), or set APP_ID")
+        why = f"--module-id {module_id!r} is a module's name here and names no app; " if module_id else ""
+        fail(f"no app: {why}give --app (or --app-id), or set APP_ID")
     headers = parse_headers(header)
-    extra = {"to_host": to_host, "to_ip": to_ip, "repeatable": "yes" if ignore_dupkey else None}
-    headers = {**_json_headers(headers_json), **headers, **{k: v for k, v in extra.items() if v}}
+    extra = {"to_host": to_host, "to_ip": to_ip, "repeatable": "yes" if ignore_dupkey else None,
+             "from_module": from_module or module_id}
+    headers = {**_json_headers(headers_json), **headers}
+    if "from_module" in headers:  # a header given as such wins over --module-id
+        extra.pop("from_module")
+    headers.update({k: v for k, v in extra.items() if v})
     bodies = task_bodies(bodies or [], headers)
     try:
         items = [(None, body, h) for _, body, h in parse_items(bodies)]
@@ -207,6 +216,10 @@ def show(
             print_fields(console, f"{section}:", [f"{f}={field_text(run[f])}" for f in fields if run[f] is not None])
         stamps = ", ".join(f"{s.get('label') or '-'}@{s['at']}" for s in run["user_timestamps"])
         console.print(f"[bold]user timestamps[/]: {escape(stamps or '-')}")
+        if run.get("extra_attributes") is not None:
+            console.print("[bold]extra attributes[/]:")
+            console.print(json.dumps(run["extra_attributes"], ensure_ascii=False, sort_keys=True),
+                          markup=False, highlight=False)
         for name in ("custom_out", "message_text", "stdout", "stderr"):
             if run[name]:
                 console.print(f"[bold]{name}[/]:")

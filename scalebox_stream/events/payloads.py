@@ -253,6 +253,7 @@ class TaskFinished(Payload):
     user_timestamps: list[UserTimestamp] = []
     emitted_task_ids: list[str] = []
     emitted_modules: list[str] = []
+    extra_attributes: str | None = None
 
 
 class TaskRetryScheduled(Payload):

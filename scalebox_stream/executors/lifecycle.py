@@ -23,6 +23,8 @@ RunOnce = Callable[[ExecRequest, StartedCallback], ExecResult]
 SETUP_TIMEOUT_S = 600.0
 TEARDOWN_TIMEOUT_S = 120.0
 _TAIL = 2000
+SETUP_FAILED = "setup failed"
+"""How the error of an attempt whose slot setup failed begins (see `is_setup_failure`)."""
 
 
 def _ignore(_container_id: str | None) -> None:
@@ -39,6 +41,13 @@ def output_tail(result: ExecResult) -> str:
     """The end of what a script printed (stderr, else stdout), or its error, for a message."""
     text = (result.stderr or result.stdout).decode(errors="replace").strip()
     return (result.error or "") + (": " if result.error and text else "") + (text[-_TAIL:] or "(no output)")
+
+
+def is_setup_failure(result: ExecResult) -> bool:
+    """Whether `result` is a slot's failed setup rather than the run of the program asked for: a check that
+    meets one must not read it as a refusal (the task would be re-checked forever), but let the attempt run
+    and fail with it, under the module's retry rules."""
+    return bool(result.error and result.error.startswith(SETUP_FAILED + " ("))
 
 
 class SlotScripts:
@@ -63,7 +72,7 @@ class SlotScripts:
             if result.exit_code != 0:
                 how = (f"timed out after {self.setup_timeout_s:g}s" if result.timed_out
                        else f"exit code {result.exit_code}")
-                result.error = f"setup failed ({' '.join(request.setup)}: {how}): {output_tail(result)}"
+                result.error = f"{SETUP_FAILED} ({' '.join(request.setup)}: {how}): {output_tail(result)}"
                 result.exit_code = result.exit_code or 125
                 return result
         with self._lock:

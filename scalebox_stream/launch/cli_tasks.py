@@ -106,6 +106,33 @@ def placed(spec: AppSpec | None, task: NewTask) -> str | None:
     return route(spec.modules[task.module], None, task.headers, "").host
 
 
+def placed_groups(spec: AppSpec, groups: Sequence[tuple[list[tuple[str, str]], dict[str, str]]]
+                  ) -> list[tuple[list[tuple[str, str]], dict[str, str], str | None]]:
+    """`scalebox run`'s (sends, headers) runs cut further where the host their tasks go to changes (a
+    HOST-BOUND module's `to_host`): (sends, headers, host or None) runs, each sent on its own."""
+    out: list[tuple[list[tuple[str, str]], dict[str, str], str | None]] = []
+    for sends, headers in groups:
+        start = len(out)
+        for module, body in sends:
+            host = placed(spec, NewTask(module, body, headers))
+            if len(out) > start and out[-1][2] == host:
+                out[-1][0].append((module, body))
+            else:
+                out.append(([(module, body)], headers, host))
+    return out
+
+
+def ensure_host_topic(kafka: str, app: str, module: str, host: str, timeout_s: float = 10.0) -> None:
+    """Create the task topic of `module` on `host` if it is missing (a HOST-BOUND task sent before that host's
+    agent made it)."""
+    from confluent_kafka.admin import AdminClient
+
+    from scalebox_stream.kafka.config import admin_config
+    from scalebox_stream.kafka.topics import HOST_TOPIC_PARTITIONS, ensure_topics, task_topic
+
+    ensure_topics(AdminClient(admin_config(kafka)), {task_topic(app, module, host): HOST_TOPIC_PARTITIONS})
+
+
 def send_tasks(sender: TaskSender, app: str, spec: AppSpec | None, tasks: Sequence[NewTask],
                ensure_host_topic: Callable[[str, str], None] | None = None) -> list[str]:
     """Send the tasks, consecutive ones with the same headers and host in one transaction (a host's topic made

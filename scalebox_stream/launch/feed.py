@@ -13,7 +13,7 @@ class Sender(Protocol):
     """Publishes (module, body) tasks of an app in one transaction and returns their ids."""
 
     def send(self, app: str, tasks: Sequence[tuple[str, str]],
-             headers: dict[str, str] | None = None) -> list[str]: ...
+             headers: dict[str, str] | None = None, host: str | None = None) -> list[str]: ...
 
 
 class Backlog(Protocol):
@@ -41,10 +41,11 @@ def chunks(spec: AppSpec, sends: Sequence[tuple[str, str]]) -> list[tuple[str | 
 
 def feed(spec: AppSpec, sends: Sequence[tuple[str, str]], sender: Sender, backlog: Callable[[], Backlog],
          headers: dict[str, str] | None = None, on_wait: Callable[[str, int], None] | None = None,
-         poll_s: float = 0.2) -> list[str]:
+         poll_s: float = 0.2, host: str | None = None) -> list[str]:
     """Publish (module, body) tasks chunk by chunk, each chunk one transaction; before a chunk that starts with
     a bounded module, wait while that module's backlog is over half its bound. `backlog` makes the monitor,
-    once, when a bound is first checked. Returns the task ids in the order of `sends`."""
+    once, when a bound is first checked. `host`: send to that host's topics (HOST-BOUND tasks with a `to_host`).
+    Returns the task ids in the order of `sends`."""
     ids: list[str] = []
     monitor: Backlog | None = None
     try:
@@ -56,7 +57,7 @@ def feed(spec: AppSpec, sends: Sequence[tuple[str, str]], sender: Sender, backlo
                     if on_wait is not None:
                         on_wait(check, waiting)
                     time.sleep(poll_s)
-            ids += sender.send(spec.name, chunk, headers)
+            ids += sender.send(spec.name, chunk, headers, **({"host": host} if host is not None else {}))
     finally:
         if monitor is not None:
             monitor.close()

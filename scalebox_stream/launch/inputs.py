@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from scalebox_stream.policy.broadcast import broadcast_problem
 from scalebox_stream.spec.limits import check_body, check_headers
 
 
@@ -34,7 +35,7 @@ def parse_header_pairs(pairs: Sequence[str]) -> tuple[dict[str, str], str | None
 def tasks_problem(bodies: Sequence[str], headers: Mapping[str, str] | None = None) -> str | None:
     """Why these task bodies and headers cannot be sent (the first problem, naming the body by its position
     when there are several), or None."""
-    if headers and (problem := check_headers(headers)):
+    if headers and (problem := check_headers(headers) or broadcast_problem(headers)):
         return problem
     for index, body in enumerate(bodies, start=1):
         if problem := check_body(body):

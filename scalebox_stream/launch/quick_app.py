@@ -5,10 +5,11 @@ detached ones) load the same file."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -35,6 +36,41 @@ class QuickOptions:
     mr_code_path: Path | None = None
     executor: str | None = None
     """`process` runs `CODE/run.sh` on this machine instead of in the image (no container needed)."""
+    cluster: str | None = None
+    """The app's `cluster` (here its home Kafka cluster; default `local`)."""
+
+
+START_ITEM_KEYS = frozenset({"cluster", "image_name", "code_path", "slot_regex", "mr_image_name", "mr_code_path",
+                             "start_task"})
+"""The keys of Scalebox's JSON start item (`app run '{"image_name":...,"start_task":...}'`)."""
+
+
+def start_item(text: str) -> dict[str, str] | None:
+    """Scalebox's JSON start item: a JSON object whose keys are all `START_ITEM_KEYS` (string values), as a
+    dict; None for anything else, which stays a task body (a JSON body with its own keys among them)."""
+    stripped = text.strip()
+    if not stripped.startswith("{"):
+        return None
+    try:
+        data = json.loads(stripped)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not data or not set(data) <= START_ITEM_KEYS:
+        return None
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in data.items()}
+
+
+def with_start_item(options: QuickOptions, item: Mapping[str, str]) -> QuickOptions:
+    """`options` with a start item's settings where the command line gave none (its `start_task` is a body)."""
+    given = {key: item[key] for key in ("cluster", "image_name", "slot_regex", "mr_image_name") if item.get(key)}
+    paths = {key: Path(item[key]) for key in ("code_path", "mr_code_path") if item.get(key)}
+    return replace(options, **{key: value for key, value in {**given, **paths}.items()
+                               if getattr(options, key) is None})
+
+
+def shapes_app(item: Mapping[str, str]) -> bool:
+    """Whether a start item sets more than its start task (settings of an app made from a code directory)."""
+    return any(key != "start_task" for key in item)
 
 
 class QuickAppError(ValueError):
@@ -72,6 +108,8 @@ def quick_app_yaml(options: QuickOptions, cwd: Path, environ: Mapping[str, str] 
     executor = _env(options.executor, "_EXECUTOR", environ)
     modules: dict[str, dict] = {MODULE: _module(code, image, slots, executor)}
     app: dict = {"name": name}
+    if cluster := _env(options.cluster, "_CLUSTER", environ):
+        app["cluster"] = cluster
     if mr_text is not None:
         mr_code = (cwd / mr_text).resolve()
         if not mr_code.is_dir():

@@ -14,6 +14,7 @@ from rich.console import Console
 from scalebox_stream.config import CliSettings, Connections
 from scalebox_stream.events import AppFinished, Event, EventStamp
 from scalebox_stream.launch.children import Children
+from scalebox_stream.launch.cli_tasks import ensure_host_topic, placed_groups
 from scalebox_stream.launch.dead_letters import DeadLetterWatch
 from scalebox_stream.launch.deploy import deploy
 from scalebox_stream.launch.feed import Backlog, feed
@@ -54,7 +55,7 @@ class RunSender(Protocol):
     """The Kafka edge of a run: tasks in transactions, and the AppFinished event."""
 
     def send(self, app: str, tasks: Sequence[tuple[str, str]],
-             headers: dict[str, str] | None = None) -> list[str]: ...
+             headers: dict[str, str] | None = None, host: str | None = None) -> list[str]: ...
 
     def send_event(self, event: Event) -> None: ...
 
@@ -100,6 +101,8 @@ class RunKit:
     remote: Callable[[ClusterDef, str, Path, str], RemoteAgents] = RemoteAgents
     state_owner: Callable[[Children], object] | None = start_state_owner
     """Starts the run's state owner among the children (semaphores, variables, the app's result)."""
+    host_topic: Callable[[str, str, str, str], None] = ensure_host_topic
+    """Makes a module's task topic on a host (bootstrap, app, module, host) before HOST-BOUND start tasks go there."""
     result: Callable[[str, str], ResultWatch] | None = ResultWatch
     """Watches the app's result text (bootstrap, app): `text()` when every task has ended is the result set
     during the run, if any."""
@@ -172,9 +175,12 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
                           "run there")
         sender = kit.sender(conns.kafka, settings)
         watch = None if kit.watch is None else kit.watch(conns.kafka, spec.name, settings.dead_letter_grace_s)
-        roots = [task_id for sends, headers in header_groups(request)
-                 for task_id in feed(spec, sends, sender, lambda: kit.backlog(conns.kafka), headers,
-                                     poll_s=settings.backlog_poll_s)]
+        roots: list[str] = []
+        for sends, headers, host in placed_groups(spec, header_groups(request)):
+            for module in sorted({module for module, _ in sends} if host is not None else ()):
+                kit.host_topic(conns.kafka, spec.name, module, host)
+            roots += feed(spec, sends, sender, lambda: kit.backlog(conns.kafka), headers,
+                          poll_s=settings.backlog_poll_s, host=host)
         console.print(f"[bold]{spec.name}[/]: sent {len(roots)} task(s); agents and projector logs in "
                       f"{children.log_dir}")
 

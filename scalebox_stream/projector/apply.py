@@ -31,7 +31,7 @@ _TASK_STAGE = (("task_id", "uuid"), ("app", "text"), ("module", "text"), ("creat
                ("rank", "bigint"), ("finished_at", "bigint"), ("attempts", "int"), ("result_attempt", "int"),
                ("exit_code", "int"), ("host", "text"), ("custom_out", "text"))
 _FINISHED_TYPES = ("int", "int", "bool", "text", "text", "text", "text", "text", "bigint", "bigint", "int",
-                   "bigint", "bigint", "bigint", "bigint", "float8", "float8", "bigint")
+                   "bigint", "bigint", "bigint", "bigint", "float8", "float8", "bigint", "jsonb")
 _RUN_STAGE = (("task_id", "uuid"), ("attempt", "int"), ("app", "text"), ("module", "text"), ("creates", "bool"),
               ("cluster", "text"), ("host", "text"), ("slot", "int"), ("agent", "text"), ("executor", "text"),
               ("image", "text"), ("container_id", "text"), ("status", "text"), ("rank", "int"),

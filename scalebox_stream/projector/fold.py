@@ -30,7 +30,7 @@ RUN_RANK = {"created": 0, "accepted": 1, "running": 2, "ended": 3}
 FINISHED_FIELDS = (
     "exit_code", "signal", "timed_out", "error", "stdout", "stderr", "custom_out", "message_text",
     "stdout_bytes", "stderr_bytes", "status_code", "input_bytes", "output_bytes", "read_bytes", "write_bytes",
-    "cpu_user_s", "cpu_system_s", "peak_memory_bytes",
+    "cpu_user_s", "cpu_system_s", "peak_memory_bytes", "extra_attributes",
 )
 _finished_fields = itemgetter(*FINISHED_FIELDS)
 RARE_TYPES = frozenset({"AgentLifecycle", "AppDeployed", "AppFinished", "ModuleState", "StateChanged"})

@@ -9,6 +9,7 @@ Task policy keys of a module (the policies themselves are in `scalebox_stream.po
 | key | meaning |
 | --- | --- |
 | `task_max_seconds` | per attempt: the run is killed after this many seconds (exit code 124) |
+| `task_min_seconds` | attempts ending sooner, several in a row in one slot, suspend the module on the agent (GREEDY) |
 | `task_deadline_seconds` | overall, across attempts, from the task's creation; attempts are shortened to fit |
 | `queue_timeout_seconds` | max wait between an attempt's creation and its start |
 | `retry_rules` | Scalebox retry rules `['1:3','2:2','*']` (`spec.retry_rules`) |
@@ -128,6 +129,7 @@ def _app_dir(info: ValidationInfo) -> Path:
 _UPPER_LIMITS = {"slots": ("MAX_SLOTS", MAX_SLOTS), "output_text_size": ("MAX_OUTPUT_TEXT_SIZE", MAX_OUTPUT_TEXT_SIZE),
                  "max_tasks_per_host": ("MAX_TASKS_PER_HOST", MAX_TASKS_PER_HOST),
                  "max_backlog": ("MAX_BACKLOG", MAX_BACKLOG), "task_max_seconds": ("MAX_DURATION_S", MAX_DURATION_S),
+                 "task_min_seconds": ("MAX_DURATION_S", MAX_DURATION_S),
                  "task_deadline_seconds": ("MAX_DURATION_S", MAX_DURATION_S),
                  "queue_timeout_seconds": ("MAX_DURATION_S", MAX_DURATION_S),
                  "host_wait_seconds": ("MAX_DURATION_S", MAX_DURATION_S)}
@@ -194,6 +196,9 @@ class ModuleSpec(BaseModel):
     environments: dict[str, str] = Field(default_factory=dict)
     volumes: list[str] = Field(default_factory=list)
     task_max_seconds: float | None = Field(default=None, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    task_min_seconds: float | None = Field(default=None, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    """Scalebox's GREEDY slot: attempts that keep ending sooner suspend the module on the agent (`policy.greedy`);
+    passed to tasks as TASK_MIN_SECONDS."""
     task_deadline_seconds: float | None = Field(default=None, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
     queue_timeout_seconds: float | None = Field(default=None, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
     retry_rules: list[RetryRule] = Field(default_factory=list)
@@ -427,8 +432,8 @@ class ModuleSpec(BaseModel):
                              "parallel tasks per agent, e.g. slots: 2")
         return _within_limit(value, "slots")
 
-    @field_validator("task_max_seconds", "task_deadline_seconds", "queue_timeout_seconds", "output_text_size",
-                     "max_tasks_per_host", "max_backlog", "host_wait_seconds", mode="before")
+    @field_validator("task_max_seconds", "task_min_seconds", "task_deadline_seconds", "queue_timeout_seconds",
+                     "output_text_size", "max_tasks_per_host", "max_backlog", "host_wait_seconds", mode="before")
     @classmethod
     def _numbers(cls, value: Any, info: ValidationInfo) -> Any:
         return _within_limit(value, str(info.field_name))

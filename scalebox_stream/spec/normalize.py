@@ -28,8 +28,8 @@ APP_FIELDS = frozenset({"name", "label", "main_router", "modules", "cluster", "v
                         "clusters"})
 MODULE_FIELDS = frozenset({
     "image", "command", "executor", "slots", "sink_modules", "environments", "volumes",
-    "task_max_seconds", "retry_rules", "start_task", "output_text_size", "text_trunc_mode", "pod_id",
-    "task_dist_mode", "task_deadline_seconds", "queue_timeout_seconds", "retry", "error_budget",
+    "task_max_seconds", "task_min_seconds", "retry_rules", "start_task", "output_text_size", "text_trunc_mode",
+    "pod_id", "task_dist_mode", "task_deadline_seconds", "queue_timeout_seconds", "retry", "error_budget",
     "check", "dir_quota_gb", "free_space_gb", "max_tasks_per_host", "max_backlog", "host_wait_seconds",
     "on_missing_host", "container_mode", "cluster", "wait_semaphore",
     "code_path", "network", "tmpfs_workdir", "slot_on_head", "local_data_mapping", "cluster_data_mapping",
@@ -64,7 +64,6 @@ IGNORED_KEYS = {
     "poll_interval_seconds": _POLLING,
     "max_idle_polls": _POLLING,
     "heartbeat_seconds": _POLLING,
-    "task_min_seconds": f"GREEDY slot detection is {_NOT_YET}",
     "task_batch_size": f"one run.sh per task; Kafka batches the fetching already (batch runs are {_NOT_YET})",
     "batch_atomic": f"one run.sh per task (batch runs are {_NOT_YET})",
     "timezone_mode": f"containers keep their image's timezone ({_NOT_YET})",

@@ -145,6 +145,17 @@ def test_app_create_task_add_set_finished_and_list(tmp_path, kafka_bootstrap, pg
                                                       if t["status"] == "succeeded"]) == 3)
         assert sorted(t["body"] for t in list_tasks(kafka_bootstrap, pg_dsn, app)) == ["first", "first", "second"]
 
+        # Scalebox's --module-id: the sending module here (a module's name names no app)
+        sent = _sh(f"scalebox task add --app-id {app} --module-id main third", root, env)
+        assert sent.returncode == 0, sent.stderr
+        shown = scalebox(["task", "show", sent.stdout.strip(), "--json"], kafka_bootstrap, pg_dsn)
+        assert json.loads(shown.stdout)["headers"]["from_module"] == "main"
+        no_app = _sh("scalebox app set-finished --module-id main 'too early' || echo code=$?", root, env)
+        assert "code=1" in no_app.stdout and "--module-id 'main' is a module's name here" in no_app.stderr
+        broadcast = _sh(f"scalebox task add --app-id {app} -h host_broadcast=yes everywhere || echo code=$?", root,
+                        env)
+        assert "code=2" in broadcast.stdout and "'host_broadcast'" in broadcast.stderr, broadcast.stderr
+
         finished = _sh(f"APP_ID={app} scalebox app set-finished 'all 3 done'", root, env)
         assert finished.returncode == 0, finished.stderr
         row = _until("the app to be FINISHED", lambda: (r := _apps(kafka_bootstrap, pg_dsn)[app])["state"] ==
@@ -189,6 +200,47 @@ def test_to_host_on_cli_tasks(tmp_path, kafka_bootstrap, pg_dsn):
         deleted = _sh(f"scalebox app delete {app}", root, env)
     assert deleted.returncode == 0, deleted.stderr
     assert f"{app}: stopped" in deleted.stdout and f"topic sbx.tasks.{app}.placed.host." in deleted.stdout
+
+
+def test_to_host_on_run_start_tasks(tmp_path, kafka_bootstrap, pg_dsn):
+    """`scalebox run`'s start items with a `to_host` header, as `task add --to-host`: the one bound to this
+    machine runs here, the one bound elsewhere waits for an agent of that host (so the run times out)."""
+    app = f"runhost-{uuid.uuid4().hex[:6]}"
+    root = _code_dir(tmp_path / "work", ECHO_RUN)
+    (root / "app.yaml").write_text(HOST_BOUND_APP.format(app=app))
+    here = socket.gethostname()
+    done = _sh(f"""printf 'near,{{"to_host":"{here}"}}\nfar,{{"to_host":"elsewhere-{app}"}}\n' \
+                   | scalebox run app.yaml - --timeout 12""", root, _env(kafka_bootstrap, pg_dsn))
+    assert done.returncode != 0, "the task bound elsewhere never runs"
+    tasks = {t["body"]: t for t in list_tasks(kafka_bootstrap, pg_dsn, app)}
+    assert tasks["near"]["status"] == "succeeded" and tasks["near"]["custom_out"] == f"near@{here}"
+    assert tasks["far"]["status"] == "created", done.stderr
+
+
+GREEDY_APP = """name: {app}
+modules:
+  quick:
+    command: /bin/true
+    arguments:
+      task_min_seconds: 60
+    parameters:
+      start_task: [a, b, c, d]
+"""
+
+
+def test_a_greedy_slot_suspends_its_module(tmp_path, kafka_bootstrap, pg_dsn):
+    """`task_min_seconds`: one slot's attempts end sooner three times in a row, so the module is suspended on
+    its agent (Scalebox's GREEDY slot exits): the fourth task waits, and the status says why."""
+    app = f"greedy-{uuid.uuid4().hex[:6]}"
+    (tmp_path / "app.yaml").write_text(GREEDY_APP.format(app=app))
+    done = _sh("scalebox run app.yaml --timeout 12", tmp_path, _env(kafka_bootstrap, pg_dsn))
+    assert done.returncode != 0, "the fourth task never runs"
+    statuses = sorted(t["status"] for t in list_tasks(kafka_bootstrap, pg_dsn, app))
+    assert statuses.count("succeeded") == 3 and len(statuses) == 4, statuses
+    shown = scalebox(["status", "--app", app, "--json"], kafka_bootstrap, pg_dsn)
+    (row,) = json.loads(shown.stdout)
+    assert row["state"] == "suspended", row
+    assert row["state_reason"].startswith("GREEDY: slot 0 ran 3 attempts in a row in less than task_min_seconds")
 
 
 @pytest.mark.parametrize("action, expected", [("", 1), ("IGNORE", 0)])

@@ -115,6 +115,9 @@ def test_side_car_default_scripts(executor, container_mode, agent_base, tmp_path
     if executor == "docker":
         assert env["WORK_DIR"] == "/work" and env["CLUSTER_DATA_ROOT"] == "/cluster_data_root"
         assert "mounts ok" in (trace / "run-env.txt").read_text()
+    assert run["extra_attributes"] == {"module": "side-car", "script": "run.sh"}
+    shown = scalebox(["task", "show", task["task_id"]], kafka_bootstrap, pg_dsn)
+    assert 'extra attributes:\n{"module": "side-car", "script": "run.sh"}' in shown.stdout, shown.stdout
 
 
 def test_side_car_action_scripts(agent_base, tmp_path, kafka_bootstrap, pg_dsn):
@@ -128,6 +131,22 @@ def test_side_car_action_scripts(agent_base, tmp_path, kafka_bootstrap, pg_dsn):
     assert run["stdout"].strip() == "In file:/app/bin/run-custom.sh"
     assert _lines(trace / "trace.log") == ["setup-custom.sh", "check-custom.sh", "run-custom.sh",
                                            "teardown-custom.sh"]
+
+
+def test_a_failing_setup_fails_the_task_instead_of_holding_it(agent_base, tmp_path, kafka_bootstrap, pg_dsn):
+    """The module has a check.sh, and its setup always fails: the task is not re-checked forever (the agent
+    would hang) but fails with the setup's error, and the run ends."""
+    since = utc_now()
+    began = time.monotonic()
+    result, app, trace = _run("sidecar", tmp_path, kafka_bootstrap, pg_dsn, ACTION_SETUP="/app/bin/setup-fails.sh")
+    assert result.code == 1, result.stderr
+    assert time.monotonic() - began < 120
+    (task,) = list_tasks(kafka_bootstrap, pg_dsn, app, since=since)
+    assert task["status"] == "failed" and task["exit_code"] == 7
+    (run,) = _attempts(task["task_id"], kafka_bootstrap, pg_dsn)
+    assert run["error"].startswith("setup failed (") and "licence server unreachable" in run["error"]
+    lines = _lines(trace / "trace.log")
+    assert "setup-fails.sh" in lines and not {"check.sh", "run.sh", "teardown.sh"} & set(lines), lines
 
 
 def test_check_test_admits_on_the_third_check(agent_base, tmp_path, kafka_bootstrap, pg_dsn):

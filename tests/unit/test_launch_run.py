@@ -69,9 +69,9 @@ class World:
     def sender(self, kafka: str, settings: CliSettings) -> World:
         return self
 
-    def send(self, app: str, tasks, headers=None) -> list[str]:
+    def send(self, app: str, tasks, headers=None, **host) -> list[str]:
         self.transactions.append(list(tasks))
-        self.journal.append(("send", app, len(tasks), headers))
+        self.journal.append(("send", app, len(tasks), headers, *host.values()))
         ids = [f"id{len(self.sent) + i}" for i in range(len(tasks))]
         self.sent += tasks
         return ids
@@ -103,7 +103,10 @@ class World:
     def kit(self) -> RunKit:
         return RunKit(deploy=self.deploy, children=self.children, sender=self.sender,
                       backlog=self.backlog_monitor, reaper=self.reaper, wait=self.wait, watch=None,
-                      state_owner=None, result=None)
+                      state_owner=None, result=None, host_topic=self.host_topic)
+
+    def host_topic(self, kafka: str, app: str, module: str, host: str) -> None:
+        self.journal.append(("host topic", app, module, host))
 
 
 def _run(spec, world: World, tmp_path: Path, **request):
@@ -214,3 +217,18 @@ def test_a_run_starts_a_state_owner_and_reads_the_app_result_before_stopping_it(
     assert world.journal[3] == ("start", "state-owner", ["state-owner", "--ephemeral"]), "next to the projector"
     assert world.journal[4] == ("watch result", "kafka:9092", "spread"), "its version before the run's tasks"
     assert outcome.result == "168"
+
+
+def test_start_tasks_of_a_host_bound_module_go_to_their_to_host(tmp_path: Path) -> None:
+    (tmp_path / "app.yaml").write_text("name: pinned\nmodules:\n"
+                                       "  m: {command: [/bin/true], task_dist_mode: HOST-BOUND}\n")
+    spec = load_app(tmp_path / "app.yaml")
+    world = World()
+    settings = CliSettings.load(environ={}, home=tmp_path / "home")
+    request = RunRequest(spec.source, (("m", "1"), ("m", "2"), ("m", "3")), task_headers=(
+        {"to_host": "n1"}, {"to_host": "n1"}, {}))
+    run_app(spec, request, settings, CONNS, Console(file=io.StringIO()), world.kit())
+    sends = [entry for entry in world.journal if entry[0] in ("host topic", "send")]
+    assert sends == [("host topic", "pinned", "m", "n1"), ("send", "pinned", 2, {"to_host": "n1"}, "n1"),
+                     ("send", "pinned", 1, {})], "the host's topic first, then its tasks; the rest as before"
+    assert world.transactions == [[("m", "1"), ("m", "2")], [("m", "3")]]

@@ -5,8 +5,11 @@ import json
 import pytest
 
 from scalebox_stream.agent.perspective import (
+    MAX_EXTRA_ATTRIBUTES_BYTES,
     PerspectiveError,
     cap_text,
+    extra_attributes_json,
+    parse_extra_attributes,
     parse_timestamp,
     parse_timestamp_lines,
     read_perspective,
@@ -108,3 +111,46 @@ def test_text_no_event_or_table_could_hold_is_escaped(tmp_path):
     p = read_perspective(tmp_path)
     assert p.message_text == "a\\x00b\\udcff"
     assert p.timestamps == [(BASE, "l\\x00"), (BASE + 1_000_000, "t\\x00")]
+
+
+def test_extra_attributes_as_a_json_object_or_key_value_lines(tmp_path):
+    (tmp_path / "extra-attributes.txt").write_text('{"gpu": 3, "tags": ["a", "b"], "ok": true}\n')
+    assert read_perspective(tmp_path).extra_attributes == {"gpu": 3, "tags": ["a", "b"], "ok": True}
+    (tmp_path / "extra-attributes.txt").write_text("# written by run.sh\nnode = n-01\n\nrange=1=5\n")
+    p = read_perspective(tmp_path)
+    assert (p.extra_attributes, p.problems) == ({"node": "n-01", "range": "1=5"}, [])
+    (tmp_path / "extra-attributes.txt").write_text("\n")
+    assert read_perspective(tmp_path).extra_attributes is None
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ('{"a": 1,', "not a JSON object"),
+    ("[1, 2]", "line 1 is not key=value"),
+    ("a=1\nno equals sign\n", "line 2 is not key=value"),
+    ('{"a": NaN}', "NaN is not a JSON number"),
+    ('{"a": 1e999}', "out of range"),
+    ('{"a":' + "[" * 40 + "1" + "]" * 40 + "}", "nested deeper"),
+])
+def test_a_malformed_extra_attributes_file_is_a_warning_not_a_failure(tmp_path, text, why):
+    (tmp_path / "extra-attributes.txt").write_text(text)
+    p = read_perspective(tmp_path)
+    assert p.extra_attributes is None and p.error is None
+    assert len(p.problems) == 1 and p.problems[0].startswith("extra-attributes.txt: ")
+    assert why in p.problems[0] and p.problems[0].endswith("; not kept")
+    with pytest.raises(PerspectiveError):
+        parse_extra_attributes(text)
+
+
+def test_an_oversized_extra_attributes_file_is_not_read(tmp_path):
+    (tmp_path / "extra-attributes.txt").write_text("k=" + "v" * MAX_EXTRA_ATTRIBUTES_BYTES)
+    p = read_perspective(tmp_path)
+    assert p.extra_attributes is None and p.error is None
+    assert p.problems == [f"extra-attributes.txt is larger than {MAX_EXTRA_ATTRIBUTES_BYTES} bytes: not read"]
+
+
+def test_extra_attributes_json_is_what_jsonb_accepts_and_is_redacted():
+    assert extra_attributes_json(None) is None and extra_attributes_json({}) is None
+    text = extra_attributes_json({"k\x00": "a\x00b\udcff", "n": [1.5, None, {"pw": "hunter2"}]},
+                                 lambda s: s.replace("hunter2", "[secret]"))
+    assert json.loads(text) == {"k\\x00": "a\\x00b\\udcff", "n": [1.5, None, {"pw": "[secret]"}]}
+    assert "\\u0000" not in text and " " not in text

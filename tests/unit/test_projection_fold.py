@@ -11,6 +11,7 @@ from support.workload import generate
 from scalebox_stream.events import Event
 from scalebox_stream.projector.apply import STAGING_TABLES, run_rows, task_rows
 from scalebox_stream.projector.fold import (
+    FINISHED_FIELDS,
     FINISHED_SUCCESS_RANK,
     TERMINAL_RANK,
     Fold,
@@ -171,3 +172,13 @@ def test_a_start_that_carries_the_acceptance_sets_accepted_at():
     f = fold([_ev("TaskAccepted", t, 1, 1, agent="a", slot=0, topic="x", partition=0, offset=0),
               _ev("TaskStarted", t, 1, 3, **started, accepted_at=None, topic="", partition=-1, offset=-1)])
     assert (f.runs[(t, 1)].accepted_at, f.runs[(t, 1)].started_at) == (1, 3)
+
+
+def test_extra_attributes_are_kept_with_the_attempt_that_wrote_them():
+    t = str(uuid.uuid4())
+    with_extra = _finished(t, 1, 3, 0)
+    with_extra = dataclasses.replace(with_extra, payload={**with_extra.payload.to_avro(),
+                                                          "extra_attributes": '{"node":"n1"}'})
+    run = fold([with_extra]).runs[(t, 1)]
+    assert run.finished[FINISHED_FIELDS.index("extra_attributes")] == '{"node":"n1"}'
+    assert fold([_finished(t, 1, 3, 0)]).runs[(t, 1)].finished[FINISHED_FIELDS.index("extra_attributes")] is None

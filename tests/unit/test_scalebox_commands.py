@@ -11,7 +11,14 @@ import pytest
 import yaml
 
 from scalebox_stream.cli.run import choose_app, print_app_id
-from scalebox_stream.launch.cli_tasks import NewTask, conflict_action, parse_items, placed, resolve_conflicts
+from scalebox_stream.launch.cli_tasks import (
+    NewTask,
+    conflict_action,
+    parse_items,
+    placed,
+    placed_groups,
+    resolve_conflicts,
+)
 from scalebox_stream.launch.errors import OperationError
 from scalebox_stream.launch.quick_app import (
     AGENT_IMAGE,
@@ -141,6 +148,20 @@ def test_to_host_places_a_task_of_a_host_bound_module(tmp_path):
     assert placed(None, NewTask("bound", "x", {"to_host": "n1"})) is None
 
 
+def test_run_start_tasks_go_to_the_host_their_to_host_names(tmp_path):
+    (tmp_path / "app.yaml").write_text("name: a\nmodules:\n  bound: {command: /bin/true, task_dist_mode: HOST-BOUND}\n"
+                                       "  free: {command: /bin/true}\n")
+    spec = load_app(tmp_path / "app.yaml")
+    request = RunRequest(Path("a.yaml"), (("bound", "1"), ("bound", "2"), ("free", "3"), ("bound", "4")),
+                         headers={"k": "v"}, task_headers=({"to_host": "n1"}, {"to_host": "n1"}, {"to_host": "n1"},
+                                                           {"to_host": "n2"}))
+    assert placed_groups(spec, header_groups(request)) == [
+        ([("bound", "1"), ("bound", "2")], {"k": "v", "to_host": "n1"}, "n1"),
+        ([("free", "3")], {"k": "v", "to_host": "n1"}, None),
+        ([("bound", "4")], {"k": "v", "to_host": "n2"}, "n2")]
+    assert placed_groups(spec, [([("bound", "1")], {})]) == [([("bound", "1")], {}, None)]
+
+
 def test_an_app_is_finished_once_a_result_or_run_end_follows_its_deployment():
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     later = t0 + timedelta(seconds=5)
@@ -148,3 +169,41 @@ def test_an_app_is_finished_once_a_result_or_run_end_follows_its_deployment():
     assert app_state(t0, later, None) == "FINISHED"
     assert app_state(t0, None, later) == "FINISHED"
     assert app_state(later, t0, t0) == "RUNNING"  # redeployed after an earlier finish
+
+
+def test_a_json_start_item_shapes_the_app_made_from_code_and_gives_its_start_task(tmp_path):
+    from scalebox_stream.cli.run import take_start_item
+    from scalebox_stream.launch.quick_app import shapes_app, start_item, with_start_item
+
+    item = '{"image_name":"calc:2","slot_regex":"h0:3","cluster":"far","start_task":"1000"}'
+    args, found = take_start_item([item])
+    assert args == ["1000"] and found == {"image_name": "calc:2", "slot_regex": "h0:3", "cluster": "far",
+                                          "start_task": "1000"}
+    quick = with_start_item(QuickOptions(image_name="given:1"), found)
+    assert (quick.image_name, quick.slot_regex, quick.cluster) == ("given:1", "h0:3", "far"), "options win"
+    root = _dirs(tmp_path / "primes", "code")
+    _, text = quick_app_yaml(quick, root, {})
+    app = yaml.safe_load(text)
+    assert app["cluster"] == "far" and app["modules"]["main"]["slots"] == ["h0:3"]
+    assert shapes_app(found) and not shapes_app({"start_task": "x"})
+    assert take_start_item(["a", '{"start_task":"b"}']) == (["a", "b"], {"start_task": "b"})
+    assert take_start_item(['{"code_path":"/c"}']) == ([], {"code_path": "/c"})
+    for body in ('{"body":"x","image_name":"y"}', '{"k":1}', "{not json", "[1]", "{}", "plain"):
+        assert start_item(body) is None, f"{body} stays a task body"
+
+
+def test_broadcast_headers_are_refused_with_a_way_out():
+    from scalebox_stream.agent.sink import SinkLineError, parse_jsonl_line, parse_sink_line
+    from scalebox_stream.launch.inputs import tasks_problem
+
+    problem = tasks_problem(["x"], {"host_broadcast": "yes"})
+    assert problem.startswith("header 'host_broadcast' (one task per host of the module) is not supported")
+    assert "--to-host" in problem
+    assert "'slot_broadcast' (one task per slot" in tasks_problem(["x"], {"slot_broadcast": "yes"})
+    with pytest.raises(OperationError, match="host_broadcast"):
+        parse_items(['x,{"host_broadcast":"yes"}'])
+    with pytest.raises(SinkLineError, match="slot_broadcast"):
+        parse_sink_line('x,{"slot_broadcast":"1"}', [])
+    with pytest.raises(SinkLineError, match="host_broadcast"):
+        parse_jsonl_line('{"body":"x","headers":{"host_broadcast":"yes"}}', [])
+    assert tasks_problem(["x"], {"to_host": "h1"}) is None

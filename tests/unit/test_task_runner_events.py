@@ -101,3 +101,17 @@ def test_an_unreadable_secret_is_an_error_naming_it(tmp_path):
     finished = _decoded(report.records)[0][1].payload
     assert finished.outcome == "error" and finished.exit_code == 125
     assert finished.error.startswith(f"secret DB: cannot read {tmp_path / 'missing'}")
+
+
+def test_extra_attributes_ride_on_the_finish_and_a_malformed_file_only_warns(tmp_path):
+    runner = _runner(tmp_path, "  m:\n    command: [/bin/sh, -c, 'printf \"$1\" > extra-attributes.txt', sh]\n"
+                               "    executor: process\n")
+    created = EventStamp("ev", producer="cli").task_created(str(uuid.uuid4()), "m", "node=n1\\nslots=4\\n", {},
+                                                            "sbx.tasks.ev.m")
+    (_, finished), = _decoded(runner.run(_task(created), 0, lambda _: None).records)
+    assert finished.payload.outcome == "succeeded" and finished.payload.error is None
+    assert finished.payload.extra_attributes == '{"node":"n1","slots":"4"}'
+    created = EventStamp("ev", producer="cli").task_created(str(uuid.uuid4()), "m", "{broken", {}, "sbx.tasks.ev.m")
+    (_, finished), = _decoded(runner.run(_task(created), 0, lambda _: None).records)
+    assert finished.payload.outcome == "succeeded" and finished.payload.extra_attributes is None
+    assert finished.payload.error.startswith("extra-attributes.txt: not a JSON object")

@@ -8,3 +8,5 @@ done
 if [ -d /cluster_data_root ] && [ -d /dev/shm ] && [ -f /app/bin/run.sh ]; then
     echo "mounts ok" >> ${TRACE_DIR}/run-env.txt
 fi
+# extra attributes of the task, kept with its attempt (key=value lines; a JSON object works too)
+printf 'module=%s\nscript=run.sh\n' "$MODULE_ID" > "${WORK_DIR:-.}/extra-attributes.txt"
