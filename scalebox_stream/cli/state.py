@@ -180,5 +180,4 @@ def state_owner(
     except RuntimeError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"applied {stats.commands} command(s) in {stats.batches} batch(es); {stats.changes} change(s)",
-               err=True)
+    typer.echo(stats.summary(), err=True)
