@@ -143,7 +143,12 @@ class Owner:
                 elif error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error: %s", error)
             if self.unrestored:
-                self._restore_assigned(consumer)
+                try:
+                    self._restore_assigned(consumer)
+                except (KafkaException, RuntimeError) as exc:  # a broker restarting: try again after the next poll
+                    log.warning("restoring partitions %s failed (%s); trying again", sorted(self.unrestored), exc)
+                    self.stop.wait(0.5)
+                    continue
             if not ready and self.stores and not self.unrestored:
                 ready = True
                 log.info("owner %s serving partitions %s (%s items restored)", self.owner_id, sorted(self.stores),
