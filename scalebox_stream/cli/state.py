@@ -179,18 +179,37 @@ def state_owner(
                                                                 "other owners take over at once (scalebox run's "
                                                                 "owner); the id is then HOST.PID.")] = False,
     kafka: KafkaOpt = None,
+    with_apps: Annotated[bool, typer.Option("--with-apps", help="Stop once none of the apps this machine's service "
+                                                                "owner serves runs (the owner `app create` "
+                                                                "starts).")] = False,
+    apps_grace_s: Annotated[float, typer.Option("--apps-grace-s", help="With --with-apps: an app added this "
+                                                                       "recently counts as running.")] = 120.0,
+    unreachable_s: Annotated[float | None, typer.Option("--unreachable-s", help="Stop when no broker answered "
+                                                                               "for this long (default: "
+                                                                               "never).")] = None,
+    check_s: Annotated[float, typer.Option("--check-s", help="How often the cluster (and the apps) are "
+                                                             "checked.")] = 5.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run a state owner (semaphores, variables, globals) until SIGTERM."""
+    """Run a state owner (semaphores, variables, globals) until SIGTERM, or until its cluster is another one (a
+    new broker at its address)."""
     from scalebox_stream.state.service import serve
 
     setup_logging(verbose)
     if ephemeral and owner_id is None:
         owner_id = f"{socket.gethostname()}.{os.getpid()}"
+    bootstrap = _bootstrap(kafka)
+    needed = None
+    if with_apps:
+        from scalebox_stream.launch.state_service import still_serving
+        from scalebox_stream.local.home import scalebox_home
+
+        home, pid = scalebox_home(), os.getpid()
+        needed = lambda: still_serving(home, bootstrap, pid, apps_grace_s)  # noqa: E731
     try:
-        stats = serve(_bootstrap(kafka), owner_id, static=not ephemeral)
+        stats = serve(bootstrap, owner_id, static=not ephemeral, unreachable_s=unreachable_s, needed=needed,
+                      check_s=check_s)
     except RuntimeError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"applied {stats.commands} command(s) in {stats.batches} batch(es); {stats.changes} change(s)",
-               err=True)
+    typer.echo(stats.summary(), err=True)

@@ -54,8 +54,10 @@ class TransactionalPublisher:
 
     def __init__(self, bootstrap: str, transactional_id: str, timeout_s: float = 10.0,
                  stop: threading.Event | None = None, producer_factory: Callable[[dict[str, Any]], Any] = Producer,
-                 watchdog_grace_s: float = WATCHDOG_GRACE_S, init_retry_s: float = 0.5) -> None:
+                 watchdog_grace_s: float = WATCHDOG_GRACE_S, init_retry_s: float = 0.5,
+                 producer_extra: dict[str, Any] | None = None) -> None:
         self.bootstrap, self.transactional_id, self.timeout_s = bootstrap, transactional_id, timeout_s
+        self._extra = producer_extra or {}  # librdkafka settings on top of the defaults below
         self._stop = stop or threading.Event()  # ends the retries of a producer that cannot start yet
         self._make = producer_factory  # confluent_kafka.Producer, or a fake in tests
         self._grace_s, self._init_retry_s = watchdog_grace_s, init_retry_s
@@ -69,7 +71,7 @@ class TransactionalPublisher:
         delay = self._init_retry_s
         while True:
             producer = self._make(producer_config(self.bootstrap, transactional_id=self.transactional_id, **{
-                "retry.backoff.ms": 1, "retry.backoff.max.ms": 100, "linger.ms": 0}))
+                "retry.backoff.ms": 1, "retry.backoff.max.ms": 100, "linger.ms": 0, **self._extra}))
             try:
                 producer.init_transactions(60)
                 return producer

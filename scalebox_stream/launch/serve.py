@@ -127,5 +127,5 @@ def create_app(spec: AppSpec, app_file: Path, env_files: tuple[Path, ...], setti
     if (pid := server_pid(settings.home, spec.name)) is not None:
         return pid, True
     (deploy_app or deploy)(spec, env_files, conns.kafka, conns.pg)
-    ensure_state_service(settings.home, conns.kafka)
+    ensure_state_service(settings.home, conns.kafka, spec.name)
     return start_server(settings, conns, spec.name, app_file, env_files), False

@@ -1,22 +1,25 @@
 """An owner process: applies the commands of its partitions in order, exactly once.
 
-One consumer of the owners' group reads the commands topic and hands each partition's commands to that
-partition's worker thread. A worker applies what has gathered as one batch and commits its effects in one Kafka
-transaction of its own producer: the changed items to the compacted changelog (the command's partition), the
-replies, a StateChanged event per change on `sbx.events`, and the consumed offset. Partitions commit in
-parallel; within a partition batches follow one another, in log order.
+One thread polls the owners' group for commands and applies what has gathered, of all its partitions, as one
+batch; the batch's effects commit in one Kafka transaction of the process's one transactional producer: the
+changed items to the compacted changelog (the command's partition), the replies, a StateChanged event per change
+on `sbx.events`, and the consumed offsets. While a transaction commits, the next commands gather, so the batch
+grows with the load and the transactions per command fall.
 
-Each partition has its own transactional id (`<group>.p<N>`), whoever owns it: an owner assigned a partition
-first initializes that id, which aborts an open transaction of the previous owner (a crashed or cut-off one)
-and fences it, then reads the changelog partition to its end (nothing is left pending in it) and only then
-applies commands, from the committed offset on. A batch whose transaction fails is applied again from the
-committed state (nothing of it was committed).
+Fencing follows KIP-447: the offsets go into the transaction with the consumer's group metadata (generation and
+member), so a replaced owner's transaction is refused by the group coordinator and aborted as a whole. A newly
+assigned partition first has its committed offset read as the group sees it once stable (`read_committed`
+consumers ask for stable offsets: a pending transactional commit of the previous owner is first completed or
+aborted), then its changelog read to its end, and only then are its commands applied. An owner restarted under
+the same id (`group.instance.id`, and the same transactional id) aborts its predecessor's open transaction at
+once; another's is aborted by the broker after the short transaction timeout. A batch whose transaction fails is
+applied again from the committed state (nothing of it was committed).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
+import os
 import socket
 import threading
 import time
@@ -35,7 +38,10 @@ from scalebox_stream.state.model import Command, Item, Key, StateTopics, decode_
 
 log = logging.getLogger(__name__)
 RESTORE_TIMEOUT_S = 120.0
-BATCH_MAX = 1000
+BATCH_MAX = 2000
+TRANSACTION_TIMEOUT_MS = 10000
+"""The broker aborts an owner's open transaction after this long: a crashed owner's transaction holds back the
+reads of the replies and the changelog (read_committed) until then, unless an owner of the same id starts."""
 
 
 def default_owner_id() -> str:
@@ -46,19 +52,28 @@ def default_owner_id() -> str:
 
 @dataclass
 class OwnerStats:
-    """Counts since start."""
+    """Counts since start; `commit_s`: time spent committing transactions."""
 
     commands: int = 0
     changes: int = 0
     batches: int = 0
+    commit_s: float = 0.0
     restored: dict[int, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, commands: int, changes: int) -> None:
+    def add(self, commands: int, changes: int, commit_s: float = 0.0) -> None:
         with self.lock:
             self.commands += commands
             self.changes += changes
             self.batches += 1
+            self.commit_s += commit_s
+
+    def summary(self) -> str:
+        """One line: commands, batches, changes, mean commands per batch and mean transaction time."""
+        per = self.commands / self.batches if self.batches else 0.0
+        ms = 1000 * self.commit_s / self.batches if self.batches else 0.0
+        return (f"applied {self.commands} command(s) in {self.batches} batch(es); {self.changes} change(s); "
+                f"{per:.1f} command(s) and {ms:.1f} ms per transaction")
 
 
 class Owner:
@@ -75,13 +90,23 @@ class Owner:
         stops, so the others take over at once (`scalebox run`'s owner)."""
         self.events_topic, self.stop = events_topic, stop or threading.Event()
         self.on_ready = on_ready
-        self.workers: dict[int, PartitionWorker] = {}
+        self.stores: dict[int, dict[Key, Item]] = {}
+        """The committed state of each partition served (restored and applied)."""
+        self.unrestored: set[int] = set()
+        """Partitions assigned but not restored yet; also all partitions after a producer was replaced."""
+        self.batch: list[Message] = []
+        """Commands taken but not committed yet (a failed transaction's batch is applied again)."""
         self.stats = OwnerStats()
         self.consumer: Consumer | None = None
+        self.publisher: TransactionalPublisher | None = None
         self.reply_partitions = self.topics.reply_partitions
-        self.group_metadata: object = None
-        """The consumer's group metadata, refreshed by the polling thread after each poll: a worker thread
-        asking the consumer for it would wait for the poll in progress to return."""
+
+    @property
+    def transactional_id(self) -> str:
+        """One per owner process: the same for a restarted static owner (it fences its predecessor), unique for an
+        ephemeral one (two of them may share an owner id)."""
+        base = f"{self.topics.group}.{self.owner_id}"
+        return base if self.static else f"{base}.{os.getpid()}.{threading.get_native_id()}"
 
     def run(self) -> OwnerStats:
         """Serve until stopped."""
@@ -89,88 +114,159 @@ class Owner:
         membership = {"group.instance.id": f"{t.group}.{self.owner_id}"} if self.static else {}
         consumer = self.consumer = Consumer(consumer_config(self.bootstrap, t.group, **{
             **membership, "session.timeout.ms": 10000, "fetch.wait.max.ms": 5, "fetch.error.backoff.ms": 10}))
-        replies = consumer.list_topics(t.replies, timeout=30).topics[t.replies]
-        if replies.error is not None or not replies.partitions:
-            raise RuntimeError(f"no replies topic {t.replies}: {replies.error}")
-        self.reply_partitions = len(replies.partitions)
-        consumer.subscribe([t.commands], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked)
-        ready = False
         try:
-            while not self.stop.is_set():
-                messages = _drain(consumer, 0.1)
-                self.group_metadata = consumer.consumer_group_metadata()
-                for m in messages:
-                    if m.error() is not None:
-                        if m.error().code() != KafkaError._PARTITION_EOF:
-                            log.warning("consumer error: %s", m.error())
-                        continue
-                    worker = self.workers.get(m.partition())
-                    if worker is not None:
-                        worker.queue.put(m)
-                if not ready and self.workers and all(w.ready.is_set() for w in self.workers.values()):
-                    ready = True
-                    log.info("owner %s serving partitions %s (%s items restored)", self.owner_id, sorted(self.workers),
-                             [self.stats.restored.get(p) for p in sorted(self.workers)])
-                    if self.on_ready:
-                        self.on_ready()
-                for p, worker in list(self.workers.items()):
-                    if not worker.is_alive():
-                        raise RuntimeError(f"the worker of partition {p} ended: {worker.failure}")
+            replies = consumer.list_topics(t.replies, timeout=30).topics[t.replies]
+            if replies.error is not None or not replies.partitions:
+                raise RuntimeError(f"no replies topic {t.replies}: {replies.error}")
+            self.reply_partitions = len(replies.partitions)
+            self.publisher = TransactionalPublisher(
+                self.bootstrap, self.transactional_id, timeout_s=10.0, stop=self.stop,
+                producer_extra={"transaction.timeout.ms": TRANSACTION_TIMEOUT_MS})
+            consumer.subscribe([t.commands], on_assign=self._assigned, on_revoke=self._revoked,
+                               on_lost=self._revoked)
+            self._serve(consumer)
         finally:
-            self._stop_workers(list(self.workers))
             consumer.close()
         return self.stats
 
+    def _serve(self, consumer: Consumer) -> None:
+        ready = False
+        while not self.stop.is_set():
+            messages = _drain(consumer, 0.01 if self.batch else 0.1, BATCH_MAX)
+            for m in messages:
+                error = m.error()
+                if error is None:
+                    if m.partition() in self.stores or m.partition() in self.unrestored:
+                        self.batch.append(m)
+                elif error.fatal():
+                    raise KafkaException(error)
+                elif error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error: %s", error)
+            if self.unrestored:
+                try:
+                    self._restore_assigned(consumer)
+                except (KafkaException, RuntimeError) as exc:  # a broker restarting: try again after the next poll
+                    log.warning("restoring partitions %s failed (%s); trying again", sorted(self.unrestored), exc)
+                    self.stop.wait(0.5)
+                    continue
+            if not ready and self.stores and not self.unrestored:
+                ready = True
+                log.info("owner %s serving partitions %s (%s items restored)", self.owner_id, sorted(self.stores),
+                         [self.stats.restored.get(p) for p in sorted(self.stores)])
+                if self.on_ready:
+                    self.on_ready()
+            if self.batch:
+                self._commit(consumer.consumer_group_metadata())
+
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Start a worker per new partition (it fences the previous owner and restores before applying)."""
-        for tp in partitions:
-            worker = self.workers[tp.partition] = PartitionWorker(self, tp.partition)
-            worker.start()
+        """New partitions are restored before their commands are applied (by the polling loop, after the poll)."""
+        self.unrestored.update(tp.partition for tp in partitions)
         log.info("owner %s assigned partitions %s", self.owner_id, [tp.partition for tp in partitions])
 
-    def new_publisher(self, partition: int) -> TransactionalPublisher:
-        """The transactional publisher of a partition, initialized: any open transaction of the partition's
-        previous owner is aborted, and that owner fenced."""
-        return TransactionalPublisher(self.bootstrap, f"{self.topics.group}.p{partition}", timeout_s=10.0,
-                                      stop=self.stop)
-
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._stop_workers([tp.partition for tp in partitions])
-        log.info("owner %s gave up partitions %s", self.owner_id, [tp.partition for tp in partitions])
+        """Forget the partitions and their uncommitted commands (their next owner reads them again from the
+        committed offset). Called within a poll, so no transaction of this owner is open."""
+        gone = {tp.partition for tp in partitions}
+        for p in gone:
+            self.stores.pop(p, None)
+        self.unrestored -= gone
+        self.batch = [m for m in self.batch if m.partition() not in gone]
+        log.info("owner %s gave up partitions %s", self.owner_id, sorted(gone))
 
-    def _stop_workers(self, partitions: list[int]) -> None:
-        """Let each worker finish the commands handed to it, then stop it."""
-        workers = [w for p in partitions if (w := self.workers.pop(p, None)) is not None]
-        for worker in workers:
-            worker.queue.put(None)
-        for worker in workers:
-            worker.join(60)
+    def _restore_assigned(self, consumer: Consumer) -> None:
+        """Restore the unrestored partitions once their committed offsets are stable (KIP-447): the previous
+        owner's transaction with offsets of a partition has then ended, so its changelog is final up to here."""
+        partitions = sorted(self.unrestored)
+        consumer.committed([TopicPartition(self.topics.commands, p) for p in partitions], timeout=RESTORE_TIMEOUT_S)
+        for p, items in self.restore(partitions).items():
+            self.stores[p] = items
+        self.unrestored.clear()
 
-    def restore(self, partition: int) -> dict[Key, Item]:
-        """Read one changelog partition to its end; the latest value of each key wins."""
-        items: dict[Key, Item] = {}
+    def restore(self, partitions: list[int]) -> dict[int, dict[Key, Item]]:
+        """Read changelog partitions to their ends; the latest value of each key wins."""
+        stores: dict[int, dict[Key, Item]] = {p: {} for p in partitions}
+        if not partitions:
+            return stores
         restorer = Consumer(consumer_config(self.bootstrap, f"{self.topics.group}.restore", **{
             "enable.partition.eof": True, "fetch.wait.max.ms": 10}))
-        restorer.assign([TopicPartition(self.topics.changelog, partition, OFFSET_BEGINNING)])
-        deadline = time.monotonic() + RESTORE_TIMEOUT_S
+        restorer.assign([TopicPartition(self.topics.changelog, p, OFFSET_BEGINNING) for p in partitions])
+        deadline, open_ = time.monotonic() + RESTORE_TIMEOUT_S, set(partitions)
         try:
-            while True:
+            while open_:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"changelog partition {partition} not read to its end in "
+                    raise RuntimeError(f"changelog partitions {sorted(open_)} not read to their end in "
                                        f"{RESTORE_TIMEOUT_S:.0f} s")
                 for m in restorer.consume(1000, timeout=0.2):
+                    p = m.partition()
                     if m.error() is not None:
                         if m.error().code() == KafkaError._PARTITION_EOF:
-                            self.stats.restored[partition] = len(items)
-                            return items
+                            if p in open_:
+                                open_.discard(p)
+                                self.stats.restored[p] = len(stores[p])
+                            continue
                         raise KafkaException(m.error())
-                    key = decode_key(m.key())
+                    if p not in open_:
+                        continue  # past the end this restore saw (nothing is written there: not assigned yet)
+                    key, items = decode_key(m.key()), stores[p]
                     if m.value() is None:
                         items.pop(key, None)
                     else:
                         items[key] = Item.from_json(m.value())
         finally:
             restorer.close()
+        return stores
+
+    def _commit(self, group_metadata: object) -> None:
+        """Apply the batch and commit it in one transaction. A failed transaction is aborted and the batch kept to
+        be applied again (with what the next poll adds, without what it revokes); after a fatal error or a stuck
+        call the producer is replaced and every partition restored first (a commit that did happen is then in
+        the changelog, and its requests are answered from there)."""
+        t, publisher = self.topics, self.publisher
+        assert publisher is not None
+        overlays: dict[int, dict[Key, Item]] = {}
+        records: list[_Record] = []
+        replies: list[_Record] = []
+        offsets: dict[int, int] = {}
+        for m in self.batch:
+            p = m.partition()
+            offsets[p] = m.offset() + 1
+            try:
+                cmd = Command.from_json(m.value())
+            except (ValueError, TypeError, KeyError) as exc:
+                log.warning("dropping a malformed command at %s/%s: %s", p, m.offset(), exc)
+                continue
+            overlay = overlays.setdefault(p, {})
+            outcome = apply(ChainMap(overlay, self.stores[p]), cmd)
+            for change in outcome.changes:
+                overlay[change.key] = change.item
+                records.append(_Record(self.events_topic, encode_key(change.key), self.event(change)))
+            replies.append(_Record(t.replies, outcome.reply.id.encode(), outcome.reply.to_json(),
+                                   partition=cmd.reply_to % self.reply_partitions))
+        changes = len(records)
+        records += [_Record(t.changelog, encode_key(key), item.to_json(), partition=p)
+                    for p, overlay in overlays.items() for key, item in overlay.items()]
+        started = time.perf_counter()
+        try:
+            publisher.publish([*records, *replies],
+                              [TopicPartition(t.commands, p, offset) for p, offset in sorted(offsets.items())],
+                              group_metadata)
+        except (KafkaException, TransactionHung) as exc:
+            error = exc.args[0] if isinstance(exc, KafkaException) else None
+            if error is not None and not error.fatal():
+                log.warning("transaction failed (%s); applying the batch again", error)
+                publisher.abort()
+            else:
+                log.warning("%s; a new producer, the partitions restored, the batch again", exc)
+                if error is not None:
+                    publisher.replace()
+                self.unrestored.update(self.stores)
+            if not self.stop.is_set():
+                time.sleep(0.05)
+            return
+        for p, overlay in overlays.items():
+            self.stores[p].update(overlay)
+        self.stats.add(len(self.batch), changes, time.perf_counter() - started)
+        self.batch = []
 
     def event(self, change: Change) -> bytes:
         """The StateChanged event of a change."""
@@ -184,96 +280,6 @@ class Owner:
 _CODEC = EventCodec()
 
 
-class PartitionWorker(threading.Thread):
-    """Applies one partition's commands, a batch per transaction."""
-
-    def __init__(self, owner: Owner, partition: int) -> None:
-        super().__init__(name=f"state-p{partition}", daemon=True)
-        self.owner, self.partition = owner, partition
-        self.store: dict[Key, Item] = {}
-        self.publisher: TransactionalPublisher | None = None
-        self.queue: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
-        self.ready = threading.Event()
-        self.failure: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.publisher = self.owner.new_publisher(self.partition)
-            self.store = self.owner.restore(self.partition)
-            self.ready.set()
-            while True:
-                first = self.queue.get()
-                if first is None:
-                    return
-                batch, stopping = [first], False
-                while len(batch) < BATCH_MAX:
-                    try:
-                        m = self.queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if m is None:
-                        stopping = True
-                        break
-                    batch.append(m)
-                self._commit(batch)
-                if stopping:
-                    return
-        except BaseException as exc:
-            self.ready.set()
-            self.failure = exc
-            log.exception("partition %s worker failed", self.partition)
-
-    def _commit(self, messages: list[Message]) -> None:
-        """Apply a batch and commit it. A failed transaction is aborted and the batch applied again; after a
-        fatal error or a stuck call the producer is replaced and the partition restored from its changelog first
-        (a commit that did happen is then in the changelog, and its requests are answered from there)."""
-        t, owner = self.owner.topics, self.owner
-        while True:
-            overlay: dict[Key, Item] = {}
-            records: list[_Record] = []
-            view = ChainMap(overlay, self.store)
-            replies = []
-            for m in messages:
-                try:
-                    cmd = Command.from_json(m.value())
-                except (ValueError, TypeError, KeyError) as exc:
-                    log.warning("dropping a malformed command at %s/%s: %s", self.partition, m.offset(), exc)
-                    continue
-                outcome = apply(view, cmd)
-                for change in outcome.changes:
-                    overlay[change.key] = change.item
-                    records.append(_Record(owner.events_topic, encode_key(change.key), owner.event(change)))
-                replies.append(_Record(t.replies, outcome.reply.id.encode(), outcome.reply.to_json(),
-                                       partition=cmd.reply_to % owner.reply_partitions))
-            records += [_Record(t.changelog, encode_key(key), item.to_json(), partition=self.partition)
-                        for key, item in overlay.items()]
-            publisher = self.publisher
-            assert publisher is not None
-            try:
-                publisher.publish([*records, *replies],
-                                  [TopicPartition(t.commands, self.partition, messages[-1].offset() + 1)],
-                                  owner.group_metadata)
-            except (KafkaException, TransactionHung) as exc:
-                error = exc.args[0] if isinstance(exc, KafkaException) else None
-                if error is not None and not error.fatal():
-                    log.warning("partition %s: transaction failed (%s); applying the batch again", self.partition,
-                                error)
-                    publisher.abort()
-                else:
-                    log.warning("partition %s: %s; a new producer, the partition restored, the batch again",
-                                self.partition, exc)
-                    if error is not None:
-                        publisher.replace()
-                    self.store = owner.restore(self.partition)
-                if owner.stop.is_set():  # not committed: the partition's next owner applies the batch
-                    return
-                time.sleep(0.05)
-                continue
-            self.store.update(overlay)
-            owner.stats.add(len(messages), len(records) - len(overlay))
-            return
-
-
 @dataclass
 class _Record:
     """One record of a state transaction."""
@@ -285,7 +291,7 @@ class _Record:
     partition: int = -1
 
 
-def _drain(consumer: Consumer, timeout_s: float, limit: int = 500) -> list[Message]:
+def _drain(consumer: Consumer, timeout_s: float, limit: int = BATCH_MAX) -> list[Message]:
     """What is there: waits up to `timeout_s` for the first message only (`consume(n, t)` would wait for n)."""
     first = consumer.poll(timeout_s)
     if first is None:

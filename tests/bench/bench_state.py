@@ -8,7 +8,10 @@ at a time (the CLI's and, later, an in-task tool's path minus process start). Th
 each with its own client calling `increment-n` back to back for `--seconds`, each on its own semaphore
 (`--same-key`: all on one, so one partition and one owner transaction stream serialize them); the per-call
 latencies under that load are reported too. Goals: p50 <= 10 ms, p99 <= 30 ms, >= 2,000 operations/s.
-The final values are checked against the calls made.
+The final values are checked against the calls made. Next to these, in the same run: the agent's own
+per-transaction time (its `TransactionalPublisher` committing one record and the consumed offset, back to back,
+as an agent commits a task) and the owner's (from its summary when it stops: commands and ms per transaction).
+The goals end the output as PASS/FAIL lines.
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ import time
 from pathlib import Path
 
 import harness
+from confluent_kafka import Consumer, TopicPartition
 from harness import pct, say
 
+from scalebox_stream.kafka.config import consumer_config
+from scalebox_stream.kafka.transactions import TransactionalPublisher
 from scalebox_stream.state.client import StateClient
 from scalebox_stream.state.model import OK, SEMAPHORE, StateTopics
 
@@ -37,7 +43,7 @@ def start_owner(kafka: str, topics: StateTopics, log: Path) -> subprocess.Popen:
     env = {**os.environ, "SCALEBOX_KAFKA": kafka, "SCALEBOX_STATE_PREFIX": topics.prefix}
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "scalebox_stream.cli.main", "state-owner", "--owner-id",
-                                 "bench", "-v"], stdout=out, stderr=subprocess.STDOUT, env=env,
+                                 "bench", "--ephemeral", "-v"], stdout=out, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
     deadline = time.monotonic() + 60
     while "assigned partitions" not in log.read_text(errors="replace"):
@@ -45,6 +51,49 @@ def start_owner(kafka: str, topics: StateTopics, log: Path) -> subprocess.Popen:
             raise RuntimeError(f"state owner did not start:\n{log.read_text(errors='replace')}")
         time.sleep(0.05)
     return proc
+
+
+def agent_transactions(kafka: str, topics: StateTopics, n: int) -> dict:
+    """The agent's per-transaction time: its publisher commits one record and the consumed offset, `n` times back
+    to back (p50 and mean ms), on the run's changelog topic and a group of its own."""
+    consumer = Consumer(consumer_config(kafka, f"{topics.group}.agent-txn"))
+    publisher = TransactionalPublisher(kafka, f"{topics.group}.agent-txn")
+    record = _Record(topics.changelog, b"agent-txn", b"x" * 300, partition=0)
+    try:
+        times = []
+        for i in range(n):
+            started = time.perf_counter()
+            publisher.publish([record], [TopicPartition(topics.commands, 0, i)], consumer.consumer_group_metadata())
+            times.append((time.perf_counter() - started) * 1000)
+        return {"transactions": n, "p50_ms": round(pct(times, 50), 2), "mean_ms": round(sum(times) / n, 2)}
+    finally:
+        consumer.close()
+
+
+class _Record:
+    """One record for the publisher."""
+
+    def __init__(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
+        self.topic, self.key, self.value, self.headers, self.partition = topic, key, value, None, partition
+
+
+def owner_summary(log: Path) -> dict:
+    """The owner's summary line (printed when it stops): commands per transaction and ms per transaction."""
+    for line in reversed(log.read_text(errors="replace").splitlines()):
+        if line.startswith("applied ") and "per transaction" in line:
+            words = line.split()
+            return {"commands": int(words[1]), "transactions": int(words[4]),
+                    "commands_per_txn": float(words[words.index("command(s)", 5) - 1]),
+                    "ms_per_txn": float(words[words.index("ms") - 1])}
+    return {}
+
+
+def verdicts(latency: dict, load: dict) -> list[tuple[str, str, bool]]:
+    """(goal, measured, passed) of each goal."""
+    return [(f"round trip p50 <= {GOAL_P50_MS:.0f} ms", f"{latency['p50_ms']} ms", latency["p50_ms"] <= GOAL_P50_MS),
+            (f"round trip p99 <= {GOAL_P99_MS:.0f} ms", f"{latency['p99_ms']} ms", latency["p99_ms"] <= GOAL_P99_MS),
+            (f">= {GOAL_OPS:.0f} ops/s, {load['callers']} callers", f"{load['ops_per_s']} ops/s",
+             load["ops_per_s"] >= GOAL_OPS)]
 
 
 def sequential(kafka: str, topics: StateTopics, calls: int) -> list[float]:
@@ -116,13 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="Print the results as one JSON line.")
     args = parser.parse_args(argv)
     calls, seconds = (200, 5.0) if args.smoke else (args.calls, args.seconds)
+    transactions = 200 if args.smoke else 1000
     defaults = StateTopics()
     topics = StateTopics(f"sbx.bench.state.{harness.tag()}", args.partitions or defaults.partitions,
                          args.reply_partitions or defaults.reply_partitions)
     directory = harness.bench_dir("state")
     say(f"state topics {topics.prefix}; owner log in {directory}; load {harness.load_average()}")
     topics.ensure(args.kafka)
-    owner = start_owner(args.kafka, topics, directory / "owner.log")
+    owner_log = directory / "owner.log"
+    owner = start_owner(args.kafka, topics, owner_log)
     try:
         with harness.sigterm_as_interrupt():
             say(harness.wait_until_idle(timeout_s=5 if args.smoke else 60))
@@ -136,12 +187,23 @@ def main(argv: list[str] | None = None) -> int:
             say(f"{load['callers']} concurrent callers{' on one semaphore' if args.same_key else ''}: "
                 f"{load['calls']} calls in {load['seconds']} s = {load['ops_per_s']} ops/s (goal >= {GOAL_OPS:.0f}); "
                 f"round trip under load p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms")
+            agent = agent_transactions(args.kafka, topics, transactions)
+            say(f"the agent's own transactions (one record and an offset), {transactions} back to back: "
+                f"p50 {agent['p50_ms']} ms, mean {agent['mean_ms']} ms")
     finally:
         harness.stop_process_group(owner)
         harness.forget(args.kafka, topics=[topics.commands, topics.changelog, topics.replies],
-                       groups=[topics.group])
+                       groups=[topics.group, f"{topics.group}.agent-txn"])
+    owner_txn = owner_summary(owner_log)
+    if owner_txn:
+        say(f"the owner's transactions over the run: {owner_txn['transactions']} for {owner_txn['commands']} "
+            f"commands, {owner_txn['commands_per_txn']} commands and {owner_txn['ms_per_txn']} ms per transaction")
+    results = verdicts(latency, load)
+    for goal, measured, passed in results:
+        print(f"{goal:<32} {measured:<14} {'PASS' if passed else 'FAIL'}")
     if args.json:
-        print(json.dumps({"latency": latency, "concurrent": load}))
+        print(json.dumps({"latency": latency, "concurrent": load, "agent_txn": agent, "owner_txn": owner_txn,
+                          "pass": all(passed for _, _, passed in results)}))
     return 0
 
 

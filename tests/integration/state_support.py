@@ -116,8 +116,8 @@ def commit_end_offsets(kafka: str, topics: StateTopics, group: str) -> None:
 
 
 def hammer(kafka: str, topics: StateTopics, app: str, name: str, progress: list[int],
-           timeout_s: float = 120) -> list[list[tuple[int, int]]]:
-    """CALLS increment-n calls from CLIENTS concurrent clients (`progress[0]` counts the answered ones); each
+           timeout_s: float = 120, calls: int = CALLS) -> list[list[tuple[int, int]]]:
+    """`calls` increment-n calls from CLIENTS concurrent clients (`progress[0]` counts the answered ones); each
     client's (n, new value) pairs."""
     results: list[list[tuple[int, int]]] = [[] for _ in range(CLIENTS)]
     errors: list[BaseException] = []
@@ -126,7 +126,7 @@ def hammer(kafka: str, topics: StateTopics, app: str, name: str, progress: list[
     def work(i: int) -> None:
         try:
             with StateClient(kafka, topics, timeout_s=timeout_s, resend_s=5) as client:
-                for j in range(CALLS // CLIENTS):
+                for j in range(calls // CLIENTS):
                     n = 1 + (i + j) % 3
                     reply = client.call(client.command("add", SEMAPHORE, app, name, n=n, auto_create=True))
                     assert reply.code == OK, reply
@@ -145,14 +145,15 @@ def hammer(kafka: str, topics: StateTopics, app: str, name: str, progress: list[
     return results
 
 
-def assert_exact(kafka: str, topics: StateTopics, app: str, name: str, results: list[list[tuple[int, int]]]) -> None:
+def assert_exact(kafka: str, topics: StateTopics, app: str, name: str, results: list[list[tuple[int, int]]],
+                 calls: int = CALLS) -> None:
     pairs = [p for r in results for p in r]
-    assert len(pairs) == CALLS
+    assert len(pairs) == calls
     total = sum(n for n, _ in pairs)
     values = [v for _, v in pairs]
-    assert len(set(values)) == CALLS, "two requests were answered with the same new value"
+    assert len(set(values)) == calls, "two requests were answered with the same new value"
     assert max(values) == total
     with StateClient(kafka, topics) as client:
         assert client.call(client.command("get", SEMAPHORE, app, name)).value == total
     item = changelog_state(kafka, topics)[(SEMAPHORE, app, name)]
-    assert (item.value, item.version) == (total, CALLS), "each request changed the semaphore exactly once"
+    assert (item.value, item.version) == (total, calls), "each request changed the semaphore exactly once"
