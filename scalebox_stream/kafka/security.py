@@ -1,8 +1,8 @@
 """How every Kafka client of a process authenticates: SASL/SCRAM, TLS and mutual TLS, configured once.
 
 The settings come from a client properties file (librdkafka property names; `SCALEBOX_KAFKA_CONFIG` names
-it) with `SCALEBOX_KAFKA_*` environment variables on top; without either, from the file `scalebox local up
---secure` writes under the Scalebox home, for the local broker only. Secrets are read from files
+it) with `SCALEBOX_KAFKA_*` environment variables on top; without either, from the file `scalebox local up`
+(secure by default) writes under the Scalebox home, for the local broker only. Secrets are read from files
 (`sasl.password.file`, `ssl.key.password.file`, or the `*_FILE` variables), never from an app file or a
 command line; a literal `sasl.password` is accepted only in a properties file no one else can read.
 """
@@ -18,7 +18,7 @@ CONFIG_ENV = "SCALEBOX_KAFKA_CONFIG"
 """The environment variable naming the client properties file."""
 
 LOCAL_FILE = "kafka-client.properties"
-"""The local broker's client properties, under the Scalebox home (written by `scalebox local up --secure`)."""
+"""The local broker's client properties, under the Scalebox home (written by a secure `scalebox local up`)."""
 
 LOCAL_BOOTSTRAP_KEY = "scalebox.bootstrap"
 """A key of the local properties file: the only bootstrap servers that file applies to."""

@@ -1,4 +1,4 @@
-"""The secure local pair (`scalebox local up --secure`): credentials made once, mode 600, under the Scalebox home.
+"""The secure local pair (`scalebox local up`, the default): credentials made once, mode 600, under the Scalebox home.
 
 Kafka: clients log in with SCRAM-SHA-512 on loopback as the user `scalebox` (a super user: the local pair
 belongs to whoever owns the home); the broker's internal and controller listeners take only certificates of
@@ -64,7 +64,7 @@ def admin_config(internal: str) -> dict[str, str]:
 
 def write_client_properties(bootstrap: str) -> Path:
     """``$SCALEBOX_HOME/kafka-client.properties``: how this home's clients log in to the local broker."""
-    lines = ["# Written by `scalebox local up --secure`: the local broker's clients log in with SCRAM.",
+    lines = ["# Written by `scalebox local up`: the local broker's clients log in with SCRAM.",
              f"{LOCAL_BOOTSTRAP_KEY}={bootstrap}", "security.protocol=SASL_PLAINTEXT",
              "sasl.mechanism=SCRAM-SHA-512", f"sasl.username={KAFKA_USER}",
              f"sasl.password.file={secret_file('kafka.password')}"]
