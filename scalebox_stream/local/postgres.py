@@ -243,7 +243,7 @@ def start(port: int = DEFAULT_PORT, timeout: float = 60.0, secure: bool = False)
 
 def hba_with_passwords(text: str) -> str:
     """`pg_hba.conf` text with every `trust` rule asking for a scram-sha-256 password instead."""
-    lines = [line if line.lstrip().startswith("#") else re.sub(r"\btrust(\s*)$", r"scram-sha-256\1", line)
+    lines = [line if line.lstrip().startswith("#") else re.sub(r"\btrust(\s*(?:#.*)?)$", r"scram-sha-256\1", line)
              for line in text.splitlines(keepends=True)]
     return "".join(lines)
 

@@ -62,6 +62,17 @@ def admin_config(internal: str) -> dict[str, str]:
             "ssl.certificate.location": str(admin.cert), "ssl.key.location": str(admin.key)}
 
 
+def admin_tool_properties() -> Path:
+    """``credentials/admin-tool.properties`` (mode 600): Kafka's Java admin tools (kafka-transactions) log in
+    as the local admin by certificate on the internal listener (`--command-config`); no secret in it but the
+    path of the admin's key."""
+    admin = certificate(ADMIN_CN)
+    lines = ["# Written by `scalebox local up`: Kafka's admin tools reach the local broker as its admin.",
+             "security.protocol=SSL", "ssl.truststore.type=PEM", f"ssl.truststore.location={ca().cert}",
+             "ssl.keystore.type=PEM", f"ssl.keystore.location={admin.keystore}"]
+    return tls.write_private(credentials_dir() / "admin-tool.properties", "\n".join(lines) + "\n")
+
+
 def write_client_properties(bootstrap: str) -> Path:
     """``$SCALEBOX_HOME/kafka-client.properties``: how this home's clients log in to the local broker."""
     lines = ["# Written by `scalebox local up`: the local broker's clients log in with SCRAM.",

@@ -56,12 +56,11 @@ def up(
             "kafka.port": _port("kafka", "port", kafka_port, kafka.DEFAULT_PORT),
             "kafka.controller_port": _port("kafka", "controller_port", controller_port, kafka.DEFAULT_CONTROLLER_PORT),
             "postgres.port": _port("postgres", "port", pg_port, postgres.DEFAULT_PORT),
+            "kafka.internal_port": _port("kafka", "internal_port", internal_port, kafka.DEFAULT_INTERNAL_PORT),
         }
-        if secure:
-            ports["kafka.internal_port"] = _port("kafka", "internal_port", internal_port, kafka.DEFAULT_INTERNAL_PORT)
         pg = postgres.start(ports["postgres.port"], timeout=timeout, secure=secure)
         broker = kafka.start(ports["kafka.port"], ports["kafka.controller_port"], stall_s=timeout,
-                             internal_port=ports.get("kafka.internal_port"))
+                             internal_port=ports["kafka.internal_port"] if secure else None)
         kafka.ensure_tools()
         home.update_state("secure", broker.internal_port is not None)
         home.update_state("insecure", state.get("insecure") if asked is None else (True if not asked else None))
