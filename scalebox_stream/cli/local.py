@@ -30,9 +30,11 @@ def up(
     timeout: Annotated[float, typer.Option(help=(
         "Seconds to wait for PostgreSQL; for Kafka, the longest its log may stay silent (a broker recovering "
         "many partitions takes minutes while its log advances)"))] = 90.0,
-    secure: Annotated[bool | None, typer.Option("--secure/--no-secure", help=(
-        "SCRAM logins for Kafka, passwords and TLS for PostgreSQL; credentials (mode 600) under the Scalebox "
-        "home, picked up by every command of that home [default: as the last `up`]"))] = None,
+    secure: Annotated[bool | None, typer.Option("--secure/--insecure", help=(
+        "--secure (the default): SCRAM logins for Kafka, scram-sha-256 passwords for PostgreSQL, credentials "
+        "(mode 600) under the Scalebox home, picked up by every command of that home. --insecure: Kafka "
+        "without authentication (any local user can read and write every topic), remembered for this home "
+        "[default: secure, unless this home's last `up` said --insecure]"))] = None,
     internal_port: Annotated[int | None, typer.Option(help="The secured broker's mutual-TLS listener "
                                                            "[default: 19094]")] = None,
 ) -> None:
@@ -44,6 +46,8 @@ def up(
         raise _fail(exc) from None
     typer.echo(f"kafka bootstrap: {ends.kafka_bootstrap}")
     typer.echo(f"postgres dsn:    {ends.pg_dsn}")
+    if notice := services.upgrade_notice():
+        typer.echo(notice, err=True)
     from scalebox_stream.config import CliSettings
     from scalebox_stream.launch.gc import collect_after
 

@@ -1,8 +1,8 @@
 """How every Kafka client of a process authenticates: SASL/SCRAM, TLS and mutual TLS, configured once.
 
 The settings come from a client properties file (librdkafka property names; `SCALEBOX_KAFKA_CONFIG` names
-it) with `SCALEBOX_KAFKA_*` environment variables on top; without either, from the file `scalebox local up
---secure` writes under the Scalebox home, for the local broker only. Secrets are read from files
+it) with `SCALEBOX_KAFKA_*` environment variables on top; without either, from the file `scalebox local up`
+(secure by default) writes under the Scalebox home, for the local broker only. Secrets are read from files
 (`sasl.password.file`, `ssl.key.password.file`, or the `*_FILE` variables), never from an app file or a
 command line; a literal `sasl.password` is accepted only in a properties file no one else can read.
 """
@@ -18,7 +18,7 @@ CONFIG_ENV = "SCALEBOX_KAFKA_CONFIG"
 """The environment variable naming the client properties file."""
 
 LOCAL_FILE = "kafka-client.properties"
-"""The local broker's client properties, under the Scalebox home (written by `scalebox local up --secure`)."""
+"""The local broker's client properties, under the Scalebox home (written by a secure `scalebox local up`)."""
 
 LOCAL_BOOTSTRAP_KEY = "scalebox.bootstrap"
 """A key of the local properties file: the only bootstrap servers that file applies to."""
@@ -97,22 +97,67 @@ def resolve_secrets(values: Mapping[str, str]) -> dict[str, str]:
     return resolved
 
 
+def applies_to(values: Mapping[str, str], bootstrap: str | None) -> bool:
+    """Whether properties apply to `bootstrap`: always, unless they name the servers they were written for
+    (`scalebox.bootstrap`, the local broker's file) and `bootstrap` names none of them."""
+    written_for = values.get(LOCAL_BOOTSTRAP_KEY)
+    if written_for is None:
+        return True
+    return bootstrap is not None and bool(_servers(written_for) & _servers(bootstrap))
+
+
+def _servers(bootstrap: str) -> set[str]:
+    return {server.strip() for server in bootstrap.split(",") if server.strip()}
+
+
 def settings_from(environ: Mapping[str, str], home: Path | None, bootstrap: str | None) -> dict[str, str]:
     """The unresolved client security properties for `bootstrap`: the properties file (`SCALEBOX_KAFKA_CONFIG`,
-    else the local one under `home` if it was written for `bootstrap`), then the environment on top."""
+    else, or when that one was written for another broker, the local one under `home` if it was written for
+    `bootstrap`), then the environment on top."""
     for name in FORBIDDEN_ENV:
         if environ.get(name):
             raise KafkaSecurityError(f"{name} would put a secret in the environment; write it to a file "
                                      f"(mode 600) and set {name}_FILE to its path")
+    files = [Path(environ[CONFIG_ENV]).expanduser()] if environ.get(CONFIG_ENV) else []
+    if home is not None and (home / LOCAL_FILE).is_file():
+        files.append(home / LOCAL_FILE)
     values: dict[str, str] = {}
-    if environ.get(CONFIG_ENV):
-        values.update(load_properties_file(Path(environ[CONFIG_ENV]).expanduser()))
-    elif home is not None and (home / LOCAL_FILE).is_file():
-        local = load_properties_file(home / LOCAL_FILE)
-        if bootstrap is not None and local.get(LOCAL_BOOTSTRAP_KEY) == bootstrap:
-            values.update(local)
+    for path in files:
+        found = load_properties_file(path)
+        if applies_to(found, bootstrap):
+            values.update(found)
+            break
     values.update({prop: environ[var] for var, prop in ENV_PROPERTIES.items() if environ.get(var)})
     return values
+
+
+def forwarded_env(bootstrap: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment that gives a process elsewhere (another Scalebox home, an SSH host or a container that
+    sees these files at the same paths) this process's client security for `bootstrap`: the properties file
+    and `SCALEBOX_KAFKA_*` variables as set (paths and names; no secret), else this home's local file when it
+    was written for `bootstrap`. Files only: never a secret on a command line or in the environment."""
+    from scalebox_stream.config import CliSettings
+
+    env = os.environ if environ is None else environ
+    out = {var: env[var] for var in (CONFIG_ENV, *ENV_PROPERTIES) if env.get(var)}
+    local = CliSettings.load(env).home / LOCAL_FILE
+    if CONFIG_ENV not in out and local.is_file() and applies_to(load_properties_file(local), bootstrap):
+        out[CONFIG_ENV] = str(local)
+    return out
+
+
+FILE_PROPERTIES = ("sasl.password.file", "ssl.key.password.file", "ssl.ca.location", "ssl.certificate.location",
+                   "ssl.key.location")
+"""Properties that name a file a client reads."""
+
+
+def forwarded_files(bootstrap: str, environ: Mapping[str, str] | None = None) -> list[Path]:
+    """The files `forwarded_env` points a process elsewhere at (to mount read-only at the same paths): the
+    properties file and every file it or the variables name."""
+    env = forwarded_env(bootstrap, environ)
+    settings = settings_from(env, None, bootstrap)
+    paths = [Path(env[CONFIG_ENV]).expanduser()] if CONFIG_ENV in env else []
+    return paths + [Path(settings[key]).expanduser() for key in FILE_PROPERTIES if settings.get(key)]
 
 
 def client_security(bootstrap: str | None = None, environ: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -50,12 +50,13 @@ def pg_line(dsn: str, timeout_s: float) -> str:
 
     if not dsn:
         return "PostgreSQL: none given (SCALEBOX_PG) and the local one is not running"
+    shown = mask_dsn(dsn).split("?", 1)[0]  # no parameters: a passfile's path makes the line too wide to read
     try:
         with psycopg.connect(dsn, connect_timeout=max(1, round(timeout_s))) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0].split()[0]
     except (psycopg.Error, OSError):
-        return f"PostgreSQL at {mask_dsn(dsn)}: not reachable"
-    return f"PostgreSQL {version} at {mask_dsn(dsn)}"
+        return f"PostgreSQL at {shown}: not reachable"
+    return f"PostgreSQL {version} at {shown}"
 
 
 def version_lines(settings: CliSettings, timeout_s: float = 2.0) -> list[str]:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from scalebox_stream.kafka.security import forwarded_env
 from scalebox_stream.launch import slurm, ssh
 from scalebox_stream.launch.placement import AgentPlan, StartedAgent, agent_log_name
 from scalebox_stream.spec.cluster import ClusterDef
@@ -29,8 +30,10 @@ class RemoteAgents:
         self.started: list[StartedAgent] = []
 
     def env_for(self, host: str) -> dict[str, str]:
-        """The environment of an agent on `host`: the Kafka bootstrap as that host reaches it."""
-        return {"SCALEBOX_KAFKA": self.cluster.hosts[host].kafka or self.kafka}
+        """The environment of an agent on `host`: the Kafka bootstrap as that host reaches it, and where this
+        machine's client security for that Kafka is (`kafka.security.forwarded_env`: file paths, which the
+        host must see at the same place, never a secret)."""
+        return {**forwarded_env(self.kafka), "SCALEBOX_KAFKA": self.cluster.hosts[host].kafka or self.kafka}
 
     def start(self, plans: Sequence[AgentPlan], args_of: Callable[[AgentPlan], list[str]]) -> list[StartedAgent]:
         """Start every plan (none local); on any failure stop what started and raise RuntimeError."""

@@ -31,9 +31,21 @@ class Hanging:
     start_offset: int
 
 
+def connection_args(bootstrap: str) -> list[str]:
+    """How Kafka's admin tools reach `bootstrap`: the secured local broker through its internal listener as
+    the local admin (`local.secure`), any other as given."""
+    info = kafka.running()
+    if info is not None and info.bootstrap == bootstrap and info.internal_port is not None:
+        from scalebox_stream.local import secure
+
+        return ["--bootstrap-server", f"{kafka.HOST}:{info.internal_port}",
+                "--command-config", str(secure.admin_tool_properties())]
+    return ["--bootstrap-server", bootstrap]
+
+
 def _tool(bootstrap: str, *args: str, timeout_s: float = 120) -> str:
     java = kafka.find_java() or "java"
-    cmd = [java, "-Xmx256m", "-cp", str(kafka.ensure_tools() / "*"), TOOL, "--bootstrap-server", bootstrap, *args]
+    cmd = [java, "-Xmx256m", "-cp", str(kafka.ensure_tools() / "*"), TOOL, *connection_args(bootstrap), *args]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     if done.returncode != 0:
         raise RuntimeError(f"kafka-transactions {args[0]} failed: {done.stderr.strip()[-500:]}")

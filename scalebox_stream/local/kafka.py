@@ -26,7 +26,7 @@ HOST = "127.0.0.1"
 DEFAULT_PORT = 19092
 DEFAULT_CONTROLLER_PORT = 19093
 DEFAULT_INTERNAL_PORT = 19094
-"""The secured broker's mutual-TLS listener for itself and the local admin (`scalebox local up --secure`)."""
+"""The secured broker's mutual-TLS listener for itself and the local admin (a secure `scalebox local up`)."""
 MIN_JAVA = 17
 HEAP = "-Xmx768m"
 MAIN_CLASS = "kafka.Kafka"
@@ -413,7 +413,11 @@ def start(port: int = DEFAULT_PORT, controller_port: int = DEFAULT_CONTROLLER_PO
             raise home.LocalServiceError(f"Port {HOST}:{p} is already in use by another program.")
     ensure_jars()
     overrides = None
-    if internal_port is not None:
+    if internal_port is None:  # no SCRAM: this home's clients must not try to log in (`kafka.security`)
+        from scalebox_stream.kafka.security import LOCAL_FILE
+
+        (home.scalebox_home() / LOCAL_FILE).unlink(missing_ok=True)
+    else:
         from scalebox_stream.local import secure
 
         overrides = secured_settings(port, controller_port, internal_port, secure.ca().cert,

@@ -9,13 +9,14 @@ pgserver) we run the binaries as the unprivileged system user ``pgserver``, crea
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -51,11 +52,11 @@ def log_path() -> Path:
 
 
 SECURED_MARKER = "scalebox-secure"
-"""A file in PGDATA that says it was initialised with passwords (`scalebox local up --secure`)."""
+"""A file in PGDATA that says it asks for passwords (made or upgraded by a secure `scalebox local up`)."""
 
 
 def secured() -> bool:
-    """Whether PGDATA was made by `scalebox local up --secure` (scram-sha-256 passwords, no trust)."""
+    """Whether PGDATA asks for scram-sha-256 passwords (made or upgraded by a secure `scalebox local up`)."""
     return (data_dir() / SECURED_MARKER).is_file()
 
 
@@ -146,10 +147,7 @@ def ensure_initialized(secure: bool = False) -> None:
     if user:
         _prepare_root_access(pgdata, user["user"], user["group"])
     if (pgdata / "PG_VERSION").exists():
-        if secure and not secured():
-            raise home.LocalServiceError(f"{pgdata} was initialised without passwords (trust): `scalebox local "
-                                         "reset` first to make it secure (that deletes the projection)")
-        return
+        return  # one made with trust gets passwords once it runs (`require_passwords`)
     if not secure:
         code, out = _run(
             ["initdb", "--auth=trust", "--encoding=UTF8", "--no-instructions", "-U", SUPERUSER, "-D", str(pgdata)]
@@ -220,7 +218,8 @@ def _ensure_database(port: int, timeout: float) -> None:
 
 def start(port: int = DEFAULT_PORT, timeout: float = 60.0, secure: bool = False) -> PostgresInfo:
     """Start PostgreSQL detached on ``127.0.0.1:port`` (idempotent), create ``scalebox``, return its info.
-    `secure`: a new PGDATA gets passwords and TLS (`ensure_initialized`)."""
+    `secure`: a new PGDATA gets scram-sha-256 passwords (`ensure_initialized`), one made with trust is
+    upgraded in place (`require_passwords`)."""
     info = running()
     if info is None:
         if home.port_in_use(port):
@@ -234,9 +233,43 @@ def start(port: int = DEFAULT_PORT, timeout: float = 60.0, secure: bool = False)
             raise home.LocalServiceError(
                 f"PostgreSQL failed to start:\n{out}\n--- {log_path()} ---\n{home.tail(log_path(), 30)}"
             )
+    if secure and not secured():
+        require_passwords(info.port)
+        info = replace(info, dsn=dsn(info.port))
     _ensure_database(info.port, timeout)
     home.update_state("postgres", asdict(info))
     return info
+
+
+def hba_with_passwords(text: str) -> str:
+    """`pg_hba.conf` text with every `trust` rule asking for a scram-sha-256 password instead."""
+    lines = [line if line.lstrip().startswith("#") else re.sub(r"\btrust(\s*(?:#.*)?)$", r"scram-sha-256\1", line)
+             for line in text.splitlines(keepends=True)]
+    return "".join(lines)
+
+
+def require_passwords(port: int) -> None:
+    """Upgrade a server made with trust (before the secure default) in place: give the superuser the password
+    of `local.secure` (sent as a SCRAM verifier, never in clear), make every pg_hba rule ask for it, reload.
+    The data stays."""
+    import psycopg
+    from psycopg import sql
+
+    from scalebox_stream.local import secure, tls
+
+    password = secure.pg_password_file().read_text().strip()
+    with psycopg.connect(f"postgresql://{SUPERUSER}@{HOST}:{port}/postgres", autocommit=True,
+                         connect_timeout=10) as conn:
+        verifier = conn.pgconn.encrypt_password(password.encode(), SUPERUSER.encode(), b"scram-sha-256").decode()
+        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(SUPERUSER), sql.Literal(verifier)))
+    hba = data_dir() / "pg_hba.conf"
+    hba.write_text(hba_with_passwords(hba.read_text()))
+    code, out = _run(["pg_ctl", "reload", "-D", str(data_dir())])
+    if code != 0:
+        raise home.LocalServiceError(f"pg_ctl reload failed:\n{out}")
+    user = _as_user()
+    secure.handed_to(tls.write_private(data_dir() / SECURED_MARKER, "scram-sha-256\n"), user.get("user"),
+                     user.get("group"))
 
 
 def stop(timeout: float = 60.0) -> bool:

@@ -1,4 +1,4 @@
-"""The secure local pair (`scalebox local up --secure`): credentials made once, mode 600, under the Scalebox home.
+"""The secure local pair (`scalebox local up`, the default): credentials made once, mode 600, under the Scalebox home.
 
 Kafka: clients log in with SCRAM-SHA-512 on loopback as the user `scalebox` (a super user: the local pair
 belongs to whoever owns the home); the broker's internal and controller listeners take only certificates of
@@ -62,9 +62,20 @@ def admin_config(internal: str) -> dict[str, str]:
             "ssl.certificate.location": str(admin.cert), "ssl.key.location": str(admin.key)}
 
 
+def admin_tool_properties() -> Path:
+    """``credentials/admin-tool.properties`` (mode 600): Kafka's Java admin tools (kafka-transactions) log in
+    as the local admin by certificate on the internal listener (`--command-config`); no secret in it but the
+    path of the admin's key."""
+    admin = certificate(ADMIN_CN)
+    lines = ["# Written by `scalebox local up`: Kafka's admin tools reach the local broker as its admin.",
+             "security.protocol=SSL", "ssl.truststore.type=PEM", f"ssl.truststore.location={ca().cert}",
+             "ssl.keystore.type=PEM", f"ssl.keystore.location={admin.keystore}"]
+    return tls.write_private(credentials_dir() / "admin-tool.properties", "\n".join(lines) + "\n")
+
+
 def write_client_properties(bootstrap: str) -> Path:
     """``$SCALEBOX_HOME/kafka-client.properties``: how this home's clients log in to the local broker."""
-    lines = ["# Written by `scalebox local up --secure`: the local broker's clients log in with SCRAM.",
+    lines = ["# Written by `scalebox local up`: the local broker's clients log in with SCRAM.",
              f"{LOCAL_BOOTSTRAP_KEY}={bootstrap}", "security.protocol=SASL_PLAINTEXT",
              "sasl.mechanism=SCRAM-SHA-512", f"sasl.username={KAFKA_USER}",
              f"sasl.password.file={secret_file('kafka.password')}"]

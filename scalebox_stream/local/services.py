@@ -39,26 +39,55 @@ def up(
     """Start both services unless running (idempotent) and return their endpoints. PostgreSQL gets `timeout`
     seconds; Kafka as long as its log keeps advancing, until it is silent for `timeout` seconds.
 
-    `secure` (None: as the last `up` of this home): SCRAM for Kafka on loopback, passwords and TLS for
-    PostgreSQL, credentials under the home (`local.secure`); clients of this home pick them up by themselves."""
+    Secure unless `secure` is False (`--insecure`, remembered for the next `up` of this home): SCRAM for Kafka
+    on loopback, scram-sha-256 passwords for PostgreSQL, credentials under the home (`local.secure`) that
+    clients of this home pick up by themselves. A home made before that default is upgraded on its next start
+    (`upgrade_notice` says so while its services still run without authentication)."""
     with home.home_lock():
         kafka.check_prerequisites(need_mvn=not kafka.jars_complete() and kafka.running() is None)
+        state = home.load_state()
+        insecure_running, asked = _running_insecure(), secure
         if secure is None:
-            secure = bool(home.load_state().get("secure", False))
+            secure = not state.get("insecure", False) and not insecure_running
+        elif secure and insecure_running:
+            raise LocalServiceError(f"the local {' and '.join(insecure_running)} run(s) without authentication: "
+                                    "`scalebox local down` first, then `scalebox local up` starts them secured")
         ports = {
             "kafka.port": _port("kafka", "port", kafka_port, kafka.DEFAULT_PORT),
             "kafka.controller_port": _port("kafka", "controller_port", controller_port, kafka.DEFAULT_CONTROLLER_PORT),
             "postgres.port": _port("postgres", "port", pg_port, postgres.DEFAULT_PORT),
+            "kafka.internal_port": _port("kafka", "internal_port", internal_port, kafka.DEFAULT_INTERNAL_PORT),
         }
-        if secure:
-            ports["kafka.internal_port"] = _port("kafka", "internal_port", internal_port, kafka.DEFAULT_INTERNAL_PORT)
         pg = postgres.start(ports["postgres.port"], timeout=timeout, secure=secure)
         broker = kafka.start(ports["kafka.port"], ports["kafka.controller_port"], stall_s=timeout,
-                             internal_port=ports.get("kafka.internal_port"))
+                             internal_port=ports["kafka.internal_port"] if secure else None)
         kafka.ensure_tools()
-        home.update_state("secure", secure)
+        home.update_state("secure", broker.internal_port is not None)
+        home.update_state("insecure", state.get("insecure") if asked is None else (True if not asked else None))
         home.update_state("ports", ports)
         return Endpoints(kafka_bootstrap=broker.bootstrap, pg_dsn=pg.dsn)
+
+
+def _running_insecure() -> list[str]:
+    """The local services that run without authentication now (Kafka without SCRAM, PostgreSQL with trust)."""
+    broker = kafka.running()
+    found = ["Kafka"] if broker is not None and broker.internal_port is None else []
+    if postgres.running() is not None and not postgres.secured():
+        found.append("PostgreSQL")
+    return found
+
+
+def upgrade_notice() -> str | None:
+    """What to do when the local services run without authentication though this home never asked for that
+    (started before the secure default); None otherwise."""
+    if home.load_state().get("insecure"):
+        return None
+    found = _running_insecure()
+    if not found:
+        return None
+    return (f"note: the local {' and '.join(found)} run(s) without authentication (started before the secure "
+            "default); `scalebox local down && scalebox local up` restarts them secured (data kept), "
+            "`scalebox local up --insecure` keeps them so and silences this note (docs/security.md)")
 
 
 def down() -> dict[str, bool]:

@@ -36,6 +36,8 @@ from pathlib import Path
 import testpath  # noqa: F401  (tests/ on sys.path)
 from harness import EMIT_ARGV, REPO, TRUE, say, write_app
 
+from scalebox_stream.kafka.config import secured
+
 RATIO_GOAL = 1.5
 FLOOR_S = 0.2
 """Costs below this are compared against it (a ratio of two tiny numbers is noise)."""
@@ -193,7 +195,7 @@ def broker_topics(local: Local) -> dict[str, int]:
     """Every topic on the broker with its partition count."""
     from confluent_kafka.admin import AdminClient
 
-    topics = AdminClient({"bootstrap.servers": local.kafka}).list_topics(timeout=30).topics
+    topics = AdminClient(secured({"bootstrap.servers": local.kafka})).list_topics(timeout=30).topics
     return {name: len(t.partitions) for name, t in topics.items()}
 
 

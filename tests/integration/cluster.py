@@ -94,9 +94,10 @@ class Cluster:
         """Wait until `count` agents of `module` hold partitions (the group is stable)."""
         from confluent_kafka.admin import AdminClient
 
+        from scalebox_stream.kafka.config import admin_config
         from scalebox_stream.kafka.topics import module_group
 
-        admin, group = AdminClient({"bootstrap.servers": self.kafka}), module_group(self.spec.name, module)
+        admin, group = AdminClient(admin_config(self.kafka)), module_group(self.spec.name, module)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             description = admin.describe_consumer_groups([group], request_timeout=10)[group].result()

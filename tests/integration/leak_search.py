@@ -12,15 +12,17 @@ import psycopg
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from scalebox_stream.kafka.config import secured
+
 
 def in_topics(kafka: str, marker: bytes, since_ms: int) -> list[str]:
     """Topics holding `marker` in a key, value or header of a record written since `since_ms` (aborted ones
     too: the consumer reads uncommitted)."""
-    admin = AdminClient({"bootstrap.servers": kafka})
+    admin = AdminClient(secured({"bootstrap.servers": kafka}))
     metadata = admin.list_topics(timeout=30)
-    consumer = Consumer({"bootstrap.servers": kafka, "group.id": f"leak-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "isolation.level": "read_uncommitted",
-                         "enable.partition.eof": True})
+    consumer = Consumer(secured({"bootstrap.servers": kafka, "group.id": f"leak-{uuid.uuid4().hex}",
+                                 "enable.auto.commit": False, "isolation.level": "read_uncommitted",
+                                 "enable.partition.eof": True}))
     try:
         wanted = [TopicPartition(name, p, since_ms) for name, topic in metadata.topics.items()
                   if not name.startswith("__") for p in topic.partitions]

@@ -25,6 +25,8 @@ from docker_fixtures import REPO
 sys.path.insert(0, str(REPO / "tests" / "hosts"))
 import relay  # noqa: E402
 
+from scalebox_stream.kafka.security import forwarded_files  # noqa: E402
+
 IMAGE = "scalebox-test/host:latest"
 
 
@@ -126,8 +128,10 @@ def build_image() -> None:
 @contextmanager
 def started_hosts(names: list[str], kafka_bootstrap: str, workdir: Path, mounts: list[Path]) -> Iterator[SshHosts]:
     """Start one container per name on a new docker network, sshd answering with a new key; remove them all
-    (and the network and relays) at the end."""
+    (and the network and relays) at the end. The test Kafka's client security files (`forwarded_files`) are
+    mounted read-only at their own paths: agents started there find them as the head tells them to."""
     build_image()
+    mounts = [*mounts, *forwarded_files(kafka_bootstrap)]
     tag = uuid.uuid4().hex[:8]
     network = f"sbx-hosts-{tag}"
     key = workdir / "id_ed25519"

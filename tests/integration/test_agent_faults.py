@@ -9,6 +9,7 @@ import pytest
 from cluster import Cluster, agent_pid
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from scalebox_stream.kafka.config import secured
 from scalebox_stream.kafka.topics import DEAD_LETTER_TOPIC, task_topic
 
 SLOW_THEN_EMIT = """#!/bin/sh
@@ -106,14 +107,14 @@ def test_poison_message_goes_to_the_dead_letter_topic_and_the_agent_goes_on(clus
     cluster.start_agent("work")
     cluster.start_agent("done")
     topic = task_topic(cluster.spec.name, "work")
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer = Producer(secured({"bootstrap.servers": kafka_bootstrap}))
     poison_key = f"poison-{uuid.uuid4().hex}"
     producer.produce(topic, key=poison_key, value=b"\x00not an avro event", partition=0)
     producer.flush(10)
     (task_id,) = cluster.send("work", ["after-poison"])
     cluster.wait([task_id], timeout_s=90)
-    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"dlq-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer = Consumer(secured({"bootstrap.servers": kafka_bootstrap, "group.id": f"dlq-{uuid.uuid4().hex}",
+                                 "auto.offset.reset": "earliest", "enable.auto.commit": False}))
     consumer.assign([TopicPartition(DEAD_LETTER_TOPIC, 0, 0)])
     found = None
     deadline = time.monotonic() + 30

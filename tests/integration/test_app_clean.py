@@ -9,7 +9,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from pipeline import scalebox
 
-from scalebox_stream.kafka.config import admin_config
+from scalebox_stream.kafka.config import admin_config, secured
 from scalebox_stream.kafka.topics import EVENTS_TOPIC, ensure_app_topics, ensure_topics, module_group, task_topic
 
 
@@ -19,8 +19,8 @@ def _groups(admin: AdminClient) -> set[str]:
 
 def _join(bootstrap: str, group: str, topic: str) -> Consumer:
     """A member of `group` that holds an assignment and has committed a position."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-                         "enable.auto.commit": False})
+    consumer = Consumer(secured({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                                 "enable.auto.commit": False}))
     consumer.subscribe([topic])
     deadline = time.monotonic() + 60
     while not consumer.assignment() and time.monotonic() < deadline:

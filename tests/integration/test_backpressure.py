@@ -10,6 +10,7 @@ from cluster import Cluster
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from scalebox_stream.kafka.config import secured
 from scalebox_stream.kafka.topics import module_group, task_topic
 
 BOUND = 5
@@ -20,11 +21,11 @@ class TrueBacklog:
     """Counts the task records (not offsets: transaction markers take offsets too) past the group's commits."""
 
     def __init__(self, bootstrap: str, app: str, module: str) -> None:
-        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+        self.admin = AdminClient(secured({"bootstrap.servers": bootstrap}))
         self.group, self.topic = module_group(app, module), task_topic(app, module)
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex}",
-                                  "enable.auto.commit": False, "enable.partition.eof": True,
-                                  "isolation.level": "read_committed"})
+        self.consumer = Consumer(secured({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex}",
+                                          "enable.auto.commit": False, "enable.partition.eof": True,
+                                          "isolation.level": "read_committed"}))
 
     def count(self) -> int:
         partitions = self.consumer.list_topics(self.topic, timeout=10).topics[self.topic].partitions

@@ -26,6 +26,7 @@ from pipeline import free_port
 
 from scalebox_stream.agent.limits import MAX_SINK_LINE_BYTES, MAX_SINK_LINES
 from scalebox_stream.events import Event
+from scalebox_stream.kafka.config import secured
 from scalebox_stream.kafka.topics import DEAD_LETTER_TOPIC, EVENTS_TOPIC, task_topic
 
 GRACE_S = 5
@@ -142,8 +143,8 @@ def _metric(port: int, name: str) -> float:
 
 def _dead_letters(kafka: str, start: dict[int, int], topic: str) -> dict[bytes, tuple[dict, bytes]]:
     """Dead-letter records from `topic` since `start` (partition -> offset): key -> (headers, value)."""
-    consumer = Consumer({"bootstrap.servers": kafka, "group.id": f"dlq-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "enable.partition.eof": True})
+    consumer = Consumer(secured({"bootstrap.servers": kafka, "group.id": f"dlq-{uuid.uuid4().hex}",
+                                 "enable.auto.commit": False, "enable.partition.eof": True}))
     try:
         consumer.assign([TopicPartition(DEAD_LETTER_TOPIC, p, o) for p, o in start.items()])
         ends, found = set(start), {}
@@ -163,7 +164,7 @@ def _dead_letters(kafka: str, start: dict[int, int], topic: str) -> dict[bytes, 
 
 
 def _dead_letter_ends(kafka: str) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": kafka, "group.id": f"dlq-{uuid.uuid4().hex}"})
+    consumer = Consumer(secured({"bootstrap.servers": kafka, "group.id": f"dlq-{uuid.uuid4().hex}"}))
     try:
         partitions = consumer.list_topics(DEAD_LETTER_TOPIC, timeout=30).topics[DEAD_LETTER_TOPIC].partitions
         return {p: consumer.get_watermark_offsets(TopicPartition(DEAD_LETTER_TOPIC, p), timeout=30)[1]
@@ -204,7 +205,7 @@ def test_bad_tasks_and_poison_records_all_end_and_no_agent_hangs(tmp_path: Path,
         (docker_id,) = cluster.send("d", ["x"])
 
         poison = _poison(cluster)
-        raw = Producer({"bootstrap.servers": kafka_bootstrap, "message.max.bytes": 2_000_000})
+        raw = Producer(secured({"bootstrap.servers": kafka_bootstrap, "message.max.bytes": 2_000_000}))
         for name, (value, _, on_events, _) in poison.items():
             raw.produce(topic, key=f"case-{name}".encode(), value=value, partition=0)
             if on_events:

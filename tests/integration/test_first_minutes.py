@@ -12,6 +12,8 @@ from pathlib import Path
 
 from pipeline import REPO
 
+from scalebox_stream.kafka.security import forwarded_env
+
 STATUSES = {"created", "waiting", "running", "succeeded", "failed", "retrying", "timed_out", "skipped"}
 LIBRARY_LINE = re.compile(r"%\d\||rdkafka|librdkafka|psycopg")
 REFUSED = "127.0.0.1:1"
@@ -20,8 +22,8 @@ connection, so there is a library log line to keep off the terminal."""
 
 
 def _sbx(args: list[str], kafka: str, pg: str, home: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SCALEBOX_KAFKA": f"{REFUSED},{kafka}", "SCALEBOX_PG": pg, "SCALEBOX_HOME": str(home),
-           "COLUMNS": "80", "TERM": "dumb"}
+    env = {**os.environ, **forwarded_env(kafka), "SCALEBOX_KAFKA": f"{REFUSED},{kafka}", "SCALEBOX_PG": pg,
+           "SCALEBOX_HOME": str(home), "COLUMNS": "80", "TERM": "dumb"}
     env.pop("FORCE_COLOR", None)
     return subprocess.run([sys.executable, "-m", "scalebox_stream.cli.main", *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=REPO)

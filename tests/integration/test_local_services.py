@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -10,33 +11,41 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from pipeline import free_port, scalebox
 
+from scalebox_stream.kafka.config import admin_config, producer_config, secured
+from scalebox_stream.kafka.security import client_security
 from scalebox_stream.kafka.topics import EVENTS_TOPIC
 from scalebox_stream.local import services
 
 pytestmark = pytest.mark.integration
 
 
+def _client(bootstrap: str, home: Path) -> dict[str, object]:
+    """A client of the pair in `home` (not this process's home): that home's credentials."""
+    return {"bootstrap.servers": bootstrap, **client_security(bootstrap, {"SCALEBOX_HOME": str(home)})}
+
+
 def test_up_twice_returns_same_endpoints_and_broker_answers(local_endpoints: services.Endpoints) -> None:
     first = services.up()
     second = services.up()
     assert first == second == local_endpoints
-    metadata = AdminClient({"bootstrap.servers": first.kafka_bootstrap}).list_topics(timeout=10)
+    metadata = AdminClient(admin_config(first.kafka_bootstrap)).list_topics(timeout=10)
     assert list(metadata.brokers) == [1]
 
 
 def test_produce_consume_round_trip(local_endpoints: services.Endpoints) -> None:
     bootstrap = local_endpoints.kafka_bootstrap
     topic = f"test-local-{uuid.uuid4().hex[:12]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(admin_config(bootstrap))
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(timeout=30)
     try:
-        producer = Producer({"bootstrap.servers": bootstrap})
+        producer = Producer(producer_config(bootstrap))
         sent = [f"message-{i}".encode() for i in range(3)]
         for value in sent:
             producer.produce(topic, value=value, key=b"k")
         assert producer.flush(30) == 0
 
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+        consumer = Consumer(secured({"bootstrap.servers": bootstrap, "group.id": f"g-{topic}",
+                                     "auto.offset.reset": "earliest"}))
         consumer.subscribe([topic])
         received: list[bytes] = []
         try:
@@ -76,7 +85,7 @@ def test_reset_leaves_both_services_empty(tmp_path, kafka_bootstrap, pg_dsn) -> 
     assert up.code == 0, up.stderr
     try:
         bootstrap, dsn = (line.split()[-1] for line in up.stdout.splitlines()[:2])
-        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin = AdminClient(_client(bootstrap, home))
         admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(timeout=30)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("CREATE TABLE kept_until_reset (x int)")
@@ -90,7 +99,7 @@ def test_reset_leaves_both_services_empty(tmp_path, kafka_bootstrap, pg_dsn) -> 
         again = scalebox(["local", "up"], kafka_bootstrap, pg_dsn, home=home)  # the ports are remembered
         assert again.code == 0, again.stderr
         assert again.stdout.splitlines()[:2] == up.stdout.splitlines()[:2]
-        assert topic not in AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30).topics
+        assert topic not in AdminClient(_client(bootstrap, home)).list_topics(timeout=30).topics
         with psycopg.connect(dsn) as conn:
             assert conn.execute("SELECT to_regclass('kept_until_reset')").fetchone() == (None,)
 
@@ -99,6 +108,6 @@ def test_reset_leaves_both_services_empty(tmp_path, kafka_bootstrap, pg_dsn) -> 
         caught_up = scalebox(["projector", "--until-caught-up"], bootstrap, dsn, home=home, timeout=120)
         assert caught_up.code == 0, caught_up.stderr
         assert "projected 0 event(s)" in caught_up.stderr
-        assert EVENTS_TOPIC in AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30).topics
+        assert EVENTS_TOPIC in AdminClient(_client(bootstrap, home)).list_topics(timeout=30).topics
     finally:
         scalebox(["local", "down"], kafka_bootstrap, pg_dsn, home=home)

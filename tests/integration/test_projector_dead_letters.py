@@ -14,14 +14,14 @@ from pipeline import free_port
 from support import verify, workload
 
 from scalebox_stream.events import Event, EventCodec
-from scalebox_stream.kafka.config import admin_config, producer_config
+from scalebox_stream.kafka.config import admin_config, producer_config, secured
 from scalebox_stream.kafka.topics import DEAD_LETTER_TOPIC, ensure_topics
 from scalebox_stream.projector.service import Projector, ProjectorSettings
 
 
 def _dlq_end(bootstrap: str) -> int:
     ensure_topics(AdminClient(admin_config(bootstrap)), {DEAD_LETTER_TOPIC: 1})
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex}"})
+    c = Consumer(secured({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex}"}))
     try:
         return c.get_watermark_offsets(TopicPartition(DEAD_LETTER_TOPIC, 0), timeout=10)[1]
     finally:
@@ -29,8 +29,8 @@ def _dlq_end(bootstrap: str) -> int:
 
 
 def _dlq_records(bootstrap: str, start: int, source_topic: str) -> list[dict[str, str]]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex}",
-                  "enable.partition.eof": True, "isolation.level": "read_committed"})
+    c = Consumer(secured({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex}",
+                          "enable.partition.eof": True, "isolation.level": "read_committed"}))
     c.assign([TopicPartition(DEAD_LETTER_TOPIC, 0, start)])
     found = []
     try:

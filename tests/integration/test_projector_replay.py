@@ -17,7 +17,7 @@ from pipeline import scalebox
 from support import verify
 
 from scalebox_stream.events import DecodeError, Event, EventCodec
-from scalebox_stream.kafka.config import admin_config, producer_config
+from scalebox_stream.kafka.config import admin_config, producer_config, secured
 from scalebox_stream.kafka.topics import EVENTS_TOPIC, ensure_topics
 from scalebox_stream.projector.migrate import drop_projection
 from scalebox_stream.projector.service import Projector, ProjectorSettings
@@ -84,8 +84,8 @@ def app_events(kafka: str, app: str, since_ms: int, timeout_s: float = 60) -> li
     Reads each partition up to its end as of the call; with read_committed, another test's open transaction
     can hold that end back for a while, so partition EOFs before it are not the end."""
     codec = EventCodec()
-    consumer = Consumer({"bootstrap.servers": kafka, "group.id": f"probe-{uuid.uuid4().hex}",
-                         "enable.partition.eof": True, "isolation.level": "read_committed"})
+    consumer = Consumer(secured({"bootstrap.servers": kafka, "group.id": f"probe-{uuid.uuid4().hex}",
+                                 "enable.partition.eof": True, "isolation.level": "read_committed"}))
     try:
         partitions = consumer.list_topics(EVENTS_TOPIC, timeout=10).topics[EVENTS_TOPIC].partitions
         ends = {p: consumer.get_watermark_offsets(TopicPartition(EVENTS_TOPIC, p), timeout=10)[1] for p in partitions}

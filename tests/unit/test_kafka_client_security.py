@@ -20,6 +20,8 @@ from scalebox_stream.kafka.security import (
     LOCAL_FILE,
     KafkaSecurityError,
     client_security,
+    forwarded_env,
+    forwarded_files,
     parse_properties,
     redacted,
 )
@@ -79,6 +81,29 @@ def test_the_local_file_applies_to_the_local_broker_only(tmp_path: Path) -> None
     assert client_security("127.0.0.1:29092", env) == {"security.protocol": "SASL_PLAINTEXT",
                                                        "sasl.password": "s3cret"}
     assert client_security("elsewhere:9092", env) == {}
+    assert client_security("127.0.0.1:1,127.0.0.1:29092", env)["security.protocol"] == "SASL_PLAINTEXT"
+
+
+def test_a_home_forwards_its_local_file_and_a_forwarded_file_applies_to_its_broker_only(tmp_path: Path) -> None:
+    head, other = tmp_path / "head", tmp_path / "other"
+    head.mkdir(), other.mkdir()
+    (head / LOCAL_FILE).write_text(f"scalebox.bootstrap=127.0.0.1:29092\nsecurity.protocol=SASL_PLAINTEXT\n"
+                                   f"sasl.password.file={_secret(tmp_path)}\n")
+    (other / LOCAL_FILE).write_text("scalebox.bootstrap=127.0.0.1:39092\nsecurity.protocol=SASL_SSL\n")
+    forwarded = forwarded_env("127.0.0.1:29092", {"SCALEBOX_HOME": str(head)})
+    assert forwarded == {"SCALEBOX_KAFKA_CONFIG": str(head / LOCAL_FILE)}
+    assert forwarded_env("elsewhere:9092", {"SCALEBOX_HOME": str(head)}) == {}
+    child = {**forwarded, "SCALEBOX_HOME": str(other)}
+    assert client_security("127.0.0.1:29092", child) == {"security.protocol": "SASL_PLAINTEXT",
+                                                         "sasl.password": "s3cret"}
+    assert client_security("127.0.0.1:39092", child) == {"security.protocol": "SASL_SSL"}  # its own home's
+    assert client_security("elsewhere:9092", child) == {}
+    assert forwarded_files("127.0.0.1:29092", {"SCALEBOX_HOME": str(head)}) == [head / LOCAL_FILE,
+                                                                                 Path(_secret(tmp_path))]
+    given = {"SCALEBOX_HOME": str(head), "SCALEBOX_KAFKA_SASL_USERNAME": "u", "SCALEBOX_KAFKA_SASL_PASSWORD_FILE": "/p"}
+    assert forwarded_env("127.0.0.1:29092", given) == {"SCALEBOX_KAFKA_SASL_USERNAME": "u",
+                                                       "SCALEBOX_KAFKA_SASL_PASSWORD_FILE": "/p",
+                                                       "SCALEBOX_KAFKA_CONFIG": str(head / LOCAL_FILE)}
 
 
 def test_every_client_configuration_carries_the_security_and_a_raising_error_callback(
