@@ -75,22 +75,29 @@ def finished_before(conn: psycopg.Connection, finished_since: datetime) -> int:
 
 
 def run_progress(conn: psycopg.Connection, roots: list[str]) -> tuple[list[dict[str, Any]], int]:
-    """Per-module counts over the tasks descending from `roots`, and how many roots are not projected yet."""
+    """Per-module counts over the tasks descending from `roots`, and how many roots are not projected yet.
+
+    One statement, so both come from one snapshot: with two, roots projected in between counted as seen but not
+    in the counts, and a run whose first roots had ended looked finished before the others ran."""
     sql = """WITH RECURSIVE run(task_id) AS (
                  SELECT unnest(%(roots)s::uuid[])
                  UNION
-                 SELECT e.child_task_id FROM task_edges e JOIN run r ON e.parent_task_id = r.task_id)
-             SELECT t.module, count(*) AS created,
-                    count(*) FILTER (WHERE t.status = ANY(%(waiting)s)) AS waiting,
-                    count(*) FILTER (WHERE t.status = ANY(%(running)s)) AS running,
-                    count(*) FILTER (WHERE t.status = 'succeeded') AS succeeded,
-                    count(*) FILTER (WHERE t.status = 'failed') AS failed,
-                    coalesce(sum(t.attempts), 0) AS attempts
-             FROM run JOIN tasks t USING (task_id) GROUP BY t.module ORDER BY t.module"""
+                 SELECT e.child_task_id FROM task_edges e JOIN run r ON e.parent_task_id = r.task_id),
+             seen AS (SELECT count(*) AS seen_roots FROM tasks WHERE task_id = ANY(%(roots)s::uuid[])),
+             counts AS (
+                 SELECT t.module, count(*) AS created,
+                        count(*) FILTER (WHERE t.status = ANY(%(waiting)s)) AS waiting,
+                        count(*) FILTER (WHERE t.status = ANY(%(running)s)) AS running,
+                        count(*) FILTER (WHERE t.status = 'succeeded') AS succeeded,
+                        count(*) FILTER (WHERE t.status = 'failed') AS failed,
+                        coalesce(sum(t.attempts), 0) AS attempts
+                 FROM run JOIN tasks t USING (task_id) GROUP BY t.module)
+             SELECT seen.seen_roots, counts.* FROM seen LEFT JOIN counts ON true ORDER BY counts.module"""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(sql, {"roots": roots, "waiting": list(WAITING), "running": list(RUNNING)}).fetchall()
-        found = cur.execute("SELECT count(*) AS n FROM tasks WHERE task_id = ANY(%s::uuid[])", (roots,)).fetchone()
-    return rows, len(roots) - found["n"]
+    seen = rows[0]["seen_roots"]  # `seen` has one row: at least one row comes back
+    modules = [{k: v for k, v in row.items() if k != "seen_roots"} for row in rows if row["module"] is not None]
+    return modules, len(roots) - seen
 
 
 def task_runs(conn: psycopg.Connection, task_id: str) -> list[dict[str, Any]]:

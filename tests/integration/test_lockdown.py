@@ -1,10 +1,11 @@
-"""Locked-down modules against the real Docker engine, Kafka and PostgreSQL (no mocks).
+"""Locked-down modules against the real Docker engine, Podman, Kafka and PostgreSQL (no mocks).
 
-A default module container (Docker's and Podman's) runs as a non-root user that cannot gain privileges and has
-no capabilities; a fork bomb in one is stopped by its pids limit while another slot of the same agent keeps
-running tasks; `/` and the Docker socket are refused as volumes unless the allow-list names them; a `setsid`
-grandchild of a process-executor task dies with the task's timeout; a module's secret reaches the task and
-nothing else.
+A default module container (Docker's and Podman's; rootless Podman's through test_podman_rootless.py) runs as a
+non-root user that cannot gain privileges and has no capabilities; a fork bomb in one (Docker's and rootful
+Podman's) is stopped by its pids limit while another slot of the same agent keeps running tasks; `/` and the
+Docker socket are refused as volumes unless the allow-list names them; a `setsid` grandchild of a
+process-executor task dies with the task's timeout; a module's secret reaches the task (under Docker, rootful
+Podman and the process executor) and nothing else.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from scalebox_stream.executors.process import ProcessExecutor
 pytestmark = pytest.mark.integration
 
 IMAGE = "scalebox/base:busybox"
+CGROUP_V2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
 
 
 def _run(mode: str, argv: list[str], tmp_path: Path, policy: ContainerPolicy | None = None,
@@ -55,7 +57,7 @@ def _run(mode: str, argv: list[str], tmp_path: Path, policy: ContainerPolicy | N
 def test_a_default_container_is_unprivileged(tmp_path, mode, engine_name, request):
     request.getfixturevalue("podman_images" if engine_name == "podman" else "busybox_image")
     script = ("id -u; id -g; grep -E '^(NoNewPrivs|CapEff|CapPrm|CapBnd):' /proc/self/status; "
-              "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max; "
+              "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max 2>/dev/null || echo none; "
               "echo written > /work/out.txt")
     result, work = _run(mode, ["/bin/sh", "-c", script], tmp_path, engine=engine_name)
     assert result.exit_code == 0, result
@@ -64,7 +66,9 @@ def test_a_default_container_is_unprivileged(tmp_path, mode, engine_name, reques
     fields = dict(line.split(":\t") for line in lines[2:6])
     assert fields["NoNewPrivs"] == "1"
     assert int(fields["CapEff"], 16) == int(fields["CapPrm"], 16) == int(fields["CapBnd"], 16) == 0
-    assert lines[6] == str(DEFAULT_PIDS)
+    # Rootless Podman on cgroup v1 gives a container no cgroup, hence no pids limit (docs/podman.md).
+    no_cgroup = engine_name == "podman" and os.geteuid() != 0 and not CGROUP_V2
+    assert lines[6] == ("none" if no_cgroup else str(DEFAULT_PIDS))
     assert (work / "out.txt").read_text() == "written\n"  # the work dir is the container user's
 
 
@@ -132,13 +136,21 @@ def test_the_agent_refuses_a_volume_outside_the_allow_list(tmp_path, kafka_boots
     assert "volume '/:/host' refused" in run[2]
 
 
-@pytest.mark.usefixtures("busybox_image")
-def test_a_fork_bomb_is_stopped_by_the_pids_limit_while_another_slot_carries_on(tmp_path, kafka_bootstrap, pg_dsn):
+def _engine_images(request: pytest.FixtureRequest, engine_name: str) -> str:
+    """The image fixture of `engine_name` (docker or podman); returns the module's `executor:` line."""
+    request.getfixturevalue("podman_images" if engine_name == "podman" else "busybox_image")
+    return f"    executor: {engine_name}\n"
+
+
+@pytest.mark.parametrize("engine_name", ["docker", "podman"])
+def test_a_fork_bomb_is_stopped_by_the_pids_limit_while_another_slot_carries_on(tmp_path, kafka_bootstrap, pg_dsn,
+                                                                              engine_name, request):
+    executor = _engine_images(request, engine_name)
     # Background sleeps up to 10,000 (bounded), in a container limited to 64 processes.
     bomb = ('if [ "$1" = bomb ]; then i=0; while [ $i -lt 10000 ]; do sleep 60 & i=$((i+1)); done; '
             'echo "started $i"; fi; echo ok')
     app = tmp_path / "app.yaml"
-    app.write_text(f"name: lockbomb-{uuid.uuid4().hex[:8]}\nmodules:\n  m:\n    image: {IMAGE}\n"
+    app.write_text(f"name: lockbomb-{uuid.uuid4().hex[:8]}\nmodules:\n  m:\n    image: {IMAGE}\n{executor}"
                    f"    command: [/bin/sh, -c, '{bomb}', sh]\n    resources: {{pids: 64}}\n"
                    "    task_max_seconds: 60\n")
     cluster = Cluster(app, kafka_bootstrap, pg_dsn, tmp_path / "logs")
@@ -154,8 +166,11 @@ def test_a_fork_bomb_is_stopped_by_the_pids_limit_while_another_slot_carries_on(
         statuses = dict(cluster.query("SELECT task_id::text, status FROM tasks WHERE task_id::text = ANY(%s)",
                                       [bomb_id, *others]))
         (bomb_run,) = cluster.query("SELECT stdout, stderr FROM task_runs WHERE task_id = %s", bomb_id)
+        executors = cluster.query("SELECT DISTINCT executor FROM task_runs WHERE task_id::text = ANY(%s) "
+                                  "AND executor IS NOT NULL", [bomb_id, *others])  # attempts that started
     finally:
         cluster.close()
+    assert executors == [(engine_name,)]
     assert all(statuses[t] == "succeeded" for t in others), statuses
     assert "started 10000" not in bomb_run[0]  # the bomb never got its 10,000 processes
     assert "fork" in bomb_run[1].lower() or statuses[bomb_id] != "succeeded", bomb_run
@@ -186,9 +201,9 @@ def test_a_setsid_grandchild_of_a_process_task_dies_with_its_timeout(tmp_path):
     assert not _alive(pid)
 
 
-@pytest.mark.usefixtures("busybox_image")
-@pytest.mark.parametrize("executor", ["docker", "process"])
-def test_a_secret_reaches_the_task_and_nothing_else(tmp_path, kafka_bootstrap, pg_dsn, executor, monkeypatch):
+@pytest.mark.parametrize("executor", ["docker", "podman", "process"])
+def test_a_secret_reaches_the_task_and_nothing_else(tmp_path, kafka_bootstrap, pg_dsn, executor, monkeypatch,
+                                                   request):
     since_ms = int(time.time() * 1000) - 1000
     marker = f"SECRET-{uuid.uuid4().hex}"
     token = f"TOKEN-{uuid.uuid4().hex}"
@@ -200,7 +215,7 @@ def test_a_secret_reaches_the_task_and_nothing_else(tmp_path, kafka_bootstrap, p
     # The task checks both values by their hash (the app file holds neither), then echoes them everywhere.
     check = (f'test "$(printf %s "$DB_PASSWORD$API_TOKEN" | sha256sum | cut -c1-64)" = {digest} || exit 7; '
              'echo "out $DB_PASSWORD"; echo "err $API_TOKEN" >&2; echo "$DB_PASSWORD" > "$WORK_DIR/custom-out.txt"')
-    where = f"    image: {IMAGE}\n" if executor == "docker" else ""
+    where = f"    image: {IMAGE}\n{_engine_images(request, executor)}" if executor != "process" else ""
     app = tmp_path / "app.yaml"
     app.write_text(f"name: locksecret-{uuid.uuid4().hex[:8]}\nmodules:\n  m:\n{where}"
                    f"    command: [/bin/sh, -c, '{check}']\n"
@@ -212,15 +227,17 @@ def test_a_secret_reaches_the_task_and_nothing_else(tmp_path, kafka_bootstrap, p
         cluster.start_projector()
         (task_id,) = cluster.send("m", ["go"])
         assert cluster.wait([task_id], timeout_s=120).finished
-        (run,) = cluster.query("SELECT status, exit_code, stdout, stderr, custom_out FROM task_runs "
+        (run,) = cluster.query("SELECT status, exit_code, stdout, stderr, custom_out, executor FROM task_runs "
                                "WHERE task_id = %s", task_id)
         shown = subprocess.run([sys.executable, "-m", "scalebox_stream.cli.main", "task", "show", task_id, "--json",
                                 "--pg", pg_dsn], capture_output=True, timeout=60)
     finally:
         cluster.close()
     assert run[:2] == ("succeeded", 0), run
-    assert run[2:] == ("out [secret]\n", "err [secret]\n", "[secret]\n")
+    assert run[2:5] == ("out [secret]\n", "err [secret]\n", "[secret]\n")
+    assert run[5] == executor
+    logs = [tmp_path / "logs", *Path("/var/log").glob("podman-service-*.log")]  # the API services' (install-podman.sh)
     for value in (marker, token):
         assert_no_leak(kafka_bootstrap, pg_dsn, value.encode(), since_ms)
-        assert in_files([tmp_path / "logs"], value.encode()) == []
+        assert in_files(logs, value.encode()) == []
         assert value.encode() not in shown.stdout + shown.stderr

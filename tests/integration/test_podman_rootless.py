@@ -2,10 +2,10 @@
 
 As root, .ci/install-podman.sh --rootless creates the user (with subordinate uid/gid ranges), starts the
 user's API service on /run/user/UID/podman/podman.sock and copies the images into the user's store; then
-the podman cases of test_executors.py (one container per attempt) and of test_docker_slots.py that do not
-need the container's cgroup run in a pytest session of that user, with CI=true so that nothing is skipped.
-Rootless containers on this cgroup v1 host get no cgroup, so resource counters are absent and a slot
-container's leftovers are not killed (docs/podman.md).
+the podman cases of test_executors.py (one container per attempt), of test_docker_slots.py that do not
+need the container's cgroup, and of test_lockdown.py's default container run in a pytest session of that user,
+with CI=true so that nothing is skipped. Rootless containers on this cgroup v1 host get no cgroup, so resource
+counters and the pids limit are absent and a slot container's leftovers are not killed (docs/podman.md).
 """
 
 from __future__ import annotations
@@ -76,3 +76,12 @@ def test_slot_contract_without_a_cgroup_as_a_rootless_user(rootless_user: str) -
     counts = _counts(output)
     assert code == 0, output[-6000:]
     assert counts.get("passed", 0) >= 10 and not counts.get("skipped") and not counts.get("failed"), output[-3000:]
+
+
+def test_a_default_container_is_unprivileged_as_a_rootless_user(rootless_user: str) -> None:
+    """Lockdown under rootless Podman, both container modes: not root, no new privileges, no capabilities (and,
+    on this cgroup v1 host, no pids limit: the container has no cgroup)."""
+    code, output = _pytest_as(rootless_user, "tests/integration/test_lockdown.py", "-k", "unprivileged and podman")
+    counts = _counts(output)
+    assert code == 0, output[-6000:]
+    assert counts.get("passed", 0) == 2 and not counts.get("skipped") and not counts.get("failed"), output[-3000:]
