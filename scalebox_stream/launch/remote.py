@@ -4,6 +4,7 @@ parallel) and as Slurm jobs; stopped together when the run ends."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,8 +30,12 @@ class RemoteAgents:
         self.started: list[StartedAgent] = []
 
     def env_for(self, host: str) -> dict[str, str]:
-        """The environment of an agent on `host`: the Kafka bootstrap as that host reaches it."""
-        return {"SCALEBOX_KAFKA": self.cluster.hosts[host].kafka or self.kafka}
+        """The environment of an agent on `host`: the Kafka bootstrap as that host reaches it (and the state
+        topics' prefix, if this machine's is not the default)."""
+        env = {"SCALEBOX_KAFKA": self.cluster.hosts[host].kafka or self.kafka}
+        if prefix := os.environ.get("SCALEBOX_STATE_PREFIX"):  # the state topics this machine uses
+            env["SCALEBOX_STATE_PREFIX"] = prefix
+        return env
 
     def start(self, plans: Sequence[AgentPlan], args_of: Callable[[AgentPlan], list[str]]) -> list[StartedAgent]:
         """Start every plan (none local); on any failure stop what started and raise RuntimeError."""
