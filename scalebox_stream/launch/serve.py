@@ -137,10 +137,13 @@ def serve_app(spec: AppSpec, app_file: Path, env_files: tuple[Path, ...], settin
             if (dead := children.first_failed()) is not None:
                 raise RuntimeError(f"{dead.name} exited with code {dead.exited()}:\n{dead.log_tail()}")
             if (text := finished(conns.pg, spec.name, started)) is not None:
+                if away is not None and not away.wait_gone(settings.children_grace_s):
+                    log.warning("agents still running %.0fs after the app finished: stopping them",
+                                settings.children_grace_s)
                 return ServeEnd(text)
         return ServeEnd(None)
     finally:
-        if away is not None:  # they stop by themselves when the app is finished: this is for `app stop`
+        if away is not None:  # (when the app finished, only those that did not stop by themselves)
             away.stop(settings.children_grace_s)
         children.stop(settings.children_grace_s)
         pid_file.unlink(missing_ok=True)
