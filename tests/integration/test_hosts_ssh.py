@@ -238,3 +238,40 @@ def test_a_host_killed_mid_run_loses_no_task(hosts, kafka_bootstrap, pg_dsn, tmp
     checked = scalebox(["host", "check-status", victim.name, "--app-file", str(app_file), "--json"],
                        kafka_bootstrap, pg_dsn)
     assert checked.code == 0 and json.loads(checked.stdout)[0]["reachable"].startswith("no"), checked
+
+
+def test_host_bound_tasks_of_a_killed_host_are_rerouted_once(hosts, kafka_bootstrap, pg_dsn, home):
+    """HOST-BOUND tasks queued for h3 with `on_host_down: reroute`: h3's container is killed while it runs one;
+    once h3 is seen down, h1's agent takes over h3's topic. Every task succeeds exactly once, some on h1, and
+    `host list` shows h3 down. (With the default, `wait`, they would wait for an agent of h3.)"""
+    app_file, name = _served(hosts, {"slots": ["h1:1", "h3:1"], "task_dist_mode": "HOST-BOUND",
+                                     "on_host_down": "reroute", "environments": {"TASK_SLEEP": "1"}})
+    h1, victim = hosts.hosts[0], hosts.hosts[2]
+    created = scalebox(["app", "create", str(app_file)], kafka_bootstrap, pg_dsn, home=home, timeout=120)
+    assert created.code == 0, created.stderr
+    try:
+        bodies = [f"b{i}" for i in range(6)]
+        added = scalebox(["task", "add", "--app-id", name, "--to-host", victim.name, *bodies], kafka_bootstrap,
+                         pg_dsn, home=home)
+        assert added.code == 0, added.stderr
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            _until(f"a task running on {victim.name}", lambda: conn.execute(
+                "SELECT 1 FROM task_runs r JOIN tasks t USING (task_id) WHERE t.app = %s AND r.host = %s",
+                (name, victim.name)).fetchall(), 60)
+        subprocess.run(["docker", "kill", victim.container], capture_output=True, timeout=60)
+        tasks = _until("every task to succeed", lambda: (ts := list_tasks(kafka_bootstrap, pg_dsn, name)) and
+                       all(t["status"] == "succeeded" for t in ts) and len(ts) == len(bodies) and ts, 120)
+        assert "h1" in {t["host"] for t in tasks}, "the tasks bound to the dead host ran on h1"
+        for task in tasks:
+            shown = json.loads(scalebox(["task", "show", task["task_id"], "--json"], kafka_bootstrap, pg_dsn).stdout)
+            succeeded = [a for a in shown["attempts_detail"] if a["status"] == "succeeded"]
+            assert len(succeeded) == 1, f"task {task['body']} succeeded {len(succeeded)} times"
+        logs = scalebox(["logs", name, "--host", "h1"], kafka_bootstrap, pg_dsn, home=home)
+        assert f"host(s) {victim.name} seen down: taking over their m tasks" in logs.stdout, logs.stdout[-2000:]
+        listed = scalebox(["host", "list", "--app-file", str(app_file), "--json"], kafka_bootstrap, pg_dsn)
+        assert {r["host"]: r["status"] for r in json.loads(listed.stdout)}[victim.name] == "down"
+        finished = scalebox(["app", "set-finished", "--app-id", name, "done"], kafka_bootstrap, pg_dsn, home=home)
+        assert finished.code == 0, finished.stderr
+        _until("no agent left on h1", lambda: not _agents_of(h1, name), 30)
+    finally:
+        scalebox(["app", "stop", name], kafka_bootstrap, pg_dsn, home=home)
