@@ -3,13 +3,14 @@
 
 The app is finished when its result is set (`scalebox app set-finished TEXT`, from a task or the command line):
 the state owner writes the result to its changelog, which `AppEndWatch` reads from the agent's start on (an
-earlier run's result does not count). The poll thread asks `Lifespan.reason` once per turn; it answers from
-what it has, reading the changelog at most once a second, without waiting.
+earlier run's result does not count) on a thread of its own. The poll thread asks `Lifespan.reason` once per
+turn; it answers from what it has, without waiting.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,54 +24,63 @@ from scalebox_stream.state.model import APP, APP_RESULT, Item, StateTopics, deco
 
 log = logging.getLogger(__name__)
 
-CHECK_EVERY_S = 1.0
 RETRY_OPEN_S = 10.0
 """How long an agent waits before it looks again for the state changelog (none yet: no owner ever ran)."""
 
 
 class AppEndWatch:
-    """Reads the app's result from the state changelog, from now on; `text()` is it once set (else None)."""
+    """Reads the app's result from the state changelog, from now on, on a thread of its own (the poll thread
+    never waits for Kafka here); `text()` is the result once set, else None."""
 
     def __init__(self, bootstrap: str, app: str, topics: StateTopics | None = None) -> None:
         self.bootstrap, self.app = bootstrap, app
         self.topics = topics or StateTopics.from_env()
-        self._consumer: Any = None
-        self._tried = -RETRY_OPEN_S
         self._text: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="app-end", daemon=True)
+        self._thread.start()
 
     def text(self) -> str | None:
-        """The result text set since the watch began, or None (never blocks for long)."""
-        if self._text is None and self._open():
-            for m in self._consumer.consume(100, 0):
-                if m.error() is None and m.value() is not None and m.key() is not None \
-                        and decode_key(m.key()) == (APP, self.app, APP_RESULT):
-                    self._text = str(Item.from_json(m.value()).value)
+        """The result text set since the watch began, or None."""
         return self._text
 
-    def _open(self) -> bool:
-        if self._consumer is not None:
-            return True
-        if time.monotonic() - self._tried < RETRY_OPEN_S:
-            return False
-        self._tried = time.monotonic()
+    def _watch(self) -> None:
+        consumer = None
+        try:
+            while consumer is None and not self._stop.is_set():
+                consumer = self._open()
+                if consumer is None:
+                    self._stop.wait(RETRY_OPEN_S)
+            while consumer is not None and self._text is None and not self._stop.is_set():
+                for m in consumer.consume(100, 0.5):
+                    if m.error() is None and m.value() is not None and m.key() is not None \
+                            and decode_key(m.key()) == (APP, self.app, APP_RESULT):
+                        self._text = str(Item.from_json(m.value()).value)
+        except (KafkaException, RuntimeError, ValueError) as exc:  # the agent runs on; it stops when told to
+            log.warning("the app's result is not watched: %s", exc)
+        finally:
+            if consumer is not None:
+                consumer.close()
+
+    def _open(self) -> Any:
+        """A consumer at the end of the changelog partition of the app's result; None if there is no changelog
+        yet."""
         consumer = Consumer(reader_config(self.bootstrap, "app-end", log_level=3,
                                           **{"isolation.level": "read_committed"}))
         try:
-            meta = consumer.list_topics(self.topics.changelog, timeout=5).topics.get(self.topics.changelog)
+            meta = consumer.list_topics(self.topics.changelog, timeout=10).topics.get(self.topics.changelog)
         except KafkaException:
             meta = None
         if meta is None or meta.error is not None or not meta.partitions:
             consumer.close()
-            return False
+            return None
         partition = partition_of(self.app, APP_RESULT, len(meta.partitions))
         consumer.assign([TopicPartition(self.topics.changelog, partition, OFFSET_END)])
-        self._consumer = consumer
-        return True
+        return consumer
 
     def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
+        self._stop.set()
+        self._thread.join(5)
 
 
 class Lifespan:
@@ -86,7 +96,6 @@ class Lifespan:
         self._busy, self._clock = busy, clock
         self._watch = None if app_end is None else app_end()
         self._idle_since: float | None = clock()
-        self._checked = -CHECK_EVERY_S
 
     def reason(self) -> str | None:
         """`app finished: TEXT`, `idle for Ns`, or None."""
@@ -97,14 +106,7 @@ class Lifespan:
             self._idle_since = now
         if idle_expired(self._idle_since, now, self.limit_s):
             return f"idle for {self.limit_s:g}s (the module's max_idle_polls x poll_interval_seconds)"
-        if self._watch is None or now - self._checked < CHECK_EVERY_S:
-            return None
-        self._checked = now
-        try:
-            text = self._watch.text()
-        except KafkaException as exc:  # the broker away for a moment: asked again next time
-            log.debug("app result not read: %s", exc)
-            return None
+        text = None if self._watch is None else self._watch.text()
         return None if text is None else f"app finished: {text}"
 
     def close(self) -> None:
