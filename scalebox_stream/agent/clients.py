@@ -11,6 +11,7 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
 from scalebox_stream.agent.identity import AgentIdentity
+from scalebox_stream.agent.lifespan import AppEndWatch
 from scalebox_stream.agent.settings import AgentSettings
 from scalebox_stream.kafka.acls import agent_transactional_id
 from scalebox_stream.kafka.backlog import BacklogMonitor, BacklogWatcher
@@ -49,6 +50,8 @@ class AgentClients:
     """Make sure the app's topics and the host's own task topic exist."""
     state_tools: Callable[[], Any] | None = None
     """The handler of the in-task tools' shared-state requests (`state.intask.StateToolHandler`); None: none."""
+    app_end: Callable[[], Any] | None = None
+    """A watch of the app's result (`agent.lifespan.AppEndWatch`): the agent stops once it is set; None: none."""
 
 
 def kafka_clients(bootstrap: str, spec: AppSpec, identity: AgentIdentity, settings: AgentSettings,
@@ -79,4 +82,5 @@ def kafka_clients(bootstrap: str, spec: AppSpec, identity: AgentIdentity, settin
         commands=lambda: CommandListener(bootstrap, spec.name, identity.module),
         downstream=lambda bounds: BacklogWatcher(bootstrap, spec.name, bounds),
         backlog=lambda: BacklogMonitor(bootstrap), directory=lambda: HostDirectory(bootstrap),
-        prepare_topics=prepare_topics, state_tools=lambda: StateToolHandler(bootstrap))
+        prepare_topics=prepare_topics, state_tools=lambda: StateToolHandler(bootstrap),
+        app_end=lambda: AppEndWatch(bootstrap, spec.name))

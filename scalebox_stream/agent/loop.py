@@ -32,9 +32,11 @@ from scalebox_stream.agent.control import ModuleControl
 from scalebox_stream.agent.dispatcher import Dispatcher
 from scalebox_stream.agent.identity import AgentIdentity
 from scalebox_stream.agent.intake import Intake
+from scalebox_stream.agent.lifespan import Lifespan
 from scalebox_stream.agent.rebalance import Rebalance
 from scalebox_stream.agent.settings import AgentSettings
 from scalebox_stream.agent.slots import Slots
+from scalebox_stream.agent.takeover import HostTakeover
 from scalebox_stream.agent.task_runner import OutMessage, TaskRunner
 from scalebox_stream.agent.telemetry import AgentTelemetry
 from scalebox_stream.events import AgentLifecycle, EventCodec
@@ -95,6 +97,9 @@ class Agent:
         self.rebalance = Rebalance(self.clients.consumer, self.topics, self.checkpoint, self.dispatcher,
                                    self.settings, self._stop, identity.agent_id)
         self.checkpoint.on_membership = self.rebalance.note_membership
+        self.lifespan = Lifespan(spec, module.name, self._busy, self.clients.app_end)
+        self.takeover = HostTakeover(spec.name, module, identity.host, self.rebalance,
+                                     lambda: self.directory.board())
         budget = ErrorBudget.from_spec(module.error_budget) if module.error_budget else None
         self.control = ModuleControl(identity, budget, self.dispatcher.lock, self.checkpoint.put, self.runner.to_events,
                                      module.task_min_seconds)
@@ -169,6 +174,20 @@ class Agent:
             self._lifecycle("heartbeat")
         elif now - self._last_presence > self.settings.presence_s:
             self._announce("heartbeat")
+        self._mind_lifespan()
+
+    def _mind_lifespan(self) -> None:
+        """Stop by itself when the app is finished or the module's idle limit is up (`agent.lifespan`); take
+        over the HOST-BOUND tasks of hosts seen down if the module says so (`agent.takeover`)."""
+        if (why := self.lifespan.reason()) is not None:
+            log.info("agent %s stopping by itself: %s", self.identity.agent_id, why)
+            self._stop.set()
+            return
+        self.takeover.check()
+
+    def _busy(self) -> bool:
+        """A task running, buffered or waiting for its time."""
+        return bool(self.dispatcher.in_flight or self.dispatcher.buffered)
 
     def _group_metadata(self) -> Any:
         return self.rebalance.consumer.consumer_group_metadata()
@@ -227,6 +246,7 @@ class Agent:
         self.checkpoint.publish()
 
     def _close(self) -> None:
+        self.lifespan.close()
         self._lifecycle("stopped")
         self.checkpoint.publish()
         self.rebalance.consumer.close()

@@ -234,7 +234,7 @@ def create_and_serve(spec: AppSpec, chosen: Chosen, cli: CliSettings, console: C
         pid, already = create_app(spec, chosen.app_file, chosen.env_files, cli, conns)
     except OperationError as exc:
         fail(str(exc), exc.code)
-    except RuntimeError as exc:
+    except (RuntimeError, TimeoutError) as exc:
         fail(explain(exc), code=1)
     print_app_id(spec.name)
     what = "already served" if already else "created and served"

@@ -66,6 +66,12 @@ class Children:
         """A child that ended on its own, if any."""
         return next((c for c in self.children if c.exited() is not None), None)
 
+    def first_failed(self) -> Child | None:
+        """A child that ended on its own, other than an agent that stopped cleanly (code 0: its app finished or
+        it was idle past its module's limit), if any."""
+        return next((c for c in self.children if (code := c.exited()) is not None
+                     and not (code == 0 and c.name.startswith("agent-"))), None)
+
     def stop(self, grace_s: float = 15.0) -> None:
         """SIGTERM every child, wait up to `grace_s`, then SIGKILL their process groups."""
         for child in self.children:

@@ -56,6 +56,14 @@ def plan_agents(spec: AppSpec, cluster: ClusterDef, modules: list[str]) -> list[
     return out
 
 
+def agent_argv(spec: AppSpec, app_file: Path, env_files: tuple[Path, ...] | list[Path], plan: AgentPlan
+               ) -> list[str]:
+    """The `scalebox` arguments of one planned agent (the host named unless it is the head)."""
+    env_args = [arg for env in env_files for arg in ("-e", str(Path(env).absolute()))]
+    return ["agent", "--app", spec.name, "--module", plan.module, "--app-file", str(app_file.absolute()),
+            *env_args, "--slots", str(plan.slots), *([] if plan.head else ["--host", plan.host])]
+
+
 def agent_log_name(plan: AgentPlan) -> str:
     """The log file stem of an agent: `agent-<module>` on the head, `agent-<module>@<host>` elsewhere."""
     return f"agent-{plan.module}" if plan.head else f"agent-{plan.module}@{plan.host}"

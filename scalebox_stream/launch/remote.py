@@ -4,6 +4,8 @@ parallel) and as Slurm jobs; stopped together when the run ends."""
 from __future__ import annotations
 
 import contextlib
+import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,10 +32,13 @@ class RemoteAgents:
         self.started: list[StartedAgent] = []
 
     def env_for(self, host: str) -> dict[str, str]:
-        """The environment of an agent on `host`: the Kafka bootstrap as that host reaches it, and where this
+        """The environment of an agent on `host`: the Kafka bootstrap as that host reaches it, where this
         machine's client security for that Kafka is (`kafka.security.forwarded_env`: file paths, which the
-        host must see at the same place, never a secret)."""
-        return {**forwarded_env(self.kafka), "SCALEBOX_KAFKA": self.cluster.hosts[host].kafka or self.kafka}
+        host must see at the same place, never a secret), and the state topics' prefix if not the default."""
+        env = {**forwarded_env(self.kafka), "SCALEBOX_KAFKA": self.cluster.hosts[host].kafka or self.kafka}
+        if prefix := os.environ.get("SCALEBOX_STATE_PREFIX"):  # the state topics this machine uses
+            env["SCALEBOX_STATE_PREFIX"] = prefix
+        return env
 
     def start(self, plans: Sequence[AgentPlan], args_of: Callable[[AgentPlan], list[str]]) -> list[StartedAgent]:
         """Start every plan (none local); on any failure stop what started and raise RuntimeError."""
@@ -70,6 +75,36 @@ class RemoteAgents:
         job = slurm.submit(host, slurm.job_name(self.app, plan.module, plan.host), args, self.env_for(plan.host),
                            str(log))
         return StartedAgent(plan.module, plan.host, "slurm", str(log), job)
+
+    def wait_gone(self, timeout_s: float, poll_s: float = 1.0) -> bool:
+        """Wait up to `timeout_s` for every agent started to end by itself (their app finished): True if none is
+        left (SSH hosts asked for their pids, Slurm for its jobs); `stop` deals with any that are."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.started = self._still_running()
+            if not self.started:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll_s)
+
+    def _still_running(self) -> list[StartedAgent]:
+        """The agents started that still run (those of a host that does not answer count as running)."""
+        pids: dict[str, list[str]] = {}
+        for agent in self.started:
+            if agent.start == "ssh":
+                pids.setdefault(agent.host, []).append(agent.ref)
+        alive: set[tuple[str, str]] = set()
+        with ThreadPoolExecutor(max_workers=max(1, min(16, len(pids)))) as pool:
+            futures = {host: pool.submit(ssh.running, self.cluster.hosts[host], ids) for host, ids in pids.items()}
+            for host, future in futures.items():
+                alive |= {(host, pid) for pid in future.result()}
+        jobs = [a.ref for a in self.started if a.start == "slurm"]
+        try:
+            queued = slurm.queued(jobs)
+        except slurm.SlurmError:
+            queued = set(jobs)
+        return [a for a in self.started if (a.host, a.ref) in alive or (a.start == "slurm" and a.ref in queued)]
 
     def stop(self, grace_s: float) -> None:
         """Stop every agent started: SSH hosts in parallel, Slurm jobs cancelled and waited for."""

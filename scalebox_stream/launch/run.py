@@ -18,7 +18,14 @@ from scalebox_stream.launch.cli_tasks import ensure_host_topic, placed_groups
 from scalebox_stream.launch.dead_letters import DeadLetterWatch
 from scalebox_stream.launch.deploy import deploy
 from scalebox_stream.launch.feed import Backlog, feed
-from scalebox_stream.launch.placement import AgentPlan, StartedAgent, agent_log_name, plan_agents, write_record
+from scalebox_stream.launch.placement import (
+    AgentPlan,
+    StartedAgent,
+    agent_argv,
+    agent_log_name,
+    plan_agents,
+    write_record,
+)
 from scalebox_stream.launch.progress import RunState, wait_for_run
 from scalebox_stream.launch.remote import RemoteAgents
 from scalebox_stream.launch.state_owner import ResultWatch, start_state_owner
@@ -125,9 +132,7 @@ def metrics_ports(base: int | None, modules: int) -> list[list[str]]:
 
 def agent_args(spec: AppSpec, request: RunRequest, plan: AgentPlan) -> list[str]:
     """The `scalebox` arguments of one agent of the run (the host named unless it is the head)."""
-    env_args = [arg for env in request.env_files for arg in ("-e", str(env.absolute()))]
-    return ["agent", "--app", spec.name, "--module", plan.module, "--app-file", str(request.app_file.absolute()),
-            *env_args, "--slots", str(plan.slots), *([] if plan.head else ["--host", plan.host])]
+    return agent_argv(spec, request.app_file, request.env_files, plan)
 
 
 def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Connections, console: Console,
@@ -185,7 +190,7 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
                       f"{children.log_dir}")
 
         def check_children() -> None:
-            dead = children.first_dead()
+            dead = children.first_failed()
             if dead is not None:
                 raise RuntimeError(f"{dead.name} exited with code {dead.exited()}:\n{dead.log_tail()}")
 

@@ -109,6 +109,19 @@ def stop_agents(host: HostDef, pids: Sequence[str], grace_s: float) -> None:
             _run(host, stop_script(pids, grace_s), grace_s + CONNECT_TIMEOUT_S + 5)
 
 
+def running(host: HostDef, pids: Sequence[str]) -> set[str]:
+    """The agents among `pids` still running on `host`; none if the host does not answer (as for
+    `stop_agents`: a dead host has no agents left)."""
+    if not pids:
+        return set()
+    script = " ".join(f"kill -0 {int(p)} 2>/dev/null && echo {int(p)};" for p in pids) + " exit 0"
+    try:
+        result = _run(host, script, CONNECT_TIMEOUT_S + 5)
+    except SshError:
+        return set()
+    return set(result.stdout.split()) & set(pids) if result.returncode == 0 else set()
+
+
 def probe(host: HostDef, timeout_s: float = 15.0) -> tuple[bool, str]:
     """(reachable, what `scalebox version` says there or why not)."""
     try:

@@ -27,6 +27,8 @@ Flow-control and placement keys:
 | `max_backlog` | producers of this module's tasks slow down while more than this many wait |
 | `host_wait_seconds` | HOST-BOUND: how long a task waits for an agent of its host (default 30) |
 | `on_missing_host` | HOST-BOUND: then `fail` (default) or `reroute` to any host |
+| `on_host_down` | HOST-BOUND: tasks already on a host's topic when it goes down `wait` (default) or `reroute` |
+| `max_idle_polls` × `poll_interval_seconds` | the agent stops after so long without a task (default: never) |
 
 Every number has a range, and names, files and bodies have limits: see `spec.limits`. App names have no
 `.` (Kafka treats `.` and `_` in topic names alike, so `col.x` and `col_x` would share topics; the loader
@@ -218,6 +220,14 @@ class ModuleSpec(BaseModel):
     max_backlog: int | None = Field(default=None, ge=1, le=MAX_BACKLOG)
     host_wait_seconds: float = Field(default=30.0, ge=0, le=MAX_DURATION_S, allow_inf_nan=False)
     on_missing_host: Literal["fail", "reroute"] = "fail"
+    on_host_down: Literal["wait", "reroute"] = "wait"
+    """HOST-BOUND tasks already on a host's topic when that host goes down: `wait` for an agent of that host (as
+    Scalebox), or `reroute` them to the module's agents on live hosts (see `policy.takeover`)."""
+    max_idle_polls: int | None = Field(default=None, ge=1, le=1_000_000)
+    """The agent stops after this many idle polls (`poll_interval_seconds` each) without a task; None: never."""
+    poll_interval_seconds: float = Field(default=6.0, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    always_running: bool = False
+    """Never stop when idle (`slot_options: always_running`)."""
     container_mode: Literal["task", "slot"] = "task"
     cluster: str | None = None
     """The Kafka cluster whose agents run this module (default: the app's `cluster`)."""
@@ -662,6 +672,8 @@ class AppSpec(BaseModel):
     app_dir: Path
     source: Path
     version: str | None = None
+    default_idle_polls: int | None = Field(default=None, ge=1, le=1_000_000)
+    """Every module's `max_idle_polls` unless it sets its own."""
     initial_status: Literal["RUNNING", "INITIAL", "PAUSED"] = "RUNNING"
     """Scalebox's app state after creation: RUNNING starts at once; INITIAL and PAUSED wait to be started."""
     head_host: str = DEFAULT_HEAD

@@ -25,13 +25,14 @@ from typing import Any
 from .yamlsrc import Path_
 
 APP_FIELDS = frozenset({"name", "label", "main_router", "modules", "cluster", "version", "initial_status",
-                        "clusters"})
+                        "clusters", "default_idle_polls"})
 MODULE_FIELDS = frozenset({
     "image", "command", "executor", "slots", "sink_modules", "environments", "volumes",
     "task_max_seconds", "task_min_seconds", "retry_rules", "start_task", "output_text_size", "text_trunc_mode",
     "pod_id", "task_dist_mode", "task_deadline_seconds", "queue_timeout_seconds", "retry", "error_budget",
     "check", "dir_quota_gb", "free_space_gb", "max_tasks_per_host", "max_backlog", "host_wait_seconds",
-    "on_missing_host", "container_mode", "cluster", "wait_semaphore",
+    "on_missing_host", "on_host_down", "max_idle_polls", "poll_interval_seconds", "container_mode", "cluster",
+    "wait_semaphore",
     "code_path", "network", "tmpfs_workdir", "slot_on_head", "local_data_mapping", "cluster_data_mapping",
     "user", "cap_add", "resources", "read_only_rootfs", "secrets",
 })
@@ -50,19 +51,16 @@ ALIASES = {
     "bulk_message_size": "task_batch_size", "task_cache_expired_minutes": "task_dedup_cache_ttl_minutes",
     "initial_status_code": "initial_task_status", "dir_quota": "dir_quota_gb",
 }
-_POLLING = "agents are fed by Kafka: they do not poll, do not exit when idle, and send their own heartbeat"
+_POLLING = "agents are fed by Kafka and send their own heartbeat"
 _NOT_YET = "not yet supported by scalebox-stream"
 IGNORED_KEYS = {
     # app level
-    "default_idle_polls": _POLLING,
     "is_cluster_admin": "there are no system apps here",
     "slot_group": "slots are not created on new hosts automatically; start `scalebox agent` on each host",
     "datasets": "an old Scalebox key with no meaning today",
     # module level
     "grpc_server": "there is no controld: agents talk to Kafka",
     "local_ip_index": "agents name their host themselves (`scalebox agent --host`); no IP is picked",
-    "poll_interval_seconds": _POLLING,
-    "max_idle_polls": _POLLING,
     "heartbeat_seconds": _POLLING,
     "task_batch_size": f"one run.sh per task; Kafka batches the fetching already (batch runs are {_NOT_YET})",
     "batch_atomic": f"one run.sh per task (batch runs are {_NOT_YET})",
@@ -99,7 +97,7 @@ SLOT_OPTIONS: dict[str, tuple[str, bool] | str] = {
     "tmpfs_workdir": ("tmpfs_workdir", True),
     "disable_local_mapping": ("local_data_mapping", False),
     "disable_data_mapping": ("cluster_data_mapping", False),
-    "always_running": "agents always keep running until the app ends",
+    "always_running": ("always_running", True),
     "reserved_on_exit": f"keeping a slot's container after it exits is {_NOT_YET}",
     "wrap_debug": "agent tracing is in the event log (`scalebox logs`)",
     "enable_trace": "agent tracing is in the event log (`scalebox logs`)",

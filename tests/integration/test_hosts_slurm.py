@@ -69,3 +69,41 @@ def test_primes_calc_as_slurm_jobs_on_two_hosts(tmp_path: Path, kafka_bootstrap,
     assert {t["host"] for t in calc} == {"h1", "h2"}
     logs = scalebox(["logs", name, "--host", "h1"], kafka_bootstrap, pg_dsn)
     assert logs.code == 0 and "calc@h1 | " in logs.stdout, logs
+
+
+@pytest.mark.usefixtures("slurm")
+def test_app_create_slurm_jobs_end_when_the_app_finishes(tmp_path: Path, kafka_bootstrap, pg_dsn):
+    """`app create` submits m's agent for h1 as a Slurm job; a task added later runs there; after `app
+    set-finished` the agent stops by itself and its job leaves the queue."""
+    from scalebox_stream.launch.state_service import stop_state_service
+
+    home, name = tmp_path / "home", f"served-slurm-{uuid.uuid4().hex[:6]}"
+    (tmp_path / "task.sh").write_text('#!/bin/sh\nprintf "%s@%s" "$1" "$HOST_NAME" > "$WORK_DIR/custom-out.txt"\n')
+    (tmp_path / "task.sh").chmod(0o755)
+    app = {"name": name, "modules": {"m": {"command": "./task.sh", "slots": ["h1:1"]}}, "clusters": {"local": {
+        "parameters": {"agent_start": "slurm", "scalebox_command": str(Path(sys.prefix) / "bin" / "scalebox")},
+        "hosts": {"h0": {"role": "head"}, "h1": {}}}}}
+    (tmp_path / "app.yaml").write_text(yaml.safe_dump(app, sort_keys=False))
+    prefix = f"sbx-{name}-"
+    try:
+        created = scalebox(["app", "create", str(tmp_path / "app.yaml")], kafka_bootstrap, pg_dsn, home=home)
+        assert created.code == 0, created.stderr
+        assert _jobs(prefix) == {f"{prefix}m-h1"}, "squeue lists the agent's job once `app create` returned"
+        added = scalebox(["task", "add", "--app-id", name, "one"], kafka_bootstrap, pg_dsn, home=home)
+        assert added.code == 0, added.stderr
+        deadline = time.monotonic() + 60
+        while not [t for t in list_tasks(kafka_bootstrap, pg_dsn, name) if t["status"] == "succeeded"]:
+            assert time.monotonic() < deadline, "the task did not run"
+            time.sleep(0.3)
+        assert [t["custom_out"] for t in list_tasks(kafka_bootstrap, pg_dsn, name)] == ["one@h1"]
+        finished = scalebox(["app", "set-finished", "--app-id", name, "done"], kafka_bootstrap, pg_dsn, home=home)
+        assert finished.code == 0, finished.stderr
+        deadline = time.monotonic() + 30
+        while _jobs(prefix):
+            assert time.monotonic() < deadline, "the agent's job is still queued after the app finished"
+            time.sleep(0.3)
+        logs = scalebox(["logs", name], kafka_bootstrap, pg_dsn, home=home)
+        assert "stopping by itself: app finished: done" in logs.stdout, logs.stdout[-2000:]
+    finally:
+        scalebox(["app", "stop", name], kafka_bootstrap, pg_dsn, home=home)
+        stop_state_service(home, kafka_bootstrap)

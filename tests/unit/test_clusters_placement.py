@@ -156,3 +156,63 @@ def test_the_run_record_keeps_the_cluster_and_agents(tmp_path: Path) -> None:
     write_record(tmp_path, agents, cluster)
     assert read_record(tmp_path) == (cluster, agents)
     assert read_record(tmp_path / "none") == (None, [])
+
+
+def test_app_create_refuses_a_host_list_naming_no_host_before_deploying(tmp_path: Path) -> None:
+    from scalebox_stream.config import CliSettings, Connections
+    from scalebox_stream.launch.errors import OperationError
+    from scalebox_stream.launch.serve import create_app
+
+    app = _app(INLINE.replace("gpu]", "gpu, h9]"), tmp_path)
+    deployed: list[str] = []
+    with pytest.raises(OperationError, match="names no host") as raised:
+        create_app(app, tmp_path / "app.yaml", (), CliSettings(home=tmp_path), Connections("k:9092", "pg"),
+                   deploy_app=lambda spec, *_: deployed.append(spec.name))
+    assert raised.value.code == 2 and deployed == []
+
+
+def test_the_server_waits_for_remote_agents_that_stop_by_themselves(tmp_path: Path, monkeypatch) -> None:
+    from scalebox_stream.launch import remote
+
+    app = _app(tmp_path=tmp_path)
+    agents = remote.RemoteAgents(resolve_cluster("local", tmp_path, app.clusters), "demo", tmp_path, "k:9092")
+    agents.started = [StartedAgent("calc", "h1", "ssh", "/l1", "11"), StartedAgent("calc", "h1", "ssh", "/l2", "12"),
+                      StartedAgent("calc", "n-00", "slurm", "/l3", "77")]
+    alive = {"h1": {"11", "12"}, "jobs": {"77"}}
+    asked: list[str] = []
+
+    def running(host, pids):
+        asked.append(host.name)
+        found = set(alive["h1"]) & set(pids)
+        alive["h1"].discard("12")  # one ends after the first look, the other never
+        return found
+
+    monkeypatch.setattr(remote.ssh, "running", running)
+    monkeypatch.setattr(remote.slurm, "queued", lambda jobs: alive["jobs"] & set(jobs))
+    assert not agents.wait_gone(0.0)
+    assert [a.ref for a in agents.started] == ["11", "12", "77"]
+    alive["jobs"].clear()
+    assert not agents.wait_gone(0.0) and [a.ref for a in agents.started] == ["11"]
+    alive["h1"].clear()
+    assert agents.wait_gone(1.0, poll_s=0.01) and agents.started == []
+    assert set(asked) == {"h1"}
+
+
+def test_a_child_agent_that_ended_cleanly_is_no_failure(tmp_path: Path) -> None:
+    import sys
+
+    from scalebox_stream.launch.children import Child, Children
+
+    children = Children(tmp_path, {})
+
+    def ended(name: str, code: int) -> Child:
+        process = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({code})"])
+        process.wait()
+        return Child(name, process, tmp_path / f"{name}.log")
+
+    children.children = [ended("agent-calc@h1", 0)]
+    assert children.first_dead() is not None and children.first_failed() is None
+    children.children.append(ended("agent-router", 3))
+    assert children.first_failed().name == "agent-router"
+    children.children = [ended("projector", 0)]
+    assert children.first_failed().name == "projector", "the projector never ends by itself"

@@ -56,7 +56,7 @@ class World:
     def start(self, name: str, args: list[str]) -> None:
         self.journal.append(("start", name, args))
 
-    def first_dead(self):
+    def first_failed(self):
         if not self.child_dies:
             return None
         return type("Dead", (), {"name": "agent-scatter", "exited": lambda self: 3,

@@ -17,7 +17,7 @@ from scalebox_stream.spec.templating import cascade, collect_variables
 
 DATA = (Path(__file__).parent / "data" / "scalebox").resolve()
 HOME = {"SCALEBOX_HOME": "/sbx-home"}
-POLLING = "ignored: agents are fed by Kafka: they do not poll, do not exit when idle, and send their own heartbeat"
+POLLING = "ignored: agents are fed by Kafka and send their own heartbeat"
 
 pytestmark = pytest.mark.usefixtures("no_host_env_files")
 
@@ -133,8 +133,8 @@ def test_sidecar_default_and_custom_scripts() -> None:
     default = load("sidecar")
     assert default.modules["sidecar"].actions == {} and default.modules["sidecar"].command == ["/app/bin/run.sh"]
     assert warnings(default) == [
-        dotted("sidecar.feature-test", "sidecar-feature-test", "sidecar/app.yaml"),
-        f"sidecar/app.yaml:11: modules.sidecar.arguments.max_idle_polls: {POLLING}"]
+        dotted("sidecar.feature-test", "sidecar-feature-test", "sidecar/app.yaml")]
+    assert default.modules["sidecar"].max_idle_polls == 30, "the agent stops after 30 idle polls"
     custom = load("sidecar", ACTION_RUN="/app/bin/run-custom.sh", ACTION_SETUP="/app/bin/setup-custom.sh",
                   ACTION_TEARDOWN="/app/bin/teardown-custom.sh", ACTION_CHECK="/app/bin/check-custom.sh")
     module = custom.modules["sidecar"]
@@ -163,6 +163,7 @@ def test_gpu_launch_template_and_slot_expressions() -> None:
     assert launch.options == ["--device=/dev/dri/renderD{~n%2+128~}"] and launch.env == {
         "ROCR_VISIBLE_DEVICES": "{~n~}"}
     assert launch.slot_expressions == ["n%2+128", "n"]
+    assert module.max_idle_polls == 20 and module.poll_interval_seconds == 6
     assert module.placement == [SlotPlacement(host="h0", count=2), SlotPlacement(host="gpu-node-[0-9]+", count=4)]
     assert module.slots == 2 and module.slots_on("gpu-node-12") == 4
     assert launch.render(3, envs={"A": "1"}, volumes=["/x:/y"], image="beamform:rocm") == [
@@ -172,7 +173,6 @@ def test_gpu_launch_template_and_slot_expressions() -> None:
         dotted("gpu.feature-test", "gpu-feature-test", "gpu/app.yaml"),
         "gpu/app.yaml:6: modules.beamform.command: launch template read (docker, network host); not applied yet: "
         "--device=/dev/dri/renderD{~n%2+128~} -e ROCR_VISIBLE_DEVICES={~n~}",
-        f"gpu/app.yaml:9: modules.beamform.arguments.max_idle_polls: {POLLING}",
         "gpu/app.yaml:10: modules.beamform.slots: hosts gpu-node-[0-9]+: the head (h0) runs 2 slots; other hosts run "
         "this module only where a cluster definition ($SCALEBOX_HOME/clusters/) names them or `scalebox agent` is "
         "started"]
@@ -215,7 +215,7 @@ def load_text(tmp_path: Path, text: str, **options: Any) -> AppSpec:
 
 
 def test_every_ignored_scalebox_key_warns_once_with_its_reason(tmp_path: Path) -> None:
-    app_keys = ["default_idle_polls", "is_cluster_admin", "slot_group", "datasets"]
+    app_keys = ["is_cluster_admin", "slot_group", "datasets"]
     module_keys = [key for key in IGNORED_KEYS if key not in app_keys]
     text = ("name: a\nparameters:\n" + "".join(f"  {key}: 1\n" for key in app_keys)
             + "modules:\n  m:\n    image: x\n    parameters:\n" + "".join(f"      {key}: 1\n" for key in module_keys))
@@ -231,10 +231,11 @@ def test_every_ignored_scalebox_key_warns_once_with_its_reason(tmp_path: Path) -
 def test_old_names_of_ignored_keys_warn_under_the_name_written(tmp_path: Path) -> None:
     app = load_text(tmp_path, "name: a\nparameters: {default_sleep_count: 20}\nmodules:\n  m:\n    image: x\n"
                               "    arguments: {max_sleep_count: 5, sleep_interval_seconds: 2, heartbeat_seconds: 0}\n")
-    assert [(w.line, w.field) for w in app.warnings] == [
-        (2, "parameters.default_sleep_count"), (6, "modules.m.arguments.heartbeat_seconds"),
-        (6, "modules.m.arguments.max_sleep_count"), (6, "modules.m.arguments.sleep_interval_seconds")]
+    assert [(w.line, w.field) for w in app.warnings] == [(6, "modules.m.arguments.heartbeat_seconds")]
     assert {w.message for w in app.warnings} == {POLLING}
+    module = app.modules["m"]
+    assert (app.default_idle_polls, module.max_idle_polls, module.poll_interval_seconds) == (20, 5, 2), \
+        "the idle limit's old names are read"
 
 
 def test_blank_ignored_knobs_say_nothing(tmp_path: Path) -> None:
