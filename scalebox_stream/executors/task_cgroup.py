@@ -6,7 +6,9 @@ and Linux 5.14 for `cgroup.kill`), each attempt gets `<root>/scalebox-process/<n
 into it as soon as it is spawned, with whatever it forked meanwhile (`adopt`), and `kill()` writes
 `cgroup.kill`. Moving it after the spawn keeps the fast vfork spawn (joining in the child, between fork and
 exec, needs a full fork: ~1.4 ms more per task); what could still escape is a grandchild whose parent forked
-it and exited within the microseconds between the exec and the move. Elsewhere
+it and exited between the exec and the move. The move runs on a helper thread (`adopt_in_background`): after an
+idle spell the kernel makes a move wait for an RCU grace period (cgroup_threadgroup_rwsem), 7-15 ms on a 2-core
+VM, which the attempt need not wait for; a kill or removal asked for before the move is done follows it. Elsewhere
 `TaskCgroups.available()` is False and the executor falls back to killing the process group.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -38,6 +41,42 @@ class TaskCgroup:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._procs = os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        self._lock = threading.Lock()
+        self._moved = True
+        """False while a background move is under way (see `adopt_in_background`)."""
+        self._kill_asked = self._remove_asked = False
+
+    def adopt_in_background(self, pid: int) -> None:
+        """`adopt(pid)` on a helper thread; `kill` and `remove` called meanwhile take effect right after it.
+        `pid` must be the caller's unreaped child: once the caller has reaped it, it is not moved (its number
+        may be another process's by then)."""
+        try:
+            pidfd: int | None = os.pidfd_open(pid)
+        except OSError:  # gone already, or no pidfds (Linux < 5.3): move it now, as `adopt` does
+            pidfd = None
+        if pidfd is None:
+            self.adopt(pid)
+            return
+        self._moved = False
+        threading.Thread(target=self._adopt_then_follow, args=(pid, pidfd), name="cgroup-move", daemon=True).start()
+
+    def _adopt_then_follow(self, pid: int, pidfd: int) -> None:
+        try:
+            try:
+                os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)  # running or a zombie: still ours
+                self.adopt(pid)
+            except ChildProcessError:
+                pass  # reaped already (a program that ended at once): its number is not ours to move
+            finally:
+                os.close(pidfd)
+        finally:
+            with self._lock:
+                self._moved = True
+                kill, remove = self._kill_asked, self._remove_asked
+            if kill:
+                self._kill_now()
+            if remove:
+                self._remove_now()
 
     def adopt(self, pid: int) -> None:
         """Moves process `pid` into the cgroup, then every descendant it has by now (children first forked
@@ -50,7 +89,14 @@ class TaskCgroup:
             todo.extend(_children(current))
 
     def kill(self) -> None:
-        """SIGKILLs every process in the cgroup (setsid'ed grandchildren too)."""
+        """SIGKILLs every process in the cgroup (setsid'ed grandchildren too); after the move, if one is under way."""
+        with self._lock:
+            if not self._moved:
+                self._kill_asked = True
+                return
+        self._kill_now()
+
+    def _kill_now(self) -> None:
         with contextlib.suppress(OSError):
             (self.path / "cgroup.kill").write_bytes(b"1")
 
@@ -61,7 +107,15 @@ class TaskCgroup:
             return False
 
     def remove(self) -> None:
-        """Closes the handle and removes the (emptied) cgroup, waiting a moment for killed processes to go."""
+        """Closes the handle and removes the (emptied) cgroup, waiting a moment for killed processes to go; after
+        the move, if one is under way (the caller does not wait for it)."""
+        with self._lock:
+            if not self._moved:
+                self._remove_asked = True
+                return
+        self._remove_now()
+
+    def _remove_now(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self._procs)
         deadline = time.monotonic() + _REMOVE_WAIT_S
@@ -74,7 +128,7 @@ class TaskCgroup:
             except OSError:
                 if time.monotonic() > deadline:
                     return  # left behind; removed with the parent's other leftovers by `TaskCgroups.sweep`
-                self.kill()
+                self._kill_now()
                 time.sleep(0.005)
 
 
