@@ -143,7 +143,8 @@ class ProcessExecutor:
             return _error(EXECUTOR_ERROR_EXIT_CODE, f"work dir {request.work_dir} does not exist", started)
         env = self._environment(request)
         limit = max(self.max_output_bytes, 2 * (request.keep_output_bytes or 0))
-        cgroup = self.cgroups.create(request.name) if self.cgroups is not None and self.cgroups.available() else None
+        cgroups = self.cgroups
+        cgroup = cgroups.create(request.name, later=True) if cgroups is not None and cgroups.available() else None
         try:
             with ProgramOutput(limit) as output:
                 try:

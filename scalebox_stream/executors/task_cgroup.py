@@ -38,9 +38,10 @@ def v2_root(root: Path = CGROUP_ROOT) -> Path | None:
 class TaskCgroup:
     """One attempt's cgroup: `adopt(pid)` to move the program in, `kill()` to end everything in it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, made: bool = True) -> None:
+        """`made`: the directory exists; else the move makes it first (`TaskCgroups.create(later=True)`)."""
         self.path = path
-        self._procs = os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        self._procs = os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC) if made else -1
         self._lock = threading.Lock()
         self._moved = True
         """False while a background move is under way (see `adopt_in_background`)."""
@@ -81,12 +82,28 @@ class TaskCgroup:
     def adopt(self, pid: int) -> None:
         """Moves process `pid` into the cgroup, then every descendant it has by now (children first forked
         before the move stay where they were otherwise)."""
+        if not self._make():
+            return
         todo = [pid]
         while todo:
             current = todo.pop()
             with contextlib.suppress(OSError):  # gone already (ESRCH): its children may not be
                 os.write(self._procs, str(current).encode())
             todo.extend(_children(current))
+
+    def _make(self) -> bool:
+        """Make the directory if it was left for later; False if it cannot be made (the caller's process group
+        kill is then all there is, as where no cgroup is available)."""
+        if self._procs >= 0:
+            return True
+        try:
+            self.path.mkdir()
+            self._procs = os.open(self.path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        except OSError:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
+            return False
+        return True
 
     def kill(self) -> None:
         """SIGKILLs every process in the cgroup (setsid'ed grandchildren too); after the move, if one is under way."""
@@ -116,6 +133,8 @@ class TaskCgroup:
         self._remove_now()
 
     def _remove_now(self) -> None:
+        if self._procs < 0:
+            return  # never made
         with contextlib.suppress(OSError):
             os.close(self._procs)
         deadline = time.monotonic() + _REMOVE_WAIT_S
@@ -168,11 +187,15 @@ class TaskCgroups:
     def available(self) -> bool:
         return self.reason is None
 
-    def create(self, name: str) -> TaskCgroup | None:
-        """A fresh cgroup for attempt `name`; None if it cannot be made (the caller falls back)."""
+    def create(self, name: str, later: bool = False) -> TaskCgroup | None:
+        """A fresh cgroup for attempt `name`; None if it cannot be made (the caller falls back). `later`: its
+        directory is made by the move into it (`TaskCgroup.adopt_in_background`), off the caller's path: a
+        mkdir waits for the cgroup lock, which another attempt's move may hold for a grace period."""
         if self.parent is None or self.reason is not None:
             return None
         path = self.parent / f"{_SAFE.sub('_', name)[:100]}-{os.getpid()}-{time.monotonic_ns()}"
+        if later:
+            return TaskCgroup(path, made=False)
         try:
             path.mkdir()
             return TaskCgroup(path)
