@@ -15,11 +15,16 @@ VM, which the attempt need not wait for; a kill or removal asked for before the 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import queue
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PARENT = "scalebox-process"
@@ -59,7 +64,7 @@ class TaskCgroup:
             self.adopt(pid)
             return
         self._moved = False
-        threading.Thread(target=self._adopt_then_follow, args=(pid, pidfd), name="cgroup-move", daemon=True).start()
+        _mover().put(lambda: self._adopt_then_follow(pid, pidfd))
 
     def _adopt_then_follow(self, pid: int, pidfd: int) -> None:
         try:
@@ -149,6 +154,31 @@ class TaskCgroup:
                     return  # left behind; removed with the parent's other leftovers by `TaskCgroups.sweep`
                 self._kill_now()
                 time.sleep(0.005)
+
+
+_MOVES: queue.SimpleQueue[Callable[[], None]] | None = None
+_MOVES_LOCK = threading.Lock()
+
+
+def _mover() -> queue.SimpleQueue[Callable[[], None]]:
+    """The queue of the process's one cgroup-move thread (started on first use): a thread per attempt cost
+    the agent about 0.1 ms of CPU per task, and moves wait for the same kernel locks anyway."""
+    global _MOVES
+    with _MOVES_LOCK:
+        if _MOVES is None:
+            moves: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+            threading.Thread(target=_serve_moves, args=(moves,), name="cgroup-move", daemon=True).start()
+            _MOVES = moves
+        return _MOVES
+
+
+def _serve_moves(moves: queue.SimpleQueue[Callable[[], None]]) -> None:
+    while True:
+        move = moves.get()
+        try:
+            move()
+        except Exception:  # one attempt's failed move must not stop the others'
+            log.exception("moving a program into its cgroup failed")
 
 
 def _children(pid: int) -> list[int]:
