@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -98,10 +99,15 @@ class Checkpoint:
         self._started: queue.SimpleQueue[TaskMessage] = queue.SimpleQueue()
         self.put: Callable[[OutMessage], None] = self._outbox.put
         """(Any thread) Queue a record for the next transaction."""
-        self.report: Callable[[Done], None] = self._done.put
-        """(Any thread) Queue a finished offset for the next transaction."""
+        self._reported = threading.Event()
+        """Set by every report: the poll thread's wait while every slot runs ends with it (`wait_for_report`)."""
         self.mark_started: Callable[[TaskMessage], None] = self._started.put
         """(Slot thread) An attempt started running: the next commit records it in its partition's lease."""
+
+    def report(self, done: Done) -> None:
+        """(Any thread) Queue a finished offset for the next transaction; wakes a poll thread waiting for it."""
+        self._done.put(done)
+        self._reported.set()
 
     # ----- partitions (poll thread) --------------------------------------------------------------------
 
@@ -138,6 +144,18 @@ class Checkpoint:
         finished, others = self._gap_state()
         held = held_until(finished > 0 or self.records_since is not None, others, self.last_publish)
         return poll_wait(running, dispatcher.last_start, now, due_at(self.records_since, self.offsets_since), held)
+
+    def report_wakes(self, now: float) -> bool:
+        """Whether a report coming in now would be published at once: not while the transaction gap holds
+        what is pending (another report ends nothing sooner then)."""
+        finished, others = self._gap_state()
+        held = held_until(finished > 0 or self.records_since is not None, others, self.last_publish)
+        return held is None or held <= now
+
+    def wait_for_report(self, timeout: float) -> None:
+        """(Poll thread) Wait up to `timeout` s, less if a report comes in (see `report`)."""
+        if self._reported.wait(timeout):
+            self._reported.clear()
 
     def _gap_state(self) -> tuple[int, bool]:
         """Reports waiting, and whether the transaction gap may hold them (see `pacing.others_running`)."""

@@ -212,22 +212,34 @@ class Agent:
         return self.downstream.over_bound() is not None
 
     def _fetch(self) -> list[Any]:
-        """What the consumer has fetched already, up to the buffer's target; else wait for one message. A full
+        """What the consumer has fetched already, up to the buffer's target; else wait for one message, or, while
+        every slot runs, for a finished task's report (a consumer's poll cannot be woken by one). A full
         buffer is left alone (the loop just waits), but for a poll now and then (see `pacing.may_fetch`).
 
         (`consume` with a count waits for the whole count or the timeout: it would hold back a lone task.)"""
         now = time.monotonic()
         room = self._buffer_target - len(self.dispatcher.waiting)
         if not may_fetch(room, now - self._last_fetch):
-            self._stop.wait(self.checkpoint.poll_wait(now))
+            self._wait_for_report(now, self.checkpoint.poll_wait(now))
             return []
         self._last_fetch = now
         consumer = self.rebalance.consumer
         messages = consumer.consume(max(1, room), 0)
         if messages:
             return messages
-        message = consumer.poll(self.checkpoint.poll_wait(now))
+        wait = self.checkpoint.poll_wait(now)
+        if not self.dispatcher.free_slots:  # a message could not start sooner; a finished task's report could
+            self._wait_for_report(now, wait)
+            return []
+        message = consumer.poll(wait)
         return [] if message is None else [message]
+
+    def _wait_for_report(self, now: float, wait: float) -> None:
+        """Wait `wait` s, less if a report comes in that could be published at once."""
+        if self.checkpoint.report_wakes(now):
+            self.checkpoint.wait_for_report(wait)
+        else:
+            self._stop.wait(wait)
 
     def _drain(self) -> None:
         """Graceful stop: let running tasks finish within the grace period, then hand the rest back."""

@@ -6,17 +6,25 @@ and Linux 5.14 for `cgroup.kill`), each attempt gets `<root>/scalebox-process/<n
 into it as soon as it is spawned, with whatever it forked meanwhile (`adopt`), and `kill()` writes
 `cgroup.kill`. Moving it after the spawn keeps the fast vfork spawn (joining in the child, between fork and
 exec, needs a full fork: ~1.4 ms more per task); what could still escape is a grandchild whose parent forked
-it and exited within the microseconds between the exec and the move. Elsewhere
+it and exited between the exec and the move. The move runs on a helper thread (`adopt_in_background`): after an
+idle spell the kernel makes a move wait for an RCU grace period (cgroup_threadgroup_rwsem), 7-15 ms on a 2-core
+VM, which the attempt need not wait for; a kill or removal asked for before the move is done follows it. Elsewhere
 `TaskCgroups.available()` is False and the executor falls back to killing the process group.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import queue
 import re
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PARENT = "scalebox-process"
@@ -35,13 +43,52 @@ def v2_root(root: Path = CGROUP_ROOT) -> Path | None:
 class TaskCgroup:
     """One attempt's cgroup: `adopt(pid)` to move the program in, `kill()` to end everything in it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, made: bool = True) -> None:
+        """`made`: the directory exists; else the move makes it first (`TaskCgroups.create(later=True)`)."""
         self.path = path
-        self._procs = os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        self._procs = os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC) if made else -1
+        self._lock = threading.Lock()
+        self._moved = True
+        """False while a background move is under way (see `adopt_in_background`)."""
+        self._kill_asked = self._remove_asked = False
+
+    def adopt_in_background(self, pid: int) -> None:
+        """`adopt(pid)` on a helper thread; `kill` and `remove` called meanwhile take effect right after it.
+        `pid` must be the caller's unreaped child: once the caller has reaped it, it is not moved (its number
+        may be another process's by then)."""
+        try:
+            pidfd: int | None = os.pidfd_open(pid)
+        except OSError:  # gone already, or no pidfds (Linux < 5.3): move it now, as `adopt` does
+            pidfd = None
+        if pidfd is None:
+            self.adopt(pid)
+            return
+        self._moved = False
+        _mover().put(lambda: self._adopt_then_follow(pid, pidfd))
+
+    def _adopt_then_follow(self, pid: int, pidfd: int) -> None:
+        try:
+            try:
+                os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)  # running or a zombie: still ours
+                self.adopt(pid)
+            except ChildProcessError:
+                pass  # reaped already (a program that ended at once): its number is not ours to move
+            finally:
+                os.close(pidfd)
+        finally:
+            with self._lock:
+                self._moved = True
+                kill, remove = self._kill_asked, self._remove_asked
+            if kill:
+                self._kill_now()
+            if remove:
+                self._remove_now()
 
     def adopt(self, pid: int) -> None:
         """Moves process `pid` into the cgroup, then every descendant it has by now (children first forked
         before the move stay where they were otherwise)."""
+        if not self._make():
+            return
         todo = [pid]
         while todo:
             current = todo.pop()
@@ -49,8 +96,29 @@ class TaskCgroup:
                 os.write(self._procs, str(current).encode())
             todo.extend(_children(current))
 
+    def _make(self) -> bool:
+        """Make the directory if it was left for later; False if it cannot be made (the caller's process group
+        kill is then all there is, as where no cgroup is available)."""
+        if self._procs >= 0:
+            return True
+        try:
+            self.path.mkdir()
+            self._procs = os.open(self.path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        except OSError:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
+            return False
+        return True
+
     def kill(self) -> None:
-        """SIGKILLs every process in the cgroup (setsid'ed grandchildren too)."""
+        """SIGKILLs every process in the cgroup (setsid'ed grandchildren too); after the move, if one is under way."""
+        with self._lock:
+            if not self._moved:
+                self._kill_asked = True
+                return
+        self._kill_now()
+
+    def _kill_now(self) -> None:
         with contextlib.suppress(OSError):
             (self.path / "cgroup.kill").write_bytes(b"1")
 
@@ -61,7 +129,17 @@ class TaskCgroup:
             return False
 
     def remove(self) -> None:
-        """Closes the handle and removes the (emptied) cgroup, waiting a moment for killed processes to go."""
+        """Closes the handle and removes the (emptied) cgroup, waiting a moment for killed processes to go; after
+        the move, if one is under way (the caller does not wait for it)."""
+        with self._lock:
+            if not self._moved:
+                self._remove_asked = True
+                return
+        self._remove_now()
+
+    def _remove_now(self) -> None:
+        if self._procs < 0:
+            return  # never made
         with contextlib.suppress(OSError):
             os.close(self._procs)
         deadline = time.monotonic() + _REMOVE_WAIT_S
@@ -74,8 +152,33 @@ class TaskCgroup:
             except OSError:
                 if time.monotonic() > deadline:
                     return  # left behind; removed with the parent's other leftovers by `TaskCgroups.sweep`
-                self.kill()
+                self._kill_now()
                 time.sleep(0.005)
+
+
+_MOVES: queue.SimpleQueue[Callable[[], None]] | None = None
+_MOVES_LOCK = threading.Lock()
+
+
+def _mover() -> queue.SimpleQueue[Callable[[], None]]:
+    """The queue of the process's one cgroup-move thread (started on first use): a thread per attempt cost
+    the agent about 0.1 ms of CPU per task, and moves wait for the same kernel locks anyway."""
+    global _MOVES
+    with _MOVES_LOCK:
+        if _MOVES is None:
+            moves: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+            threading.Thread(target=_serve_moves, args=(moves,), name="cgroup-move", daemon=True).start()
+            _MOVES = moves
+        return _MOVES
+
+
+def _serve_moves(moves: queue.SimpleQueue[Callable[[], None]]) -> None:
+    while True:
+        move = moves.get()
+        try:
+            move()
+        except Exception:  # one attempt's failed move must not stop the others'
+            log.exception("moving a program into its cgroup failed")
 
 
 def _children(pid: int) -> list[int]:
@@ -114,11 +217,15 @@ class TaskCgroups:
     def available(self) -> bool:
         return self.reason is None
 
-    def create(self, name: str) -> TaskCgroup | None:
-        """A fresh cgroup for attempt `name`; None if it cannot be made (the caller falls back)."""
+    def create(self, name: str, later: bool = False) -> TaskCgroup | None:
+        """A fresh cgroup for attempt `name`; None if it cannot be made (the caller falls back). `later`: its
+        directory is made by the move into it (`TaskCgroup.adopt_in_background`), off the caller's path: a
+        mkdir waits for the cgroup lock, which another attempt's move may hold for a grace period."""
         if self.parent is None or self.reason is not None:
             return None
         path = self.parent / f"{_SAFE.sub('_', name)[:100]}-{os.getpid()}-{time.monotonic_ns()}"
+        if later:
+            return TaskCgroup(path, made=False)
         try:
             path.mkdir()
             return TaskCgroup(path)

@@ -201,6 +201,25 @@ def test_a_setsid_grandchild_of_a_process_task_dies_with_its_timeout(tmp_path):
     assert not _alive(pid)
 
 
+def test_a_setsid_grandchild_dies_when_its_task_ends_and_the_attempts_cgroup_goes(tmp_path):
+    """The move into the attempt's cgroup runs on a helper thread; the kill and removal at the task's end wait
+    for it, and the attempt's report does not."""
+    executor = ProcessExecutor()
+    if executor.cgroups is None or not executor.cgroups.available():
+        pytest.skip(f"no writable cgroup v2 here: {executor.cgroups and executor.cgroups.reason}")
+    script = "setsid sh -c 'echo $$ > \"$WORK_DIR/grandchild.pid\"; exec sleep 300' & sleep 0.2"
+    result = executor.run(ExecRequest(argv=["/bin/sh", "-c", script], env={}, work_dir=tmp_path, name="ends",
+                                      timeout_s=30.0), lambda _: None)
+    assert result.exit_code == 0 and not result.timed_out, result
+    pid = int((tmp_path / "grandchild.pid").read_text())
+    deadline = time.monotonic() + 5
+    while (_alive(pid) or list(executor.cgroups.parent.glob(f"ends-{os.getpid()}-*"))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    executor.close()
+    assert not _alive(pid)
+    assert not list(executor.cgroups.parent.glob(f"ends-{os.getpid()}-*"))
+
+
 @pytest.mark.parametrize("executor", ["docker", "podman", "process"])
 def test_a_secret_reaches_the_task_and_nothing_else(tmp_path, kafka_bootstrap, pg_dsn, executor, monkeypatch,
                                                    request):
