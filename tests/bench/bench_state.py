@@ -4,8 +4,9 @@
 
 A state owner runs in a child process (`scalebox state-owner`) on topics of the run's own
 (`sbx.bench.state.<tag>.*`, deleted at the end). Latency: one client, `increment-n` of one semaphore, one call
-at a time (the CLI's and, later, an in-task tool's path minus process start). Throughput: `--callers` processes,
-each with its own client calling `increment-n` back to back for `--seconds`, each on its own semaphore
+at a time (the CLI's and an in-task tool's path minus process start). Throughput: `--callers` callers in
+`--agents` processes (default: one per caller), each process with one client its callers share (as an agent's
+slots share the agent's), calling `increment-n` back to back for `--seconds`, each on its own semaphore
 (`--same-key`: all on one, so one partition and one owner transaction stream serialize them); the per-call
 latencies under that load are reported too. Goals: p50 <= 10 ms, p99 <= 30 ms, >= 2,000 operations/s.
 The final values are checked against the calls made. Next to these, in the same run: the agent's own
@@ -22,6 +23,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -110,32 +112,50 @@ def sequential(kafka: str, topics: StateTopics, calls: int) -> list[float]:
         return times
 
 
-def caller(args: tuple[str, StateTopics, str, float, multiprocessing.Barrier]) -> tuple[str, int, list[float]]:
-    """One concurrent caller: back-to-back increment-n calls for `seconds`; (name, calls, round trips in ms)."""
-    kafka, topics, name, seconds, barrier = args
+def caller(args: tuple[str, StateTopics, list[str], float, multiprocessing.Barrier]
+           ) -> list[tuple[str, int, list[float]]]:
+    """One caller process, as an agent: one state client shared by a thread per name (its slots), each calling
+    increment-n back to back for `seconds`; (name, calls, round trips in ms) per thread."""
+    kafka, topics, names, seconds, barrier = args
     with StateClient(kafka, topics) as client:
-        client.call(client.command("add", SEMAPHORE, APP, name, n=0, auto_create=True))
+        for name in set(names):
+            client.call(client.command("add", SEMAPHORE, APP, name, n=0, auto_create=True))
         barrier.wait()
-        times, deadline = [], time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            started = time.perf_counter()
-            reply = client.call(client.command("add", SEMAPHORE, APP, name, n=1, auto_create=True))
-            times.append((time.perf_counter() - started) * 1000)
-            assert reply.code == OK, reply
-        return name, len(times), times
+        deadline = time.monotonic() + seconds
+        out: list[tuple[str, int, list[float]]] = []
+
+        def slot(name: str) -> None:
+            times = []
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                reply = client.call(client.command("add", SEMAPHORE, APP, name, n=1, auto_create=True))
+                times.append((time.perf_counter() - started) * 1000)
+                assert reply.code == OK, reply
+            out.append((name, len(times), times))
+
+        threads = [threading.Thread(target=slot, args=(name,)) for name in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return out
 
 
-def concurrent(kafka: str, topics: StateTopics, callers: int, seconds: float, same_key: bool) -> dict:
-    """Operations/s of `callers` processes calling for `seconds`; checks the final values."""
+def concurrent(kafka: str, topics: StateTopics, callers: int, seconds: float, same_key: bool,
+               agents: int | None = None) -> dict:
+    """Operations/s of `callers` calling for `seconds`, spread over `agents` processes of one client each (default:
+    a process per caller); checks the final values."""
+    agents = min(agents or callers, callers)
     ctx = multiprocessing.get_context("spawn")
+    names = ["shared" if same_key else f"caller-{i}" for i in range(callers)]
+    groups = [names[i::agents] for i in range(agents)]
     with ctx.Manager() as manager:
-        barrier = manager.Barrier(callers + 1)
-        names = ["shared" if same_key else f"caller-{i}" for i in range(callers)]
-        with ctx.Pool(callers) as pool:
-            pending = pool.map_async(caller, [(kafka, topics, n, seconds, barrier) for n in names])
+        barrier = manager.Barrier(agents + 1)
+        with ctx.Pool(agents) as pool:
+            pending = pool.map_async(caller, [(kafka, topics, group, seconds, barrier) for group in groups])
             barrier.wait()
             started = time.monotonic()
-            results = pending.get(seconds + 120)
+            results = [r for rs in pending.get(seconds + 120) for r in rs]
             elapsed = time.monotonic() - started
     total = sum(n for _, n, _ in results)
     times = [t for _, _, ts in results for t in ts]
@@ -146,8 +166,9 @@ def concurrent(kafka: str, topics: StateTopics, callers: int, seconds: float, sa
         for name, n in expected.items():
             value = client.call(client.command("get", SEMAPHORE, APP, name)).value
             assert value == n, f"{name}: {value} != {n} calls"
-    return {"callers": callers, "calls": total, "seconds": round(elapsed, 2), "ops_per_s": round(total / elapsed, 1),
-            "p50_ms": round(pct(times, 50), 2), "p99_ms": round(pct(times, 99), 2), "same_key": same_key}
+    return {"callers": callers, "clients": agents, "calls": total, "seconds": round(elapsed, 2),
+            "ops_per_s": round(total / elapsed, 1), "p50_ms": round(pct(times, 50), 2),
+            "p99_ms": round(pct(times, 99), 2), "same_key": same_key}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="Length of the concurrent run (default 20).")
     parser.add_argument("--callers", type=int, default=8)
     parser.add_argument("--same-key", action="store_true", help="Every caller on one semaphore.")
+    parser.add_argument("--agents", type=int, default=None, help="Caller processes, each with one state client "
+                                                                 "its callers share, as an agent's slots share "
+                                                                 "the agent's (default: one per caller).")
     parser.add_argument("--partitions", type=int, default=None, help="Command and changelog partitions "
                                                                      "(default: the service's).")
     parser.add_argument("--reply-partitions", type=int, default=None, help="Reply partitions (default: the "
@@ -183,8 +207,9 @@ def main(argv: list[str] | None = None) -> int:
             say(f"round trip, one client, {calls} sequential calls: p50 {latency['p50_ms']} ms "
                 f"(goal <= {GOAL_P50_MS}), p90 {latency['p90_ms']} ms, p99 {latency['p99_ms']} ms "
                 f"(goal <= {GOAL_P99_MS}), max {latency['max_ms']} ms")
-            load = concurrent(args.kafka, topics, args.callers, seconds, args.same_key)
-            say(f"{load['callers']} concurrent callers{' on one semaphore' if args.same_key else ''}: "
+            load = concurrent(args.kafka, topics, args.callers, seconds, args.same_key, args.agents)
+            say(f"{load['callers']} concurrent callers in {load['clients']} process(es) of a client each"
+                f"{' on one semaphore' if args.same_key else ''}: "
                 f"{load['calls']} calls in {load['seconds']} s = {load['ops_per_s']} ops/s (goal >= {GOAL_OPS:.0f}); "
                 f"round trip under load p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms")
             agent = agent_transactions(args.kafka, topics, transactions)
