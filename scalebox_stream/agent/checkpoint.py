@@ -100,7 +100,9 @@ class Checkpoint:
         self.put: Callable[[OutMessage], None] = self._outbox.put
         """(Any thread) Queue a record for the next transaction."""
         self._reported = threading.Event()
-        """Set by every report: the poll thread's wait while every slot runs ends with it (`wait_for_report`)."""
+        """Set by every report: the poll thread's wait while every slot runs ends with it (see `wait`)."""
+        self._slot_freed = threading.Event()
+        """Set when a slot finds no task to take next (see `slot_freed`)."""
         self.mark_started: Callable[[TaskMessage], None] = self._started.put
         """(Slot thread) An attempt started running: the next commit records it in its partition's lease."""
 
@@ -152,10 +154,20 @@ class Checkpoint:
         held = held_until(finished > 0 or self.records_since is not None, others, self.last_publish)
         return held is None or held <= now
 
-    def wait_for_report(self, timeout: float) -> None:
-        """(Poll thread) Wait up to `timeout` s, less if a report comes in (see `report`)."""
-        if self._reported.wait(timeout):
-            self._reported.clear()
+    def slot_freed(self) -> None:
+        """(Slot thread) The slot found no task to take next: a poll thread waiting in `wait` goes back to the
+        consumer, which may hold one for it."""
+        self._slot_freed.set()
+        self._reported.set()  # a wait for reports ends too (an attempt admission refused reports nothing)
+
+    def wait(self, now: float, timeout: float) -> None:
+        """(Poll thread, while every slot runs) Wait up to `timeout` s: less if a report comes in that could be
+        published at once (`report_wakes`), or if a slot falls idle. A consumer's poll could be woken by neither."""
+        event = self._reported if self.report_wakes(now) else self._slot_freed
+        if event.wait(timeout):
+            event.clear()
+        if self._slot_freed.is_set():
+            self._slot_freed.clear()
 
     def _gap_state(self) -> tuple[int, bool]:
         """Reports waiting, and whether the transaction gap may hold them (see `pacing.others_running`)."""

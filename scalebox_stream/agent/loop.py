@@ -235,11 +235,8 @@ class Agent:
         return [] if message is None else [message]
 
     def _wait_for_report(self, now: float, wait: float) -> None:
-        """Wait `wait` s, less if a report comes in that could be published at once."""
-        if self.checkpoint.report_wakes(now):
-            self.checkpoint.wait_for_report(wait)
-        else:
-            self._stop.wait(wait)
+        """Wait `wait` s, less if a report comes in that could be published at once, or a slot falls idle."""
+        self.checkpoint.wait(now, wait)
 
     def _drain(self) -> None:
         """Graceful stop: let running tasks finish within the grace period, then hand the rest back."""

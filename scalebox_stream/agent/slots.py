@@ -67,6 +67,7 @@ class Slots:
             while pick is not None:
                 self._run_attempt(*pick)
                 pick = self.dispatcher.next_task(pick[1])
+            self.checkpoint.slot_freed()
         except Exception:  # a bug here would otherwise vanish into the slot's future
             log.exception("slot %d stopped taking tasks", slot)
             raise

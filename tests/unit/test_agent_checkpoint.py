@@ -252,21 +252,28 @@ def test_other_produce_errors_keep_todays_retry():
     assert _records(txn) == [b"finished 0"]
 
 
-def test_a_report_wakes_the_poll_threads_wait_unless_the_gap_holds_it():
+def test_a_report_wakes_the_poll_threads_wait_unless_the_gap_holds_it_and_a_freed_slot_always_does():
     """While every slot runs, the poll thread waits for a report (a consumer's poll cannot be woken by one)."""
     p = parts()
     p.consumer.assign(P0)
     a, b, _ = p.take(task(0)), p.take(task(1)), p.take(task(2))
     assert p.checkpoint.report_wakes(time.monotonic())  # nothing published yet: a report goes at once
     began = time.monotonic()
-    p.checkpoint.wait_for_report(0.05)
+    p.checkpoint.wait(time.monotonic(), 0.05)
     assert time.monotonic() - began >= 0.04  # nothing came in: the whole wait
     p.checkpoint.report(done(a))
     began = time.monotonic()
-    p.checkpoint.wait_for_report(5.0)
+    p.checkpoint.wait(time.monotonic(), 5.0)
     assert time.monotonic() - began < 1.0  # ended by the report
     p.checkpoint.publish()  # the last transaction just ended; two tasks still run
     p.checkpoint.report(done(b))
     assert not p.checkpoint.report_wakes(time.monotonic())  # the gap holds it: a report ends nothing sooner
+    began = time.monotonic()
+    p.checkpoint.wait(time.monotonic(), 0.05)
+    assert time.monotonic() - began >= 0.04
+    p.checkpoint.slot_freed()  # but a slot with nothing to take next does: the consumer may hold a task for it
+    began = time.monotonic()
+    p.checkpoint.wait(time.monotonic(), 5.0)
+    assert time.monotonic() - began < 1.0
     p.checkpoint.last_publish = time.monotonic() - 1.0
     assert p.checkpoint.report_wakes(time.monotonic())
