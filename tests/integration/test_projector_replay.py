@@ -33,6 +33,7 @@ WORK = """#!/bin/sh
 echo "working on $1 (attempt $ATTEMPT)"
 echo "$1 done" >"$WORK_DIR/custom-out.txt"
 echo "2024-01-02T03:04:05Z,begin" >"$WORK_DIR/timestamps.txt"
+printf 'item=%s\nattempt=%s\n' "$1" "$ATTEMPT" >"$WORK_DIR/extra-attributes.txt"
 [ "$1" = item-3 ] && exit 3
 [ "$1" = item-2 ] && [ "$ATTEMPT" = 1 ] && exit 1
 exit 0
@@ -147,6 +148,8 @@ def test_replay_rebuilds_identical_tables(kafka_bootstrap, pg_dsn, tmp_path):
             edges = conn.execute("SELECT count(*) FROM task_edges").fetchone()[0]
             stamps = conn.execute("SELECT user_timestamps FROM task_runs WHERE status_rank = 3 "
                                       "AND jsonb_array_length(user_timestamps) > 0 LIMIT 1").fetchone()[0]
+            extras = {row[0]["item"]: row[0] for row in conn.execute(
+                "SELECT extra_attributes FROM task_runs WHERE extra_attributes IS NOT NULL")}
 
         # `scalebox replay --yes` does exactly this: drop the projection, project the log from the start
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -165,5 +168,6 @@ def test_replay_rebuilds_identical_tables(kafka_bootstrap, pg_dsn, tmp_path):
         "item-4": ("succeeded", 1, 0, "item-4 done\n")}, tasks
     assert runs == 6 and edges == 4
     assert stamps and stamps[0]["label"] == "begin"
+    assert extras["item-4"] == {"item": "item-4", "attempt": "1"} and len(extras) == 4, extras
     assert after == before, {t: (before[t], after[t]) for t in before if before[t] != after[t]}
     assert after["applied_events"][0] == len(records)

@@ -207,3 +207,15 @@ def test_broadcast_headers_are_refused_with_a_way_out():
     with pytest.raises(SinkLineError, match="host_broadcast"):
         parse_jsonl_line('{"body":"x","headers":{"host_broadcast":"yes"}}', [])
     assert tasks_problem(["x"], {"to_host": "h1"}) is None
+
+
+def test_app_run_is_scalebox_run(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from scalebox_stream.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SCALEBOX_HOME", str(tmp_path / "home"))
+    for command in (["app", "run"], ["run"]):
+        result = CliRunner().invoke(app, [*command, '{"image_name":"calc:1","start_task":"7"}'])
+        assert result.exit_code == 2 and "no app.yaml and no code directory" in result.stderr, result.output
