@@ -146,9 +146,11 @@ def _engine_images(request: pytest.FixtureRequest, engine_name: str) -> str:
 def test_a_fork_bomb_is_stopped_by_the_pids_limit_while_another_slot_carries_on(tmp_path, kafka_bootstrap, pg_dsn,
                                                                               engine_name, request):
     executor = _engine_images(request, engine_name)
-    # Background sleeps up to 10,000 (bounded), in a container limited to 64 processes.
-    bomb = ('if [ "$1" = bomb ]; then i=0; while [ $i -lt 10000 ]; do sleep 60 & i=$((i+1)); done; '
-            'echo "started $i"; fi; echo ok')
+    # Background sleeps up to 10,000 (bounded), in a container limited to 64 processes; then the bomb holds its
+    # slot at the limit for 6 s (`read` on a FIFO opened before: a builtin, no fork) while the others run.
+    bomb = ('if [ "$1" = bomb ]; then mkfifo "$WORK_DIR/hold"; exec 3<>"$WORK_DIR/hold"; '
+            '(i=0; while [ $i -lt 10000 ]; do sleep 60 & i=$((i+1)); done; echo "started $i"); '
+            'read -t 6 x <&3; fi; echo ok')
     app = tmp_path / "app.yaml"
     app.write_text(f"name: lockbomb-{uuid.uuid4().hex[:8]}\nmodules:\n  m:\n    image: {IMAGE}\n{executor}"
                    f"    command: [/bin/sh, -c, '{bomb}', sh]\n    resources: {{pids: 64}}\n"
@@ -165,13 +167,17 @@ def test_a_fork_bomb_is_stopped_by_the_pids_limit_while_another_slot_carries_on(
         assert agent.process.poll() is None
         statuses = dict(cluster.query("SELECT task_id::text, status FROM tasks WHERE task_id::text = ANY(%s)",
                                       [bomb_id, *others]))
-        (bomb_run,) = cluster.query("SELECT stdout, stderr FROM task_runs WHERE task_id = %s", bomb_id)
+        (bomb_run,) = cluster.query("SELECT stdout, stderr, started_at, finished_at FROM task_runs "
+                                    "WHERE task_id = %s", bomb_id)
+        meanwhile = cluster.query("SELECT count(*) FROM task_runs WHERE task_id::text = ANY(%s) "
+                                  "AND started_at > %s AND started_at < %s", others, bomb_run[2], bomb_run[3])
         executors = cluster.query("SELECT DISTINCT executor FROM task_runs WHERE task_id::text = ANY(%s) "
                                   "AND executor IS NOT NULL", [bomb_id, *others])  # attempts that started
     finally:
         cluster.close()
     assert executors == [(engine_name,)]
     assert all(statuses[t] == "succeeded" for t in others), statuses
+    assert meanwhile[0][0] > 0, "no other task ran while the bomb held its slot"
     assert "started 10000" not in bomb_run[0]  # the bomb never got its 10,000 processes
     assert "fork" in bomb_run[1].lower() or statuses[bomb_id] != "succeeded", bomb_run
 
