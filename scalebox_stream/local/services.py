@@ -47,11 +47,7 @@ def up(
         kafka.check_prerequisites(need_mvn=not kafka.jars_complete() and kafka.running() is None)
         state = home.load_state()
         insecure_running, asked = _running_insecure(), secure
-        if secure is None:
-            secure = not state.get("insecure", False) and not insecure_running
-        elif secure and insecure_running:
-            raise LocalServiceError(f"the local {' and '.join(insecure_running)} run(s) without authentication: "
-                                    "`scalebox local down` first, then `scalebox local up` starts them secured")
+        secure = secure_choice(asked, bool(state.get("insecure")), insecure_running)
         ports = {
             "kafka.port": _port("kafka", "port", kafka_port, kafka.DEFAULT_PORT),
             "kafka.controller_port": _port("kafka", "controller_port", controller_port, kafka.DEFAULT_CONTROLLER_PORT),
@@ -66,6 +62,19 @@ def up(
         home.update_state("insecure", state.get("insecure") if asked is None else (True if not asked else None))
         home.update_state("ports", ports)
         return Endpoints(kafka_bootstrap=broker.bootstrap, pg_dsn=pg.dsn)
+
+
+def secure_choice(asked: bool | None, said_insecure: bool, running_insecure: list[str]) -> bool:
+    """Whether an `up` secures the pair: as `asked`; by default secure unless the home said `--insecure` or
+    some of its services run without authentication now (`running_insecure`: a running service is never
+    restarted behind the user's back, and the pair stays of one kind). Asked to secure services that run
+    without authentication, it refuses with what to do."""
+    if asked is None:
+        return not said_insecure and not running_insecure
+    if asked and running_insecure:
+        raise LocalServiceError(f"the local {' and '.join(running_insecure)} run(s) without authentication: "
+                                "`scalebox local down` first, then `scalebox local up` starts them secured")
+    return asked
 
 
 def _running_insecure() -> list[str]:

@@ -68,7 +68,8 @@ def start_local(home: Path) -> Local:
     """`scalebox local up` in `home` on free ports; its endpoints. This process's SCALEBOX_HOME becomes
     `home` too (the broker is stopped and started from here)."""
     os.environ["SCALEBOX_HOME"] = str(home)
-    ports = ["--kafka-port", str(free_port()), "--controller-port", str(free_port()), "--pg-port", str(free_port())]
+    ports = ["--kafka-port", str(free_port()), "--controller-port", str(free_port()), "--pg-port", str(free_port()),
+             "--internal-port", str(free_port())]
     proc = Local(home, "", "").scalebox(["local", "up", *ports], services=False)
     if proc.returncode != 0:
         raise RuntimeError(f"local up failed:\n{proc.stderr}")
@@ -103,7 +104,7 @@ def broker_start_s(local: Local) -> float:
     info = kafka.running()
     assert info is not None, "the benchmark's broker is not running"
     kafka.stop()
-    return timed(lambda: kafka.start(info.port, info.controller_port, stall_s=600))
+    return timed(lambda: kafka.start(info.port, info.controller_port, stall_s=600, internal_port=info.internal_port))
 
 
 def broker_recovery_s(local: Local) -> float:
@@ -116,7 +117,7 @@ def broker_recovery_s(local: Local) -> float:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and kafka.running() is not None:
         time.sleep(0.05)
-    return timed(lambda: kafka.start(info.port, info.controller_port, stall_s=600))
+    return timed(lambda: kafka.start(info.port, info.controller_port, stall_s=600, internal_port=info.internal_port))
 
 
 def app_file(workdir: Path, name: str, one_module: bool = False) -> Path:

@@ -166,8 +166,9 @@ CASES: dict[str, Case] = {
     "pg-wrong-role-and-password": Case(
         lambda c: ["status", "--kafka", c.kafka, "--pg", c.pg.replace("postgresql://postgres@",
                                                                       f"postgresql://intruder:{PASSWORD}@")],
-        lambda c: f"PostgreSQL at {c.pg.rsplit('@', 1)[1]} refused the connection: role \"intruder\" does not "
-                  "exist (check --pg / SCALEBOX_PG)", code=1),
+        lambda c: f"PostgreSQL at {c.pg.rsplit('@', 1)[1].split('?')[0]} refused the connection: "
+                  + ('password authentication failed for user "intruder"' if "passfile=" in c.pg  # the secure pair
+                     else 'role "intruder" does not exist') + " (check --pg / SCALEBOX_PG)", code=1),
     "pg-dsn-not-parseable": Case(
         lambda c: ["status", "--kafka", c.kafka, "--pg", f"user=postgres password={PASSWORD} garbage"],
         lambda c: "invalid PostgreSQL DSN user=postgres password=*** garbage: missing \"=\" after \"garbage\" in "

@@ -20,12 +20,16 @@ EMIT = "[/bin/sh, -c, 'echo \"$0\" > \"$WORK_DIR/sink-tasks.txt\"']"
 
 
 @pytest.fixture
-def far_cluster(tmp_path, kafka_bootstrap, pg_dsn):
-    """A second single-node Kafka (and its unused PostgreSQL) in a home of its own; its bootstrap."""
+def far_cluster(tmp_path, kafka_bootstrap, pg_dsn, monkeypatch):
+    """A second single-node Kafka (and its unused PostgreSQL) in a home of its own; its bootstrap. It is secured
+    like every local pair: its client properties, written for its broker only, are named for this test's
+    processes (`SCALEBOX_KAFKA_CONFIG`), which keep their own home's for the home cluster."""
     home = tmp_path / "far-home"
-    ports = ["--kafka-port", str(free_port()), "--controller-port", str(free_port()), "--pg-port", str(free_port())]
+    ports = ["--kafka-port", str(free_port()), "--controller-port", str(free_port()), "--pg-port", str(free_port()),
+             "--internal-port", str(free_port())]
     up = scalebox(["local", "up", *ports], kafka_bootstrap, pg_dsn, home=home)
     assert up.code == 0, up.stderr
+    monkeypatch.setenv("SCALEBOX_KAFKA_CONFIG", str(home / "kafka-client.properties"))
     yield up.stdout.splitlines()[0].split()[-1]
     scalebox(["local", "down"], kafka_bootstrap, pg_dsn, home=home)
 

@@ -80,7 +80,8 @@ def test_reset_leaves_both_services_empty(tmp_path, kafka_bootstrap, pg_dsn) -> 
     """A second pair in its own home: reset stops it and deletes its data; the next `up` starts it empty, and
     a projector there has nothing to catch up with."""
     home, topic = tmp_path / "home", f"test-local-{uuid.uuid4().hex[:12]}"
-    ports = ["--kafka-port", str(free_port()), "--controller-port", str(free_port()), "--pg-port", str(free_port())]
+    ports = ["--kafka-port", str(free_port()), "--controller-port", str(free_port()), "--pg-port", str(free_port()),
+             "--internal-port", str(free_port())]
     up = scalebox(["local", "up", *ports], kafka_bootstrap, pg_dsn, home=home)
     assert up.code == 0, up.stderr
     try:
