@@ -116,7 +116,11 @@ def run_quix(slots: int, n: int, kafka: str, commit_interval: float = COMMIT_INT
                         [str(peers.peers_python()), str(peers.BENCH_DIR / "quix_app.py"), "--broker", kafka,
                          "--prefix", prefix, "--stage", stage, "--partitions", str(PARTITIONS),
                          "--commit-interval", str(commit_interval), "--state-dir", str(workdir / f"state-{stage}{k}")],
-                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+                        stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+                    login = {key: v for key, v in secured({"bootstrap.servers": kafka}).items()
+                             if key != "bootstrap.servers" and isinstance(v, str | int | float | bool)}
+                    procs[-1].stdin.write(json.dumps(login).encode())  # the login on stdin, never in argv
+                    procs[-1].stdin.close()
         consumer = Consumer(secured({"bootstrap.servers": kafka, "group.id": f"{prefix}.driver",
                                      "enable.auto.commit": False, "isolation.level": "read_committed",
                                      "fetch.wait.max.ms": 10, "log_level": 2}))

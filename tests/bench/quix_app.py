@@ -12,10 +12,12 @@ quixstreams pins a confluent-kafka older than the engine's; it imports nothing o
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 
 from quixstreams import Application
+from quixstreams.kafka.configuration import ConnectionConfig
 from quixstreams.models import TopicConfig
 
 
@@ -38,7 +40,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="consumer_poll_timeout (Quix's default 1 s): a checkpoint is due-checked only between "
                              "polls, so an idle poll of 1 s holds a stage's last records back up to 1 s")
     args = parser.parse_args(argv)
-    app = Application(broker_address=args.broker, consumer_group=f"{args.prefix}.{args.stage}",
+    # The driver sends the engine's client security on stdin (never on the command line): a JSON object of
+    # librdkafka settings, empty for a PLAINTEXT broker.
+    login = json.loads(sys.stdin.read() or "{}")
+    broker = (ConnectionConfig.from_librdkafka_dict({"bootstrap.servers": args.broker, **login}) if login
+              else args.broker)
+    app = Application(broker_address=broker, consumer_group=f"{args.prefix}.{args.stage}",
                       processing_guarantee="exactly-once", auto_offset_reset="earliest",
                       commit_interval=args.commit_interval, state_dir=args.state_dir, loglevel="WARNING",
                       use_changelog_topics=False, consumer_poll_timeout=args.poll_timeout,

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from scalebox_stream.kafka.security import forwarded_env
+
 REPO = Path(__file__).resolve().parents[2]
 FAILS_ON_BAD = "[/bin/sh, -c, 'case \"$0\" in bad*) exit 3;; esac']"
 """A module command (app-file YAML) that fails with exit code 3 for bodies starting with `bad`, else succeeds."""
@@ -27,10 +29,11 @@ class CliResult:
 
 def scalebox(args: list[str], kafka: str, pg: str, timeout: float = 300, stdin: str | None = None,
              home: Path | None = None) -> CliResult:
-    """Run `scalebox ARGS` in a child process with the test services."""
+    """Run `scalebox ARGS` in a child process with the test services. With a `home` of its own, the child
+    still logs in to the test Kafka as this process does (`forwarded_env`: the login files' paths)."""
     env = {**os.environ, "SCALEBOX_KAFKA": kafka, "SCALEBOX_PG": pg}
     if home is not None:
-        env["SCALEBOX_HOME"] = str(home)
+        env.update({**forwarded_env(kafka), "SCALEBOX_HOME": str(home)})
     proc = subprocess.run([sys.executable, "-m", "scalebox_stream.cli.main", *args], capture_output=True,
                           text=True, timeout=timeout, env=env, input=stdin, cwd=REPO)
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
