@@ -109,9 +109,10 @@ def _wait_for_members(kafka: str, app: str, module: str, count: int, timeout_s: 
     """Until `count` agents of the module hold partitions (so tasks added next spread over them)."""
     from confluent_kafka.admin import AdminClient
 
+    from scalebox_stream.kafka.config import admin_config
     from scalebox_stream.kafka.topics import module_group
 
-    admin, group = AdminClient({"bootstrap.servers": kafka}), module_group(app, module)
+    admin, group = AdminClient(admin_config(kafka)), module_group(app, module)
 
     def stable() -> bool:
         described = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
