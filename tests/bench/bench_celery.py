@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import harness
 import peers
@@ -51,12 +51,15 @@ def free_port() -> int:
 
 
 def sqlalchemy_url(dsn: str) -> str:
-    """A psycopg DSN (URL or key=value) as Celery's `db+postgresql+psycopg://` result backend URL."""
+    """A psycopg DSN (URL or key=value) as Celery's `db+postgresql+psycopg://` result backend URL; its other
+    parameters (the secure local pair's `passfile`, `sslmode`) go along as the URL's query."""
     info = psycopg.conninfo.conninfo_to_dict(dsn)
     user = quote(str(info.get("user", "postgres")))
     password = f":{quote(str(info['password']))}" if info.get("password") else ""
     host, port = info.get("host", "127.0.0.1"), info.get("port", 5432)
-    return f"db+postgresql+psycopg://{user}{password}@{host}:{port}/{info['dbname']}"
+    rest = {k: str(v) for k, v in info.items() if k not in ("user", "password", "host", "port", "dbname")}
+    query = f"?{urlencode(rest)}" if rest else ""
+    return f"db+postgresql+psycopg://{user}{password}@{host}:{port}/{info['dbname']}{query}"
 
 
 class CeleryStack:
