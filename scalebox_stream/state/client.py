@@ -30,7 +30,9 @@ from scalebox_stream.kafka.config import consumer_config, producer_config
 from scalebox_stream.state.model import Command, Reply, StateTopics, partition_of
 
 log = logging.getLogger(__name__)
-_UNKNOWN = frozenset({KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART})
+_NOT_YET = frozenset({KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART,
+                      KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE})
+"""Errors of a topic created a moment ago: unknown to the client's metadata yet, or its leader not elected."""
 
 
 class StateClient:
@@ -72,14 +74,14 @@ class StateClient:
 
     def _reply_end(self, timeout_s: float = 10.0) -> int:
         """The end offset of the reply partition (where this client's replies will be). A topic created a moment
-        ago may be unknown to the client's first metadata: asked again until `timeout_s`."""
+        ago may be unknown to the client's first metadata, or have no leader yet: asked again until `timeout_s`."""
         tp = TopicPartition(self.topics.replies, self.reply_partition)
         deadline = time.monotonic() + timeout_s
         while True:
             try:
                 return self._consumer.get_watermark_offsets(tp, timeout=timeout_s, cached=False)[1]
             except KafkaException as exc:
-                if exc.args[0].code() not in _UNKNOWN or time.monotonic() > deadline:
+                if exc.args[0].code() not in _NOT_YET or time.monotonic() > deadline:
                     raise RuntimeError(f"no replies topic {self.topics.replies} ({exc.args[0].str()}): "
                                        "has a state owner ever run?") from None
                 time.sleep(0.2)
