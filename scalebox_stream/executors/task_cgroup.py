@@ -17,11 +17,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import re
 import threading
 import time
-from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -64,7 +63,7 @@ class TaskCgroup:
             self.adopt(pid)
             return
         self._moved = False
-        _mover().put(lambda: self._adopt_then_follow(pid, pidfd))
+        _MOVER.submit(self._adopt_then_follow, pid, pidfd)
 
     def _adopt_then_follow(self, pid: int, pidfd: int) -> None:
         try:
@@ -73,6 +72,8 @@ class TaskCgroup:
                 self.adopt(pid)
             except ChildProcessError:
                 pass  # reaped already (a program that ended at once): its number is not ours to move
+            except Exception:  # (the executor would keep it in a future nobody reads)
+                log.exception("moving a program into its cgroup failed")
             finally:
                 os.close(pidfd)
         finally:
@@ -156,29 +157,9 @@ class TaskCgroup:
                 time.sleep(0.005)
 
 
-_MOVES: queue.SimpleQueue[Callable[[], None]] | None = None
-_MOVES_LOCK = threading.Lock()
-
-
-def _mover() -> queue.SimpleQueue[Callable[[], None]]:
-    """The queue of the process's one cgroup-move thread (started on first use): a thread per attempt cost
-    the agent about 0.1 ms of CPU per task, and moves wait for the same kernel locks anyway."""
-    global _MOVES
-    with _MOVES_LOCK:
-        if _MOVES is None:
-            moves: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-            threading.Thread(target=_serve_moves, args=(moves,), name="cgroup-move", daemon=True).start()
-            _MOVES = moves
-        return _MOVES
-
-
-def _serve_moves(moves: queue.SimpleQueue[Callable[[], None]]) -> None:
-    while True:
-        move = moves.get()
-        try:
-            move()
-        except Exception:  # one attempt's failed move must not stop the others'
-            log.exception("moving a program into its cgroup failed")
+_MOVER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cgroup-move")
+"""The process's one cgroup-move thread (started on first use): a thread per attempt cost the agent about 0.1 ms
+of CPU per task, and moves wait for the same kernel locks anyway."""
 
 
 def _children(pid: int) -> list[int]:
