@@ -220,7 +220,7 @@ class Agent:
         now = time.monotonic()
         room = self._buffer_target - len(self.dispatcher.waiting)
         if not may_fetch(room, now - self._last_fetch):
-            self._wait_for_report(now, self.checkpoint.poll_wait(now))
+            self.checkpoint.wait(now, self.checkpoint.poll_wait(now))
             return []
         self._last_fetch = now
         consumer = self.rebalance.consumer
@@ -229,14 +229,10 @@ class Agent:
             return messages
         wait = self.checkpoint.poll_wait(now)
         if not self.dispatcher.free_slots:  # a message could not start sooner; a finished task's report could
-            self._wait_for_report(now, wait)
+            self.checkpoint.wait(now, wait)
             return []
         message = consumer.poll(wait)
         return [] if message is None else [message]
-
-    def _wait_for_report(self, now: float, wait: float) -> None:
-        """Wait `wait` s, less if a report comes in that could be published at once, or a slot falls idle."""
-        self.checkpoint.wait(now, wait)
 
     def _drain(self) -> None:
         """Graceful stop: let running tasks finish within the grace period, then hand the rest back."""
