@@ -7,13 +7,17 @@ import os
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from scalebox_stream.kafka.security import forwarded_env
 
 REPO = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 FAILS_ON_BAD = "[/bin/sh, -c, 'case \"$0\" in bad*) exit 3;; esac']"
 """A module command (app-file YAML) that fails with exit code 3 for bodies starting with `bad`, else succeeds."""
 
@@ -49,6 +53,15 @@ def list_tasks(kafka: str, pg: str, app: str, module: str | None = None, since: 
     result = scalebox(args, kafka, pg)
     assert result.code == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def until(what: str, check: Callable[[], T], timeout_s: float = 60.0) -> T:
+    """`check()`'s first truthy value, looked for every 0.3 s; fails the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+    return value
 
 
 def utc_now() -> datetime:

@@ -13,18 +13,9 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 from pipeline import free_port
+from secure_kafka import LOG4J2  # the same file-only broker log
 
 from scalebox_stream.local import kafka
-
-LOG4J2 = """status = warn
-appender.file.type = File
-appender.file.name = file
-appender.file.fileName = {log}
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.file.ref = file
-"""
 
 
 class PrivateKafka:

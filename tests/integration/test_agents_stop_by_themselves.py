@@ -4,12 +4,11 @@ of `app create` and `scalebox run` carry on without them) and when their app is 
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from pathlib import Path
 
 import yaml
-from pipeline import list_tasks, scalebox
+from pipeline import list_tasks, scalebox, until
 
 from scalebox_stream.launch.state_service import stop_state_service
 
@@ -23,14 +22,6 @@ def _app(root: Path, name: str, modules: dict) -> Path:
     app = {"name": name, "modules": {m: {"command": "./task.sh", **keys} for m, keys in modules.items()}}
     (root / "app.yaml").write_text(yaml.safe_dump(app, sort_keys=False))
     return root / "app.yaml"
-
-
-def _until(what: str, check, timeout_s: float = 60.0):
-    deadline = time.monotonic() + timeout_s
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
-    return value
 
 
 def _alive(pid: int) -> bool:
@@ -50,19 +41,19 @@ def test_served_agents_stop_when_idle_and_when_the_app_finishes(tmp_path, kafka_
         created = scalebox(["app", "create", str(app_file)], kafka_bootstrap, pg_dsn, home=home)
         assert created.code == 0, created.stderr
         server = int((home / "apps" / name / "serve.pid").read_text())
-        _until("the idle agent to stop", lambda: "stopping by itself: idle for 2s" in
+        until("the idle agent to stop", lambda: "stopping by itself: idle for 2s" in
                (logs / "agent-idle.log").read_text(), 30)
         added = scalebox(["task", "add", "--app-id", name, "--sink-module", "busy", "x"], kafka_bootstrap, pg_dsn,
                          home=home)
         assert added.code == 0, added.stderr
-        _until("busy's task to succeed", lambda: [t for t in list_tasks(kafka_bootstrap, pg_dsn, name)
+        until("busy's task to succeed", lambda: [t for t in list_tasks(kafka_bootstrap, pg_dsn, name)
                                                   if t["status"] == "succeeded"], 60)
         assert _alive(server), "an agent that stopped by itself is no failure of the server"
         finished = scalebox(["app", "set-finished", "--app-id", name, "ok"], kafka_bootstrap, pg_dsn, home=home)
         assert finished.code == 0, finished.stderr
-        _until("busy's agent to stop", lambda: "stopping by itself: app finished: ok" in
+        until("busy's agent to stop", lambda: "stopping by itself: app finished: ok" in
                (logs / "agent-busy.log").read_text(), 30)
-        _until("the server to stop", lambda: not _alive(server), 30)
+        until("the server to stop", lambda: not _alive(server), 30)
         assert "finished: ok" in (logs / "serve.log").read_text()
     finally:
         scalebox(["app", "stop", name], kafka_bootstrap, pg_dsn, home=home)

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
-from pipeline import REPO, list_tasks, scalebox
+from pipeline import REPO, list_tasks, scalebox, until
 from ssh_hosts import SshHosts, started_hosts
 from test_primes import EXPECTED
 
@@ -93,14 +93,6 @@ def _served(hosts: SshHosts, module: dict) -> tuple[Path, str]:
     return app_dir / "app.yaml", name
 
 
-def _until(what: str, check, timeout_s: float = 60.0):
-    deadline = time.monotonic() + timeout_s
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
-    return value
-
-
 def _agents_of(host, app: str) -> list[str]:
     return [line for line in host.agent_processes() if f"--app {app} " in line]
 
@@ -119,7 +111,7 @@ def _wait_for_members(kafka: str, app: str, module: str, count: int, timeout_s: 
         return (str(described.state).endswith("STABLE")
                 and sum(1 for m in described.members if m.assignment.topic_partitions) >= count)
 
-    _until(f"{count} agents of {module} to join", stable, timeout_s)
+    until(f"{count} agents of {module} to join", stable, timeout_s)
 
 
 @pytest.fixture
@@ -143,17 +135,17 @@ def test_app_create_places_agents_over_ssh_and_they_stop_with_the_app(hosts, kaf
         bodies = [f"b{i}" for i in range(8)]
         added = scalebox(["task", "add", "--app-id", name, *bodies], kafka_bootstrap, pg_dsn, home=home)
         assert added.code == 0, added.stderr
-        tasks = _until("the tasks to succeed", lambda: (ts := list_tasks(kafka_bootstrap, pg_dsn, name)) and
+        tasks = until("the tasks to succeed", lambda: (ts := list_tasks(kafka_bootstrap, pg_dsn, name)) and
                        len([t for t in ts if t["status"] == "succeeded"]) == len(bodies) and ts, 90)
         assert {t["host"] for t in tasks} == {"h1", "h2"}, "the projection's host column names both hosts"
         assert {t["custom_out"] for t in tasks} == {f"{t['body']}@{t['host']}" for t in tasks}
         finished = scalebox(["app", "set-finished", "--app-id", name, "all done"], kafka_bootstrap, pg_dsn,
                             home=home)
         assert finished.code == 0, finished.stderr
-        _until("no agent left on h1 and h2", lambda: not _agents_of(h1, name) and not _agents_of(h2, name), 30)
+        until("no agent left on h1 and h2", lambda: not _agents_of(h1, name) and not _agents_of(h2, name), 30)
         logs = scalebox(["logs", name, "--host", "h2"], kafka_bootstrap, pg_dsn, home=home)
         assert "stopping by itself: app finished: all done" in logs.stdout, logs.stdout[-2000:]
-        _until("the server to stop", lambda: not (home / "apps" / name / "serve.pid").exists(), 30)
+        until("the server to stop", lambda: not (home / "apps" / name / "serve.pid").exists(), 30)
     finally:
         scalebox(["app", "stop", name], kafka_bootstrap, pg_dsn, home=home)
 
@@ -172,9 +164,9 @@ def test_an_idle_agent_stops_after_its_modules_idle_limit(hosts, kafka_bootstrap
     try:
         added = scalebox(["task", "add", "--app-id", name, "one"], kafka_bootstrap, pg_dsn, home=home)
         assert added.code == 0, added.stderr
-        _until("the task to succeed", lambda: [t for t in list_tasks(kafka_bootstrap, pg_dsn, name)
+        until("the task to succeed", lambda: [t for t in list_tasks(kafka_bootstrap, pg_dsn, name)
                                                if t["status"] == "succeeded"], 60)
-        _until("h1's agent to stop", lambda: not _agents_of(h1, name), 30)
+        until("h1's agent to stop", lambda: not _agents_of(h1, name), 30)
         logs = scalebox(["logs", name, "--host", "h1"], kafka_bootstrap, pg_dsn, home=home)
         assert "stopping by itself: idle for 3s" in logs.stdout, logs.stdout[-2000:]
         assert _agents_of(h2, name), "always_running: n's agent stays"
@@ -256,11 +248,11 @@ def test_host_bound_tasks_of_a_killed_host_are_rerouted_once(hosts, kafka_bootst
                          pg_dsn, home=home)
         assert added.code == 0, added.stderr
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
-            _until(f"a task running on {victim.name}", lambda: conn.execute(
+            until(f"a task running on {victim.name}", lambda: conn.execute(
                 "SELECT 1 FROM task_runs r JOIN tasks t USING (task_id) WHERE t.app = %s AND r.host = %s",
                 (name, victim.name)).fetchall(), 60)
         subprocess.run(["docker", "kill", victim.container], capture_output=True, timeout=60)
-        tasks = _until("every task to succeed", lambda: (ts := list_tasks(kafka_bootstrap, pg_dsn, name)) and
+        tasks = until("every task to succeed", lambda: (ts := list_tasks(kafka_bootstrap, pg_dsn, name)) and
                        all(t["status"] == "succeeded" for t in ts) and len(ts) == len(bodies) and ts, 120)
         assert "h1" in {t["host"] for t in tasks}, "the tasks bound to the dead host ran on h1"
         for task in tasks:
@@ -273,6 +265,6 @@ def test_host_bound_tasks_of_a_killed_host_are_rerouted_once(hosts, kafka_bootst
         assert {r["host"]: r["status"] for r in json.loads(listed.stdout)}[victim.name] == "down"
         finished = scalebox(["app", "set-finished", "--app-id", name, "done"], kafka_bootstrap, pg_dsn, home=home)
         assert finished.code == 0, finished.stderr
-        _until("no agent left on h1", lambda: not _agents_of(h1, name), 30)
+        until("no agent left on h1", lambda: not _agents_of(h1, name), 30)
     finally:
         scalebox(["app", "stop", name], kafka_bootstrap, pg_dsn, home=home)
