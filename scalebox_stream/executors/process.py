@@ -144,7 +144,8 @@ class ProcessExecutor:
         env = self._environment(request)
         limit = max(self.max_output_bytes, 2 * (request.keep_output_bytes or 0))
         cgroups = self.cgroups
-        cgroup = cgroups.create(request.name, later=True) if cgroups is not None and cgroups.available() else None
+        cgroup = (cgroups.create(request.name, later=not cgroups.fast_moves)
+                  if cgroups is not None and cgroups.available() else None)
         try:
             with ProgramOutput(limit) as output:
                 try:
@@ -177,7 +178,8 @@ class ProcessExecutor:
                cgroup: TaskCgroup | None = None) -> subprocess.Popen[bytes]:
         """Start the program at the path its name resolves to on the program's PATH (see `ProgramPaths`); if
         that file has gone since it was found, the usual search. With a cgroup, the program (and whatever it
-        forked already) is moved into it at once, on a helper thread (`TaskCgroup.adopt_in_background`)."""
+        forked already) is moved into it at once: here where moves are cheap (`TaskCgroups.fast_moves`), else on a
+        helper thread (`TaskCgroup.adopt_in_background`)."""
         search_path = env.get("PATH", os.defpath)
         program = self.programs.resolve(request.argv[0], search_path)
         spawn = functools.partial(subprocess.Popen, request.argv, cwd=request.work_dir, env=env, stdin=self._devnull,
@@ -190,7 +192,10 @@ class ProcessExecutor:
             self.programs.forget(request.argv[0], search_path)
             proc = spawn()
         if cgroup is not None:
-            cgroup.adopt_in_background(proc.pid)
+            if self.cgroups is not None and self.cgroups.fast_moves:
+                cgroup.adopt(proc.pid)
+            else:
+                cgroup.adopt_in_background(proc.pid)
         return proc
 
     @staticmethod

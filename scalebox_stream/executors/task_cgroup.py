@@ -6,9 +6,14 @@ and Linux 5.14 for `cgroup.kill`), each attempt gets `<root>/scalebox-process/<n
 into it as soon as it is spawned, with whatever it forked meanwhile (`adopt`), and `kill()` writes
 `cgroup.kill`. Moving it after the spawn keeps the fast vfork spawn (joining in the child, between fork and
 exec, needs a full fork: ~1.4 ms more per task); what could still escape is a grandchild whose parent forked
-it and exited between the exec and the move. The move runs on a helper thread (`adopt_in_background`): after an
-idle spell the kernel makes a move wait for an RCU grace period (cgroup_threadgroup_rwsem), 7-15 ms on a 2-core
-VM, which the attempt need not wait for; a kill or removal asked for before the move is done follows it. Elsewhere
+it and exited between the exec and the move.
+
+How soon the move comes depends on the mount. A move takes the kernel's `cgroup_threadgroup_rwsem` for writing;
+on a tree mounted with `favordynmods` (Linux 6.0+, `TaskCgroups.fast_moves`) that costs tens of microseconds, so
+the spawning thread moves the program at once, while the new program is still being loaded (the window is the
+agent's few system calls after the exec). Without it, the first move after an idle spell waits for an RCU grace
+period, 7-15 ms on a 2-core VM, which the attempt need not wait for: the move runs on a helper thread
+(`adopt_in_background`), and a kill or removal asked for before it is done follows it. Elsewhere
 `TaskCgroups.available()` is False and the executor falls back to killing the process group.
 """
 
@@ -26,6 +31,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+MOUNTINFO = Path("/proc/self/mountinfo")
 PARENT = "scalebox-process"
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _REMOVE_WAIT_S = 1.0
@@ -37,6 +43,23 @@ def v2_root(root: Path = CGROUP_ROOT) -> Path | None:
         if (candidate / "cgroup.controllers").is_file():  # a v2 mount (v1 hierarchies have no such file)
             return candidate
     return None
+
+
+def favors_dynamic_moves(tree: Path, mountinfo: Path = MOUNTINFO) -> bool:
+    """Whether the cgroup2 mount at `tree` has the `favordynmods` option (its moves need no grace period)."""
+    try:
+        lines = mountinfo.read_text().splitlines()
+    except OSError:
+        return False
+    return any(_mount_favors_moves(line, str(tree)) for line in lines)
+
+
+def _mount_favors_moves(line: str, mount_point: str) -> bool:
+    """One `/proc/self/mountinfo` line: `id parent dev root point options [tags] - fstype source super-options`."""
+    fields, _, rest = line.partition(" - ")
+    before, after = fields.split(), rest.split()
+    return (len(before) >= 5 and len(after) >= 3 and before[4] == mount_point and after[0] == "cgroup2"
+            and "favordynmods" in after[2].split(","))
 
 
 class TaskCgroup:
@@ -185,6 +208,9 @@ class TaskCgroups:
         base = v2_root() if root is None else root
         self.parent = base / PARENT if base is not None else None
         self.reason: str | None = None if base is not None else "no cgroup v2 tree is mounted"
+        self.fast_moves = base is not None and favors_dynamic_moves(base)
+        """The tree is mounted with `favordynmods`: make each cgroup and move the program into it on the spawning
+        thread (see the module's docstring)."""
         if self.parent is not None:
             try:
                 self.parent.mkdir(exist_ok=True)
