@@ -55,12 +55,14 @@ class _GroupKiller:
         self.lock = threading.Lock()
         self.stop = threading.Event()
 
-    def signal(self, sig: int) -> None:
+    def signal(self, sig: int, whole_cgroup: bool = True) -> None:
+        """`sig` to the process group; a SIGKILL to the cgroup too, unless not `whole_cgroup` (at the attempt's
+        end: `TaskCgroup.remove` kills whatever keeps the cgroup busy, and nothing usually does)."""
         with self.lock:
             if not self.done:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self.pgid, sig)
-                if sig == signal.SIGKILL and self.cgroup is not None:
+                if sig == signal.SIGKILL and whole_cgroup and self.cgroup is not None:
                     self.cgroup.kill()
 
     def on_timeout(self) -> None:
@@ -233,7 +235,8 @@ class ProcessExecutor:
         finally:
             if timer is not None:
                 timer.cancel()
-            killer.signal(signal.SIGKILL)  # leftovers of the group, or everything if on_started raised
+            # Leftovers of the group, or everything if on_started raised; the cgroup's die with its removal.
+            killer.signal(signal.SIGKILL, whole_cgroup=False)
             with killer.lock:
                 killer.done = True
             self._active.discard(killer)

@@ -153,8 +153,8 @@ class TaskCgroup:
             return False
 
     def remove(self) -> None:
-        """Closes the handle and removes the (emptied) cgroup, waiting a moment for killed processes to go; after
-        the move, if one is under way (the caller does not wait for it)."""
+        """Closes the handle and removes the cgroup, killing what is left in it first and waiting a moment for it
+        to go; after the move, if one is under way (the caller does not wait for it)."""
         with self._lock:
             if not self._moved:
                 self._remove_asked = True
@@ -167,17 +167,19 @@ class TaskCgroup:
         with contextlib.suppress(OSError):
             os.close(self._procs)
         deadline = time.monotonic() + _REMOVE_WAIT_S
+        pause = 0.001  # killed processes are usually gone by then
         while True:
             try:
                 self.path.rmdir()
                 return
             except FileNotFoundError:
                 return
-            except OSError:
+            except OSError:  # EBUSY: something is left in it
                 if time.monotonic() > deadline:
                     return  # left behind; removed with the parent's other leftovers by `TaskCgroups.sweep`
                 self._kill_now()
-                time.sleep(0.005)
+                time.sleep(pause)
+                pause = 0.005
 
 
 _MOVER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cgroup-move")
