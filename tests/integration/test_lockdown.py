@@ -191,20 +191,24 @@ def _alive(pid: int) -> bool:
     return stat[stat.rfind(")") + 2] not in "ZX"
 
 
-def _process_executor_with_cgroups() -> ProcessExecutor:
+def _process_executor_with_cgroups(fast_moves: bool | None = None) -> ProcessExecutor:
     """A process executor that puts each attempt in a cgroup of its own; without a writable cgroup v2 the test
-    is skipped, but fails under CI (its machine has one)."""
+    is skipped, but fails under CI (its machine has one). `fast_moves`: move each program on the spawning thread
+    (True) or on the helper thread (False), whatever the mount favors (None: as the mount says)."""
     executor = ProcessExecutor()
     if executor.cgroups is None or not executor.cgroups.available():
         reason = f"no writable cgroup v2 here: {executor.cgroups and executor.cgroups.reason}"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason)
         pytest.skip(reason)
+    if fast_moves is not None:
+        executor.cgroups.fast_moves = fast_moves
     return executor
 
 
-def test_a_setsid_grandchild_of_a_process_task_dies_with_its_timeout(tmp_path):
-    executor = _process_executor_with_cgroups()
+@pytest.mark.parametrize("fast_moves", [True, False], ids=["move-on-spawning-thread", "move-on-helper-thread"])
+def test_a_setsid_grandchild_of_a_process_task_dies_with_its_timeout(tmp_path, fast_moves):
+    executor = _process_executor_with_cgroups(fast_moves)
     script = "setsid sh -c 'echo $$ > \"$WORK_DIR/grandchild.pid\"; exec sleep 300' & sleep 300"
     result = executor.run(ExecRequest(argv=["/bin/sh", "-c", script], env={}, work_dir=tmp_path, name="setsid",
                                       timeout_s=1.0), lambda _: None)
@@ -217,10 +221,12 @@ def test_a_setsid_grandchild_of_a_process_task_dies_with_its_timeout(tmp_path):
     assert not _alive(pid)
 
 
-def test_a_setsid_grandchild_dies_when_its_task_ends_and_the_attempts_cgroup_goes(tmp_path):
-    """The move into the attempt's cgroup runs on a helper thread; the kill and removal at the task's end wait
-    for it, and the attempt's report does not."""
-    executor = _process_executor_with_cgroups()
+@pytest.mark.parametrize("fast_moves", [True, False], ids=["move-on-spawning-thread", "move-on-helper-thread"])
+def test_a_setsid_grandchild_dies_when_its_task_ends_and_the_attempts_cgroup_goes(tmp_path, fast_moves):
+    """The move into the attempt's cgroup runs on the spawning thread where the mount favors moves, else on a
+    helper thread (the kill and removal at the task's end then wait for it, and the attempt's report does not);
+    either way the removal kills what the task left in it."""
+    executor = _process_executor_with_cgroups(fast_moves)
     script = "setsid sh -c 'echo $$ > \"$WORK_DIR/grandchild.pid\"; exec sleep 300' & sleep 0.2"
     result = executor.run(ExecRequest(argv=["/bin/sh", "-c", script], env={}, work_dir=tmp_path, name="ends",
                                       timeout_s=30.0), lambda _: None)
