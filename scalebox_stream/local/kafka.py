@@ -255,7 +255,8 @@ def render_properties(port: int, controller_port: int, data_dir: Path,
         "transaction.state.log.segment.bytes": 10 * 2**20,
         # Kafka 4 has each partition leader ask the transaction coordinator whether a partition written in a
         # transaction was added to it (KIP-890's verification; an internal request per new partition, for the
-        # produce and the offsets commit alike), about 1.5-2.5 ms of every agent transaction here. It guards
+        # produce and the offsets commit alike): a large share of an agent transaction's time (performance.md,
+        # "Where the time goes"). It guards
         # against a produce request delayed past its transaction's end, which would leave the partition with a
         # hanging transaction; on this one-node, loopback broker no request is delayed that long, and
         # `scalebox local repair` clears one if a killed broker leaves it (docs/performance.md).
