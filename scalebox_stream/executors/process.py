@@ -171,8 +171,10 @@ class ProcessExecutor:
             killer.signal(signal.SIGKILL)
 
     def close(self) -> None:
-        """Run the slots' teardown, then close the shared stdin."""
+        """Run the slots' teardown, then remove the empty cgroups kept for reuse and close the shared stdin."""
         self.scripts.teardown_all(self._run_once)
+        if self.cgroups is not None:
+            self.cgroups.close()
         with contextlib.suppress(OSError):
             os.close(self._devnull)
 

@@ -11,9 +11,10 @@ it and exited between the exec and the move.
 How soon the move comes depends on the mount. A move takes the kernel's `cgroup_threadgroup_rwsem` for writing;
 on a tree mounted with `favordynmods` (Linux 6.0+, `TaskCgroups.fast_moves`) that costs tens of microseconds, so
 the spawning thread moves the program at once, while the new program is still being loaded (the window is the
-agent's few system calls after the exec). Without it, the first move after an idle spell waits for an RCU grace
-period, 7-15 ms on a 2-core VM, which the attempt need not wait for: the move runs on a helper thread
-(`adopt_in_background`), and a kill or removal asked for before it is done follows it. Elsewhere
+agent's few system calls after the exec), and a cgroup left empty by an attempt serves the next one. Without
+it, the first move after an idle spell waits for an RCU grace period, 7-15 ms on a 2-core VM, which the attempt
+need not wait for: the move runs on a helper thread (`adopt_in_background`), and a kill or removal asked for
+before it is done follows it. Elsewhere
 `TaskCgroups.available()` is False and the executor falls back to killing the process group.
 """
 
@@ -35,6 +36,8 @@ MOUNTINFO = Path("/proc/self/mountinfo")
 PARENT = "scalebox-process"
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _REMOVE_WAIT_S = 1.0
+_POOL_MAX = 64
+"""Empty cgroups kept for reuse (`TaskCgroups.create`): more than an agent's slots ever need at once."""
 
 
 def v2_root(root: Path = CGROUP_ROOT) -> Path | None:
@@ -65,9 +68,11 @@ def _mount_favors_moves(line: str, mount_point: str) -> bool:
 class TaskCgroup:
     """One attempt's cgroup: `adopt(pid)` to move the program in, `kill()` to end everything in it."""
 
-    def __init__(self, path: Path, made: bool = True) -> None:
-        """`made`: the directory exists; else the move makes it first (`TaskCgroups.create(later=True)`)."""
+    def __init__(self, path: Path, made: bool = True, pool: list[TaskCgroup] | None = None) -> None:
+        """`made`: the directory exists; else the move makes it first (`TaskCgroups.create(later=True)`). `pool`:
+        where `remove` puts it back, when it is empty, for another attempt (see `TaskCgroups.create`)."""
         self.path = path
+        self._pool = pool
         self._procs = os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC) if made else -1
         self._lock = threading.Lock()
         self._moved = True
@@ -147,14 +152,20 @@ class TaskCgroup:
             (self.path / "cgroup.kill").write_bytes(b"1")
 
     def populated(self) -> bool:
+        """Whether a process is in it (True if that cannot be read)."""
         try:
-            return "populated 1" in (self.path / "cgroup.events").read_text()
+            fd = os.open(self.path / "cgroup.events", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                return b"populated 0" not in os.read(fd, 256)
+            finally:
+                os.close(fd)
         except OSError:
-            return False
+            return True
 
     def remove(self) -> None:
-        """Closes the handle and removes the cgroup, killing what is left in it first and waiting a moment for it
-        to go; after the move, if one is under way (the caller does not wait for it)."""
+        """Puts the cgroup back in its pool if it is empty; else closes the handle and removes it, killing what is
+        left in it first and waiting a moment for it to go. After the move, if one is under way (the caller does
+        not wait for it)."""
         with self._lock:
             if not self._moved:
                 self._remove_asked = True
@@ -164,8 +175,19 @@ class TaskCgroup:
     def _remove_now(self) -> None:
         if self._procs < 0:
             return  # never made
+        pool = self._pool
+        if pool is not None and len(pool) < _POOL_MAX and not self.populated():
+            pool.append(self)  # list.append is atomic: the pool needs no lock of its own
+            return
+        self.close()
+
+    def close(self) -> None:
+        """Closes the handle and removes the cgroup (see `remove`), whatever pool it came from."""
+        if self._procs < 0:
+            return
         with contextlib.suppress(OSError):
             os.close(self._procs)
+        self._procs = -1
         deadline = time.monotonic() + _REMOVE_WAIT_S
         pause = 0.001  # killed processes are usually gone by then
         while True:
@@ -210,6 +232,8 @@ class TaskCgroups:
         base = v2_root() if root is None else root
         self.parent = base / PARENT if base is not None else None
         self.reason: str | None = None if base is not None else "no cgroup v2 tree is mounted"
+        self._idle: list[TaskCgroup] = []
+        """Empty cgroups of finished attempts, for the next ones (made on the spawning thread only)."""
         self.fast_moves = base is not None and favors_dynamic_moves(base)
         """The tree is mounted with `favordynmods`: make each cgroup and move the program into it on the spawning
         thread (see the module's docstring)."""
@@ -227,21 +251,34 @@ class TaskCgroups:
         return self.reason is None
 
     def create(self, name: str, later: bool = False) -> TaskCgroup | None:
-        """A fresh cgroup for attempt `name`; None if it cannot be made (the caller falls back). `later`: its
-        directory is made by the move into it (`TaskCgroup.adopt_in_background`), off the caller's path: a
-        mkdir waits for the cgroup lock, which another attempt's move may hold for a grace period."""
+        """An empty cgroup for attempt `name`; None if it cannot be made (the caller falls back). One an earlier
+        attempt left empty is used again (its `remove` keeps it: a mkdir and an rmdir per attempt cost about as
+        much as the move itself). `later`: a new one, whose directory is made by the move into it
+        (`TaskCgroup.adopt_in_background`), off the caller's path: a mkdir waits for the cgroup lock, which
+        another attempt's move may hold for a grace period."""
         if self.parent is None or self.reason is not None:
             return None
-        path = self.parent / f"{_SAFE.sub('_', name)[:100]}-{os.getpid()}-{time.monotonic_ns()}"
         if later:
+            path = self.parent / f"{_SAFE.sub('_', name)[:100]}-{os.getpid()}-{time.monotonic_ns()}"
             return TaskCgroup(path, made=False)
+        with contextlib.suppress(IndexError):
+            return self._idle.pop()  # atomic; an empty cgroup a previous attempt left
+        path = self.parent / f"attempt-{os.getpid()}-{time.monotonic_ns()}"
         try:
             path.mkdir()
-            return TaskCgroup(path)
+            return TaskCgroup(path, pool=self._idle)
         except OSError:
             with contextlib.suppress(OSError):
                 path.rmdir()
             return None
+
+    def close(self) -> None:
+        """Removes the empty cgroups kept for reuse."""
+        while True:
+            try:
+                self._idle.pop().close()
+            except IndexError:
+                return
 
     def sweep(self) -> None:
         """Removes empty leftovers of this process's attempts."""

@@ -225,19 +225,23 @@ def test_a_setsid_grandchild_of_a_process_task_dies_with_its_timeout(tmp_path, f
 def test_a_setsid_grandchild_dies_when_its_task_ends_and_the_attempts_cgroup_goes(tmp_path, fast_moves):
     """The move into the attempt's cgroup runs on the spawning thread where the mount favors moves, else on a
     helper thread (the kill and removal at the task's end then wait for it, and the attempt's report does not);
-    either way the removal kills what the task left in it."""
+    either way the removal kills what the task left in it. An emptied cgroup may be kept for the next attempt
+    (moves on the spawning thread): none is left populated, and none at all once the executor is closed."""
     executor = _process_executor_with_cgroups(fast_moves)
     script = "setsid sh -c 'echo $$ > \"$WORK_DIR/grandchild.pid\"; exec sleep 300' & sleep 0.2"
     result = executor.run(ExecRequest(argv=["/bin/sh", "-c", script], env={}, work_dir=tmp_path, name="ends",
                                       timeout_s=30.0), lambda _: None)
     assert result.exit_code == 0 and not result.timed_out, result
     pid = int((tmp_path / "grandchild.pid").read_text())
+    mine = f"*-{os.getpid()}-*"
     deadline = time.monotonic() + 5
     while (_alive(pid) or list(executor.cgroups.parent.glob(f"ends-{os.getpid()}-*"))) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert not [c for c in executor.cgroups.parent.glob(mine) if "populated 1" in (c / "cgroup.events").read_text()]
     executor.close()
     assert not _alive(pid)
     assert not list(executor.cgroups.parent.glob(f"ends-{os.getpid()}-*"))
+    assert not list(executor.cgroups.parent.glob(mine))
 
 
 @pytest.mark.parametrize("executor", ["docker", "podman", "process"])
