@@ -35,6 +35,7 @@ from pathlib import Path
 
 import testpath  # noqa: F401  (tests/ on sys.path)
 from harness import EMIT_ARGV, REPO, TRUE, say, write_app
+from support.homes import share_kafka_jars
 
 from scalebox_stream.kafka.config import secured
 
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     n = 3 if args.smoke else args.apps
     if args.smoke:
         _broker_settings(SMOKE_BROKER)
-    home = Path(tempfile.mkdtemp(prefix="sbx-bench-apps-"))
+    home = share_kafka_jars(Path(tempfile.mkdtemp(prefix="sbx-bench-apps-")))
     workdir = home / "apps"
     workdir.mkdir()
     say(f"services of their own in {home}")

@@ -19,6 +19,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from pipeline import free_port, scalebox
 from support import verify
+from support.homes import share_kafka_jars
 
 from scalebox_stream.kafka.config import admin_config, producer_config
 from scalebox_stream.kafka.log_start import find_gaps
@@ -35,12 +36,7 @@ def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kafka_bootstrap:
     render = kafka.render_properties
     monkeypatch.setattr(kafka, "render_properties", lambda port, controller_port, data_dir, overrides=None: render(
         port, controller_port, data_dir, {**(overrides or {}), **PROMPT_RETENTION}))
-    jars = kafka.lib_dir()
-    home = tmp_path / "home"
-    (home / "kafka").mkdir(parents=True)
-    if kafka.jars_complete(jars):
-        (home / "kafka" / "lib").symlink_to(jars)
-    monkeypatch.setenv("SCALEBOX_HOME", str(home))
+    monkeypatch.setenv("SCALEBOX_HOME", str(share_kafka_jars(tmp_path / "home")))
     info = kafka.start(free_port(), free_port())
     try:
         yield info.bootstrap
