@@ -50,7 +50,7 @@ def test_check_admits_only_while_the_counter_is_positive(tmp_path, kafka_bootstr
 def test_max_tasks_per_host_is_shared_by_the_agents_of_a_host(tmp_path, kafka_bootstrap, pg_dsn):
     app = f"perhost-{uuid.uuid4().hex[:8]}"
     (tmp_path / "app.yaml").write_text(
-        f"name: {app}\nmodules:\n  busy:\n    command: [/bin/sh, -c, 'sleep 1']\n    max_tasks_per_host: 1\n")
+        f"name: {app}\nmodules:\n  busy:\n    command: [/bin/sh, -c, 'sleep 0.5']\n    max_tasks_per_host: 1\n")
     c = Cluster(tmp_path / "app.yaml", kafka_bootstrap, pg_dsn, tmp_path / "logs")
     try:
         c.start_projector()
