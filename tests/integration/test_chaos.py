@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from cluster import KILLABLE, Cluster
 
+from scalebox_stream.kafka.config import TRANSACTION_TIMEOUT_ENV
 from scalebox_stream.local import kafka as local_kafka
 from scalebox_stream.local import services
 
@@ -104,11 +105,15 @@ echo "$MODULE_NAME $1" >> {runs}
 
 
 def test_one_slot_agents_killed_while_reports_wait_for_their_transaction_lose_and_duplicate_nothing(
-        tmp_path, kafka_bootstrap, pg_dsn):
+        tmp_path, kafka_bootstrap, pg_dsn, monkeypatch):
     """One slot per agent and tasks of a few milliseconds: a slot goes on to its next task while the reports of
     the ones before wait for a shared transaction, so an agent SIGKILLed at a random moment most likely holds
     reports that never went out. Their tasks ran (the runs file says so) but count as not done: the next owner
-    runs them again. Every task still succeeds exactly once, and the second module gets each child once."""
+    runs them again. Every task still succeeds exactly once, and the second module gets each child once.
+
+    A transaction a killed agent left open holds the next module's and the projector's read-committed reads of its
+    partitions back until the broker aborts it: after 10 s here (`TRANSACTION_TIMEOUT_ENV`), not the default 60."""
+    monkeypatch.setenv(TRANSACTION_TIMEOUT_ENV, "10000")  # the agents started below inherit it
     rng = random.Random(SEED + 1)
     runs = tmp_path / "runs.txt"
     (tmp_path / "stage.sh").write_text(QUICK_STAGE.format(runs=runs))
