@@ -5,6 +5,7 @@ that ends a refused login with a plain error instead of endless retries."""
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from typing import Any
 
@@ -12,6 +13,11 @@ from scalebox_stream.kafka.errors import raise_on_refusal
 from scalebox_stream.kafka.security import client_security, username
 
 LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
+TRANSACTION_TIMEOUT_ENV = "SCALEBOX_TRANSACTION_TIMEOUT_MS"
+"""Overrides the transactional producers' `transaction.timeout.ms` (default 60 s): how long the broker keeps a
+transaction of a process killed inside it open, holding read-committed readers of its partitions back. Tests that
+kill agents shorten it; the default suits production."""
+DEFAULT_TRANSACTION_TIMEOUT_MS = 60000
 
 
 def _logged(config: dict[str, Any]) -> dict[str, Any]:
@@ -34,7 +40,8 @@ def producer_config(bootstrap: str, transactional_id: str | None = None, **extra
     }
     if transactional_id:
         config["transactional.id"] = transactional_id
-        config["transaction.timeout.ms"] = 60000
+        config["transaction.timeout.ms"] = int(os.environ.get(TRANSACTION_TIMEOUT_ENV)
+                                               or DEFAULT_TRANSACTION_TIMEOUT_MS)
     config.update(extra)
     return secured(_logged(config))
 

@@ -104,10 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         say("\n########## 1. engine overhead (bench_engine)")
         base, engine = bench_engine.run(args.tasks, args.slots, baseline_n, args.kafka, args.pg, args.profile,
                                         args.max_seconds or None, 0 if args.smoke else args.warm_up,
-                                        settle_s=5.0 if args.smoke else 30.0)
+                                        settle_s=0.0 if args.smoke else 30.0)
 
         say("\n########## 2. latency (bench_latency)")
-        latency = bench_latency.run_latency(args.runs, args.kafka, args.pg, settle_s=5.0 if args.smoke else 60.0)
+        latency = bench_latency.run_latency(args.runs, args.kafka, args.pg, settle_s=0.0 if args.smoke else 60.0)
         bench_latency.report(latency)
 
         say("\n########## 3. the peers at their best (bench_quix, bench_celery, bench_ray)")

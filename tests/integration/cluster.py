@@ -22,6 +22,10 @@ from scalebox_stream.launch.run import local_reaper
 from scalebox_stream.projector import queries
 from scalebox_stream.spec import load_app
 
+KILLABLE = ("--consumer-config", "session.timeout.ms=6000")
+"""Agent options for a group whose members a test SIGKILLs: the group hands a killed member's partitions on after
+6 s (the broker's least session), not the agent's 10 s."""
+
 
 class Cluster:
     """One app deployed on the test services, with agents under the test's control."""

@@ -6,14 +6,14 @@ import time
 import uuid
 
 import pytest
-from cluster import Cluster, agent_pid
+from cluster import KILLABLE, Cluster, agent_pid
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from scalebox_stream.kafka.config import secured
 from scalebox_stream.kafka.topics import DEAD_LETTER_TOPIC, task_topic
 
 SLOW_THEN_EMIT = """#!/bin/sh
-sleep "${SLEEP:-6}"
+sleep "${SLEEP:-3}"
 echo "ran $1" > "$WORK_DIR/custom-out.txt"
 echo "next-$1" > "$WORK_DIR/sink-tasks.txt"
 """
@@ -26,7 +26,7 @@ def cluster(tmp_path, kafka_bootstrap, pg_dsn):
     app = f"faults-{uuid.uuid4().hex[:8]}"
     (tmp_path / "app.yaml").write_text(
         f"name: {app}\nmodules:\n  work:\n    command: ./slow.sh\n    sink_modules: [done]\n"
-        "    environments: {SLEEP: '${SLEEP:-6}'}\n  done:\n    command: [/bin/true]\n")
+        "    environments: {SLEEP: '${SLEEP:-3}'}\n  done:\n    command: [/bin/true]\n")
     c = Cluster(tmp_path / "app.yaml", kafka_bootstrap, pg_dsn, tmp_path / "logs")
     c.start_projector()
     yield c
@@ -39,7 +39,7 @@ def _runs(cluster: Cluster, task_id: str) -> list[tuple]:
 
 
 def test_sigkilled_agent_loses_nothing_and_outputs_once(cluster):
-    agents = [cluster.start_agent("work"), cluster.start_agent("work")]
+    agents = [cluster.start_agent("work", 1, *KILLABLE), cluster.start_agent("work", 1, *KILLABLE)]
     cluster.start_agent("done")
     (task_id,) = cluster.send("work", ["t1"])
     ((agent_id,),) = cluster.wait_for("SELECT agent FROM task_runs WHERE task_id = %s AND status = 'running'",
@@ -88,7 +88,7 @@ def test_sigterm_past_the_grace_period_hands_the_task_back(cluster):
 
 
 def test_long_task_causes_no_rebalance_and_runs_once(tmp_path, kafka_bootstrap, pg_dsn):
-    c = Cluster.one_module(tmp_path, kafka_bootstrap, pg_dsn, "long", "long", "[/bin/sh, -c, 'sleep 30']")
+    c = Cluster.one_module(tmp_path, kafka_bootstrap, pg_dsn, "long", "long", "[/bin/sh, -c, 'sleep 18']")
     try:
         c.start_projector()
         agent = c.start_agent("long", 1, "--consumer-config", "max.poll.interval.ms=10000")

@@ -11,8 +11,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from cluster import Cluster
+from cluster import KILLABLE, Cluster
 
+from scalebox_stream.kafka.config import TRANSACTION_TIMEOUT_ENV
 from scalebox_stream.local import kafka as local_kafka
 from scalebox_stream.local import services
 
@@ -51,7 +52,7 @@ def test_chaos_every_task_succeeds_exactly_once(tmp_path, kafka_bootstrap, pg_ds
     c = _two_stage_cluster(tmp_path, app, kafka_bootstrap, pg_dsn)
     try:
         c.start_projector()
-        agents = {m: [c.start_agent(m, 2), c.start_agent(m, 2)] for m in ("first", "second")}
+        agents = {m: [c.start_agent(m, 2, *KILLABLE), c.start_agent(m, 2, *KILLABLE)] for m in ("first", "second")}
         roots = c.send("first", [f"item-{i:04d}" for i in range(TASKS)])
         plan = sorted([(rng.uniform(3, 25), "kill") for _ in range(3)] + [(rng.uniform(8, 18), "broker")])
         log: list[str] = []
@@ -64,7 +65,7 @@ def test_chaos_every_task_succeeds_exactly_once(tmp_path, kafka_bootstrap, pg_ds
                     module = rng.choice(["first", "second"])
                     victim = agents[module].pop(rng.randrange(len(agents[module])))
                     c.kill(victim)
-                    agents[module].append(c.start_agent(module, 2))
+                    agents[module].append(c.start_agent(module, 2, *KILLABLE))
                     log.append(f"{time.monotonic() - began:5.1f}s SIGKILL {victim.name}")
                 else:
                     log.append(f"{time.monotonic() - began:5.1f}s broker restart")
@@ -104,11 +105,15 @@ echo "$MODULE_NAME $1" >> {runs}
 
 
 def test_one_slot_agents_killed_while_reports_wait_for_their_transaction_lose_and_duplicate_nothing(
-        tmp_path, kafka_bootstrap, pg_dsn):
+        tmp_path, kafka_bootstrap, pg_dsn, monkeypatch):
     """One slot per agent and tasks of a few milliseconds: a slot goes on to its next task while the reports of
     the ones before wait for a shared transaction, so an agent SIGKILLed at a random moment most likely holds
     reports that never went out. Their tasks ran (the runs file says so) but count as not done: the next owner
-    runs them again. Every task still succeeds exactly once, and the second module gets each child once."""
+    runs them again. Every task still succeeds exactly once, and the second module gets each child once.
+
+    A transaction a killed agent left open holds the next module's and the projector's read-committed reads of its
+    partitions back until the broker aborts it: after 10 s here (`TRANSACTION_TIMEOUT_ENV`), not the default 60."""
+    monkeypatch.setenv(TRANSACTION_TIMEOUT_ENV, "10000")  # the agents started below inherit it
     rng = random.Random(SEED + 1)
     runs = tmp_path / "runs.txt"
     (tmp_path / "stage.sh").write_text(QUICK_STAGE.format(runs=runs))
@@ -117,7 +122,7 @@ def test_one_slot_agents_killed_while_reports_wait_for_their_transaction_lose_an
     c = _two_stage_cluster(tmp_path, app, kafka_bootstrap, pg_dsn)
     try:
         c.start_projector()
-        agents = {m: [c.start_agent(m, 1), c.start_agent(m, 1)] for m in ("first", "second")}
+        agents = {m: [c.start_agent(m, 1, *KILLABLE), c.start_agent(m, 1, *KILLABLE)] for m in ("first", "second")}
         for module in agents:
             c.wait_for_members(module, 2)
         roots = c.send("first", [f"item-{i:04d}" for i in range(QUICK_TASKS)])
@@ -128,7 +133,7 @@ def test_one_slot_agents_killed_while_reports_wait_for_their_transaction_lose_an
             module = rng.choice(["first", "second"])
             victim = agents[module].pop(rng.randrange(len(agents[module])))
             c.kill(victim)
-            agents[module].append(c.start_agent(module, 1))
+            agents[module].append(c.start_agent(module, 1, *KILLABLE))
             log.append(f"{time.monotonic() - began:5.1f}s SIGKILL {victim.name}")
         state = c.wait(roots, timeout_s=300)
         print("\n".join(log))

@@ -13,6 +13,7 @@ import pytest
 from cluster import Cluster
 from confluent_kafka.admin import AdminClient
 from pipeline import free_port, scalebox
+from support.homes import share_kafka_jars
 
 from scalebox_stream.kafka.config import admin_config
 
@@ -24,7 +25,7 @@ def far_cluster(tmp_path, kafka_bootstrap, pg_dsn, monkeypatch):
     """A second single-node Kafka (and its unused PostgreSQL) in a home of its own; its bootstrap. It is secured
     like every local pair: its client properties, written for its broker only, are named for this test's
     processes (`SCALEBOX_KAFKA_CONFIG`), which keep their own home's for the home cluster."""
-    home = tmp_path / "far-home"
+    home = share_kafka_jars(tmp_path / "far-home")
     ports = ["--kafka-port", str(free_port()), "--controller-port", str(free_port()), "--pg-port", str(free_port()),
              "--internal-port", str(free_port())]
     up = scalebox(["local", "up", *ports], kafka_bootstrap, pg_dsn, home=home)

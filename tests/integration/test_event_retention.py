@@ -19,22 +19,24 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from pipeline import free_port, scalebox
 from support import verify
+from support.homes import share_kafka_jars
 
 from scalebox_stream.kafka.config import admin_config, producer_config
 from scalebox_stream.kafka.log_start import find_gaps
 from scalebox_stream.kafka.topics import EVENTS_TOPIC, KEEP_FOREVER, ensure_shared_topics, ensure_topics
 from scalebox_stream.local import kafka
 
+PROMPT_RETENTION = {"log.initial.task.delay.ms": 0, "log.retention.check.interval.ms": 1000}
+
 
 @pytest.fixture
 def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str) -> Iterator[str]:
-    """A single-node broker in a home of its own (the shared broker's jars reused); its bootstrap."""
-    jars = kafka.lib_dir()
-    home = tmp_path / "home"
-    (home / "kafka").mkdir(parents=True)
-    if kafka.jars_complete(jars):
-        (home / "kafka" / "lib").symlink_to(jars)
-    monkeypatch.setenv("SCALEBOX_HOME", str(home))
+    """A single-node broker in a home of its own (the shared broker's jars reused); its bootstrap. It checks
+    retention every second from its start (by default the first check comes 30 s after it starts, then every 10 s)."""
+    render = kafka.render_properties
+    monkeypatch.setattr(kafka, "render_properties", lambda port, controller_port, data_dir, overrides=None: render(
+        port, controller_port, data_dir, {**(overrides or {}), **PROMPT_RETENTION}))
+    monkeypatch.setenv("SCALEBOX_HOME", str(share_kafka_jars(tmp_path / "home")))
     info = kafka.start(free_port(), free_port())
     try:
         yield info.bootstrap
@@ -60,10 +62,10 @@ def test_replay_names_the_events_a_short_retention_deleted(own_broker, pg_dsn):
     ensure_topics(admin, {EVENTS_TOPIC: 2}, configs={EVENTS_TOPIC: {"retention.ms": "1000", "segment.ms": "100"}})
     produce(own_broker, 0, 5)
     produce(own_broker, 1, 5)
-    deadline = time.monotonic() + 120  # the broker's first retention check comes 30 s after it starts
+    deadline = time.monotonic() + 120
     while [(g.partition, g.first_kept) for g in find_gaps(own_broker, EVENTS_TOPIC)] != [(0, 5), (1, 5)]:
         assert time.monotonic() < deadline, f"the broker kept the old segments: {find_gaps(own_broker, EVENTS_TOPIC)}"
-        time.sleep(1)
+        time.sleep(0.2)
 
     ensure_shared_topics(admin)  # what deploy, the agent and the projector do: the events are kept from now on
     assert retention_ms(admin) == KEEP_FOREVER["retention.ms"]

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from pipeline import REPO, free_port
+from support.homes import share_kafka_jars
 
 from scalebox_stream.kafka.security import client_security
 
@@ -40,7 +41,7 @@ def _ports() -> list[str]:
 
 
 def test_the_secure_local_pair_runs_primes_and_refuses_strangers(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+    home = share_kafka_jars(tmp_path / "home")
     up = _sbx(["local", "up", *_ports()], home)
     assert up.returncode == 0, up.stderr
     try:
@@ -72,7 +73,7 @@ def test_the_secure_local_pair_runs_primes_and_refuses_strangers(tmp_path: Path)
 
 
 def test_a_home_made_without_authentication_is_upgraded_on_its_next_start(tmp_path: Path) -> None:
-    home, topic = tmp_path / "home", f"test-local-{uuid.uuid4().hex[:12]}"
+    home, topic = share_kafka_jars(tmp_path / "home"), f"test-local-{uuid.uuid4().hex[:12]}"
     up = _sbx(["local", "up", "--insecure", *_ports()], home)
     assert up.returncode == 0, up.stderr
     try:

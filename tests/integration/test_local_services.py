@@ -10,6 +10,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from pipeline import free_port, scalebox
+from support.homes import share_kafka_jars
 
 from scalebox_stream.kafka.config import admin_config, producer_config, secured
 from scalebox_stream.kafka.security import client_security
@@ -79,7 +80,7 @@ def test_status_reports_both_running(local_endpoints: services.Endpoints) -> Non
 def test_reset_leaves_both_services_empty(tmp_path, kafka_bootstrap, pg_dsn) -> None:
     """A second pair in its own home: reset stops it and deletes its data; the next `up` starts it empty, and
     a projector there has nothing to catch up with."""
-    home, topic = tmp_path / "home", f"test-local-{uuid.uuid4().hex[:12]}"
+    home, topic = share_kafka_jars(tmp_path / "home"), f"test-local-{uuid.uuid4().hex[:12]}"
     ports = ["--kafka-port", str(free_port()), "--controller-port", str(free_port()), "--pg-port", str(free_port()),
              "--internal-port", str(free_port())]
     up = scalebox(["local", "up", *ports], kafka_bootstrap, pg_dsn, home=home)

@@ -1,2 +1,2 @@
 """Helpers the tests and benchmarks share: synthetic event streams (`workload`), table digests and scratch
-databases (`verify`). Not shipped in the package."""
+databases (`verify`), second homes (`homes`). Not shipped in the package."""

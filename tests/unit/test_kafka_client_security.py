@@ -190,3 +190,11 @@ def test_an_agent_may_touch_only_its_own_app_and_only_an_operator_may_register_a
     assert binding(agent[0]).principal == "User:a1"
     with pytest.raises(ValueError, match="one app"):
         grants("agent", "a1")
+
+
+def test_transactional_producers_take_the_transaction_timeout_from_the_environment(monkeypatch) -> None:
+    monkeypatch.delenv(kafka_config.TRANSACTION_TIMEOUT_ENV, raising=False)
+    assert kafka_config.producer_config("b:1", transactional_id="t")["transaction.timeout.ms"] == 60000
+    monkeypatch.setenv(kafka_config.TRANSACTION_TIMEOUT_ENV, "10000")
+    assert kafka_config.producer_config("b:1", transactional_id="t")["transaction.timeout.ms"] == 10000
+    assert "transaction.timeout.ms" not in kafka_config.producer_config("b:1")
