@@ -5,7 +5,7 @@
 # profiling in bench_engine.py) in the project's virtualenv; quixstreams in a virtualenv of its own,
 # .venv-peers (it pins an older confluent-kafka than the engine's, which must stay as it is). With --ray, also
 # Ray in .venv-peers: a large wheel (~60 MB, ~300 MB installed) that only the full run of run_all.py uses, so
-# the smoke install (CI) leaves it out. Idempotent: a second run changes nothing.
+# the smoke install (CI) leaves it out. Idempotent and cached: what is importable already is not fetched again.
 #
 #   .ci/install-bench-deps.sh [--ray]
 set -euo pipefail
@@ -33,18 +33,22 @@ if ! command -v redis-server >/dev/null 2>&1; then
   if [ "$created_policy" = 1 ]; then rm -f "$policy"; fi
 fi
 
-.venv/bin/pip install -q --upgrade "celery[redis,sqlalchemy]" "SQLAlchemy>=2" py-spy
+if ! .venv/bin/python -c "import celery, redis, sqlalchemy" 2>/dev/null || [ ! -x .venv/bin/py-spy ]; then
+  .venv/bin/pip install -q "celery[redis,sqlalchemy]" "SQLAlchemy>=2" py-spy
+fi
 .venv/bin/python -c "import celery, redis, sqlalchemy; print('celery', celery.__version__, '| redis-py', redis.__version__, '| SQLAlchemy', sqlalchemy.__version__)"
 redis-server --version
 
 if [ ! -x .venv-peers/bin/python ]; then
   python3 -m venv .venv-peers
 fi
-.venv-peers/bin/pip install -q --disable-pip-version-check --upgrade quixstreams
-if [ "$with_ray" = 1 ]; then
-  .venv-peers/bin/pip install -q --disable-pip-version-check --upgrade ray
+if ! .venv-peers/bin/python -c "import quixstreams" 2>/dev/null; then
+  .venv-peers/bin/pip install -q --disable-pip-version-check quixstreams
+fi
+if [ "$with_ray" = 1 ] && ! .venv-peers/bin/python -c "import ray" 2>/dev/null; then
+  .venv-peers/bin/pip install -q --disable-pip-version-check ray
 fi
 .venv-peers/bin/python -W ignore -c "import quixstreams; print('quixstreams', quixstreams.__version__, '(.venv-peers)')"
 if [ -d .venv-peers/lib ] && .venv-peers/bin/python -c "import ray" 2>/dev/null; then
-  .venv-peers/bin/python -W ignore -c "import ray; print('ray', ray.__version__, '(.venv-peers)')"
+  .venv-peers/bin/python -W ignore -c "import ray; print('ray', ray.__version__, '(.venv-peers)')" 2>/dev/null
 fi

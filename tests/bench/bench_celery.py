@@ -3,7 +3,9 @@
     .ci/install-bench-deps.sh    # once: redis-server, celery[redis,sqlalchemy], py-spy
     .venv/bin/python tests/bench/bench_celery.py [--tasks 2000] [--slots 1,2,4] [--backend redis,pg] [--smoke]
 
-Celery side: a private `redis-server --save '' --appendonly no` on a free port as the broker; the result backend
+Celery side: a private `redis-server` on a free port as the broker, its writes in an append-only file that reaches
+the OS before each reply and is not fsynced (`--appendonly yes --appendfsync no`: the durability of the engine's
+Kafka log, which is not fsynced either; `--redis-persistence none` drops it); the result backend
 is either that Redis (db 1) or PostgreSQL (`db+postgresql+psycopg://...`, a fresh database
 `sbx_bench_celery_<tag>`). One prefork worker per stage queue with `-c C` (the engine runs one agent per module
 with C slots), tuned: acks_late with reject_on_worker_lost (a task is acknowledged once done and redelivered if
@@ -39,6 +41,9 @@ from support import verify
 
 BENCH_DIR = Path(__file__).resolve().parent
 BACKENDS = ("redis", "pg")
+PERSISTENCE = {"aof": ["--appendonly", "yes", "--appendfsync", "no"], "none": ["--appendonly", "no"]}
+"""Redis persistence: `aof` writes every command to the append-only file before the reply, without fsync, as the
+Kafka broker appends to its log (no fsync either); `none` keeps everything in memory only."""
 PREFETCH = 1
 OPTIMIZATION = "fair"
 
@@ -66,13 +71,14 @@ class CeleryStack:
     """A private redis-server, the result backend (Redis db 1 or a PostgreSQL database) and the Celery workers;
     `close()` stops everything."""
 
-    def __init__(self, pg: str, backend: str = "pg") -> None:
+    def __init__(self, pg: str, backend: str = "pg", persistence: str = "aof") -> None:
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed: run .ci/install-bench-deps.sh")
         if backend not in BACKENDS:
             raise ValueError(f"backend {backend!r}: one of {BACKENDS}")
         self.pg = pg
         self.backend = backend
+        self.persistence = persistence
         self.tag = harness.tag()
         self.workdir = harness.bench_dir("celery")
         self.port = free_port()
@@ -86,9 +92,9 @@ class CeleryStack:
         """Redis (waits for PING) and, for the PostgreSQL backend, the result database."""
         log = open(self.workdir / "redis.log", "ab")  # noqa: SIM115 - closed with the process
         self.redis = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             *PERSISTENCE[self.persistence], "--dir", str(self.workdir)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + 20
         import redis
@@ -220,14 +226,16 @@ class CeleryStack:
                     shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def config_text(backend: str, slots: int, prefetch: int, optimization: str, acks_late: bool) -> str:
+def config_text(stack: CeleryStack, slots: int, prefetch: int, optimization: str, acks_late: bool) -> str:
     """The configuration printed next to the number."""
     import celery
 
-    result = "Redis db 1" if backend == "redis" else "PostgreSQL (SQLAlchemy, psycopg 3)"
+    result = "Redis db 1" if stack.backend == "redis" else "PostgreSQL (SQLAlchemy, psycopg 3)"
+    persistence = ("append-only file, appendfsync no" if stack.persistence == "aof" else "in memory only")
     return (f"celery {celery.__version__}, prefork -c {slots} per stage queue, -O {optimization}, "
-            f"prefetch_multiplier={prefetch}, acks_late={acks_late} (+reject_on_worker_lost), broker: private Redis "
-            f"(no persistence), results: {result}, chain(stage_a, stage_b), JSON")
+            f"prefetch_multiplier={prefetch}, acks_late={acks_late} (+reject_on_worker_lost), rate limits off, "
+            "no gossip/mingle/heartbeat, "
+            f"broker: private Redis ({persistence}), results: {result}, chain(stage_a, stage_b), JSON")
 
 
 def run_celery(stack: CeleryStack, slots: int, n: int, prefetch: int = PREFETCH,
@@ -263,16 +271,16 @@ def run_celery(stack: CeleryStack, slots: int, n: int, prefetch: int = PREFETCH,
         app.close()
     wall_s = seen - first_send
     return PeerResult(f"celery-{stack.backend}", slots, n, 2 * n, wall_s, 2 * n / wall_s, startup_s,
-                      config_text(stack.backend, slots, prefetch, optimization, acks_late), send_s,
+                      config_text(stack, slots, prefetch, optimization, acks_late), send_s,
                       cpu.ms_per_task(2 * n), cpu.by_kind(2 * n))
 
 
 def run(tasks: int, slots: list[int], pg: str, backends: tuple[str, ...] = BACKENDS, prefetch: int = PREFETCH,
-        optimization: str = OPTIMIZATION, acks_late: bool = True) -> list[PeerResult]:
+        optimization: str = OPTIMIZATION, acks_late: bool = True, persistence: str = "aof") -> list[PeerResult]:
     """For each backend: one redis and result store, one Celery run per concurrency (each printed)."""
     results = []
     for backend in backends:
-        stack = CeleryStack(pg, backend)
+        stack = CeleryStack(pg, backend, persistence)
         ok = False
         try:
             stack.start_services()
@@ -295,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefetch", type=int, default=PREFETCH, help="worker_prefetch_multiplier")
     parser.add_argument("--optimization", choices=("fair", "default"), default=OPTIMIZATION, help="worker -O")
     parser.add_argument("--early-ack", action="store_true", help="Celery's default early ack instead of acks_late")
+    parser.add_argument("--redis-persistence", choices=tuple(PERSISTENCE), default="aof",
+                        help="the Redis broker's: an append-only file without fsync (as Kafka's log), or none")
     parser.add_argument("--smoke", action="store_true", help="200 chains, concurrency 2")
     parser.add_argument("--json", action="store_true")
     harness.add_service_args(parser)
@@ -309,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         harness.check_services(args.kafka, args.pg)
         say(f"load average before: {harness.load_average()}")
         results = run(args.tasks, args.slots, args.pg, tuple(args.backend.split(",")), args.prefetch,
-                      args.optimization, not args.early_ack)
+                      args.optimization, not args.early_ack, args.redis_persistence)
     if args.json:
         print(json.dumps([asdict(r) for r in results]))
     return 0

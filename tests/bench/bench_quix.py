@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import harness
 import peers
@@ -38,15 +38,26 @@ COMMIT_INTERVAL_S = 0.25
 """Quix's checkpoint interval (its default is 5 s): exactly-once output is visible downstream only when the
 checkpoint's transaction commits, so a long interval holds stage b back at the end of a run; a short one pays
 more transactions. Between 0.1 s and 1 s the rate of 400 pipelines did not change beyond the noise."""
+LINGER_MS = 0.0
+"""The producers' linger.ms, the engine's: a checkpoint flushes the producer before it commits anyway."""
 
 
-def config_text(slots: int, commit_interval: float) -> str:
+@dataclass(frozen=True)
+class QuixTuning:
+    """What a Quix run is tuned with (printed next to its number)."""
+
+    commit_interval: float = COMMIT_INTERVAL_S
+    partitions: int = PARTITIONS
+    linger_ms: float = LINGER_MS
+
+
+def config_text(slots: int, tuning: QuixTuning) -> str:
     """The configuration printed next to the number."""
-    return (f"quixstreams, processing_guarantee=exactly-once, commit_interval={commit_interval:g}s, "
-            "consumer_poll_timeout=0.05s, "
-            f"{slots} app process(es) per stage (one consumer group each), {PARTITIONS} partitions per topic, "
+    return (f"quixstreams {peers.peer_version('quixstreams')}, processing_guarantee=exactly-once, "
+            f"commit_interval={tuning.commit_interval:g}s, consumer_poll_timeout=0.05s, "
+            f"{slots} app process(es) per stage (one consumer group each), {tuning.partitions} partitions per topic, "
             "subprocess.run(/bin/true) in sdf.apply, the engine's client settings (fetch.wait.max.ms=50; "
-            "producer retry.backoff.ms=1, linger.ms=0)")
+            f"producer retry.backoff.ms=1), producer linger.ms={tuning.linger_ms:g}")
 
 
 def wait_groups(admin: AdminClient, groups: list[str], members: int, procs: list[subprocess.Popen],
@@ -96,7 +107,7 @@ def count_done(consumer: Consumer, expected: int, procs: list[subprocess.Popen],
     return time.time()
 
 
-def run_quix(slots: int, n: int, kafka: str, commit_interval: float = COMMIT_INTERVAL_S) -> PeerResult:
+def run_quix(slots: int, n: int, kafka: str, tuning: QuixTuning = QuixTuning()) -> PeerResult:
     """C processes per stage, a warm-up record per partition, then N pipelines; everything is removed after."""
     prefix = f"sbx.bench.quix.{harness.tag()}"
     topics = [f"{prefix}.a", f"{prefix}.b", f"{prefix}.done"]
@@ -107,15 +118,16 @@ def run_quix(slots: int, n: int, kafka: str, commit_interval: float = COMMIT_INT
     consumer: Consumer | None = None
     ok = False
     try:
-        ensure_topics(admin, dict.fromkeys(topics, PARTITIONS))
+        ensure_topics(admin, dict.fromkeys(topics, tuning.partitions))
         started = time.time()
         for stage in ("a", "b"):
             for k in range(slots):
                 with open(workdir / f"quix-{stage}{k}.log", "ab") as log:
                     procs.append(subprocess.Popen(
                         [str(peers.peers_python()), str(peers.BENCH_DIR / "quix_app.py"), "--broker", kafka,
-                         "--prefix", prefix, "--stage", stage, "--partitions", str(PARTITIONS),
-                         "--commit-interval", str(commit_interval), "--state-dir", str(workdir / f"state-{stage}{k}")],
+                         "--prefix", prefix, "--stage", stage, "--partitions", str(tuning.partitions),
+                         "--commit-interval", str(tuning.commit_interval), "--linger-ms", str(tuning.linger_ms),
+                         "--state-dir", str(workdir / f"state-{stage}{k}")],
                         stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
                     login = {key: v for key, v in secured({"bootstrap.servers": kafka}).items()
                              if key != "bootstrap.servers" and isinstance(v, str | int | float | bool)}
@@ -124,19 +136,19 @@ def run_quix(slots: int, n: int, kafka: str, commit_interval: float = COMMIT_INT
         consumer = Consumer(secured({"bootstrap.servers": kafka, "group.id": f"{prefix}.driver",
                                      "enable.auto.commit": False, "isolation.level": "read_committed",
                                      "fetch.wait.max.ms": 10, "log_level": 2}))
-        consumer.assign([TopicPartition(topics[2], p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+        consumer.assign([TopicPartition(topics[2], p, OFFSET_BEGINNING) for p in range(tuning.partitions)])
         wait_groups(admin, groups, slots, procs)
         producer = Producer(secured({"bootstrap.servers": kafka, "linger.ms": 5, "log_level": 2}))
-        for p in range(PARTITIONS):
+        for p in range(tuning.partitions):
             producer.produce(topics[0], key=str(-1 - p), value=json.dumps({"i": -1 - p}), partition=p)
         producer.flush(30)
-        count_done(consumer, PARTITIONS, procs, timeout_s=120, measured=False)
+        count_done(consumer, tuning.partitions, procs, timeout_s=120, measured=False)
         startup_s = time.time() - started
         cpu = peers.CpuMeter()
         cpu.start()
         first_send = time.time()
         for i in range(n):
-            producer.produce(topics[0], key=str(i), value=json.dumps({"i": i}), partition=i % PARTITIONS)
+            producer.produce(topics[0], key=str(i), value=json.dumps({"i": i}), partition=i % tuning.partitions)
             producer.poll(0)
         producer.flush(30)
         send_s = time.time() - first_send
@@ -145,7 +157,7 @@ def run_quix(slots: int, n: int, kafka: str, commit_interval: float = COMMIT_INT
         wall_s = seen - first_send
         ok = True
         return PeerResult("quix", slots, n, 2 * n, wall_s, 2 * n / wall_s, startup_s,
-                          config_text(slots, commit_interval), send_s, cpu.ms_per_task(2 * n), cpu.by_kind(2 * n))
+                          config_text(slots, tuning), send_s, cpu.ms_per_task(2 * n), cpu.by_kind(2 * n))
     finally:
         for proc in procs:
             harness.stop_process_group(proc, grace_s=15)
@@ -158,12 +170,12 @@ def run_quix(slots: int, n: int, kafka: str, commit_interval: float = COMMIT_INT
             say(f"  Quix logs kept in {workdir}")
 
 
-def run(tasks: int, slots: list[int], kafka: str, commit_interval: float = COMMIT_INTERVAL_S) -> list[PeerResult]:
+def run(tasks: int, slots: list[int], kafka: str, tuning: QuixTuning = QuixTuning()) -> list[PeerResult]:
     """One Quix run per concurrency, each printed with its configuration."""
     results = []
     for s in slots:
         say(f"  machine {harness.wait_until_idle(timeout_s=10)}")
-        result = run_quix(s, tasks, kafka, commit_interval)
+        result = run_quix(s, tasks, kafka, tuning)
         say("  " + result.line())
         results.append(result)
     return results
@@ -174,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--slots", type=harness.parse_ints, default=[1, 2, 4], help="e.g. 1,2,4")
     parser.add_argument("--commit-interval", type=float, default=COMMIT_INTERVAL_S)
+    parser.add_argument("--partitions", type=int, default=PARTITIONS, help="partitions per topic")
+    parser.add_argument("--linger-ms", type=float, default=LINGER_MS, help="the applications' producer linger.ms")
     parser.add_argument("--smoke", action="store_true", help="200 pipelines, concurrency 2")
     parser.add_argument("--json", action="store_true")
     harness.add_service_args(parser)
@@ -186,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with harness.sigterm_as_interrupt():
         harness.check_services(args.kafka, args.pg)
-        results = run(args.tasks, args.slots, args.kafka, args.commit_interval)
+        results = run(args.tasks, args.slots, args.kafka,
+                      QuixTuning(args.commit_interval, args.partitions, args.linger_ms))
     if args.json:
         print(json.dumps([asdict(r) for r in results]))
     return 0

@@ -26,14 +26,17 @@ import peers
 from harness import say
 from peers import PeerResult
 
+CHAINS = {"driver": "the driver submits stage_b.remote(stage_a.remote(i))",
+          "nested": "stage a submits stage b itself and returns its reference"}
 
-def config_text(slots: int, version: str) -> str:
+
+def config_text(slots: int, version: str, chain: str) -> str:
     """The configuration printed next to the number."""
     return (f"ray {version}, local, ray.init(num_cpus={2 * slots}, resources stage_a={slots} stage_b={slots}), "
-            "stage a task runs subprocess.run(/bin/true) then submits stage b; results in memory (no durability)")
+            f"each task subprocess.run(/bin/true), {CHAINS[chain]}; results in memory (no durability)")
 
 
-def run_ray(slots: int, n: int) -> PeerResult:
+def run_ray(slots: int, n: int, chain: str = "driver") -> PeerResult:
     """One local Ray instance: warm-up, N pipelines; the instance is gone afterwards."""
     # Ray's session path must stay short (a Unix socket lives in it), hence /tmp and not bench_dir's name.
     temp = Path(tempfile.mkdtemp(prefix="sbx-ray-", dir="/tmp"))
@@ -42,7 +45,7 @@ def run_ray(slots: int, n: int) -> PeerResult:
     try:
         with open(log, "ab") as out:
             proc = subprocess.Popen([str(peers.peers_python()), str(peers.BENCH_DIR / "ray_app.py"), "--slots",
-                                     str(slots), "--tasks", str(n), "--temp-dir", str(temp / "ray")],
+                                     str(slots), "--tasks", str(n), "--temp-dir", str(temp / "ray"), "--chain", chain],
                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=out,
                                     start_new_session=True, cwd=peers.BENCH_DIR)
         try:
@@ -58,7 +61,8 @@ def run_ray(slots: int, n: int) -> PeerResult:
         data = json.loads(lines[-1])
         ok = True
         return PeerResult("ray", slots, n, 2 * n, data["wall_s"], 2 * n / data["wall_s"], data["startup_s"],
-                          config_text(slots, data["ray"]), data["send_s"], data["cpu_ms"], data.get("cpu_by_kind", {}))
+                          config_text(slots, data["ray"], chain), data["send_s"], data["cpu_ms"],
+                          data.get("cpu_by_kind", {}))
     finally:
         if ok:
             shutil.rmtree(temp, ignore_errors=True)
@@ -66,13 +70,13 @@ def run_ray(slots: int, n: int) -> PeerResult:
             say(f"  Ray logs kept in {temp}")
 
 
-def run(tasks: int, slots: list[int]) -> list[PeerResult]:
+def run(tasks: int, slots: list[int], chain: str = "driver") -> list[PeerResult]:
     """One Ray run per concurrency, each printed with its configuration."""
     results = []
     for s in slots:
         say(f"  machine {harness.wait_until_idle(timeout_s=10)}")
         started = time.monotonic()
-        result = run_ray(s, tasks)
+        result = run_ray(s, tasks, chain)
         say("  " + result.line() + f"\n               (Ray start and stop included: {time.monotonic() - started:.0f}s)")
         results.append(result)
     return results
@@ -82,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--slots", type=harness.parse_ints, default=[1, 2, 4], help="e.g. 1,2,4")
+    parser.add_argument("--chain", choices=tuple(CHAINS), default="driver", help="how stage b follows stage a")
     parser.add_argument("--smoke", action="store_true", help="200 pipelines, concurrency 2")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -92,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"SKIPPED: {missing}")
         return 0
     with harness.sigterm_as_interrupt():
-        results = run(args.tasks, args.slots)
+        results = run(args.tasks, args.slots, args.chain)
     if args.json:
         print(json.dumps([asdict(r) for r in results]))
     return 0

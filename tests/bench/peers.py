@@ -93,6 +93,12 @@ def _in_peers_venv(module: str) -> bool:
     return bool(site)
 
 
+def peer_version(dist: str) -> str:
+    """The version of a distribution installed in the peers' virtualenv, from its dist-info directory's name."""
+    found = sorted((PEERS_VENV / "lib").glob(f"python*/site-packages/{dist}-*.dist-info"))
+    return found[-1].name.removesuffix(".dist-info").rsplit("-", 1)[-1] if found else "?"
+
+
 def quix_missing() -> str | None:
     """None if Quix Streams can run, else why not."""
     if not _in_peers_venv("quixstreams"):

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commit-interval", type=float, default=1.0)
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--fetch-wait-ms", type=int, default=50)
+    parser.add_argument("--linger-ms", type=float, default=0.0)
     parser.add_argument("--poll-timeout", type=float, default=0.05,
                         help="consumer_poll_timeout (Quix's default 1 s): a checkpoint is due-checked only between "
                              "polls, so an idle poll of 1 s holds a stage's last records back up to 1 s")
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                       # The engine's own client settings (scalebox_stream/kafka/config.py, transactions.py): short
                       # fetch waits, and back-to-back transactions that do not sit out librdkafka's 100 ms backoff.
                       consumer_extra_config={"fetch.wait.max.ms": args.fetch_wait_ms},
-                      producer_extra_config={"retry.backoff.ms": 1, "retry.backoff.max.ms": 100, "linger.ms": 0})
+                      producer_extra_config={"retry.backoff.ms": 1, "retry.backoff.max.ms": 100,
+                                             "linger.ms": args.linger_ms})
     config = TopicConfig(num_partitions=args.partitions, replication_factor=1)
     source = app.topic(f"{args.prefix}.{args.stage}", value_deserializer="json", config=config)
     sink = app.topic(f"{args.prefix}.{'b' if args.stage == 'a' else 'done'}", value_serializer="json", config=config)

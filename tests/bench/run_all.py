@@ -38,27 +38,52 @@ PEERS = ("quix", "celery-redis", "celery-pg", "ray")
 SMOKE_PEERS = ("quix", "celery-redis", "celery-pg")
 
 
-def run_peers(names: list[str], tasks: int, slots: list[int], args: argparse.Namespace,
-              skipped: dict[str, str]) -> list[PeerResult]:
-    """Each requested peer at each concurrency; a peer whose dependencies are missing lands in `skipped`."""
+def available(names: list[str], skipped: dict[str, str]) -> list[str]:
+    """The peers whose dependencies are installed; the others land in `skipped`, loudly."""
     missing: dict[str, Callable[[], str | None]] = {"quix": peers.quix_missing, "celery-redis": peers.celery_missing,
                                                     "celery-pg": peers.celery_missing, "ray": peers.ray_missing}
-    results: list[PeerResult] = []
+    out = []
     for name in names:
         why = missing[name]()
         if why:
             skipped[name] = why
             say(f"\n  !!!!! SKIPPED peer {name}: {why} (run .ci/install-bench-deps.sh"
                 f"{' --ray' if name == 'ray' else ''}) !!!!!")
-            continue
-        say(f"\n== peer {name}, concurrency {','.join(map(str, slots))}, {tasks} pipelines")
-        if name == "quix":
-            results += bench_quix.run(tasks, slots, args.kafka)
-        elif name == "ray":
-            results += bench_ray.run(tasks, slots)
         else:
-            results += bench_celery.run(tasks, slots, args.pg, (name.removeprefix("celery-"),))
-    return results
+            out.append(name)
+    return out
+
+
+def run_peer(name: str, tasks: int, slots: int, args: argparse.Namespace) -> list[PeerResult]:
+    """One peer at one concurrency."""
+    say(f"\n== peer {name}, concurrency {slots}, {tasks} pipelines")
+    if name == "quix":
+        return bench_quix.run(tasks, [slots], args.kafka)
+    if name == "ray":
+        return bench_ray.run(tasks, [slots])
+    return bench_celery.run(tasks, [slots], args.pg, (name.removeprefix("celery-"),))
+
+
+def run_peers(names: list[str], tasks: int, slots: list[int], args: argparse.Namespace,
+              rounds: int) -> tuple[list[PeerResult], dict[int, bench_engine.EngineResult]]:
+    """Per concurrency, the engine and then each peer, back to back, so that a shared machine's changing load
+    weighs on both alike; `rounds` times over. Returns every peer result and the engine's best run per
+    concurrency among these."""
+    results: list[PeerResult] = []
+    engine: dict[int, bench_engine.EngineResult] = {}
+    for k in range(rounds):
+        for s in slots:
+            say(f"\n== round {k + 1}/{rounds}, concurrency {s}: the engine next to the peers; machine "
+                f"{harness.wait_until_idle(timeout_s=10)}")
+            e = bench_engine.run_engine(s, tasks, args.kafka, args.pg, max_seconds=args.max_seconds or None)
+            bench_engine.report_short(e)
+            if e.cpu is not None:
+                say(f"  CPU: {e.cpu.line()}")
+            if s not in engine or e.rate > engine[s].rate:
+                engine[s] = e
+            for name in names:
+                results += run_peer(name, tasks, s, args)
+    return results, engine
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", default=None,
                         help=f"peers to run, of {','.join(PEERS)} (default: all; --smoke: {','.join(SMOKE_PEERS)})")
     parser.add_argument("--runs", type=int, default=200, help="latency runs")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds of the peer comparison (each: the engine and every peer at each concurrency)")
     parser.add_argument("--max-seconds", type=float, default=180.0,
                         help="cap per engine run; its rates are then over the tasks done (0: no cap)")
     parser.add_argument("--no-celery", action="store_true", help="leave the Celery peers out")
@@ -111,14 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         bench_latency.report(latency)
 
         say("\n########## 3. the peers at their best (bench_quix, bench_celery, bench_ray)")
-        engine_rates = {r.slots: r.rate for r in engine}
-        for s in peer_slots:  # the engine numbers of slot counts not measured above
-            if s not in engine_rates and names:
-                extra = bench_engine.run_engine(s, args.tasks, args.kafka, args.pg,
-                                                max_seconds=args.max_seconds or None)
-                bench_engine.report_short(extra)
-                engine_rates[s] = extra.rate
-        peer_results = run_peers(names, args.tasks, peer_slots, args, skipped)
+        names = available(names, skipped)
+        peer_results, engine_next = (run_peers(names, args.tasks, peer_slots, args, args.rounds) if names
+                                     else ([], {}))
+        engine_rates = {s: r.rate for s, r in engine_next.items()}
 
     rows: list[Row] = [*bench_engine.rows(engine, base), bench_engine.cpu_row(engine), *bench_latency.rows(latency),
                        *peers.rows(peer_results, engine_rates)]
@@ -130,14 +153,24 @@ def main(argv: list[str] | None = None) -> int:
     harness.print_table(rows, f"summary ({'smoke' if args.smoke else 'full'}, {os.cpu_count()} cpus, "
                               f"{time.monotonic() - started:.0f}s, load average now {harness.load_average()})")
     if peer_results:
-        say("\nthe peers' configurations (concurrency c = c executions of each stage at once, as the engine's slots):")
+        say("\nthe engine next to the peers (its best of the rounds; section 1's run in brackets) and each peer with "
+            "its configuration\n(concurrency c = c executions of each stage at once, as the engine's slots):")
+        first = {r.slots: r.rate for r in engine}
+        for s, e in sorted(engine_next.items()):
+            also = f" ({first[s]:.1f})" if s in first else ""
+            cpu = f"; {e.cpu.line()}" if e.cpu is not None else ""
+            say(f"  engine c={s}: {e.rate:.1f} tasks/s{also}{cpu}")
         for r in peer_results:
             say(f"  {r.peer} c={r.slots}: {r.rate:.1f} tasks/s -- {r.config}")
+            if r.cpu_by_kind:
+                say("      CPU ms/task: " + ", ".join(f"{k} {v:.2f}" for k, v in r.cpu_by_kind.items())
+                    + f" (machine {r.cpu_ms:.2f})")
     say("goals are reported, not asserted; exit code 0 = every benchmark ran")
     if args.json:
         print(json.dumps({"baseline": asdict(base), "engine": [asdict(r) for r in engine],
                           "latency": asdict(latency), "peers": [asdict(p) for p in peer_results],
-                          "skipped": skipped, "engine_rates": engine_rates}))
+                          "skipped": skipped, "engine_rates": engine_rates,
+                          "engine_next_to_peers": [asdict(r) for r in engine_next.values()]}))
     return 0
 
 
