@@ -36,6 +36,7 @@ from scalebox_stream.kafka.task_publisher import flush_or_fail, publish_task
 from scalebox_stream.kafka.topics import EVENTS_TOPIC, ensure_app_topics
 from scalebox_stream.launch.children import Child, Children
 from scalebox_stream.launch.deploy import deploy
+from scalebox_stream.local import postgres as local_postgres
 from scalebox_stream.projector.migrate import migrate
 from scalebox_stream.spec import load_app
 
@@ -107,7 +108,13 @@ def say(text: str) -> None:
 def add_service_args(parser: argparse.ArgumentParser) -> None:
     """--kafka / --pg, defaulting to $SCALEBOX_KAFKA / $SCALEBOX_PG or the local services."""
     parser.add_argument("--kafka", default=os.environ.get("SCALEBOX_KAFKA", DEFAULT_KAFKA))
-    parser.add_argument("--pg", default=os.environ.get("SCALEBOX_PG", DEFAULT_PG))
+    parser.add_argument("--pg", default=os.environ.get("SCALEBOX_PG") or local_pg_dsn())
+
+
+def local_pg_dsn() -> str:
+    """The running local PostgreSQL's DSN (with its password file when the home is secure), else DEFAULT_PG."""
+    running = local_postgres.running()
+    return running.dsn if running is not None else DEFAULT_PG
 
 
 def parse_ints(text: str) -> list[int]:
