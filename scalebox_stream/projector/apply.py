@@ -66,7 +66,8 @@ WITH d AS (
 ), ins AS (
     INSERT INTO tasks (task_id, app, module, body, headers, parent_task_id, status, status_rank, attempts,
                        exit_code, host, custom_out, created_at, finished_at)
-    SELECT task_id, app, module, body, COALESCE(headers, '{{}}'), parent, status, rank, attempts, exit_code, host,
+    SELECT task_id, app, module, body, COALESCE(headers, '{{}}'), parent, COALESCE(status, 'created'),
+           COALESCE(rank, 0), attempts, exit_code, host,
            custom_out, {_ts("created_at")}, {_ts("finished_at")}
     FROM new ON CONFLICT (task_id) DO NOTHING RETURNING 1
 )

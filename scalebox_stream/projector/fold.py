@@ -63,7 +63,7 @@ class TaskDelta:
     task_id: str
     app: str
     module: str
-    creates: bool = False          # a TaskCreated or a parent's placeholder: the row may be inserted
+    creates: bool = False          # any event of the task: the row may be inserted (a TaskCreated may come last)
     body: str | None = None        # body and headers travel together (first TaskCreated wins)
     headers: str | None = None
     parent: str | None = None      # first non-null
@@ -223,6 +223,7 @@ def _finished(f: Fold, e: Event) -> None:
     stamps = json.dumps([{"at": s["at"], "label": s["label"]} for s in p["user_timestamps"]])
     r.finished = (*_finished_fields(p), stamps, p["finished_at"], e.occurred_at)
     t = f.task(e.task_id, e.app, e.module)
+    t.creates = True
     t.set_result(e.attempt, p["exit_code"], e.host, p["custom_out"])
     if p["outcome"] == "succeeded":
         t.set_status("succeeded", FINISHED_SUCCESS_RANK, e.occurred_at)
@@ -243,6 +244,7 @@ def _retry(f: Fold, e: Event) -> None:
 
 def _terminal(f: Fold, e: Event) -> None:
     t = f.task(e.task_id, e.app, e.module)
+    t.creates = True
     status = "succeeded" if e.event_type == "TaskSucceeded" else "failed"
     t.set_status(status, TERMINAL_RANK, e.occurred_at)
     t.attempts = max(t.attempts, e.payload["attempts"])
@@ -250,6 +252,7 @@ def _terminal(f: Fold, e: Event) -> None:
 
 def _task_progress(f: Fold, e: Event, stage: str) -> None:
     t = f.task(e.task_id, e.app, e.module)
+    t.creates = True
     t.set_status(stage, task_rank(e.attempt, stage))
     t.attempts = max(t.attempts, e.attempt)
 

@@ -126,7 +126,7 @@ def test_a_late_result_of_an_earlier_attempt_does_not_replace_the_later_one():
     for e in (_ev("TaskAccepted", t, 2, 1, agent="a", slot=0, topic="x", partition=0, offset=0), _finished(t, 1, 2, 9)):
         f.add(e)
     assert f.tasks[t].exit_code is None and f.tasks[t].attempts == 2
-    assert not f.tasks[t].creates  # status events alone never insert a task row
+    assert f.tasks[t].creates  # any event inserts the row: its TaskCreated may come later in the log
 
 
 def test_children_get_edges_and_placeholders():
@@ -182,3 +182,15 @@ def test_extra_attributes_are_kept_with_the_attempt_that_wrote_them():
     run = fold([with_extra]).runs[(t, 1)]
     assert run.finished[FINISHED_FIELDS.index("extra_attributes")] == '{"node":"n1"}'
     assert fold([_finished(t, 1, 3, 0)]).runs[(t, 1)].finished[FINISHED_FIELDS.index("extra_attributes")] is None
+
+
+def test_a_task_whose_created_event_comes_last_ends_succeeded_with_its_body():
+    t = str(uuid.uuid4())
+    created = _ev("TaskCreated", t, 1, 1, body="b", headers={"k": "v"}, parent_task_id=None, not_before=None,
+                  topic="x")
+    accepted = _ev("TaskAccepted", t, 1, 2, agent="a", slot=0, topic="x", partition=0, offset=0)
+    ran, late = fold([accepted, _finished(t, 1, 3, 0)]), fold([created])
+    assert ran.tasks[t].creates and ran.tasks[t].body is None and ran.tasks[t].status == "succeeded"
+    merged = _merge_task(ran.tasks[t], late.tasks[t])
+    in_order = fold([created, accepted, _finished(t, 1, 3, 0)]).tasks[t]
+    assert _visible(merged) == _visible(in_order)
