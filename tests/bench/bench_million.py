@@ -46,6 +46,8 @@ from scalebox_stream.kafka.topics import EVENTS_TOPIC, task_topic
 WINDOWS = 10
 RATE_GOAL = 0.9
 RSS_GOAL = 1.2
+STALL_S = 180.0
+"""A window with no task finishing for this long ends the run (the projection or an agent is stuck)."""
 PROJECTION_TABLES = ("tasks", "task_runs", "task_edges", "applied_events")
 
 
@@ -148,9 +150,10 @@ def run(tasks: int, slots: int, kafka: str, pg: str, keep: bool,
                                    for i in range(chunk, min(per_window, chunk + 10_000))])
                 left = seconds_left(deadline)
                 dep.wait_terminal(meter.before + expected, timeout_s=max(600.0, per_window / 5), poll_s=1.0,
-                                  cap_s=None if left is None else max(0.0, left))
-            except KeyboardInterrupt:
-                say("interrupted: measuring the window under way, then stopping")
+                                  cap_s=None if left is None else max(0.0, left), on_poll=Stall(dep.app))
+            except (KeyboardInterrupt, Stalled) as stop:
+                say(f"{stop}: measuring the window under way, then stopping" if isinstance(stop, Stalled)
+                    else "interrupted: measuring the window under way, then stopping")
                 windows.append(meter.window(index + 1, expected, time.perf_counter() - started, windows))
                 say(windows[-1].line())
                 break
@@ -163,6 +166,37 @@ def run(tasks: int, slots: int, kafka: str, pg: str, keep: bool,
     finally:
         dep.close()
         shutil.rmtree(workdir if not keep else workdir / "work", ignore_errors=True)
+
+
+class Stalled(Exception):
+    """No task became terminal in the projection for STALL_S seconds."""
+
+
+class Stall:
+    """A wait_terminal poll hook: raises Stalled, naming the tasks that hold the window up, when the app's
+    terminal count has not moved for STALL_S seconds."""
+
+    def __init__(self, app: str) -> None:
+        self.app, self.seen, self.since, self.checked = app, -1, time.monotonic(), 0.0
+
+    def __call__(self, conn: psycopg.Connection) -> None:
+        if time.monotonic() - self.checked < 15:
+            return
+        self.checked = time.monotonic()
+        done = conn.execute("SELECT count(*) FROM tasks WHERE app = %s AND status = ANY(%s)",
+                            (self.app, list(harness.TERMINAL))).fetchone()[0]
+        if done != self.seen:
+            self.seen, self.since = done, time.monotonic()
+            return
+        if time.monotonic() - self.since < STALL_S:
+            return
+        stuck = conn.execute("""SELECT t.task_id, t.module, t.status, max(r.status) FROM tasks t
+                                LEFT JOIN task_runs r USING (task_id)
+                                WHERE t.app = %s AND t.status <> ALL(%s) GROUP BY 1, 2, 3 LIMIT 20""",
+                             (self.app, list(harness.TERMINAL))).fetchall()
+        shown = "; ".join(f"{tid} ({module}): task {status}, its run {run or 'none'}"
+                          for tid, module, status, run in stuck)
+        raise Stalled(f"stalled: {done} terminal for {STALL_S:.0f} s; not terminal in `tasks`: {shown}")
 
 
 class Meter:
