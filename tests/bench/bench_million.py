@@ -15,13 +15,20 @@ window <= 1.2 x its RSS in the second (the first holds the warm-up). Disk per ta
 it: the events topic's retention, the app's task topics deleted by `scalebox app gc`, the projection kept
 whole (it is the record).
 
-    python tests/bench/bench_million.py                  # 1,000,000 executions (hours on 2 cores)
-    python tests/bench/bench_million.py --tasks 20000    # a smoke-sized run
+Each window's line is printed as soon as it is measured. `--deadline HH:MM` (UTC) or SIGTERM ends the run early:
+the window under way is measured as a partial one, the summary covers what was measured, and every process the
+run started (with `--own-services`, its Kafka and PostgreSQL too) is stopped.
+
+    python tests/bench/bench_million.py --own-services                 # 1,000,000 executions (about an hour)
+    python tests/bench/bench_million.py --own-services --tasks 20000   # a smoke-sized run
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime as dt
+import os
 import shutil
 import sys
 import time
@@ -32,18 +39,21 @@ import harness
 import psycopg
 import testpath  # noqa: F401  (tests/ on sys.path)
 from harness import EMIT_ARGV, TRUE, Deployment, say
+from long_runs import own_services, parse_deadline, past, seconds_left
 
 from scalebox_stream.kafka.topics import EVENTS_TOPIC, task_topic
 
 WINDOWS = 10
 RATE_GOAL = 0.9
 RSS_GOAL = 1.2
+STALL_S = 180.0
+"""A window with no task finishing for this long ends the run (the projection or an agent is stuck)."""
 PROJECTION_TABLES = ("tasks", "task_runs", "task_edges", "applied_events")
 
 
 @dataclass(frozen=True)
 class Window:
-    """What one window measured (cumulative sizes at its end)."""
+    """What one window measured (sizes cumulative since the warm-up, at its end)."""
 
     index: int
     executions: int
@@ -52,10 +62,23 @@ class Window:
     rows: int
     projection_bytes: int
     kafka_bytes: int
+    done: int
+    """Task executions finished since the warm-up, at the window's end."""
+    partial: bool = False
+    """Cut short by the deadline or SIGTERM."""
 
     @property
     def rate(self) -> float:
-        return self.executions / self.seconds
+        return self.executions / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        """The window's progress line."""
+        done = max(1, self.done)
+        return (f"window {self.index}/{WINDOWS}{' (partial)' if self.partial else ''}: {self.executions} "
+                f"executions in {self.seconds:.0f} s, {self.rate:.0f} tasks/s; RSS "
+                + ", ".join(f"{k} {_mb(v)}" for k, v in self.rss_mb.items())
+                + f"; projection {self.rows} rows, {self.projection_bytes / done:.0f} B/task; "
+                f"kafka {self.kafka_bytes / done:.0f} B/task")
 
 
 def rss_mb(pid: int | None) -> float | None:
@@ -100,8 +123,11 @@ def projection_size(dsn: str) -> tuple[int, int]:
     return int(rows), int(size)
 
 
-def run(tasks: int, slots: int, kafka: str, pg: str, keep: bool) -> list[Window]:
-    """Deploy, warm up, then feed and measure WINDOWS windows; every child is stopped on the way out."""
+def run(tasks: int, slots: int, kafka: str, pg: str, keep: bool,
+        deadline: dt.datetime | None = None) -> list[Window]:
+    """Deploy, warm up, then feed and measure WINDOWS windows, each printed as soon as it is measured; every
+    child is stopped on the way out. The deadline or SIGTERM ends the run early: the window under way is
+    measured as a partial one, and the windows so far are returned."""
     workdir = harness.bench_dir("million")
     app = f"bench-million-{harness.tag()}"
     path = harness.write_app(workdir / "app.yaml", app, [("a", EMIT_ARGV, "b"), ("b", [TRUE], None)], slots)
@@ -112,32 +138,94 @@ def run(tasks: int, slots: int, kafka: str, pg: str, keep: bool) -> list[Window]
         dep.start(slots)
         dep.send("a", ["warmup"])
         dep.wait_terminal(2, timeout_s=180)
-        broker_pid, data_dir = broker()
-        _, bytes0 = projection_size(dep.dsn)
-        kafka0 = log_bytes(data_dir, app)
+        meter = Meter(dep)
         for index in range(WINDOWS):
-            started = time.perf_counter()
-            for chunk in range(0, per_window, 10_000):
-                dep.send("a", [str(index * per_window + i) for i in range(chunk, min(per_window, chunk + 10_000))])
-            expected = 2 + 2 * per_window * (index + 1)
-            dep.wait_terminal(expected, timeout_s=max(600.0, per_window / 5), poll_s=1.0)
-            seconds = time.perf_counter() - started
-            rss = {f"agent {m}": rss_mb(child.process.pid) for m, child in dep.agents.items()}
-            rss["projector"] = rss_mb(dep.projector.process.pid if dep.projector else None)
-            rss["broker"] = rss_mb(broker_pid)
-            rows, size = projection_size(dep.dsn)
-            window = Window(index + 1, 2 * per_window, seconds, rss, rows, size - bytes0,
-                            log_bytes(data_dir, app) - kafka0)
-            windows.append(window)
-            done = 2 * per_window * (index + 1)
-            say(f"window {window.index}/{WINDOWS}: {window.rate:.0f} tasks/s; RSS "
-                + ", ".join(f"{k} {_mb(v)}" for k, v in rss.items())
-                + f"; projection {rows} rows, {window.projection_bytes / done:.0f} B/task; "
-                f"kafka {window.kafka_bytes / done:.0f} B/task")
+            if past(deadline):
+                say(f"deadline reached: stopped after window {index}")
+                break
+            started, expected = time.perf_counter(), 2 * per_window * (index + 1)
+            try:
+                for chunk in range(0, per_window, 10_000):
+                    dep.send("a", [str(index * per_window + i)
+                                   for i in range(chunk, min(per_window, chunk + 10_000))])
+                left = seconds_left(deadline)
+                dep.wait_terminal(meter.before + expected, timeout_s=max(600.0, per_window / 5), poll_s=1.0,
+                                  cap_s=None if left is None else max(0.0, left), on_poll=Stall(dep.app))
+            except (KeyboardInterrupt, Stalled) as stop:
+                say(f"{stop}: measuring the window under way, then stopping" if isinstance(stop, Stalled)
+                    else "interrupted: measuring the window under way, then stopping")
+                windows.append(meter.window(index + 1, expected, time.perf_counter() - started, windows))
+                say(windows[-1].line())
+                break
+            windows.append(meter.window(index + 1, expected, time.perf_counter() - started, windows))
+            say(windows[-1].line())
+            if windows[-1].partial:
+                say(f"deadline reached: stopped in window {index + 1}")
+                break
         return windows
     finally:
         dep.close()
         shutil.rmtree(workdir if not keep else workdir / "work", ignore_errors=True)
+
+
+class Stalled(Exception):
+    """No task became terminal in the projection for STALL_S seconds."""
+
+
+class Stall:
+    """A wait_terminal poll hook: raises Stalled, naming the tasks that hold the window up, when the app's
+    terminal count has not moved for STALL_S seconds."""
+
+    def __init__(self, app: str) -> None:
+        self.app, self.seen, self.since, self.checked = app, -1, time.monotonic(), 0.0
+
+    def __call__(self, conn: psycopg.Connection) -> None:
+        if time.monotonic() - self.checked < 15:
+            return
+        self.checked = time.monotonic()
+        done = conn.execute("SELECT count(*) FROM tasks WHERE app = %s AND status = ANY(%s)",
+                            (self.app, list(harness.TERMINAL))).fetchone()[0]
+        if done != self.seen:
+            self.seen, self.since = done, time.monotonic()
+            return
+        if time.monotonic() - self.since < STALL_S:
+            return
+        stuck = conn.execute("""SELECT t.task_id, t.module, t.status, max(r.status) FROM tasks t
+                                LEFT JOIN task_runs r USING (task_id)
+                                WHERE t.app = %s AND t.status <> ALL(%s) GROUP BY 1, 2, 3 LIMIT 20""",
+                             (self.app, list(harness.TERMINAL))).fetchall()
+        shown = "; ".join(f"{tid} ({module}): task {status}, its run {run or 'none'}"
+                          for tid, module, status, run in stuck)
+        raise Stalled(f"stalled: {done} terminal for {STALL_S:.0f} s; not terminal in `tasks`: {shown}")
+
+
+class Meter:
+    """Measures windows: the app's terminal tasks, the processes' memory, the projection's and the logs' size
+    (sizes cumulative since the warm-up)."""
+
+    def __init__(self, dep: Deployment) -> None:
+        self.dep = dep
+        self.broker_pid, self.data_dir = broker()
+        _, self.bytes0 = projection_size(dep.dsn)
+        self.kafka0 = log_bytes(self.data_dir, dep.app)
+        self.before = self.terminal()
+
+    def terminal(self) -> int:
+        """Terminal task executions of the app in the projection."""
+        with psycopg.connect(self.dep.dsn, autocommit=True) as conn:
+            return self.dep.terminal_counts(conn)[0]
+
+    def window(self, index: int, expected: int, seconds: float, earlier: list[Window]) -> Window:
+        """The window just ended (partial if fewer than `expected` executions are done since the warm-up)."""
+        dep = self.dep
+        rss = {f"agent {m}": rss_mb(child.process.pid) for m, child in dep.agents.items()}
+        rss["projector"] = rss_mb(dep.projector.process.pid if dep.projector else None)
+        rss["broker"] = rss_mb(self.broker_pid)
+        rows, size = projection_size(dep.dsn)
+        done = self.terminal() - self.before
+        previous = earlier[-1].done if earlier else 0
+        return Window(index, done - previous, seconds, rss, rows, size - self.bytes0,
+                      log_bytes(self.data_dir, dep.app) - self.kafka0, done, done < expected)
 
 
 def _mb(value: float | None) -> str:
@@ -145,9 +233,10 @@ def _mb(value: float | None) -> str:
 
 
 def verdicts(windows: list[Window]) -> list[tuple[str, str, bool]]:
-    """(goal, measured, PASS) for the rate and each process's memory."""
-    first, second, last = windows[0], windows[min(1, len(windows) - 1)], windows[-1]
-    ratio = last.rate / first.rate
+    """(goal, measured, PASS) for the rate and each process's memory, over the complete windows."""
+    whole = [w for w in windows if not w.partial] or windows
+    first, second, last = whole[0], whole[min(1, len(whole) - 1)], whole[-1]
+    ratio = last.rate / first.rate if first.rate else 0.0
     out = [(f"rate: last window >= {RATE_GOAL} x first", f"{last.rate:.0f} / {first.rate:.0f} = {ratio:.2f}",
             ratio >= RATE_GOAL)]
     for name, early in second.rss_mb.items():
@@ -161,16 +250,23 @@ def verdicts(windows: list[Window]) -> list[tuple[str, str, bool]]:
 
 def report(windows: list[Window], tasks: int) -> bool:
     """Print the per-window table, the disk per task with its bounds, and the goals; True if all pass."""
+    if not windows:
+        print("\nmillion tasks: stopped before the first window was measured")
+        return False
     names = list(windows[0].rss_mb)
-    print(f"\nmillion tasks: {tasks} task executions through two modules, {len(windows)} windows")
-    print(f"{'window':>6}{'tasks/s':>9}" + "".join(f"{n + ' MB':>16}" for n in names)
-          + f"{'rows':>10}{'rows/task':>10}{'PG B/task':>11}{'Kafka B/task':>14}")
-    done = 0
-    for w in windows:
-        done += w.executions
-        print(f"{w.index:>6}{w.rate:>9.0f}" + "".join(f"{_mb(w.rss_mb[n])[:-3]:>16}" for n in names)
-              + f"{w.rows:>10}{w.rows / done:>10.2f}{w.projection_bytes / done:>11.0f}{w.kafka_bytes / done:>14.0f}")
     last = windows[-1]
+    reached = "" if last.done >= tasks else f", stopped early after {last.done}"
+    print(f"\nmillion tasks: {tasks} task executions through two modules{reached}, {len(windows)} windows")
+    print(f"{'window':>7}{'tasks/s':>9}" + "".join(f"{n + ' MB':>16}" for n in names)
+          + f"{'rows':>10}{'rows/task':>10}{'PG B/task':>11}{'Kafka B/task':>14}")
+    for w in windows:
+        done = max(1, w.done)
+        print(f"{w.index:>6}{'*' if w.partial else ' '}{w.rate:>9.0f}"
+              + "".join(f"{_mb(w.rss_mb[n])[:-3]:>16}" for n in names)
+              + f"{w.rows:>10}{w.rows / done:>10.2f}{w.projection_bytes / done:>11.0f}{w.kafka_bytes / done:>14.0f}")
+    if last.partial:
+        print("* partial window (the deadline or SIGTERM); the goals use the complete windows")
+    done = max(1, last.done)
     print(f"disk per task execution: projection {last.projection_bytes / done:.0f} B (kept whole: the record; "
           f"bounded only by deleting apps' rows), Kafka {last.kafka_bytes / done:.0f} B (sbx.events: bounded by "
           "its retention; the app's task topics: deleted by `scalebox app gc` once the app has finished)")
@@ -178,6 +274,7 @@ def report(windows: list[Window], tasks: int) -> bool:
     for goal, measured, passed in verdicts(windows):
         ok &= passed
         print(f"{goal:<48} {measured:<28} {'PASS' if passed else 'FAIL'}")
+    sys.stdout.flush()
     return ok
 
 
@@ -187,13 +284,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slots", type=int, default=4, help="slots per agent [4]")
     parser.add_argument("--smoke", action="store_true", help="2,000 executions (a check that it works)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory and the private database")
+    parser.add_argument("--own-services", action="store_true",
+                        help="a Kafka and a PostgreSQL of the run's own (a fresh SCALEBOX_HOME on free ports), "
+                        "so the tasks' events never land on the shared broker; --kafka/--pg are ignored")
+    parser.add_argument("--deadline", metavar="HH:MM",
+                        help="stop at this time (UTC) and report the windows measured so far")
     harness.add_service_args(parser)
     args = parser.parse_args(argv)
     tasks = 2000 if args.smoke else args.tasks
-    harness.check_services(args.kafka, args.pg)
-    with harness.sigterm_as_interrupt():
-        windows = run(tasks, args.slots, args.kafka, args.pg, args.keep)
-    return 0 if report(windows, tasks) or args.smoke else 1
+    deadline = parse_deadline(args.deadline)
+    say(f"million tasks: {tasks} executions, slots {args.slots}, load average {harness.load_average()}, "
+        f"nice {os.nice(0)}")
+    with harness.sigterm_as_interrupt(), contextlib.ExitStack() as stack:
+        if args.own_services:
+            local = stack.enter_context(own_services("million", keep=args.keep))
+            kafka, pg = local.kafka, local.pg
+        else:
+            kafka, pg = args.kafka, args.pg
+            harness.check_services(kafka, pg)
+        windows = run(tasks, args.slots, kafka, pg, args.keep, deadline)
+        passed = report(windows, tasks)
+    return 0 if passed or args.smoke else 1
 
 
 if __name__ == "__main__":

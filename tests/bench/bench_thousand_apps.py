@@ -14,6 +14,10 @@ topics and consumer groups when their retention has passed (`--retention`, defau
 default is an hour, so the broker holds the apps of the last hour). PASS: each cost after N apps is at most
 1.5 x the cost at 0 apps (below a floor of 0.2 s a ratio is noise and passes).
 
+Each phase's line is printed as soon as it is measured. `--deadline HH:MM` (UTC) stops running apps at that time
+and measures the costs after the apps run so far; SIGTERM stops at once and prints the costs at 0 apps and the
+runs' times. Either way the services are stopped and their home deleted.
+
     python tests/bench/bench_thousand_apps.py              # 1,000 apps (about an hour)
     python tests/bench/bench_thousand_apps.py --apps 30    # a smoke-sized run
 """
@@ -21,21 +25,19 @@ default is an hour, so the broker holds the apps of the last hour). PASS: each c
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import testpath  # noqa: F401  (tests/ on sys.path)
-from harness import EMIT_ARGV, REPO, TRUE, say, write_app
-from support.homes import share_kafka_jars
+from harness import EMIT_ARGV, REPO, TRUE, load_average, say, sigterm_as_interrupt, write_app
+from long_runs import Local, ok, own_services, parse_deadline, past
 
 from scalebox_stream.kafka.config import secured
 
@@ -47,60 +49,6 @@ SMOKE_BROKER = {"broker.session.timeout.ms": 2500, "broker.heartbeat.interval.ms
 its old registration to expire (9 s by default), which a check that the benchmark works need not wait out."""
 
 
-@dataclass(frozen=True)
-class Local:
-    """A Kafka and a PostgreSQL of the benchmark's own, in `home`."""
-
-    home: Path
-    kafka: str
-    pg: str
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in ("SCALEBOX_KAFKA", "SCALEBOX_PG")}
-        return {**env, "SCALEBOX_HOME": str(self.home)}
-
-    def scalebox(self, args: list[str], timeout: float = 600, extra: dict[str, str] | None = None,
-                 services: bool = True) -> subprocess.CompletedProcess:
-        env = {**self.env(), **(extra or {})}
-        if services:
-            env.update({"SCALEBOX_KAFKA": self.kafka, "SCALEBOX_PG": self.pg})
-        return subprocess.run([sys.executable, "-m", "scalebox_stream.cli.main", *args], capture_output=True,
-                              text=True, timeout=timeout, env=env, cwd=REPO)
-
-
-def start_local(home: Path) -> Local:
-    """`scalebox local up` in `home` on free ports; its endpoints. This process's SCALEBOX_HOME becomes
-    `home` too (the broker is stopped and started from here)."""
-    os.environ["SCALEBOX_HOME"] = str(home)
-    ports = ["--kafka-port", str(free_port()), "--controller-port", str(free_port()), "--pg-port", str(free_port()),
-             "--internal-port", str(free_port())]
-    proc = Local(home, "", "").scalebox(["local", "up", *ports], services=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"local up failed:\n{proc.stderr}")
-    lines = dict(line.split(":", 1) for line in proc.stdout.splitlines() if ":" in line)
-    local = Local(home, lines["kafka bootstrap"].strip(), lines["postgres dsn"].strip())
-    _ok(local.scalebox(["projector", "--until-caught-up"]), "projector")  # the projection's tables
-    return local
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def timed(action: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    action()
-    return time.perf_counter() - started
-
-
-def _ok(proc: subprocess.CompletedProcess, what: str) -> None:
-    if proc.returncode != 0:
-        raise RuntimeError(f"{what} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-
-
 def _broker_settings(extra: dict[str, int]) -> None:
     """Every broker this process starts from now on gets `extra` on top of the product's settings."""
     from scalebox_stream.local import kafka
@@ -108,6 +56,12 @@ def _broker_settings(extra: dict[str, int]) -> None:
     render = kafka.render_properties
     kafka.render_properties = lambda port, controller_port, data_dir, overrides=None: render(
         port, controller_port, data_dir, {**(overrides or {}), **extra})
+
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
 
 
 def broker_start_s(local: Local) -> float:
@@ -141,7 +95,7 @@ def app_file(workdir: Path, name: str, one_module: bool = False) -> Path:
 def run_app(local: Local, workdir: Path, name: str, retention: float) -> float:
     """`scalebox run` of a two-module app with three tasks; its wall time."""
     path = app_file(workdir, name)
-    return timed(lambda: _ok(local.scalebox(["run", str(path), "1", "2", "3"],
+    return timed(lambda: ok(local.scalebox(["run", str(path), "1", "2", "3"],
                                             extra={"SCALEBOX_APP_RETENTION_S": f"{retention:g}"}), f"run {name}"))
 
 
@@ -200,7 +154,7 @@ def status_s(local: Local) -> tuple[float, float]:
     """`scalebox status`: the median wall time of 3 calls, and the median time of its query alone."""
     from scalebox_stream.launch.views import status_view
 
-    walls = [timed(lambda: _ok(local.scalebox(["status", "--json"]), "status")) for _ in range(3)]
+    walls = [timed(lambda: ok(local.scalebox(["status", "--json"]), "status")) for _ in range(3)]
     queries = [timed(lambda: status_view(local.pg, None)) for _ in range(5)]
     return statistics.median(walls), statistics.median(queries)
 
@@ -237,6 +191,52 @@ def verdicts(before: dict[str, float], after: dict[str, float]) -> list[tuple[st
     return out
 
 
+def run_apps(local: Local, workdir: Path, n: int, retention: float, deadline: dt.datetime | None,
+             runs: list[float]) -> None:
+    """Run and finish up to `n` apps in sequence, each one's wall time appended to `runs`, with a progress line
+    every tenth. Stops early at the deadline, or on SIGTERM (the KeyboardInterrupt goes on)."""
+    began = time.perf_counter()
+    try:
+        for i in range(n):
+            if past(deadline):
+                say(f"deadline reached after {i} apps")
+                break
+            runs.append(run_app(local, workdir, f"app{i:05d}", retention))
+            if (i + 1) % max(1, n // 10) == 0:
+                say(f"{i + 1}/{n} apps finished; last run {runs[-1]:.2f} s, {time.perf_counter() - began:.0f} s in")
+    except KeyboardInterrupt:
+        say(f"interrupted after {len(runs)} apps")
+        raise
+
+
+def summary(n: int, retention: float, runs: list[float], before: dict[str, float],
+            after: dict[str, float] | None) -> bool:
+    """Print the costs at 0 apps and after the apps run (if measured) with their ratios; True if all pass."""
+    tenth = max(1, len(runs) // 10)
+    first = statistics.median(runs[:tenth]) if runs else float("nan")
+    last = statistics.median(runs[-tenth:]) if runs else float("nan")
+    reached = "" if len(runs) >= n else f" (stopped early: {len(runs)} of {n})"
+    print(f"\nthousand apps: {len(runs)} apps run and finished{reached} (retention {retention:g} s), "
+          f"`scalebox run` of one app: first tenth median {first:.2f} s, last tenth {last:.2f} s")
+    if after is None:
+        print("costs at 0 apps (not measured again after the apps: interrupted): "
+              + ", ".join(f"{k} {v:.3f}" for k, v in before.items() if k.endswith(" s")))
+        sys.stdout.flush()
+        return False
+    print(f"broker: {before['topics']:.0f} topics / {before['partitions']:.0f} partitions at 0 apps, "
+          f"{after['topics']:.0f} / {after['partitions']:.0f} after {len(runs)}")
+    print(f"{'cost':<20}{'0 apps':>10}{f'{len(runs)} apps':>12}{'ratio':>8}  goal <= {RATIO_GOAL}")
+    passed_all = True
+    rows = [(key, before[key], after[key], ratio, passed) for key, ratio, passed in verdicts(before, after)]
+    run_ratio = max(last, FLOOR_S) / max(first, FLOOR_S) if runs else float("nan")
+    rows.append(("scalebox run s", first, last, run_ratio, run_ratio <= RATIO_GOAL))
+    for key, b, a, ratio, passed in rows:
+        passed_all &= passed
+        print(f"{key:<20}{b:>10.3f}{a:>12.3f}{ratio:>8.2f}  {'PASS' if passed else 'FAIL'}")
+    sys.stdout.flush()
+    return passed_all
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--apps", type=int, default=1000, help="apps to run and finish [1000]")
@@ -244,46 +244,31 @@ def main(argv: list[str] | None = None) -> int:
                         help="SCALEBOX_APP_RETENTION_S for the runs [0: topics go as each app finishes]")
     parser.add_argument("--smoke", action="store_true", help="3 apps (a check that the benchmark works)")
     parser.add_argument("--keep", action="store_true", help="keep the services' home (printed) afterwards")
+    parser.add_argument("--deadline", metavar="HH:MM",
+                        help="stop running apps at this time (UTC), then measure the costs after those run so far "
+                        "(a minute or two more)")
     args = parser.parse_args(argv)
     n = 3 if args.smoke else args.apps
     if args.smoke:
         _broker_settings(SMOKE_BROKER)
-    home = share_kafka_jars(Path(tempfile.mkdtemp(prefix="sbx-bench-apps-")))
-    workdir = home / "apps"
-    workdir.mkdir()
-    say(f"services of their own in {home}")
-    local = start_local(home)
-    try:
-        before = measure(local, workdir, "0 apps")
-        runs: list[float] = []
-        began = time.perf_counter()
-        for i in range(n):
-            runs.append(run_app(local, workdir, f"app{i:05d}", args.retention))
-            if (i + 1) % max(1, n // 10) == 0:
-                say(f"{i + 1}/{n} apps finished; last run {runs[-1]:.2f} s, {time.perf_counter() - began:.0f} s in")
-        after = measure(local, workdir, f"{n} apps")
-        tenth = max(1, n // 10)
-        first, last = statistics.median(runs[:tenth]), statistics.median(runs[-tenth:])
-        print(f"\nthousand apps: {n} apps run and finished (retention {args.retention:g} s), "
-              f"`scalebox run` of one app: first tenth median {first:.2f} s, last tenth {last:.2f} s")
-        print(f"broker: {before['topics']:.0f} topics / {before['partitions']:.0f} partitions at 0 apps, "
-              f"{after['topics']:.0f} / {after['partitions']:.0f} after {n}")
-        print(f"{'cost':<20}{'0 apps':>10}{f'{n} apps':>12}{'ratio':>8}  goal <= {RATIO_GOAL}")
-        ok = True
-        for key, ratio, passed in [*verdicts(before, after),
-                                   ("scalebox run s", max(last, FLOOR_S) / max(first, FLOOR_S), False)]:
-            if key == "scalebox run s":
-                passed = ratio <= RATIO_GOAL
-                b, a = first, last
-            else:
-                b, a = before[key], after[key]
-            ok &= passed
-            print(f"{key:<20}{b:>10.3f}{a:>12.3f}{ratio:>8.2f}  {'PASS' if passed else 'FAIL'}")
-        return 0 if ok or args.smoke else 1
-    finally:
-        local.scalebox(["local", "down"], services=False)
-        if not args.keep:
-            subprocess.run(["rm", "-rf", str(home)], check=False)
+    deadline = parse_deadline(args.deadline)
+    say(f"thousand apps: {n} apps, load average {load_average()}, nice {os.nice(0)}")
+    before: dict[str, float] | None = None
+    runs: list[float] = []
+    with sigterm_as_interrupt(), own_services("apps", keep=args.keep) as local:
+        workdir = local.home / "apps"
+        workdir.mkdir()
+        try:
+            before = measure(local, workdir, "0 apps")
+            run_apps(local, workdir, n, args.retention, deadline, runs)
+            after = measure(local, workdir, f"{len(runs)} apps")
+        except KeyboardInterrupt:
+            if before is None:
+                raise
+            summary(n, args.retention, runs, before, None)
+            return 1
+        passed = summary(n, args.retention, runs, before, after)
+    return 0 if passed or args.smoke else 1
 
 
 if __name__ == "__main__":
