@@ -33,20 +33,35 @@ class FakeMessage:
 
 
 class FakePublisher:
-    """Records each transaction; fails the next `fail` ones with a retriable (not fatal) error."""
+    """Records what each transaction sent (`sent`: the open one's records, in order) and the committed ones;
+    fails the next `fail` commits with a retriable (not fatal) error."""
 
     def __init__(self, fail: int = 0) -> None:
         self.committed: list[tuple[list, list]] = []
+        self.aborted: list[list] = []
+        self.sent: list | None = None
         self.fail, self.aborts = fail, 0
 
-    def publish(self, records: list, offsets: list, group_metadata: object) -> None:
+    def begin(self) -> None:
+        assert self.sent is None, "a transaction is open already"
+        self.sent = []
+
+    def send(self, records: list) -> None:
+        assert self.sent is not None, "no transaction is open"
+        self.sent += records
+
+    def commit(self, offsets: list, group_metadata: object) -> None:
+        assert self.sent is not None, "no transaction is open"
         if self.fail:
             self.fail -= 1
             raise KafkaException(KafkaError(KafkaError.CONCURRENT_TRANSACTIONS, "busy", retriable=True))
-        self.committed.append((list(records), [(tp.partition, tp.offset) for tp in offsets]))
+        self.committed.append((self.sent, [(tp.partition, tp.offset) for tp in offsets]))
+        self.sent = None
 
     def abort(self) -> None:
         self.aborts += 1
+        self.aborted.append(self.sent or [])
+        self.sent = None
 
 
 def owner(publisher: FakePublisher) -> Owner:
@@ -109,3 +124,90 @@ def test_a_revoked_partition_drops_its_uncommitted_commands_and_state() -> None:
     o.batch = [FakeMessage(p1, 0, c1), FakeMessage(p2, 0, c2)]
     o._revoked(None, [type("TP", (), {"partition": p1})()])  # type: ignore[arg-type]
     assert [m.partition() for m in o.batch] == [p2] and p1 not in o.stores
+
+
+def replies_of(records: list) -> list[tuple[str, int, int]]:
+    replies = [json.loads(r.value) for r in records if r.topic == TOPICS.replies]
+    return [(r["id"], r["code"], r["value"]) for r in replies]
+
+
+def test_replies_go_out_before_the_commit_and_one_transaction_spans_batches() -> None:
+    publisher = FakePublisher()
+    o = owner(publisher)
+    (p, c1), (_, c2) = add("s", 2, "r1"), add("s", 3, "r2")
+    o.batch = [FakeMessage(p, 10, c1)]
+    o._apply()
+    assert replies_of(publisher.sent) == [("r1", 0, 2)] and publisher.committed == [], "answered before the commit"
+    assert [r.topic for r in publisher.sent] == [TOPICS.replies], "only replies wait in the open transaction"
+    assert (SEMAPHORE, "a", "s") not in o.stores[p], "the committed state waits for the commit"
+    o.batch = [FakeMessage(p, 11, c2)]
+    o._apply()
+    assert replies_of(publisher.sent) == [("r1", 0, 2), ("r2", 0, 5)], "the second batch in the same transaction"
+    o._commit(None)
+    records, offsets = publisher.committed[0]
+    assert len(publisher.committed) == 1 and offsets == [(p, 12)]
+    assert [Item.from_json(r.value).value for r in records if r.topic == TOPICS.changelog] == [5]
+    assert sum(r.topic == "sbx.events" for r in records) == 2, "one StateChanged event per change"
+    assert o.stores[p][(SEMAPHORE, "a", "s")].value == 5 and o.stats.batches == 1 and o.stats.commands == 2
+
+
+def test_an_aborted_transaction_is_applied_again_with_the_same_answers() -> None:
+    publisher = FakePublisher(fail=1)
+    o = owner(publisher)
+    p, _ = add("s", 0, "r0")
+    o.stores[p][(SEMAPHORE, "a", "s")] = Item(1)
+    cmds = [add("s", -1, "r1")[1], add("s", -1, "r2")[1], add("s", 5, "r3")[1], add("s", -1, "r1")[1]]
+    o.batch = [FakeMessage(p, i, c) for i, c in enumerate(cmds)]
+    o._apply()
+    first = replies_of(publisher.sent)
+    assert first == [("r1", 0, 0), ("r2", 1, 0), ("r3", 0, 5), ("r1", 0, 0)], \
+        "below zero refused; a repeated id: its first answer"
+    o._commit(None)
+    assert publisher.aborts == 1 and o.stores[p][(SEMAPHORE, "a", "s")].value == 1
+    o._commit(None)
+    assert replies_of(publisher.committed[0][0]) == first, "the answers given before the abort stand"
+    assert o.stores[p][(SEMAPHORE, "a", "s")].value == 5
+
+
+def test_a_revoke_commits_the_open_transaction_and_a_loss_aborts_it() -> None:
+    first, second = names_on_two_partitions()
+    (p1, c1), (p2, c2) = add(first, 1, "r1"), add(second, 1, "r2")
+    revoked = FakePublisher()
+    o = owner(revoked)
+    o.batch = [FakeMessage(p1, 0, c1), FakeMessage(p2, 0, c2)]
+    o._apply()
+    o._revoked(FakeConsumer(), [type("TP", (), {"partition": p1})()])  # type: ignore[arg-type]
+    assert [sorted(offsets) for _, offsets in revoked.committed] == [sorted([(p1, 1), (p2, 1)])]
+    assert p1 not in o.stores and o.stores[p2][(SEMAPHORE, "a", second)].value == 1
+    lost = FakePublisher()
+    o = owner(lost)
+    o.batch = [FakeMessage(p1, 0, c1), FakeMessage(p2, 0, c2)]
+    o._apply()
+    o._lost(FakeConsumer(), [type("TP", (), {"partition": p1})()])  # type: ignore[arg-type]
+    assert lost.committed == [] and lost.aborts == 1
+    assert [m.partition() for m in o.batch] == [p2], "the kept partition's commands are applied again"
+    assert o.applied == [] and o.opened is None
+
+
+class FakeConsumer:
+    """Group metadata and committed offsets, as the owner asks for them."""
+
+    def __init__(self, committed: dict[int, int] | None = None) -> None:
+        self._committed = committed or {}
+
+    def consumer_group_metadata(self) -> None:
+        return None
+
+    def committed(self, partitions: list, timeout: float) -> list:
+        return [type("TP", (), {"partition": tp.partition, "offset": self._committed.get(tp.partition, -1001)})()
+                for tp in partitions]
+
+
+def test_a_restore_drops_the_commands_the_group_has_committed() -> None:
+    o = owner(FakePublisher())
+    p, cmd = add("s", 1, "r1")
+    o.unrestored = {p}
+    o.batch = [FakeMessage(p, 10, cmd), FakeMessage(p, 11, cmd)]
+    o.restore = lambda partitions: {q: {} for q in partitions}  # type: ignore[method-assign]
+    o._restore_assigned(FakeConsumer({p: 11}))  # type: ignore[arg-type]
+    assert [m.offset() for m in o.batch] == [11] and o.unrestored == set()
