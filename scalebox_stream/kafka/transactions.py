@@ -90,23 +90,10 @@ class TransactionalPublisher:
     def publish(self, records: Iterable[Any], offsets: list[TopicPartition], group_metadata: Any) -> None:
         """Produce the records and commit them with the offsets, atomically; raises KafkaException or
         TransactionHung (the transaction is then not committed)."""
-        self.begin()
-        self.send(records)
-        self.commit(offsets, group_metadata)
-
-    def begin(self) -> None:
-        """Open a transaction (`send` adds to it until `commit` or `abort`)."""
-        self.producer.begin_transaction()
-
-    def send(self, records: Iterable[Any]) -> None:
-        """Produce records into the open transaction (sent at once; committed or aborted with it)."""
         producer = self.producer
+        producer.begin_transaction()
         for record in records:
             self._produce(producer, record)
-
-    def commit(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
-        """Commit the open transaction with the offsets; raises KafkaException or TransactionHung."""
-        producer = self.producer
 
         def commit() -> None:
             if offsets:

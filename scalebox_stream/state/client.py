@@ -3,9 +3,9 @@
 The client reads one partition of the replies topic (picked at random, `assign`ed at its end before the first
 request, so no reply can slip past) and matches replies to requests by id; the other clients' replies on that
 partition are skipped. It never commits (no group state): a new client starts at the end again. Replies are
-written in the owner's open transaction and read `read_uncommitted`, as soon as the owner sent them, before the
-commit: an answer read from a transaction that then aborts is given again, the same, by whoever applies the
-command next (state/owner.py says why), so the first answer read is the one that stands.
+not in the owner's transaction: it sends each as soon as it applied the command, before it commits (state/owner.py
+says why such an answer always stands: whoever applies the command again answers the same), and the client reads
+them `read_uncommitted`, so no transaction holds them back. The first answer read for a request is its answer.
 
 A command, once its produce is acknowledged, is on the log and will be applied exactly once by some owner; the
 client therefore keeps waiting rather than resending. It resends (with the same request id, which the owner

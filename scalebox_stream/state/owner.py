@@ -1,30 +1,30 @@
 """An owner process: applies the commands of its partitions in order, exactly once.
 
-One thread polls the owners' group for commands and applies what has gathered, of all its partitions, in the
-open Kafka transaction of the process's one transactional producer, and sends each command's reply at once. The
-transaction stays open across batches and commits when the `CommitPolicy` says (every few tens of ms, as Kafka
-Streams commits every `commit.interval.ms`): then a StateChanged event per change goes to `sbx.events`, the
-changed items to the compacted changelog (the command's partition, one record per item) and the consumed
-offsets with them. Only the replies wait in the open transaction, so the readers of the changelog and of
-`sbx.events` (`read_committed`) are held back only while a commit is under way, not while it is open.
+One thread polls the owners' group for commands, applies what has gathered (of all its partitions) and sends each
+command's reply at once, on a producer of its own (idempotent, not transactional). What it applied is committed
+when the `CommitPolicy` says (every few tens of ms, as Kafka Streams commits every `commit.interval.ms`), in one
+Kafka transaction of the process's one transactional producer, on a committer thread: a StateChanged event per
+change on `sbx.events`, the changed items on the compacted changelog (the command's partition, one record per
+item) and the consumed offsets. Commands go on being applied and answered while a commit is under way, on top
+of what it commits; the committed state takes a transaction's changes once it has committed.
 
-Callers read the replies before the commit (`read_uncommitted`), and an answer once read always stands:
-`apply` is a pure function of the committed state and the commands in their partition's log order (no clock,
-no random value, no owner id, nothing of batch boundaries in a reply or an item). A transaction that never
-commits (the owner killed, fenced, or its commit failed) leaves the committed state and the committed offset
-as they were; whoever applies those commands next (this owner again, or the partition's next owner after a
-restore) applies the same commands in the same order to the same state, so it sends the same answers again.
+Callers read their replies before the commit, and an answer once read always stands: `apply` is a pure function
+of the committed state and the commands in their partition's log order (no clock, no random value, no owner id,
+nothing of batch boundaries in a reply or an item). A commit that fails (the owner killed, fenced, or the
+transaction refused) leaves the committed state and the committed offset as they were; whoever applies those
+commands next (this owner again, or the partition's next owner after a restore) applies the same commands in
+the same order to the same state, so it sends the same answers again.
 
 Fencing follows KIP-447: the offsets go into the transaction with the consumer's group metadata (generation and
 member), so a replaced owner's transaction is refused by the group coordinator and aborted as a whole. A newly
 assigned partition first has its committed offset read as the group sees it once stable (`read_committed`
 consumers ask for stable offsets: a pending transactional commit of the previous owner is first completed or
 aborted), then its changelog read to its end, and only then are its commands applied. A zombie owner (one the
-group replaced without its knowing) holds the committed state plus its own open transaction, which applies a
-prefix of the same log, so its answers agree with the new owner's, and its commit is refused. An owner
-restarted under the same id (`group.instance.id`, and the same transactional id) aborts its predecessor's open
-transaction at once; another's is aborted by the broker after the short transaction timeout. Revoked
-partitions are committed first (in the rebalance callback), lost ones aborted.
+group replaced without its knowing) holds the committed state plus what it applied since, a prefix of the same
+log, so its answers agree with the new owner's, and its commit is refused. An owner restarted under the same id
+(`group.instance.id`, and the same transactional id) aborts its predecessor's open transaction at once;
+another's is aborted by the broker after the short transaction timeout. Revoked partitions are committed first
+(in the rebalance callback); what was applied for lost ones is dropped.
 """
 
 from __future__ import annotations
@@ -36,12 +36,14 @@ import threading
 import time
 from collections import ChainMap
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from scalebox_stream.events import Event, EventCodec
-from scalebox_stream.kafka.config import consumer_config
+from scalebox_stream.kafka.config import consumer_config, producer_config
 from scalebox_stream.kafka.topics import EVENTS_TOPIC
 from scalebox_stream.kafka.transactions import TransactionalPublisher, TransactionHung
 from scalebox_stream.state.commit import CommitPolicy
@@ -54,7 +56,7 @@ BATCH_MAX = 2000
 TRANSACTION_TIMEOUT_MS = 10000
 """The broker aborts an owner's open transaction after this long: a transaction of an owner that crashed while
 committing holds back the reads of the changelog and `sbx.events` (read_committed) until then, unless an owner of
-the same id starts."""
+the same id starts. Replies are not held back (they are not in the transaction)."""
 
 
 def default_owner_id() -> str:
@@ -110,14 +112,14 @@ class Owner:
         """Partitions assigned but not restored yet; also all partitions after a producer was replaced."""
         self.batch: list[Message] = []
         """Commands taken but not applied yet."""
-        self.applied: list[Message] = []
-        """Commands applied in the open transaction (answered, not committed; applied again if it fails)."""
-        self.pending: dict[int, dict[Key, Item]] = {}
-        """The open transaction's changes, per partition (the committed state takes them when it commits)."""
-        self.events: list[_Record] = []
-        """The open transaction's StateChanged events (sent with the changelog when it commits)."""
-        self.opened: float | None = None
-        """When the open transaction began (monotonic); None: no transaction is open."""
+        self.open = _Txn()
+        """The commands applied since the last commit began (answered, not committed)."""
+        self.committing: _Txn | None = None
+        """The commands of the commit under way (on the committer thread), if one is."""
+        self._commit_call: Future[None] | None = None
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="state-commit")
+        self.replier: Any = None
+        """The replies' producer: idempotent, not transactional (a reply goes out as soon as it is made)."""
         self.commit_policy = commit_policy or CommitPolicy.from_env()
         self.stats = OwnerStats()
         self.consumer: Consumer | None = None
@@ -145,17 +147,23 @@ class Owner:
             self.publisher = TransactionalPublisher(
                 self.bootstrap, self.transactional_id, timeout_s=10.0, stop=self.stop,
                 producer_extra={"transaction.timeout.ms": TRANSACTION_TIMEOUT_MS})
+            self.replier = Producer(producer_config(self.bootstrap, **{
+                "linger.ms": 0, "compression.type": "none", "retry.backoff.ms": 10}))
             consumer.subscribe([t.commands], on_assign=self._assigned, on_revoke=self._revoked,
                                on_lost=self._lost)
             self._serve(consumer)
         finally:
             consumer.close()
+            if self.replier is not None:
+                self.replier.flush(10)
+            self._committer.shutdown(wait=False)
         return self.stats
 
     def _serve(self, consumer: Consumer) -> None:
         ready = False
         while not self.stop.is_set():
-            messages = _drain(consumer, 0.01 if self.batch else self.commit_policy.wait_s(self._open_s()), BATCH_MAX)
+            wait_s = 0.01 if self.batch else self.commit_policy.wait_s(self.open.open_s())
+            messages = _drain(consumer, min(wait_s, 0.005) if self.committing else wait_s, BATCH_MAX)
             for m in messages:
                 error = m.error()
                 if error is None:
@@ -165,7 +173,8 @@ class Owner:
                     raise KafkaException(error)
                 elif error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error: %s", error)
-            if self.unrestored:
+            self._settle()
+            if self.unrestored and self.committing is None:
                 try:
                     self._restore_assigned(consumer)
                 except (KafkaException, RuntimeError) as exc:  # a broker restarting: try again after the next poll
@@ -178,16 +187,17 @@ class Owner:
                          [self.stats.restored.get(p) for p in sorted(self.stores)])
                 if self.on_ready:
                     self.on_ready()
-            if self.batch:
+            if self.batch and not self.unrestored:
                 self._apply()
-            if self.commit_policy.due(self._open_s() or 0.0, len(self.applied)):
-                self._commit(consumer.consumer_group_metadata())
-        if self.applied:  # stopping: what was answered is committed before the partitions go
-            self._commit_open(consumer.consumer_group_metadata())
-
-    def _open_s(self) -> float | None:
-        """How long the open transaction has been open (None: none is)."""
-        return None if self.opened is None else time.monotonic() - self.opened
+            if self.committing is None and self.commit_policy.due(self.open.open_s() or 0.0,
+                                                                  len(self.open.applied)):
+                self._begin_commit(consumer.consumer_group_metadata())
+            self.replier.poll(0)
+        # stopping: what was answered is committed before the partitions go
+        self._settle(wait=True)
+        if self.open.applied:
+            self._begin_commit(consumer.consumer_group_metadata())
+            self._settle(wait=True)
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """New partitions are restored before their commands are applied (by the polling loop, after the poll)."""
@@ -195,26 +205,26 @@ class Owner:
         log.info("owner %s assigned partitions %s", self.owner_id, [tp.partition for tp in partitions])
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Commit the open transaction while the partitions are still this owner's (the member's generation is
-        still valid), then forget them and their uncommitted commands (their next owner reads them again from
-        the committed offset)."""
-        if self.applied:
-            self._commit_open(consumer.consumer_group_metadata())
+        """Commit what was applied while the partitions are still this owner's (the member's generation is still
+        valid), then forget them and their unapplied commands (their next owner reads them from the committed
+        offset)."""
+        self._settle(wait=True)
+        if self.open.applied:
+            self._begin_commit(consumer.consumer_group_metadata())
+            self._settle(wait=True)
         self._forget(partitions)
 
     def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Partitions taken away (this member was dropped from the group): the open transaction cannot commit any
-        more (it would be fenced), so it is aborted; the other partitions' commands are applied again."""
-        if self.opened is not None and self.publisher is not None:
-            self.publisher.abort()
-            self._rewind()
+        """Partitions taken away (this member was dropped from the group): a commit now would be fenced, so what
+        was applied since the last commit is dropped and the other partitions' commands are applied again."""
+        self._settle(wait=True)
+        self._rewind()
         self._forget(partitions)
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
         gone = {tp.partition for tp in partitions}
         for p in gone:
             self.stores.pop(p, None)
-            self.pending.pop(p, None)
         self.unrestored -= gone
         self.batch = [m for m in self.batch if m.partition() not in gone]
         log.info("owner %s gave up partitions %s", self.owner_id, sorted(gone))
@@ -268,14 +278,10 @@ class Owner:
         return stores
 
     def _apply(self) -> None:
-        """Apply the gathered commands in the open transaction (opened first if none is) and send their replies
-        at once: a caller reads its reply before the commit. The changes stay in `pending` and the events in
-        `events` (the committed state is not touched) until the transaction commits."""
-        publisher = self.publisher
-        assert publisher is not None
-        t = self.topics
-        events: list[_Record] = []
-        replies: list[_Record] = []
+        """Apply the gathered commands on top of what is applied but not committed, and send their replies at once:
+        a caller reads its reply before the commit. The changes and events wait in `open` for the next commit
+        (the committed state is not touched until then)."""
+        t, txn = self.topics, self.open
         for m in self.batch:
             p = m.partition()
             try:
@@ -283,60 +289,79 @@ class Owner:
             except (ValueError, TypeError, KeyError) as exc:
                 log.warning("dropping a malformed command at %s/%s: %s", p, m.offset(), exc)
                 continue
-            overlay = self.pending.setdefault(p, {})
-            outcome = apply(ChainMap(overlay, self.stores[p]), cmd)
+            overlay = txn.pending.setdefault(p, {})
+            committing = self.committing.pending.get(p, {}) if self.committing is not None else {}
+            outcome = apply(ChainMap(overlay, committing, self.stores[p]), cmd)
             for change in outcome.changes:
                 overlay[change.key] = change.item
-                events.append(_Record(self.events_topic, encode_key(change.key), self.event(change)))
-            replies.append(_Record(t.replies, outcome.reply.id.encode(), outcome.reply.to_json(),
-                                   partition=cmd.reply_to % self.reply_partitions))
-        try:
-            if self.opened is None:
-                publisher.begin()
-                self.opened = time.monotonic()
-            publisher.send(replies)
-        except KafkaException as exc:
-            self._failed(exc)
-            return
-        self.applied += self.batch
-        self.events += events
+                txn.events.append(_Record(self.events_topic, encode_key(change.key), self.event(change)))
+            self._reply(_Record(t.replies, outcome.reply.id.encode(), outcome.reply.to_json(),
+                                partition=cmd.reply_to % self.reply_partitions))
+        if txn.opened is None:
+            txn.opened = time.monotonic()
+        txn.applied += self.batch
         self.batch = []
 
+    def _reply(self, record: _Record) -> None:
+        """Send a reply (a full local queue is drained first; a reply that cannot be sent is left to the client's
+        resend, which is answered the same)."""
+        for _ in range(200):
+            try:
+                self.replier.produce(record.topic, key=record.key, value=record.value, partition=record.partition)
+                return
+            except BufferError:
+                self.replier.poll(0.05)
+            except KafkaException as exc:
+                log.warning("reply %s not sent: %s", record.key, exc)
+                return
+        log.warning("reply %s not sent: the producer's queue stayed full", record.key)
+
     def _commit(self, group_metadata: object) -> None:
-        """Apply what has gathered, then commit the open transaction: the events, the changed items to the
-        changelog (one record per item, its latest value) and the consumed offsets. A failed transaction is
-        aborted and its commands kept to be applied again from the committed state (with what the next poll adds,
-        without what it revokes); after a fatal error or a stuck call the producer is replaced and every partition
-        restored first (a commit that did happen is then in the changelog and the committed offsets)."""
+        """Apply what has gathered, then commit everything applied and wait for it (on stopping, and in tests)."""
         if self.batch:
             self._apply()
-        if self.applied:
-            self._commit_open(group_metadata)
+        self._settle(wait=True)
+        if self.open.applied:
+            self._begin_commit(group_metadata)
+            self._settle(wait=True)
 
-    def _commit_open(self, group_metadata: object) -> None:
-        t, publisher = self.topics, self.publisher
-        assert publisher is not None
+    def _begin_commit(self, group_metadata: object) -> None:
+        """Commit what was applied since the last commit, in one transaction on the committer thread: the events,
+        the changed items to the changelog (one record per item, its latest value) and the consumed offsets.
+        Commands go on being applied and answered meanwhile, on top of it."""
+        t, publisher, txn = self.topics, self.publisher, self.open
+        assert publisher is not None and self.committing is None
         offsets: dict[int, int] = {}
-        for m in self.applied:
+        for m in txn.applied:
             offsets[m.partition()] = m.offset() + 1
         changelog = [_Record(t.changelog, encode_key(key), item.to_json(), partition=p)
-                     for p, overlay in self.pending.items() for key, item in overlay.items()]
-        started = time.perf_counter()
+                     for p, overlay in txn.pending.items() for key, item in overlay.items()]
+        self.committing, self.open = txn, _Txn()
+        txn.started = time.perf_counter()
+        self._commit_call = self._committer.submit(
+            publisher.publish, [*txn.events, *changelog],
+            [TopicPartition(t.commands, p, offset) for p, offset in sorted(offsets.items())], group_metadata)
+
+    def _settle(self, wait: bool = False) -> None:
+        """Take the outcome of the commit under way once it is done (`wait`: wait for it): committed, the state
+        takes its changes; failed, everything applied since the last commit is applied again (see `_failed`)."""
+        call, txn = self._commit_call, self.committing
+        if call is None or txn is None or (not wait and not call.done()):
+            return
         try:
-            publisher.send([*self.events, *changelog])
-            publisher.commit([TopicPartition(t.commands, p, offset) for p, offset in sorted(offsets.items())],
-                             group_metadata)
+            call.result()
         except (KafkaException, TransactionHung) as exc:
             self._failed(exc)
             return
-        for p, overlay in self.pending.items():
-            self.stores[p].update(overlay)
-        self.stats.add(len(self.applied), len(self.events), time.perf_counter() - started)
-        self.applied, self.pending, self.events, self.opened = [], {}, [], None
+        for p, overlay in txn.pending.items():
+            if p in self.stores:
+                self.stores[p].update(overlay)
+        self.stats.add(len(txn.applied), len(txn.events), time.perf_counter() - txn.started)
+        self.committing, self._commit_call = None, None
 
     def _failed(self, exc: Exception) -> None:
-        """The open transaction failed: abort it (or replace the producer and restore every partition), and apply
-        its commands again."""
+        """A commit failed: abort it (or replace the producer and restore every partition), and apply its commands
+        and those applied since again, from the committed state."""
         publisher = self.publisher
         assert publisher is not None
         error = exc.args[0] if isinstance(exc, KafkaException) else None
@@ -353,9 +378,10 @@ class Owner:
             time.sleep(0.05)
 
     def _rewind(self) -> None:
-        """Forget the open transaction: its commands go back to the front of the batch, in order."""
-        self.batch = [*self.applied, *self.batch]
-        self.applied, self.pending, self.events, self.opened = [], {}, [], None
+        """Forget what was applied and not committed: its commands go back to the front of the batch, in order."""
+        earlier = self.committing.applied if self.committing is not None else []
+        self.batch = [*earlier, *self.open.applied, *self.batch]
+        self.open, self.committing, self._commit_call = _Txn(), None, None
 
     def event(self, change: Change) -> bytes:
         """The StateChanged event of a change."""
@@ -378,6 +404,23 @@ class _Record:
     value: bytes
     headers: list | None = None
     partition: int = -1
+
+
+@dataclass
+class _Txn:
+    """Commands applied since a commit began: their changes per partition and their StateChanged events."""
+
+    applied: list[Message] = field(default_factory=list)
+    pending: dict[int, dict[Key, Item]] = field(default_factory=dict)
+    events: list[_Record] = field(default_factory=list)
+    opened: float | None = None
+    """When the first of them was applied (monotonic)."""
+    started: float = 0.0
+    """When its commit began (perf_counter)."""
+
+    def open_s(self) -> float | None:
+        """How long ago the first was applied (None: none was)."""
+        return None if self.opened is None else time.monotonic() - self.opened
 
 
 def _drain(consumer: Consumer, timeout_s: float, limit: int = BATCH_MAX) -> list[Message]:

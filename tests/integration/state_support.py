@@ -70,11 +70,10 @@ class OwnerProcess:
         return self.process.wait(30)
 
 
-def read_all(kafka: str, topic: str, partitions: int, isolation: str = "read_committed") -> list:
-    """Every committed record of a topic (`read_uncommitted`: also those of open and aborted transactions),
-    partition by partition."""
+def read_all(kafka: str, topic: str, partitions: int) -> list:
+    """Every committed record of a topic, partition by partition."""
     consumer = Consumer(consumer_config(kafka, f"sbx.test.reader.{uuid.uuid4().hex[:8]}",
-                                        **{"enable.partition.eof": True, "isolation.level": isolation}))
+                                        **{"enable.partition.eof": True}))
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     records, ended, deadline = [], set(), time.monotonic() + 60
     while len(ended) < partitions and time.monotonic() < deadline:

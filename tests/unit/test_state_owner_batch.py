@@ -1,6 +1,7 @@
-"""The owner's batch over a fake Kafka edge: the commands of all its partitions commit in one transaction with each
-partition's offset; a failed transaction keeps the batch (applied again from the committed state); a revoked
-partition's uncommitted commands are dropped (its next owner reads them again)."""
+"""The owner's batch over a fake Kafka edge: replies go out as commands are applied, before the commit; what was
+applied commits in one transaction with each partition's offset; a failed transaction's commands are applied
+again from the committed state, with the same answers; a revoked partition's unapplied commands are dropped (its
+next owner reads them again)."""
 
 from __future__ import annotations
 
@@ -33,40 +34,40 @@ class FakeMessage:
 
 
 class FakePublisher:
-    """Records what each transaction sent (`sent`: the open one's records, in order) and the committed ones;
-    fails the next `fail` commits with a retriable (not fatal) error."""
+    """Records each committed transaction; fails the next `fail` ones with a retriable (not fatal) error."""
 
     def __init__(self, fail: int = 0) -> None:
         self.committed: list[tuple[list, list]] = []
-        self.aborted: list[list] = []
-        self.sent: list | None = None
         self.fail, self.aborts = fail, 0
 
-    def begin(self) -> None:
-        assert self.sent is None, "a transaction is open already"
-        self.sent = []
-
-    def send(self, records: list) -> None:
-        assert self.sent is not None, "no transaction is open"
-        self.sent += records
-
-    def commit(self, offsets: list, group_metadata: object) -> None:
-        assert self.sent is not None, "no transaction is open"
+    def publish(self, records: list, offsets: list, group_metadata: object) -> None:
         if self.fail:
             self.fail -= 1
             raise KafkaException(KafkaError(KafkaError.CONCURRENT_TRANSACTIONS, "busy", retriable=True))
-        self.committed.append((self.sent, [(tp.partition, tp.offset) for tp in offsets]))
-        self.sent = None
+        self.committed.append((list(records), [(tp.partition, tp.offset) for tp in offsets]))
 
     def abort(self) -> None:
         self.aborts += 1
-        self.aborted.append(self.sent or [])
-        self.sent = None
+
+
+class FakeReplier:
+    """The replies' producer: what was sent, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    def produce(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
+        assert topic == TOPICS.replies
+        self.sent.append(json.loads(value))
+
+    def poll(self, timeout: float = 0) -> int:
+        return 0
 
 
 def owner(publisher: FakePublisher) -> Owner:
     o = Owner("unused:9092", TOPICS, "unit", stop=threading.Event())
     o.publisher = publisher  # type: ignore[assignment]
+    o.replier = FakeReplier()
     o.stores = {p: {} for p in range(TOPICS.partitions)}
     return o
 
@@ -95,7 +96,7 @@ def test_all_partitions_commit_in_one_transaction_with_their_offsets() -> None:
     assert len(publisher.committed) == 1 and o.batch == []
     records, offsets = publisher.committed[0]
     assert sorted(offsets) == sorted([(p1, 12), (p2, 41)])
-    replies = [json.loads(r.value) for r in records if r.topic == TOPICS.replies]
+    replies = o.replier.sent
     assert [(r["id"], r["value"]) for r in replies] == [("r1", 2), ("r2", 5), ("r3", 5)]
     changelog = {(r.partition, json.loads(r.key)[2]): Item.from_json(r.value).value for r in records
                  if r.topic == TOPICS.changelog}
@@ -112,9 +113,11 @@ def test_a_failed_transaction_keeps_the_batch_and_applies_it_again_from_the_comm
     o._commit(None)
     assert publisher.aborts == 1 and publisher.committed == [] and len(o.batch) == 1
     assert (SEMAPHORE, "a", "s") not in o.stores[p], "nothing of the failed transaction is in the state"
+    o.replier.sent.clear()
     o._commit(None)
-    replies = [json.loads(r.value) for r in publisher.committed[0][0] if r.topic == TOPICS.replies]
+    replies = o.replier.sent
     assert [(r["id"], r["value"]) for r in replies] == [("r1", 4)], "applied once, not twice"
+    assert o.stores[p][(SEMAPHORE, "a", "s")].value == 4
 
 
 def test_a_revoked_partition_drops_its_uncommitted_commands_and_state() -> None:
@@ -126,9 +129,8 @@ def test_a_revoked_partition_drops_its_uncommitted_commands_and_state() -> None:
     assert [m.partition() for m in o.batch] == [p2] and p1 not in o.stores
 
 
-def replies_of(records: list) -> list[tuple[str, int, int]]:
-    replies = [json.loads(r.value) for r in records if r.topic == TOPICS.replies]
-    return [(r["id"], r["code"], r["value"]) for r in replies]
+def replies_of(o: Owner) -> list[tuple[str, int, int]]:
+    return [(r["id"], r["code"], r["value"]) for r in o.replier.sent]
 
 
 def test_replies_go_out_before_the_commit_and_one_transaction_spans_batches() -> None:
@@ -137,12 +139,11 @@ def test_replies_go_out_before_the_commit_and_one_transaction_spans_batches() ->
     (p, c1), (_, c2) = add("s", 2, "r1"), add("s", 3, "r2")
     o.batch = [FakeMessage(p, 10, c1)]
     o._apply()
-    assert replies_of(publisher.sent) == [("r1", 0, 2)] and publisher.committed == [], "answered before the commit"
-    assert [r.topic for r in publisher.sent] == [TOPICS.replies], "only replies wait in the open transaction"
+    assert replies_of(o) == [("r1", 0, 2)] and publisher.committed == [], "answered before the commit"
     assert (SEMAPHORE, "a", "s") not in o.stores[p], "the committed state waits for the commit"
     o.batch = [FakeMessage(p, 11, c2)]
     o._apply()
-    assert replies_of(publisher.sent) == [("r1", 0, 2), ("r2", 0, 5)], "the second batch in the same transaction"
+    assert replies_of(o) == [("r1", 0, 2), ("r2", 0, 5)], "the second batch on top of the first"
     o._commit(None)
     records, offsets = publisher.committed[0]
     assert len(publisher.committed) == 1 and offsets == [(p, 12)]
@@ -151,7 +152,28 @@ def test_replies_go_out_before_the_commit_and_one_transaction_spans_batches() ->
     assert o.stores[p][(SEMAPHORE, "a", "s")].value == 5 and o.stats.batches == 1 and o.stats.commands == 2
 
 
-def test_an_aborted_transaction_is_applied_again_with_the_same_answers() -> None:
+def test_commands_applied_while_a_commit_is_under_way_build_on_it() -> None:
+    gate = threading.Event()
+    publisher = FakePublisher()
+    publish = publisher.publish
+    publisher.publish = lambda *args: (gate.wait(5), publish(*args))  # type: ignore[method-assign]
+    o = owner(publisher)
+    (p, c1), (_, c2) = add("s", 2, "r1"), add("s", 3, "r2")
+    o.batch = [FakeMessage(p, 0, c1)]
+    o._apply()
+    o._begin_commit(None)
+    o.batch = [FakeMessage(p, 1, c2)]
+    o._apply()
+    assert replies_of(o) == [("r1", 0, 2), ("r2", 0, 5)], "answered on top of the commit under way"
+    o._settle()
+    assert o.committing is not None and (SEMAPHORE, "a", "s") not in o.stores[p], "not committed yet"
+    gate.set()
+    o._commit(None)
+    assert [offsets for _, offsets in publisher.committed] == [[(p, 1)], [(p, 2)]]
+    assert o.stores[p][(SEMAPHORE, "a", "s")].value == 5
+
+
+def test_a_failed_commit_is_applied_again_with_the_same_answers() -> None:
     publisher = FakePublisher(fail=1)
     o = owner(publisher)
     p, _ = add("s", 0, "r0")
@@ -159,17 +181,18 @@ def test_an_aborted_transaction_is_applied_again_with_the_same_answers() -> None
     cmds = [add("s", -1, "r1")[1], add("s", -1, "r2")[1], add("s", 5, "r3")[1], add("s", -1, "r1")[1]]
     o.batch = [FakeMessage(p, i, c) for i, c in enumerate(cmds)]
     o._apply()
-    first = replies_of(publisher.sent)
+    first = replies_of(o)
     assert first == [("r1", 0, 0), ("r2", 1, 0), ("r3", 0, 5), ("r1", 0, 0)], \
         "below zero refused; a repeated id: its first answer"
     o._commit(None)
     assert publisher.aborts == 1 and o.stores[p][(SEMAPHORE, "a", "s")].value == 1
+    o.replier.sent.clear()
     o._commit(None)
-    assert replies_of(publisher.committed[0][0]) == first, "the answers given before the abort stand"
+    assert replies_of(o) == first, "the answers given before the failed commit stand"
     assert o.stores[p][(SEMAPHORE, "a", "s")].value == 5
 
 
-def test_a_revoke_commits_the_open_transaction_and_a_loss_aborts_it() -> None:
+def test_a_revoke_commits_what_was_applied_and_a_loss_drops_it() -> None:
     first, second = names_on_two_partitions()
     (p1, c1), (p2, c2) = add(first, 1, "r1"), add(second, 1, "r2")
     revoked = FakePublisher()
@@ -184,9 +207,9 @@ def test_a_revoke_commits_the_open_transaction_and_a_loss_aborts_it() -> None:
     o.batch = [FakeMessage(p1, 0, c1), FakeMessage(p2, 0, c2)]
     o._apply()
     o._lost(FakeConsumer(), [type("TP", (), {"partition": p1})()])  # type: ignore[arg-type]
-    assert lost.committed == [] and lost.aborts == 1
+    assert lost.committed == []
     assert [m.partition() for m in o.batch] == [p2], "the kept partition's commands are applied again"
-    assert o.applied == [] and o.opened is None
+    assert o.open.applied == [] and o.committing is None
 
 
 class FakeConsumer:
