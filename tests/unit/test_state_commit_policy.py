@@ -1,4 +1,4 @@
-"""When a state owner commits its open transaction: after the interval, or at the command limit; never empty."""
+"""When a state owner commits what it applied: after the interval, or at the command limit; never nothing."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ def test_an_interval_of_zero_commits_every_batch() -> None:
     assert policy.due(0.0, 1) and policy.wait_s(0.0) == 0.0
 
 
-def test_the_owner_waits_for_commands_until_the_open_transaction_is_due() -> None:
+def test_the_owner_waits_for_commands_until_what_it_applied_is_due() -> None:
     policy = CommitPolicy(interval_s=0.05)
-    assert policy.wait_s(None) == IDLE_WAIT_S, "no transaction open: the idle wait"
+    assert policy.wait_s(None) == IDLE_WAIT_S, "nothing applied: the idle wait"
     assert policy.wait_s(0.02) == pytest.approx(0.03)
     assert policy.wait_s(0.2) == 0.0, "overdue: no waiting"
     assert CommitPolicy(interval_s=5.0).wait_s(0.0) == IDLE_WAIT_S, "never longer than the idle wait"
