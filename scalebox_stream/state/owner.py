@@ -23,8 +23,8 @@ aborted), then its changelog read to its end, and only then are its commands app
 group replaced without its knowing) holds the committed state plus what it applied since, a prefix of the same
 log, so its answers agree with the new owner's, and its commit is refused. An owner restarted under the same id
 (`group.instance.id`, and the same transactional id) aborts its predecessor's open transaction at once;
-another's is aborted by the broker after the short transaction timeout. Revoked partitions are committed first
-(in the rebalance callback); what was applied for lost ones is dropped.
+another's is aborted by the broker after the short transaction timeout. What was applied (not yet being
+committed) for revoked or lost partitions is dropped: their next owner applies it again, with the same answers.
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ class Owner:
             self.replier = Producer(producer_config(self.bootstrap, **{
                 "linger.ms": 0, "compression.type": "none", "retry.backoff.ms": 10}))
             consumer.subscribe([t.commands], on_assign=self._assigned, on_revoke=self._revoked,
-                               on_lost=self._lost)
+                               on_lost=self._revoked)
             self._serve(consumer)
         finally:
             consumer.close()
@@ -205,20 +205,12 @@ class Owner:
         log.info("owner %s assigned partitions %s", self.owner_id, [tp.partition for tp in partitions])
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Commit what was applied while the partitions are still this owner's (the member's generation is still
-        valid), then forget them and their unapplied commands (their next owner reads them from the committed
-        offset)."""
-        self._settle(wait=True)
-        if self.open.applied:
-            self._begin_commit(consumer.consumer_group_metadata())
-            self._settle(wait=True)
-        self._forget(partitions)
-
-    def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Partitions taken away (this member was dropped from the group): a commit now would be fenced, so what
-        was applied since the last commit is dropped and the other partitions' commands are applied again."""
-        self._settle(wait=True)
-        self._rewind()
+        """Partitions revoked or lost: what was applied since the commit under way began is dropped (their next
+        owner applies it again, with the same answers; the other partitions' commands are applied again here).
+        Nothing waits in the rebalance callback: a commit under way ends by itself (refused if the group moved on,
+        and then applied again too)."""
+        self.batch = [*self.open.applied, *self.batch]
+        self.open = _Txn()
         self._forget(partitions)
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
@@ -380,7 +372,8 @@ class Owner:
     def _rewind(self) -> None:
         """Forget what was applied and not committed: its commands go back to the front of the batch, in order."""
         earlier = self.committing.applied if self.committing is not None else []
-        self.batch = [*earlier, *self.open.applied, *self.batch]
+        self.batch = [m for m in (*earlier, *self.open.applied, *self.batch)
+                      if m.partition() in self.stores or m.partition() in self.unrestored]
         self.open, self.committing, self._commit_call = _Txn(), None, None
 
     def event(self, change: Change) -> bytes:

@@ -192,24 +192,20 @@ def test_a_failed_commit_is_applied_again_with_the_same_answers() -> None:
     assert o.stores[p][(SEMAPHORE, "a", "s")].value == 5
 
 
-def test_a_revoke_commits_what_was_applied_and_a_loss_drops_it() -> None:
+def test_a_revoke_drops_what_was_applied_and_applies_the_kept_partitions_again() -> None:
     first, second = names_on_two_partitions()
     (p1, c1), (p2, c2) = add(first, 1, "r1"), add(second, 1, "r2")
-    revoked = FakePublisher()
-    o = owner(revoked)
+    publisher = FakePublisher()
+    o = owner(publisher)
     o.batch = [FakeMessage(p1, 0, c1), FakeMessage(p2, 0, c2)]
     o._apply()
     o._revoked(FakeConsumer(), [type("TP", (), {"partition": p1})()])  # type: ignore[arg-type]
-    assert [sorted(offsets) for _, offsets in revoked.committed] == [sorted([(p1, 1), (p2, 1)])]
-    assert p1 not in o.stores and o.stores[p2][(SEMAPHORE, "a", second)].value == 1
-    lost = FakePublisher()
-    o = owner(lost)
-    o.batch = [FakeMessage(p1, 0, c1), FakeMessage(p2, 0, c2)]
-    o._apply()
-    o._lost(FakeConsumer(), [type("TP", (), {"partition": p1})()])  # type: ignore[arg-type]
-    assert lost.committed == []
+    assert publisher.committed == [], "nothing waits for a commit in the rebalance callback"
     assert [m.partition() for m in o.batch] == [p2], "the kept partition's commands are applied again"
-    assert o.open.applied == [] and o.committing is None
+    assert o.open.applied == [] and p1 not in o.stores
+    o.replier.sent.clear()
+    o._commit(None)
+    assert replies_of(o) == [("r2", 0, 1)] and o.stores[p2][(SEMAPHORE, "a", second)].value == 1
 
 
 class FakeConsumer:
