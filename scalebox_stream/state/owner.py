@@ -36,7 +36,8 @@ import threading
 import time
 from collections import ChainMap
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,9 @@ from scalebox_stream.state.model import Command, Item, Key, StateTopics, decode_
 log = logging.getLogger(__name__)
 RESTORE_TIMEOUT_S = 120.0
 BATCH_MAX = 2000
+STOP_WAIT_S = 5.0
+"""A stopping owner waits this long for its last commit (and the replies' delivery): a cluster that is gone must
+not hold it."""
 TRANSACTION_TIMEOUT_MS = 10000
 """The broker aborts an owner's open transaction after this long: a transaction of an owner that crashed while
 committing holds back the reads of the changelog and `sbx.events` (read_committed) until then, unless an owner of
@@ -117,7 +121,6 @@ class Owner:
         self.committing: _Txn | None = None
         """The commands of the commit under way (on the committer thread), if one is."""
         self._commit_call: Future[None] | None = None
-        self._committer = ThreadPoolExecutor(1, thread_name_prefix="state-commit")
         self.replier: Any = None
         """The replies' producer: idempotent, not transactional (a reply goes out as soon as it is made)."""
         self.commit_policy = commit_policy or CommitPolicy.from_env()
@@ -155,8 +158,7 @@ class Owner:
         finally:
             consumer.close()
             if self.replier is not None:
-                self.replier.flush(10)
-            self._committer.shutdown(wait=False)
+                self.replier.flush(STOP_WAIT_S)
         return self.stats
 
     def _serve(self, consumer: Consumer) -> None:
@@ -193,11 +195,10 @@ class Owner:
                                                                   len(self.open.applied)):
                 self._begin_commit(consumer.consumer_group_metadata())
             self.replier.poll(0)
-        # stopping: what was answered is committed before the partitions go
-        self._settle(wait=True)
-        if self.open.applied:
+        # stopping: what was answered is committed before the partitions go, if the cluster lets it in time
+        if self._settle(wait=True, timeout_s=STOP_WAIT_S) and self.open.applied:
             self._begin_commit(consumer.consumer_group_metadata())
-            self._settle(wait=True)
+            self._settle(wait=True, timeout_s=STOP_WAIT_S)
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """New partitions are restored before their commands are applied (by the polling loop, after the poll)."""
@@ -330,26 +331,43 @@ class Owner:
                      for p, overlay in txn.pending.items() for key, item in overlay.items()]
         self.committing, self.open = txn, _Txn()
         txn.started = time.perf_counter()
-        self._commit_call = self._committer.submit(
-            publisher.publish, [*txn.events, *changelog],
-            [TopicPartition(t.commands, p, offset) for p, offset in sorted(offsets.items())], group_metadata)
+        call: Future[None] = Future()
+        records = [*txn.events, *changelog]
+        positions = [TopicPartition(t.commands, p, offset) for p, offset in sorted(offsets.items())]
 
-    def _settle(self, wait: bool = False) -> None:
-        """Take the outcome of the commit under way once it is done (`wait`: wait for it): committed, the state
-        takes its changes; failed, everything applied since the last commit is applied again (see `_failed`)."""
+        def commit() -> None:
+            try:
+                publisher.publish(records, positions, group_metadata)
+                call.set_result(None)
+            except BaseException as exc:  # handed to the owner's thread
+                call.set_exception(exc)
+
+        self._commit_call = call
+        threading.Thread(target=commit, name="state-commit", daemon=True).start()  # a stopping owner leaves it
+
+    def _settle(self, wait: bool = False, timeout_s: float | None = None) -> bool:
+        """Take the outcome of the commit under way once it is done (`wait`: wait for it, up to `timeout_s`):
+        committed, the state takes its changes; failed, everything applied since the last commit is applied again
+        (see `_failed`). Whether no commit is under way any more."""
         call, txn = self._commit_call, self.committing
-        if call is None or txn is None or (not wait and not call.done()):
-            return
+        if call is None or txn is None:
+            return True
+        if not wait and not call.done():
+            return False
         try:
-            call.result()
+            call.result(timeout_s)
+        except FutureTimeout:
+            log.warning("the commit under way did not end in %.0f s", timeout_s)
+            return False
         except (KafkaException, TransactionHung) as exc:
             self._failed(exc)
-            return
+            return True
         for p, overlay in txn.pending.items():
             if p in self.stores:
                 self.stores[p].update(overlay)
         self.stats.add(len(txn.applied), len(txn.events), time.perf_counter() - txn.started)
         self.committing, self._commit_call = None, None
+        return True
 
     def _failed(self, exc: Exception) -> None:
         """A commit failed: abort it (or replace the producer and restore every partition), and apply its commands
@@ -357,7 +375,9 @@ class Owner:
         publisher = self.publisher
         assert publisher is not None
         error = exc.args[0] if isinstance(exc, KafkaException) else None
-        if error is not None and not error.fatal():
+        if self.stop.is_set():  # the next owner applies them again; its producer aborts this one's transaction
+            log.warning("transaction failed (%s) while stopping", exc)
+        elif error is not None and not error.fatal():
             log.warning("transaction failed (%s); applying its commands again", error)
             publisher.abort()
         else:
