@@ -224,14 +224,16 @@ class Owner:
 
     def _restore_assigned(self, consumer: Consumer) -> None:
         """Restore the unrestored partitions once their committed offsets are stable (KIP-447): the previous
-        owner's transaction with offsets of a partition has then ended, so its changelog is final up to here.
-        Commands below the committed offset (a commit that did happen though it failed to say so) are dropped:
-        the restored state holds them."""
+        owner's transaction with offsets of a partition has then ended, so its changelog is final up to here. The
+        consumer is moved to those offsets and what it had fetched of them is dropped: the position it took when
+        assigned may be older (a commit of this owner still under way then) and the state is as of these."""
         partitions = sorted(self.unrestored)
         committed = consumer.committed([TopicPartition(self.topics.commands, p) for p in partitions],
                                        timeout=RESTORE_TIMEOUT_S)
-        done = {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
-        self.batch = [m for m in self.batch if m.offset() >= done.get(m.partition(), -1)]
+        for tp in committed:
+            consumer.seek(TopicPartition(self.topics.commands, tp.partition,
+                                         tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
+        self.batch = [m for m in self.batch if m.partition() not in self.unrestored]
         for p, items in self.restore(partitions).items():
             self.stores[p] = items
         self.unrestored.clear()

@@ -209,10 +209,11 @@ def test_a_revoke_drops_what_was_applied_and_applies_the_kept_partitions_again()
 
 
 class FakeConsumer:
-    """Group metadata and committed offsets, as the owner asks for them."""
+    """Group metadata, committed offsets and seeks, as the owner asks for them."""
 
     def __init__(self, committed: dict[int, int] | None = None) -> None:
         self._committed = committed or {}
+        self.seeks: list[tuple[int, int]] = []
 
     def consumer_group_metadata(self) -> None:
         return None
@@ -221,12 +222,17 @@ class FakeConsumer:
         return [type("TP", (), {"partition": tp.partition, "offset": self._committed.get(tp.partition, -1001)})()
                 for tp in partitions]
 
+    def seek(self, tp: object) -> None:
+        self.seeks.append((tp.partition, tp.offset))  # type: ignore[attr-defined]
 
-def test_a_restore_drops_the_commands_the_group_has_committed() -> None:
+
+def test_a_restore_moves_the_consumer_to_the_committed_offset_and_drops_what_it_had_fetched() -> None:
     o = owner(FakePublisher())
     p, cmd = add("s", 1, "r1")
     o.unrestored = {p}
     o.batch = [FakeMessage(p, 10, cmd), FakeMessage(p, 11, cmd)]
     o.restore = lambda partitions: {q: {} for q in partitions}  # type: ignore[method-assign]
-    o._restore_assigned(FakeConsumer({p: 11}))  # type: ignore[arg-type]
-    assert [m.offset() for m in o.batch] == [11] and o.unrestored == set()
+    consumer = FakeConsumer({p: 11})
+    o._restore_assigned(consumer)  # type: ignore[arg-type]
+    assert consumer.seeks == [(p, 11)], "fetched again from the committed offset, the restored state's"
+    assert o.batch == [] and o.unrestored == set()
