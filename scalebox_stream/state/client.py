@@ -3,8 +3,9 @@
 The client reads one partition of the replies topic (picked at random, `assign`ed at its end before the first
 request, so no reply can slip past) and matches replies to requests by id; the other clients' replies on that
 partition are skipped. It never commits (no group state): a new client starts at the end again. Replies are
-written in the owner's transaction and read with read_committed, so a reply is never seen for a change that was
-rolled back.
+not in the owner's transaction: it sends each as soon as it applied the command, before it commits (state/owner.py
+says why such an answer always stands: whoever applies the command again answers the same), and the client reads
+them `read_uncommitted`, so no transaction holds them back. The first answer read for a request is its answer.
 
 A command, once its produce is acknowledged, is on the log and will be applied exactly once by some owner; the
 client therefore keeps waiting rather than resending. It resends (with the same request id, which the owner
@@ -47,7 +48,8 @@ class StateClient:
         self._producer = Producer(producer_config(bootstrap, **{"linger.ms": 0, "compression.type": "none",
                                                                 "retry.backoff.ms": 10}))
         self._consumer = Consumer(consumer_config(bootstrap, f"sbx.state.client.{self.client_id}", **{
-            "fetch.wait.max.ms": 100, "fetch.error.backoff.ms": 10, "enable.partition.eof": False}))
+            "isolation.level": "read_uncommitted", "fetch.wait.max.ms": 100, "fetch.error.backoff.ms": 10,
+            "enable.partition.eof": False}))
         self.partitions, reply_partitions = self._partition_counts()
         self.reply_partition = random.randrange(reply_partitions) if reply_partition is None else reply_partition
         high = self._reply_end()

@@ -11,7 +11,8 @@ slots share the agent's), calling `increment-n` back to back for `--seconds`, ea
 latencies under that load are reported too. Goals: p50 <= 10 ms, p99 <= 30 ms, >= 2,000 operations/s.
 The final values are checked against the calls made. Next to these, in the same run: the agent's own
 per-transaction time (its `TransactionalPublisher` committing one record and the consumed offset, back to back,
-as an agent commits a task) and the owner's (from its summary when it stops: commands and ms per transaction).
+as an agent commits a task) and the owner's (from its summary when it stops: commands per transaction and the ms
+its commits took; `--commit-ms` sets its commit interval).
 The goals end the output as PASS/FAIL lines.
 """
 
@@ -34,15 +35,19 @@ from harness import pct, say
 from scalebox_stream.kafka.config import consumer_config
 from scalebox_stream.kafka.transactions import TransactionalPublisher
 from scalebox_stream.state.client import StateClient
+from scalebox_stream.state.commit import CommitPolicy
 from scalebox_stream.state.model import OK, SEMAPHORE, StateTopics
 
 GOAL_P50_MS, GOAL_P99_MS, GOAL_OPS = 10.0, 30.0, 2000.0
 APP = "bench"
 
 
-def start_owner(kafka: str, topics: StateTopics, log: Path) -> subprocess.Popen:
-    """`scalebox state-owner` on the run's topics; returns once it was assigned its partitions."""
+def start_owner(kafka: str, topics: StateTopics, log: Path, commit_ms: float | None = None) -> subprocess.Popen:
+    """`scalebox state-owner` on the run's topics (committing every `commit_ms`, if given); returns once it was
+    assigned its partitions."""
     env = {**os.environ, "SCALEBOX_KAFKA": kafka, "SCALEBOX_STATE_PREFIX": topics.prefix}
+    if commit_ms is not None:
+        env["SCALEBOX_STATE_COMMIT_MS"] = str(commit_ms)
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "scalebox_stream.cli.main", "state-owner", "--owner-id",
                                  "bench", "--ephemeral", "-v"], stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -185,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                      "(default: the service's).")
     parser.add_argument("--reply-partitions", type=int, default=None, help="Reply partitions (default: the "
                                                                            "service's).")
+    parser.add_argument("--commit-ms", type=float, default=None, help="The owner's commit interval (default: "
+                                                                      "the owner's, SCALEBOX_STATE_COMMIT_MS).")
     parser.add_argument("--smoke", action="store_true", help="200 sequential calls, a 5 s concurrent run.")
     parser.add_argument("--json", action="store_true", help="Print the results as one JSON line.")
     args = parser.parse_args(argv)
@@ -194,10 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     topics = StateTopics(f"sbx.bench.state.{harness.tag()}", args.partitions or defaults.partitions,
                          args.reply_partitions or defaults.reply_partitions)
     directory = harness.bench_dir("state")
-    say(f"state topics {topics.prefix}; owner log in {directory}; load {harness.load_average()}")
+    commit_ms = args.commit_ms if args.commit_ms is not None else CommitPolicy.from_env().interval_s * 1000
+    say(f"state topics {topics.prefix}; owner log in {directory}; the owner commits every {commit_ms:g} ms; "
+        f"load {harness.load_average()}")
     topics.ensure(args.kafka)
     owner_log = directory / "owner.log"
-    owner = start_owner(args.kafka, topics, owner_log)
+    owner = start_owner(args.kafka, topics, owner_log, args.commit_ms)
     try:
         with harness.sigterm_as_interrupt():
             say(harness.wait_until_idle(timeout_s=5 if args.smoke else 60))

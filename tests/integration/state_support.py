@@ -95,6 +95,17 @@ def changelog_state(kafka: str, topics: StateTopics) -> dict[Key, Item]:
     return state
 
 
+def settled_item(kafka: str, topics: StateTopics, key: Key, version: int, timeout_s: float = 90.0) -> Item | None:
+    """The key's item on the changelog once it reached `version` (an owner commits what it answered within its
+    commit interval, later after a failed commit), or what the changelog holds after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        item = changelog_state(kafka, topics).get(key)
+        if (item is not None and item.version >= version) or time.monotonic() > deadline:
+            return item
+        time.sleep(0.2)
+
+
 def replies_by_id(kafka: str, topics: StateTopics) -> dict[str, list[dict]]:
     """Every reply on the replies topic, grouped by request id."""
     grouped: dict[str, list[dict]] = {}
@@ -155,5 +166,6 @@ def assert_exact(kafka: str, topics: StateTopics, app: str, name: str, results: 
     assert max(values) == total
     with StateClient(kafka, topics) as client:
         assert client.call(client.command("get", SEMAPHORE, app, name)).value == total
-    item = changelog_state(kafka, topics)[(SEMAPHORE, app, name)]
-    assert (item.value, item.version) == (total, calls), "each request changed the semaphore exactly once"
+    item = settled_item(kafka, topics, (SEMAPHORE, app, name), calls)
+    assert item is not None and (item.value, item.version) == (total, calls), \
+        "each request changed the semaphore exactly once"

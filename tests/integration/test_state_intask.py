@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cluster import Cluster
 from pipeline import list_tasks
-from state_support import OwnerProcess, changelog_state, private_topics, replies_by_id
+from state_support import OwnerProcess, private_topics, replies_by_id, settled_item
 
 from scalebox_stream.state.client import StateClient
 from scalebox_stream.state.model import SEMAPHORE, StateTopics
@@ -66,8 +66,9 @@ def _run(cluster: Cluster, kafka: str, pg: str, topics: StateTopics, during=None
     assert max(values) == total
     with StateClient(kafka, topics) as client:
         assert client.call(client.command("get", SEMAPHORE, cluster.spec.name, "hits")).value == total
-    item = changelog_state(kafka, topics)[(SEMAPHORE, cluster.spec.name, "hits")]
-    assert (item.value, item.version) == (total, TASKS * CALLS_PER_TASK), "each call changed it exactly once"
+    item = settled_item(kafka, topics, (SEMAPHORE, cluster.spec.name, "hits"), TASKS * CALLS_PER_TASK)
+    assert item is not None and (item.value, item.version) == (total, TASKS * CALLS_PER_TASK), \
+        "each call changed it exactly once"
 
 
 def test_increments_from_tasks_are_exact(kafka_bootstrap, pg_dsn, topics, tmp_path) -> None:
