@@ -72,6 +72,18 @@ class Children:
         return next((c for c in self.children if (code := c.exited()) is not None
                      and not (code == 0 and c.name.startswith("agent-"))), None)
 
+    def wait_agents_gone(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for the agent children to end by themselves (their app finished): True if none
+        is left; `stop` deals with any that are."""
+        deadline = time.monotonic() + timeout_s
+        for child in self.children:
+            if child.name.startswith("agent-"):
+                try:
+                    child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    return False
+        return True
+
     def stop(self, grace_s: float = 15.0) -> None:
         """SIGTERM every child, wait up to `grace_s`, then SIGKILL their process groups."""
         for child in self.children:

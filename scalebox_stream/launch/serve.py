@@ -137,6 +137,9 @@ def serve_app(spec: AppSpec, app_file: Path, env_files: tuple[Path, ...], settin
             if (dead := children.first_failed()) is not None:
                 raise RuntimeError(f"{dead.name} exited with code {dead.exited()}:\n{dead.log_tail()}")
             if (text := finished(conns.pg, spec.name, started)) is not None:
+                if not children.wait_agents_gone(settings.children_grace_s):
+                    log.warning("local agents still running %.0fs after the app finished: stopping them",
+                                settings.children_grace_s)
                 if away is not None and not away.wait_gone(settings.children_grace_s):
                     log.warning("agents still running %.0fs after the app finished: stopping them",
                                 settings.children_grace_s)
