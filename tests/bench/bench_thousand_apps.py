@@ -38,6 +38,7 @@ from pathlib import Path
 import testpath  # noqa: F401  (tests/ on sys.path)
 from harness import EMIT_ARGV, REPO, TRUE, load_average, say, sigterm_as_interrupt, write_app
 from long_runs import Local, ok, own_services, parse_deadline, past
+from support.homes import broker_settings_on_top
 
 from scalebox_stream.kafka.config import secured
 
@@ -47,15 +48,6 @@ FLOOR_S = 0.2
 SMOKE_BROKER = {"broker.session.timeout.ms": 2500, "broker.heartbeat.interval.ms": 500}
 """A smoke run's broker settings once it is restarted from here: a broker SIGKILLed and started again waits for
 its old registration to expire (9 s by default), which a check that the benchmark works need not wait out."""
-
-
-def _broker_settings(extra: dict[str, int]) -> None:
-    """Every broker this process starts from now on gets `extra` on top of the product's settings."""
-    from scalebox_stream.local import kafka
-
-    render = kafka.render_properties
-    kafka.render_properties = lambda port, controller_port, data_dir, overrides=None: render(
-        port, controller_port, data_dir, {**(overrides or {}), **extra})
 
 
 def timed(action: Callable[[], object]) -> float:
@@ -250,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     n = 3 if args.smoke else args.apps
     if args.smoke:
-        _broker_settings(SMOKE_BROKER)
+        from scalebox_stream.local import kafka
+
+        kafka.render_properties = broker_settings_on_top(SMOKE_BROKER)
     deadline = parse_deadline(args.deadline)
     say(f"thousand apps: {n} apps, load average {load_average()}, nice {os.nice(0)}")
     before: dict[str, float] | None = None

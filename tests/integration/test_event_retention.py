@@ -19,7 +19,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from pipeline import free_port, scalebox
 from support import verify
-from support.homes import share_kafka_jars
+from support.homes import broker_settings_on_top, share_kafka_jars
 
 from scalebox_stream.kafka.config import admin_config, producer_config
 from scalebox_stream.kafka.log_start import find_gaps
@@ -33,9 +33,7 @@ PROMPT_RETENTION = {"log.initial.task.delay.ms": 0, "log.retention.check.interva
 def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str) -> Iterator[str]:
     """A single-node broker in a home of its own (the shared broker's jars reused); its bootstrap. It checks
     retention every second from its start (by default the first check comes 30 s after it starts, then every 10 s)."""
-    render = kafka.render_properties
-    monkeypatch.setattr(kafka, "render_properties", lambda port, controller_port, data_dir, overrides=None: render(
-        port, controller_port, data_dir, {**(overrides or {}), **PROMPT_RETENTION}))
+    monkeypatch.setattr(kafka, "render_properties", broker_settings_on_top(PROMPT_RETENTION))
     monkeypatch.setenv("SCALEBOX_HOME", str(share_kafka_jars(tmp_path / "home")))
     info = kafka.start(free_port(), free_port())
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -17,3 +18,13 @@ def share_kafka_jars(home: Path) -> Path:
         if kafka.jars_complete(shared, pom) and not mine.exists():
             mine.symlink_to(shared)
     return home
+
+
+def broker_settings_on_top(extra: dict[str, int]) -> Callable[..., str]:
+    """`local.kafka.render_properties` with `extra` laid over the product's settings (and any caller's), to put
+    in its place for the brokers a test or benchmark starts in a home of its own."""
+    from scalebox_stream.local import kafka
+
+    render = kafka.render_properties
+    return lambda port, controller_port, data_dir, overrides=None: render(
+        port, controller_port, data_dir, {**(overrides or {}), **extra})
