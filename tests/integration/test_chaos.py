@@ -44,7 +44,10 @@ def _two_stage_cluster(tmp_path: Path, app: str, kafka_bootstrap: str, pg_dsn: s
 
 
 @pytest.mark.skipif(bool(os.environ.get("SCALEBOX_KAFKA")), reason="restarts the local broker only")
-def test_chaos_every_task_succeeds_exactly_once(tmp_path, kafka_bootstrap, pg_dsn):
+def test_chaos_every_task_succeeds_exactly_once(tmp_path, kafka_bootstrap, pg_dsn, monkeypatch):
+    """A SIGKILLed agent's open transaction holds read-committed readers of its partitions back until the broker
+    aborts it: after 10 s here (`TRANSACTION_TIMEOUT_ENV`), not the default 60."""
+    monkeypatch.setenv(TRANSACTION_TIMEOUT_ENV, "10000")  # the agents started below inherit it
     rng = random.Random(SEED)
     (tmp_path / "stage.sh").write_text(STAGE)
     (tmp_path / "stage.sh").chmod(0o755)
