@@ -59,7 +59,7 @@ STOP_WAIT_S = 5.0
 not hold it."""
 REPLY_LINGER_MS = 5
 """The replies' producer waits this long for more replies to a partition: a batch's replies are flushed as soon
-as they are all produced (`Owner._send_replies`); the linger only keeps the first from going alone."""
+as they are all produced (`Owner._flush`); the linger only keeps the first from going alone."""
 REPLY_FLUSH_S = 1.0
 """At most this long the owner waits for a batch's replies to reach the broker (those still queued go later)."""
 COMMAND_FETCH = {"queued.min.messages": 1, "fetch.queue.backoff.ms": 1}
@@ -284,10 +284,14 @@ class Owner:
         return stores
 
     def _apply(self) -> None:
-        """Apply the gathered commands on top of what is applied but not committed, and send their replies at once
-        (`_send_replies`): a caller reads its reply before the commit. The changes and events wait in `open` for
-        the next commit (the committed state is not touched until then)."""
+        """Apply the gathered commands on top of what is applied but not committed, and send their replies at once:
+        a caller reads its reply before the commit. The changes and events wait in `open` for the next commit
+        (the committed state is not touched until then).
+
+        The replies of the batch go out together and the owner waits until the broker has them (`_flush`); then it
+        encodes their StateChanged events (they go out only with the commit)."""
         t, txn = self.topics, self.open
+        changes: list[Change] = []
         replies: list[_Record] = []
         for m in self.batch:
             p = m.partition()
@@ -301,29 +305,29 @@ class Owner:
             outcome = apply(ChainMap(overlay, committing, self.stores[p]), cmd)
             for change in outcome.changes:
                 overlay[change.key] = change.item
-                txn.events.append(_Record(self.events_topic, encode_key(change.key), self.event(change)))
+            changes += outcome.changes
             replies.append(_Record(t.replies, outcome.reply.id.encode(), outcome.reply.to_json(),
                                    partition=cmd.reply_to % self.reply_partitions))
-        self._send_replies(replies)
+        for record in replies:
+            self._reply(record)
+        if replies:
+            self._flush()
+        txn.events += [_Record(self.events_topic, encode_key(c.key), self.event(c)) for c in changes]
         if txn.opened is None:
             txn.opened = time.monotonic()
         txn.applied += self.batch
         self.batch = []
 
-    def _send_replies(self, replies: list[_Record]) -> None:
-        """Send the replies of one applied batch, in one produce request per reply partition, and wait until the
-        broker has them (at most `REPLY_FLUSH_S`).
+    def _flush(self) -> None:
+        """Wait until the broker has the replies produced (at most `REPLY_FLUSH_S`).
 
-        librdkafka puts one partition in a produce request and, with no linger, sends a batch's first reply
-        alone; with a linger every reply would wait for it. Produced together and flushed (a flush sends at once,
-        linger or not), a batch's replies to one partition share a request and the caller's fetch that reads them,
-        and none waits for a timer. Waiting for the flush is what makes the batches grow with the load: the
-        commands that come meanwhile are the next batch, where the owner's fetch has gathered them too
-        (`COMMAND_FETCH`). One caller at a time loses nothing: its next command comes after its reply was read."""
-        for record in replies:
-            self._reply(record)
-        if replies:
-            self.replier.flush(REPLY_FLUSH_S)
+        librdkafka puts one partition in a produce request and, with no linger, sends the first reply of a batch
+        alone; with a linger every reply would wait for it. With a linger and a flush after the batch (a flush
+        sends at once, linger or not), a batch's replies to one partition share a request, and the caller's fetch
+        that reads them, and none waits for a timer. Waiting for the flush is what makes the batches grow with the
+        load: the commands that come meanwhile are the next batch, fetched together too (`COMMAND_FETCH`). One
+        caller at a time loses nothing: its next command comes after it read its reply."""
+        self.replier.flush(REPLY_FLUSH_S)
 
     def _reply(self, record: _Record) -> None:
         """Send a reply (a full local queue is drained first; a reply that cannot be sent is left to the client's
