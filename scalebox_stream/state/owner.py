@@ -1,7 +1,7 @@
 """An owner process: applies the commands of its partitions in order, exactly once.
 
-One thread polls the owners' group for commands, applies what has gathered (of all its partitions) and sends each
-command's reply at once, on a producer of its own (idempotent, not transactional). What it applied is committed
+One thread polls the owners' group for commands, applies what has gathered (of all its partitions) and sends the
+replies at once, together, on a producer of its own (idempotent, not transactional). What it applied is committed
 when the `CommitPolicy` says (every few tens of ms, as Kafka Streams commits every `commit.interval.ms`), in one
 Kafka transaction of the process's one transactional producer, on a committer thread: a StateChanged event per
 change on `sbx.events`, the changed items on the compacted changelog (the command's partition, one record per
@@ -57,6 +57,16 @@ BATCH_MAX = 2000
 STOP_WAIT_S = 5.0
 """A stopping owner waits this long for its last commit (and the replies' delivery): a cluster that is gone must
 not hold it."""
+REPLY_LINGER_MS = 5
+"""The replies' producer waits this long for more replies to a partition: a batch's replies are flushed as soon
+as they are all produced (`Owner._flush`); the linger only keeps the first from going alone."""
+REPLY_FLUSH_S = 1.0
+"""At most this long the owner waits for a batch's replies to reach the broker (those still queued go later)."""
+COMMAND_FETCH = {"queued.min.messages": 1, "fetch.queue.backoff.ms": 1}
+"""The owner's consumer fetches commands again only once the owner took what it fetched (at most 1 ms later):
+while the owner applies a batch, sends its replies and waits for them, the commands that come stay on the broker
+and are fetched together, in one fetch request rather than one each. The queue the threshold counts is the
+consumer's, shared by all its partitions."""
 TRANSACTION_TIMEOUT_MS = 10000
 """The broker aborts an owner's open transaction after this long: a transaction of an owner that crashed while
 committing holds back the reads of the changelog and `sbx.events` (read_committed) until then, unless an owner of
@@ -141,7 +151,8 @@ class Owner:
         t = self.topics
         membership = {"group.instance.id": f"{t.group}.{self.owner_id}"} if self.static else {}
         consumer = self.consumer = Consumer(consumer_config(self.bootstrap, t.group, **{
-            **membership, "session.timeout.ms": 10000, "fetch.wait.max.ms": 5, "fetch.error.backoff.ms": 10}))
+            **membership, "session.timeout.ms": 10000, "fetch.wait.max.ms": 5, "fetch.error.backoff.ms": 10,
+            **COMMAND_FETCH}))
         try:
             replies = consumer.list_topics(t.replies, timeout=30).topics[t.replies]
             if replies.error is not None or not replies.partitions:
@@ -151,7 +162,7 @@ class Owner:
                 self.bootstrap, self.transactional_id, timeout_s=10.0, stop=self.stop,
                 producer_extra={"transaction.timeout.ms": TRANSACTION_TIMEOUT_MS})
             self.replier = Producer(producer_config(self.bootstrap, **{
-                "linger.ms": 0, "compression.type": "none", "retry.backoff.ms": 10}))
+                "linger.ms": REPLY_LINGER_MS, "compression.type": "none", "retry.backoff.ms": 10}))
             consumer.subscribe([t.commands], on_assign=self._assigned, on_revoke=self._revoked,
                                on_lost=self._revoked)
             self._serve(consumer)
@@ -275,8 +286,13 @@ class Owner:
     def _apply(self) -> None:
         """Apply the gathered commands on top of what is applied but not committed, and send their replies at once:
         a caller reads its reply before the commit. The changes and events wait in `open` for the next commit
-        (the committed state is not touched until then)."""
+        (the committed state is not touched until then).
+
+        The replies of the batch go out together and the owner waits until the broker has them (`_flush`); then it
+        encodes their StateChanged events (they go out only with the commit)."""
         t, txn = self.topics, self.open
+        changes: list[Change] = []
+        replies: list[_Record] = []
         for m in self.batch:
             p = m.partition()
             try:
@@ -289,13 +305,29 @@ class Owner:
             outcome = apply(ChainMap(overlay, committing, self.stores[p]), cmd)
             for change in outcome.changes:
                 overlay[change.key] = change.item
-                txn.events.append(_Record(self.events_topic, encode_key(change.key), self.event(change)))
-            self._reply(_Record(t.replies, outcome.reply.id.encode(), outcome.reply.to_json(),
-                                partition=cmd.reply_to % self.reply_partitions))
+            changes += outcome.changes
+            replies.append(_Record(t.replies, outcome.reply.id.encode(), outcome.reply.to_json(),
+                                   partition=cmd.reply_to % self.reply_partitions))
+        for record in replies:
+            self._reply(record)
+        if replies:
+            self._flush()
+        txn.events += [_Record(self.events_topic, encode_key(c.key), self.event(c)) for c in changes]
         if txn.opened is None:
             txn.opened = time.monotonic()
         txn.applied += self.batch
         self.batch = []
+
+    def _flush(self) -> None:
+        """Wait until the broker has the replies produced (at most `REPLY_FLUSH_S`).
+
+        librdkafka puts one partition in a produce request and, with no linger, sends the first reply of a batch
+        alone; with a linger every reply would wait for it. With a linger and a flush after the batch (a flush
+        sends at once, linger or not), a batch's replies to one partition share a request, and the caller's fetch
+        that reads them, and none waits for a timer. Waiting for the flush is what makes the batches grow with the
+        load: the commands that come meanwhile are the next batch, fetched together too (`COMMAND_FETCH`). One
+        caller at a time loses nothing: its next command comes after it read its reply."""
+        self.replier.flush(REPLY_FLUSH_S)
 
     def _reply(self, record: _Record) -> None:
         """Send a reply (a full local queue is drained first; a reply that cannot be sent is left to the client's

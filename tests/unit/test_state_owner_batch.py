@@ -51,14 +51,19 @@ class FakePublisher:
 
 
 class FakeReplier:
-    """The replies' producer: what was sent, in order."""
+    """The replies' producer: what was sent, in order; `flushes`: how many replies had been sent at each flush."""
 
     def __init__(self) -> None:
         self.sent: list[dict] = []
+        self.flushes: list[int] = []
 
     def produce(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
         assert topic == TOPICS.replies
         self.sent.append(json.loads(value))
+
+    def flush(self, timeout: float = -1) -> int:
+        self.flushes.append(len(self.sent))
+        return 0
 
     def poll(self, timeout: float = 0) -> int:
         return 0
@@ -103,6 +108,17 @@ def test_all_partitions_commit_in_one_transaction_with_their_offsets() -> None:
     assert changelog == {(p1, first): 5, (p2, second): 5}, "one changelog record per item, its latest value"
     assert o.stores[p1][(SEMAPHORE, "a", first)].value == 5
     assert o.stats.commands == 3 and o.stats.batches == 1
+
+
+def test_a_batch_s_replies_are_flushed_together_once_all_are_produced() -> None:
+    o = owner(FakePublisher())
+    first, second = names_on_two_partitions()
+    (p1, c1), (p2, c2), (p1b, c3) = add(first, 1, "r1"), add(second, 1, "r2"), add(first, 1, "r3")
+    o.batch = [FakeMessage(p1, 0, c1), FakeMessage(p2, 0, c2), FakeMessage(p1b, 1, c3)]
+    o._apply()
+    assert o.replier.flushes == [3], "one flush, after the batch's three replies"
+    o._apply()
+    assert o.replier.flushes == [3], "an empty batch sends and flushes nothing"
 
 
 def test_a_failed_transaction_keeps_the_batch_and_applies_it_again_from_the_committed_state() -> None:
