@@ -253,11 +253,20 @@ def render_properties(port: int, controller_port: int, data_dir: Path,
         # segments they never are here, and a start loads every commit ever made (200k records per partition).
         "offsets.topic.segment.bytes": 10 * 2**20,
         "transaction.state.log.segment.bytes": 10 * 2**20,
-        # Kafka 4's check that each partition a transaction writes was added to it (KIP-890's verification) stays
-        # on: switched off, a broker restart while an agent commits left that transaction's markers unwritten on
-        # some partitions (the coordinator skipped partitions without a leader during the controlled shutdown),
-        # and read-committed readers and offset fetches of those partitions stalled for minutes (test_chaos.py).
-        "transaction.partition.verification.enable": "true",
+        # Kafka 4 has each partition leader ask the transaction coordinator whether a partition written in a
+        # transaction was added to it (KIP-890's verification; an internal request per new partition, for the
+        # produce and the offsets commit alike): a large share of an agent transaction's time (performance.md,
+        # "Where the time goes"). It guards against a produce request delayed past its transaction's end, which
+        # would leave the partition with a hanging transaction; on this one-node, loopback broker no request is
+        # delayed that long, and `scalebox local repair` clears one if a killed broker leaves it.
+        "transaction.partition.verification.enable": "false",
+        # A single node has nowhere to move its leaders: a controlled shutdown only sets every partition's leader
+        # to none while the broker still runs, and the transaction coordinator, completing a transaction in that
+        # moment, takes a partition without a leader for a deleted one and skips its marker. The transaction is
+        # then complete at the coordinator but open on those partitions for good (a hanging transaction; the
+        # chaos test's broker restart left one in about a third of its runs). Without the controlled shutdown the
+        # markers that cannot be written stay due, and the coordinator writes them when the broker is back.
+        "controlled.shutdown.enable": "false",
     }
     settings.update(overrides or {})
     body = "\n".join(f"{k}={v}" for k, v in settings.items())
@@ -456,7 +465,8 @@ def start(port: int = DEFAULT_PORT, controller_port: int = DEFAULT_CONTROLLER_PO
 
 
 def stop(grace: float = 60.0) -> bool:
-    """SIGTERM the broker (controlled shutdown), SIGKILL after ``grace`` seconds. True if one was running."""
+    """SIGTERM the broker (a clean stop, without a controlled shutdown: see `render_properties`), SIGKILL after
+    ``grace`` seconds. True if one was running."""
     info = running()
     if info is None:
         return False
