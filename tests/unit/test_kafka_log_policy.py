@@ -1,0 +1,149 @@
+"""What a process logs of librdkafka's lines while a broker is down and when it is back (`policy.kafka_log`), and
+the gate every client's lines pass (`kafka.client_log`). The texts are librdkafka's, from a chaos run's logs."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from scalebox_stream.kafka.client_log import ClientLog, LibrdkafkaLogger
+from scalebox_stream.policy.kafka_log import KafkaLogPolicy, Line, repeat_key, span, unreachable_broker
+
+BROKER = "127.0.0.1:19092"
+LOGGED = ("FAIL [rdkafka#consumer-5] [thrd:sasl_plaintext://127.0.0.1:19092/bootstrap]: "
+          "sasl_plaintext://127.0.0.1:19092/bootstrap: Connect to ipv4#127.0.0.1:19092 failed: Connection refused "
+          "(after 0ms in state CONNECT)")
+"""A refused connection as a client's log line (facility, client, thread, then the message)."""
+EVENT = ("sasl_plaintext://127.0.0.1:19092/1: Connect to ipv4#127.0.0.1:19092 failed: Connection refused "
+         "(after 0ms in state CONNECT, 1 identical error(s) suppressed)")
+"""The same, as another client's error event."""
+DOWN = "1/1 brokers are down"
+GETPID = ("GETPID [rdkafka#producer-8] [thrd:main]: Failed to acquire transactional PID from broker "
+          "TxnCoordinator/1: Broker: Coordinator load in progress: retrying")
+
+
+def _run(policy: KafkaLogPolicy, failing: tuple[float, float], until: float, every: float = 0.05) -> list[Line]:
+    """Two clients report each refused connection on both channels every `every` s from failing[0] to failing[1],
+    and the gate ticks every second, until `until`: everything the policy said."""
+    lines: list[Line] = []
+    now, next_tick = 0.0, 1.0
+    while now <= until:
+        if failing[0] <= now < failing[1]:
+            lines += policy.observe(logging.ERROR, LOGGED, now)
+            lines += policy.observe(logging.WARNING, EVENT, now)
+        if now >= next_tick:
+            lines += policy.tick(now)
+            next_tick += 1.0
+        now = round(now + every, 3)
+    return lines
+
+
+def test_a_broker_down_for_ten_seconds_is_one_line_when_it_starts_and_one_when_it_is_over() -> None:
+    policy = KafkaLogPolicy()
+    lines = _run(policy, (5.0, 15.0), until=60.0)
+    assert [line.level for line in lines] == [logging.WARNING, logging.INFO], lines
+    assert lines[0].text.startswith(f"Kafka broker {BROKER} unreachable (Connection refused); retrying")
+    assert lines[1].text.startswith(f"Kafka broker {BROKER} reachable again after about 10 s (")
+    assert "400 failed connection attempt(s)" in lines[1].text
+    assert policy.idle
+
+
+def test_a_long_outage_is_summarised_ever_further_apart() -> None:
+    policy = KafkaLogPolicy()
+    lines = _run(policy, (0.0, 3000.0), until=3030.0, every=1.0)
+    summaries = [line.text for line in lines if "still retrying" in line.text]
+    assert summaries[0].startswith(f"Kafka broker {BROKER} unreachable for 30 s (61 failed connection attempt(s), "
+                                   "the last: Connection refused)")
+    assert [s.split(" for ", 1)[1].split(" (")[0] for s in summaries] == [
+        "30 s", "90 s", "3 min", "7 min", "15 min", "25 min", "35 min", "45 min"]  # 30 s, 1, 2, 4, 8 min, then 10
+    assert lines[-1].text.startswith(f"Kafka broker {BROKER} reachable again after about 49 min (6000 failed")
+    assert len(lines) == 10
+
+
+def test_a_week_without_the_broker_is_about_a_thousand_lines_not_millions() -> None:
+    policy = KafkaLogPolicy()
+    lines = _run(policy, (0.0, 7 * 86400.0), until=7 * 86400.0 + 60, every=10.0)
+    assert 1000 < len(lines) < 1020
+    assert lines[-1].text.startswith(f"Kafka broker {BROKER} reachable again after about 167 h 59 min")
+
+
+def test_a_new_error_shows_at_once_even_during_an_outage_and_its_repeats_as_one_count() -> None:
+    policy = KafkaLogPolicy()
+    assert len(policy.observe(logging.ERROR, LOGGED, 0.0)) == 1
+    assert policy.observe(logging.WARNING, GETPID, 1.0) == [Line(logging.WARNING, GETPID)]
+    assert policy.observe(logging.WARNING, GETPID.replace("producer-8", "producer-9"), 2.0) == []
+    assert policy.observe(logging.WARNING, GETPID, 3.0) == []
+    other = GETPID.replace("Coordinator load in progress", "Not coordinator")
+    assert policy.observe(logging.WARNING, other, 4.0) == [Line(logging.WARNING, other)], "another error: new"
+    assert [line.text for line in policy.tick(30.0)] == [
+        f"Kafka broker {BROKER} reachable again after about 0 s (1 failed connection attempt(s); none for 20 s)"]
+    said = policy.tick(61.0)
+    assert Line(logging.WARNING, f"{GETPID} (said 2 more time(s) in the last 60 s)") in said
+    assert not [line for line in said if "Not coordinator" in line.text], "said once, not repeated: nothing more"
+
+
+def test_a_line_said_again_after_its_window_shows_again() -> None:
+    policy = KafkaLogPolicy()
+    assert policy.observe(logging.WARNING, DOWN, 0.0) == [Line(logging.WARNING, DOWN)]
+    assert policy.observe(logging.WARNING, "0/2 brokers are down", 10.0) == []
+    assert policy.observe(logging.WARNING, DOWN, 70.0) == [
+        Line(logging.WARNING, "0/2 brokers are down (said 1 more time(s) in the last 70 s)"),
+        Line(logging.WARNING, DOWN)]
+
+
+def test_each_broker_has_its_outage() -> None:
+    policy = KafkaLogPolicy()
+    other = LOGGED.replace("19092", "19093")
+    assert len(policy.observe(logging.ERROR, LOGGED, 0.0)) == 1
+    assert len(policy.observe(logging.ERROR, other, 1.0)) == 1
+    assert policy.observe(logging.ERROR, other, 15.0) == []
+    over = policy.tick(21.0)
+    assert [line.text.split(" reachable")[0] for line in over] == [f"Kafka broker {BROKER}"]
+    assert not policy.idle
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    (LOGGED, (BROKER, "Connection refused")),
+    (EVENT, (BROKER, "Connection refused")),
+    ("sasl_plaintext://kafka:9092/bootstrap: Failed to resolve 'kafka:9092': Name or service not known "
+     "(after 1ms in state CONNECT)", ("kafka:9092", "Failed to resolve 'kafka:9092': Name or service not known")),
+    ("ssl://b1:9093/1: Connection setup timed out in state CONNECT (after 30029ms in state CONNECT)",
+     ("b1:9093", "Connection setup timed out in state CONNECT")),
+    ("FAIL [rdkafka#producer-3] [thrd:sasl_plaintext://127.0.0.1:19092/1]: sasl_plaintext://127.0.0.1:19092/1: "
+     "Disconnected: connection closed by peer: receive 0 after POLLIN (after 8413ms in state UP)", None),
+    (DOWN, None),
+])
+def test_which_lines_say_a_broker_cannot_be_reached(text: str, found: tuple[str, str] | None) -> None:
+    assert unreachable_broker(text) == found
+
+
+def test_repeats_are_the_same_line_from_any_client_at_any_count() -> None:
+    assert repeat_key(GETPID) == repeat_key(GETPID.replace("producer-8", "producer-12"))
+    assert repeat_key(DOWN) == repeat_key("0/2 brokers are down")
+    assert repeat_key(GETPID) != repeat_key(GETPID.replace("load in progress", "not available"))
+    assert "127.0.0.1:19092" in repeat_key("GroupCoordinator: 127.0.0.1:19092: Disconnected (after 7789ms in state UP)")
+
+
+def test_span() -> None:
+    assert [span(s) for s in (-1, 12.4, 119, 120, 7199, 7200, 7 * 86400)] == [
+        "0 s", "12 s", "119 s", "2 min", "119 min", "2 h 0 min", "168 h 0 min"]
+
+
+def test_the_gate_logs_what_the_policy_says_and_ticks_while_something_is_open(
+        caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("test.librdkafka")
+    clock = [0.0]
+    gate = ClientLog(logger, lambda: KafkaLogPolicy(quiet_s=2.0), clock=lambda: clock[0], tick_s=0.01)
+    client_logger = LibrdkafkaLogger(gate)
+    with caplog.at_level(logging.INFO, logger="test.librdkafka"):
+        for _ in range(50):  # as confluent_kafka calls it
+            client_logger.log(logging.ERROR, "%s [%s] %s", "FAIL", "rdkafka#consumer-5", LOGGED.split("] ", 1)[1])
+        clock[0] = 3.0
+        deadline = time.monotonic() + 5
+        while not any("reachable again" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    said = [r.getMessage() for r in caplog.records if r.name == "test.librdkafka"]
+    assert len(said) == 2 and said[0].startswith(f"Kafka broker {BROKER} unreachable"), said
+    assert said[1].startswith(f"Kafka broker {BROKER} reachable again after about 0 s (50 failed"), said
