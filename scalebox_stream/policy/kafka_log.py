@@ -26,7 +26,7 @@ REPEAT_WINDOW_S = 60.0
 """The same line again within this long (from its first showing) is counted, not shown."""
 
 _UNREACHABLE = re.compile(
-    r"(?:\b[a-z_]+://)?(?P<broker>[^\s/\[\]]+)/(?:bootstrap|\d+): "
+    r"(?:\b[a-z_]+://)?(?P<broker>[^\s/\[\]]+?)(?:/(?:bootstrap|\d+))?: "
     r"(?P<reason>Connect to \S+ failed: .+?|Failed to resolve '[^']*': .+?|Connection setup timed out.*?)"
     r"(?: \(after \d+ms in state \w+.*\))?$")
 """A broker connection that could not be made: `sasl_plaintext://127.0.0.1:19092/bootstrap: Connect to

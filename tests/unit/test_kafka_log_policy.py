@@ -113,6 +113,10 @@ def test_each_broker_has_its_outage() -> None:
      ("b1:9093", "Connection setup timed out in state CONNECT")),
     ("FAIL [rdkafka#producer-3] [thrd:sasl_plaintext://127.0.0.1:19092/1]: sasl_plaintext://127.0.0.1:19092/1: "
      "Disconnected: connection closed by peer: receive 0 after POLLIN (after 8413ms in state UP)", None),
+    ("FAIL [rdkafka#consumer-4] [thrd:GroupCoordinator]: GroupCoordinator: 127.0.0.1:19092: Connect to "
+     "ipv4#127.0.0.1:19092 failed: Connection refused (after 2ms in state CONNECT)", (BROKER, "Connection refused")),
+    ("GETPID [rdkafka#producer-3] [thrd:main]: Failed to acquire idempotence PID from broker 127.0.0.1:19092/1: "
+     "Broker: Coordinator load in progress: retrying", None),
     (DOWN, None),
 ])
 def test_which_lines_say_a_broker_cannot_be_reached(text: str, found: tuple[str, str] | None) -> None:
