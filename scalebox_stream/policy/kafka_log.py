@@ -2,8 +2,9 @@
 
 While a broker is down, librdkafka reports every refused connection of every client twice (a log line and an
 error event), several times a second: a week-long log would be nothing else. `KafkaLogPolicy` says an outage
-once when it starts, a summary now and then while it lasts (further and further apart), and once when it is
-over; any other line is said when it first comes, its repeats within a window are counted and said as one line.
+once when it starts, a summary now and then while it lasts (further and further apart, each with a failure), and
+once when it is over (librdkafka's "N/M brokers are down" adds nothing meanwhile); any other line is said when it
+first comes, its repeats within a window are counted and said as one line.
 A broker counts as reachable again once no connection to it has failed for `quiet_s` (longer than librdkafka's
 longest reconnect backoff, 10 s plus jitter): librdkafka says nothing when a connection succeeds.
 
@@ -32,6 +33,7 @@ _UNREACHABLE = re.compile(
 """A broker connection that could not be made: `sasl_plaintext://127.0.0.1:19092/bootstrap: Connect to
 ipv4#127.0.0.1:19092 failed: Connection refused (after 0ms in state CONNECT)` (a log line has librdkafka's
 facility, client and thread in front)."""
+_BROKERS_DOWN = re.compile(r"\b\d+/\d+ brokers are down")
 _CONNECT_TARGET = re.compile(r"^Connect to \S+ failed: ")
 _BRACKETS = re.compile(r"\[[^\]]*\]:?\s*")
 _BROKER_NAME = re.compile(r"\b[a-z_]+://([^\s/]+)/(?:bootstrap|\d+)")
@@ -118,6 +120,8 @@ class KafkaLogPolicy:
         unreachable = unreachable_broker(text)
         if unreachable is not None:
             return self._failed_connection(*unreachable, now)
+        if self._outages and _BROKERS_DOWN.search(text):
+            return []  # what the outage's lines say already
         key = repeat_key(text)
         seen = self._repeats.get(key)
         if seen is not None and now - seen.shown_at < self.repeat_window_s:
@@ -129,10 +133,15 @@ class KafkaLogPolicy:
         return [*lines, Line(level, text)]
 
     def tick(self, now: float) -> list[Line]:
-        """The lines the passing of time calls for: outages' summaries and ends, counts of repeated lines."""
+        """The lines the passing of time calls for: outages' ends, counts of repeated lines. (An outage's
+        summaries come with its failures: from a tick, one could say "unreachable" of a broker back already.)"""
         lines: list[Line] = []
-        for broker in list(self._outages):
-            lines += self._outage_due(broker, now)
+        for broker, outage in list(self._outages.items()):
+            if now - outage.last >= self.quiet_s:
+                del self._outages[broker]
+                lines.append(Line(logging.INFO, f"Kafka broker {broker} reachable again after about "
+                                                f"{span(outage.last - outage.since)} ({outage.failures} failed "
+                                                f"connection attempt(s); none for {span(self.quiet_s)})"))
         for key in list(self._repeats):
             lines += self._repeated(key, now)
         return lines
@@ -144,15 +153,6 @@ class KafkaLogPolicy:
             return [Line(logging.WARNING, f"Kafka broker {broker} unreachable ({reason}); retrying (a summary "
                                           f"every while as long as it lasts)")]
         outage.last, outage.reason, outage.failures = now, reason, outage.failures + 1
-        return self._outage_due(broker, now)
-
-    def _outage_due(self, broker: str, now: float) -> list[Line]:
-        outage = self._outages[broker]
-        if now - outage.last >= self.quiet_s:
-            del self._outages[broker]
-            return [Line(logging.INFO, f"Kafka broker {broker} reachable again after about "
-                                       f"{span(outage.last - outage.since)} ({outage.failures} failed connection "
-                                       f"attempt(s); none for {span(self.quiet_s)})")]
         if now - outage.said_at < outage.gap:
             return []
         outage.said_at, outage.gap = now, min(2 * outage.gap, self.summary_max_s)

@@ -93,6 +93,17 @@ def test_a_line_said_again_after_its_window_shows_again() -> None:
         Line(logging.WARNING, DOWN)]
 
 
+def test_brokers_down_adds_nothing_during_an_outage_and_a_summary_comes_only_with_a_failure() -> None:
+    policy = KafkaLogPolicy()
+    assert policy.observe(logging.WARNING, DOWN, 0.0) == [Line(logging.WARNING, DOWN)], "no outage yet: said"
+    assert len(policy.observe(logging.ERROR, LOGGED, 0.1)) == 1
+    assert policy.observe(logging.ERROR, LOGGED, 15.0) == []
+    assert policy.observe(logging.WARNING, "0/2 brokers are down", 16.0) == []
+    assert policy.tick(31.0) == [], "a summary is due, but no failure since 15 s: the broker may be back already"
+    said = policy.observe(logging.ERROR, LOGGED, 32.0)
+    assert [line.text.split(" (")[0] for line in said] == [f"Kafka broker {BROKER} unreachable for 32 s"]
+
+
 def test_each_broker_has_its_outage() -> None:
     policy = KafkaLogPolicy()
     other = LOGGED.replace("19092", "19093")
