@@ -1,12 +1,14 @@
 """The edge between librdkafka's two voices (its log lines, its error events) and Python logging: everything
 they say goes through one `policy.kafka_log.KafkaLogPolicy` per process, so an outage reads as a few lines
-however many clients the process has and however often they retry. A thread of its own ticks the policy while
-it has something open (an outage, counted repeats), and ends when it has not."""
+however many clients the process has and however often they retry. A thread of its own ticks the policy and
+probes the brokers it suspects (a TCP connection, closed at once) while it has something open (an outage,
+counted repeats), and ends when it has not."""
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -15,14 +17,27 @@ from typing import Any
 from scalebox_stream.policy.kafka_log import KafkaLogPolicy, Line
 
 TICK_S = 1.0
+PROBE_TIMEOUT_S = 2.0
+
+
+def tcp_reachable(broker: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether `broker` (host:port, [v6]:port) accepts a TCP connection now."""
+    host, _, port = broker.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 class ClientLog:
     """A process's gate for librdkafka's lines: `say` is safe from any thread."""
 
     def __init__(self, logger: logging.Logger, policy: Callable[[], KafkaLogPolicy] = KafkaLogPolicy,
-                 clock: Callable[[], float] = time.monotonic, tick_s: float = TICK_S) -> None:
+                 clock: Callable[[], float] = time.monotonic, tick_s: float = TICK_S,
+                 probe: Callable[[str], bool] = tcp_reachable) -> None:
         self.logger, self._make_policy, self._clock, self._tick_s = logger, policy, clock, tick_s
+        self._probe = probe
         self._fresh()
 
     def _fresh(self) -> None:
@@ -47,6 +62,12 @@ class ClientLog:
             time.sleep(self._tick_s)
             with self._lock:
                 lines = self._policy.tick(self._clock())
+                suspects = self._policy.due_probes(self._clock())
+            for broker in suspects:
+                reachable = self._probe(broker)
+                with self._lock:
+                    lines += self._policy.probed(broker, reachable, self._clock())
+            with self._lock:
                 self._ticking = not self._policy.idle
             self._emit(lines)
             if not self._ticking:

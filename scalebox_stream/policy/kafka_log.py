@@ -1,14 +1,19 @@
-"""What a process logs of what librdkafka tells it, given what it said before and the time.
+"""What a process logs of what librdkafka tells it, given what it said before, what a probe found, and the time.
 
 While a broker is down, librdkafka reports every refused connection of every client twice (a log line and an
 error event), several times a second: a week-long log would be nothing else. `KafkaLogPolicy` says an outage
-once when it starts, a summary now and then while it lasts (further and further apart, each with a failure), and
-once when it is over (librdkafka's "N/M brokers are down" adds nothing meanwhile); any other line is said when it
-first comes, its repeats within a window are counted and said as one line.
-A broker counts as reachable again once no connection to it has failed for `quiet_s` (longer than librdkafka's
-longest reconnect backoff, 10 s plus jitter): librdkafka says nothing when a connection succeeds.
+once when it starts, a summary now and then while it lasts (further and further apart), and once when it is
+over (librdkafka's "N/M brokers are down" adds nothing meanwhile); any other line is said when it first comes,
+its repeats within a window are counted and said as one line.
 
-Pure: the caller hands in each line with the clock (`observe`) and calls `tick` every second or so.
+Whether a broker is down is not judged from librdkafka's lines alone: they are delivered when the application
+polls its client (late, in a burst, if it was busy), and nothing is said when a connection succeeds. So a failed
+connection makes the broker a suspect to probe (a plain connection to its address, by the caller); an outage is
+said when a probe fails too, summarised at later failed probes, and over when a probe succeeds. A suspect whose
+first probe succeeds (a stale line, a broker back at once) is forgotten without a word.
+
+Pure: the caller hands in each line with the clock (`observe`), probes what `due_probes` names and reports the
+result (`probed`), and calls `tick` every second or so.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ SUMMARY_S = 30.0
 """The first summary of an outage comes this long after its start; each next one twice as long after."""
 SUMMARY_MAX_S = 600.0
 """The longest gap between two summaries of one outage."""
-QUIET_S = 20.0
-"""No failed connection to a broker for this long: it is reachable again."""
+PROBE_S = 1.0
+"""How often a broker in an outage is probed in its first minute; `PROBE_LATER_S` after."""
+PROBE_LATER_S = 5.0
 REPEAT_WINDOW_S = 60.0
 """The same line again within this long (from its first showing) is counted, not shown."""
 
@@ -80,13 +86,15 @@ def span(seconds: float) -> str:
 
 @dataclass
 class _Outage:
-    """One broker that cannot be reached."""
+    """One broker that could not be reached: a suspect until a probe fails too (`said`)."""
 
     since: float
     last: float
     reason: str
-    said_at: float
-    gap: float
+    probe_at: float
+    said_at: float = 0.0
+    gap: float = 0.0
+    said: bool = False
     failures: int = 1
 
 
@@ -103,23 +111,30 @@ class _Repeats:
 class KafkaLogPolicy:
     """Decides which of librdkafka's lines to log (see the module docstring). Not thread-safe: one caller."""
 
-    def __init__(self, summary_s: float = SUMMARY_S, summary_max_s: float = SUMMARY_MAX_S, quiet_s: float = QUIET_S,
-                 repeat_window_s: float = REPEAT_WINDOW_S) -> None:
-        self.summary_s, self.summary_max_s, self.quiet_s = summary_s, summary_max_s, quiet_s
-        self.repeat_window_s = repeat_window_s
+    def __init__(self, summary_s: float = SUMMARY_S, summary_max_s: float = SUMMARY_MAX_S,
+                 repeat_window_s: float = REPEAT_WINDOW_S, probe_s: float = PROBE_S,
+                 probe_later_s: float = PROBE_LATER_S) -> None:
+        self.summary_s, self.summary_max_s, self.repeat_window_s = summary_s, summary_max_s, repeat_window_s
+        self.probe_s, self.probe_later_s = probe_s, probe_later_s
         self._outages: dict[str, _Outage] = {}
         self._repeats: dict[str, _Repeats] = {}
 
     @property
     def idle(self) -> bool:
-        """Nothing open: `tick` has nothing to say until the next `observe`."""
+        """Nothing open: `tick` and `due_probes` have nothing until the next `observe`."""
         return not self._outages and not self._repeats
 
     def observe(self, level: int, text: str, now: float) -> list[Line]:
         """The lines to log now that librdkafka said `text` at `level`."""
         unreachable = unreachable_broker(text)
         if unreachable is not None:
-            return self._failed_connection(*unreachable, now)
+            broker, reason = unreachable
+            outage = self._outages.get(broker)
+            if outage is None:
+                self._outages[broker] = _Outage(since=now, last=now, reason=reason, probe_at=now)
+            else:
+                outage.last, outage.reason, outage.failures = now, reason, outage.failures + 1
+            return []
         if self._outages and _BROKERS_DOWN.search(text):
             return []  # what the outage's lines say already
         key = repeat_key(text)
@@ -132,33 +147,39 @@ class KafkaLogPolicy:
         self._repeats[key] = _Repeats(now, level, text)
         return [*lines, Line(level, text)]
 
-    def tick(self, now: float) -> list[Line]:
-        """The lines the passing of time calls for: outages' ends, counts of repeated lines. (An outage's
-        summaries come with its failures: from a tick, one could say "unreachable" of a broker back already.)"""
-        lines: list[Line] = []
-        for broker, outage in list(self._outages.items()):
-            if now - outage.last >= self.quiet_s:
-                del self._outages[broker]
-                lines.append(Line(logging.INFO, f"Kafka broker {broker} reachable again after about "
-                                                f"{span(outage.last - outage.since)} ({outage.failures} failed "
-                                                f"connection attempt(s); none for {span(self.quiet_s)})"))
-        for key in list(self._repeats):
-            lines += self._repeated(key, now)
-        return lines
+    def due_probes(self, now: float) -> list[str]:
+        """The brokers to probe now (host:port, as librdkafka names them)."""
+        return [broker for broker, outage in self._outages.items() if outage.probe_at <= now]
 
-    def _failed_connection(self, broker: str, reason: str, now: float) -> list[Line]:
+    def probed(self, broker: str, reachable: bool, now: float) -> list[Line]:
+        """The lines to log now that a probe of `broker` found it `reachable` or not."""
         outage = self._outages.get(broker)
         if outage is None:
-            self._outages[broker] = _Outage(since=now, last=now, reason=reason, said_at=now, gap=self.summary_s)
-            return [Line(logging.WARNING, f"Kafka broker {broker} unreachable ({reason}); retrying (a summary "
-                                          f"every while as long as it lasts)")]
-        outage.last, outage.reason, outage.failures = now, reason, outage.failures + 1
+            return []
+        if reachable:
+            del self._outages[broker]
+            if not outage.said:
+                return []
+            return [Line(logging.INFO, f"Kafka broker {broker} reachable again after {span(now - outage.since)} "
+                                       f"({outage.failures} failed connection attempt(s) meanwhile)")]
+        outage.probe_at = now + (self.probe_s if now - outage.since < 60 else self.probe_later_s)
+        if not outage.said:
+            outage.said, outage.said_at, outage.gap = True, now, self.summary_s
+            return [Line(logging.WARNING, f"Kafka broker {broker} unreachable ({outage.reason}); retrying (a "
+                                          f"summary every while as long as it lasts)")]
         if now - outage.said_at < outage.gap:
             return []
         outage.said_at, outage.gap = now, min(2 * outage.gap, self.summary_max_s)
         return [Line(logging.WARNING, f"Kafka broker {broker} unreachable for {span(now - outage.since)} "
                                       f"({outage.failures} failed connection attempt(s), the last: {outage.reason}); "
                                       f"still retrying")]
+
+    def tick(self, now: float) -> list[Line]:
+        """The lines the passing of time calls for: counts of repeated lines whose window is over."""
+        lines: list[Line] = []
+        for key in list(self._repeats):
+            lines += self._repeated(key, now)
+        return lines
 
     def _repeated(self, key: str, now: float, force: bool = False) -> list[Line]:
         seen = self._repeats.get(key)

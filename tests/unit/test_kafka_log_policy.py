@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from scalebox_stream.kafka.client_log import ClientLog, LibrdkafkaLogger
+from scalebox_stream.kafka.client_log import ClientLog, LibrdkafkaLogger, tcp_reachable
 from scalebox_stream.policy.kafka_log import KafkaLogPolicy, Line, repeat_key, span, unreachable_broker
 
 BROKER = "127.0.0.1:19092"
@@ -24,17 +24,22 @@ GETPID = ("GETPID [rdkafka#producer-8] [thrd:main]: Failed to acquire transactio
           "TxnCoordinator/1: Broker: Coordinator load in progress: retrying")
 
 
-def _run(policy: KafkaLogPolicy, failing: tuple[float, float], until: float, every: float = 0.05) -> list[Line]:
-    """Two clients report each refused connection on both channels every `every` s from failing[0] to failing[1],
-    and the gate ticks every second, until `until`: everything the policy said."""
+def _run(policy: KafkaLogPolicy, down: tuple[float, float], until: float, every: float = 0.05,
+         reported: tuple[float, float] | None = None) -> list[Line]:
+    """The broker is down from down[0] to down[1]; two clients report each refused connection on both channels every
+    `every` s while they are delivered (`reported`, by default while it is down); every second the gate ticks and
+    probes what the policy asks it to, until `until`: everything the policy said."""
+    reported = reported or down
     lines: list[Line] = []
     now, next_tick = 0.0, 1.0
     while now <= until:
-        if failing[0] <= now < failing[1]:
+        if reported[0] <= now < reported[1]:
             lines += policy.observe(logging.ERROR, LOGGED, now)
             lines += policy.observe(logging.WARNING, EVENT, now)
         if now >= next_tick:
             lines += policy.tick(now)
+            for broker in policy.due_probes(now):
+                lines += policy.probed(broker, not down[0] <= now < down[1], now)
             next_tick += 1.0
         now = round(now + every, 3)
     return lines
@@ -44,21 +49,34 @@ def test_a_broker_down_for_ten_seconds_is_one_line_when_it_starts_and_one_when_i
     policy = KafkaLogPolicy()
     lines = _run(policy, (5.0, 15.0), until=60.0)
     assert [line.level for line in lines] == [logging.WARNING, logging.INFO], lines
-    assert lines[0].text.startswith(f"Kafka broker {BROKER} unreachable (Connection refused); retrying")
-    assert lines[1].text.startswith(f"Kafka broker {BROKER} reachable again after about 10 s (")
-    assert "400 failed connection attempt(s)" in lines[1].text
+    assert lines[0].text == (f"Kafka broker {BROKER} unreachable (Connection refused); retrying (a summary every "
+                             "while as long as it lasts)")
+    assert lines[1].text == (f"Kafka broker {BROKER} reachable again after 10 s (400 failed connection attempt(s) "
+                             "meanwhile)")
     assert policy.idle
+
+
+def test_lines_delivered_late_say_nothing_of_a_broker_that_is_back() -> None:
+    """A client polled late (its application was busy) delivers the failures of an outage that is over."""
+    policy = KafkaLogPolicy()
+    assert _run(policy, (5.0, 15.0), until=60.0, reported=(20.0, 21.0)) == []
+    assert policy.idle
+
+
+def test_a_broker_back_before_the_first_probe_is_not_mentioned() -> None:
+    policy = KafkaLogPolicy()
+    assert _run(policy, (5.2, 5.7), until=30.0) == []
 
 
 def test_a_long_outage_is_summarised_ever_further_apart() -> None:
     policy = KafkaLogPolicy()
     lines = _run(policy, (0.0, 3000.0), until=3030.0, every=1.0)
     summaries = [line.text for line in lines if "still retrying" in line.text]
-    assert summaries[0].startswith(f"Kafka broker {BROKER} unreachable for 30 s (61 failed connection attempt(s), "
-                                   "the last: Connection refused)")
+    assert summaries[0] == (f"Kafka broker {BROKER} unreachable for 31 s (64 failed connection attempt(s), the last: "
+                            "Connection refused); still retrying")
     assert [s.split(" for ", 1)[1].split(" (")[0] for s in summaries] == [
-        "30 s", "90 s", "3 min", "7 min", "15 min", "25 min", "35 min", "45 min"]  # 30 s, 1, 2, 4, 8 min, then 10
-    assert lines[-1].text.startswith(f"Kafka broker {BROKER} reachable again after about 49 min (6000 failed")
+        "31 s", "95 s", "3 min", "7 min", "15 min", "25 min", "35 min", "45 min"]  # gaps 30 s, 1, 2, 4, 8, 10 min
+    assert lines[-1].text.startswith(f"Kafka broker {BROKER} reachable again after 50 min (6000 failed")
     assert len(lines) == 10
 
 
@@ -66,22 +84,21 @@ def test_a_week_without_the_broker_is_about_a_thousand_lines_not_millions() -> N
     policy = KafkaLogPolicy()
     lines = _run(policy, (0.0, 7 * 86400.0), until=7 * 86400.0 + 60, every=10.0)
     assert 1000 < len(lines) < 1020
-    assert lines[-1].text.startswith(f"Kafka broker {BROKER} reachable again after about 167 h 59 min")
+    assert lines[-1].text.startswith(f"Kafka broker {BROKER} reachable again after 168 h 0 min")
 
 
 def test_a_new_error_shows_at_once_even_during_an_outage_and_its_repeats_as_one_count() -> None:
     policy = KafkaLogPolicy()
-    assert len(policy.observe(logging.ERROR, LOGGED, 0.0)) == 1
+    assert policy.observe(logging.ERROR, LOGGED, 0.0) == []
+    assert len(policy.probed(BROKER, False, 0.5)) == 1
     assert policy.observe(logging.WARNING, GETPID, 1.0) == [Line(logging.WARNING, GETPID)]
     assert policy.observe(logging.WARNING, GETPID.replace("producer-8", "producer-9"), 2.0) == []
     assert policy.observe(logging.WARNING, GETPID, 3.0) == []
     other = GETPID.replace("Coordinator load in progress", "Not coordinator")
     assert policy.observe(logging.WARNING, other, 4.0) == [Line(logging.WARNING, other)], "another error: new"
-    assert [line.text for line in policy.tick(30.0)] == [
-        f"Kafka broker {BROKER} reachable again after about 0 s (1 failed connection attempt(s); none for 20 s)"]
+    assert policy.tick(30.0) == []
     said = policy.tick(61.0)
-    assert Line(logging.WARNING, f"{GETPID} (said 2 more time(s) in the last 60 s)") in said
-    assert not [line for line in said if "Not coordinator" in line.text], "said once, not repeated: nothing more"
+    assert said == [Line(logging.WARNING, f"{GETPID} (said 2 more time(s) in the last 60 s)")], "other: said once"
 
 
 def test_a_line_said_again_after_its_window_shows_again() -> None:
@@ -93,26 +110,32 @@ def test_a_line_said_again_after_its_window_shows_again() -> None:
         Line(logging.WARNING, DOWN)]
 
 
-def test_brokers_down_adds_nothing_during_an_outage_and_a_summary_comes_only_with_a_failure() -> None:
+def test_brokers_down_adds_nothing_during_an_outage() -> None:
     policy = KafkaLogPolicy()
     assert policy.observe(logging.WARNING, DOWN, 0.0) == [Line(logging.WARNING, DOWN)], "no outage yet: said"
-    assert len(policy.observe(logging.ERROR, LOGGED, 0.1)) == 1
-    assert policy.observe(logging.ERROR, LOGGED, 15.0) == []
-    assert policy.observe(logging.WARNING, "0/2 brokers are down", 16.0) == []
-    assert policy.tick(31.0) == [], "a summary is due, but no failure since 15 s: the broker may be back already"
-    said = policy.observe(logging.ERROR, LOGGED, 32.0)
-    assert [line.text.split(" (")[0] for line in said] == [f"Kafka broker {BROKER} unreachable for 32 s"]
+    assert policy.observe(logging.ERROR, LOGGED, 0.1) == []
+    assert policy.observe(logging.WARNING, "0/2 brokers are down", 70.0) == []
 
 
 def test_each_broker_has_its_outage() -> None:
     policy = KafkaLogPolicy()
     other = LOGGED.replace("19092", "19093")
-    assert len(policy.observe(logging.ERROR, LOGGED, 0.0)) == 1
-    assert len(policy.observe(logging.ERROR, other, 1.0)) == 1
-    assert policy.observe(logging.ERROR, other, 15.0) == []
-    over = policy.tick(21.0)
+    policy.observe(logging.ERROR, LOGGED, 0.0)
+    policy.observe(logging.ERROR, other, 0.5)
+    assert policy.due_probes(1.0) == [BROKER, "127.0.0.1:19093"]
+    assert len(policy.probed(BROKER, False, 1.0) + policy.probed("127.0.0.1:19093", False, 1.0)) == 2
+    assert policy.due_probes(1.5) == [] and policy.due_probes(2.0) == [BROKER, "127.0.0.1:19093"]
+    over = policy.probed(BROKER, True, 2.0) + policy.probed("127.0.0.1:19093", False, 2.0)
     assert [line.text.split(" reachable")[0] for line in over] == [f"Kafka broker {BROKER}"]
-    assert not policy.idle
+    assert not policy.idle and policy.due_probes(3.0) == ["127.0.0.1:19093"]
+    assert policy.probed("10.0.0.9:9092", True, 3.0) == [], "not a suspect"
+
+
+def test_probes_come_less_often_after_the_first_minute() -> None:
+    policy = KafkaLogPolicy()
+    policy.observe(logging.ERROR, LOGGED, 0.0)
+    policy.probed(BROKER, False, 61.0)
+    assert policy.due_probes(65.0) == [] and policy.due_probes(66.0) == [BROKER]
 
 
 @pytest.mark.parametrize(("text", "found"), [
@@ -146,19 +169,35 @@ def test_span() -> None:
         "0 s", "12 s", "119 s", "2 min", "119 min", "2 h 0 min", "168 h 0 min"]
 
 
-def test_the_gate_logs_what_the_policy_says_and_ticks_while_something_is_open(
+def test_the_gate_logs_what_the_policy_says_and_probes_while_something_is_open(
         caplog: pytest.LogCaptureFixture) -> None:
     logger = logging.getLogger("test.librdkafka")
-    clock = [0.0]
-    gate = ClientLog(logger, lambda: KafkaLogPolicy(quiet_s=2.0), clock=lambda: clock[0], tick_s=0.01)
+    up = [False]
+    probed: list[str] = []
+    gate = ClientLog(logger, tick_s=0.01, probe=lambda broker: probed.append(broker) or up[0])
     client_logger = LibrdkafkaLogger(gate)
     with caplog.at_level(logging.INFO, logger="test.librdkafka"):
         for _ in range(50):  # as confluent_kafka calls it
             client_logger.log(logging.ERROR, "%s [%s] %s", "FAIL", "rdkafka#consumer-5", LOGGED.split("] ", 1)[1])
-        clock[0] = 3.0
         deadline = time.monotonic() + 5
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.01)
+        up[0] = True
         while not any("reachable again" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
             time.sleep(0.01)
     said = [r.getMessage() for r in caplog.records if r.name == "test.librdkafka"]
     assert len(said) == 2 and said[0].startswith(f"Kafka broker {BROKER} unreachable"), said
-    assert said[1].startswith(f"Kafka broker {BROKER} reachable again after about 0 s (50 failed"), said
+    assert said[1].startswith(f"Kafka broker {BROKER} reachable again after ") and "(50 failed" in said[1], said
+    assert set(probed) == {BROKER}
+
+
+def test_a_probe_connects_to_the_address() -> None:
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        assert tcp_reachable(address)
+    assert not tcp_reachable(address, timeout_s=1)
+    assert not tcp_reachable("no-such-host.invalid:9092", timeout_s=1)
