@@ -29,6 +29,7 @@ SUMMARY_MAX_S = 600.0
 PROBE_S = 1.0
 """How often a broker in an outage is probed in its first minute; `PROBE_LATER_S` after."""
 PROBE_LATER_S = 5.0
+"""How often a broker in an outage is probed after its first minute."""
 REPEAT_WINDOW_S = 60.0
 """The same line again within this long (from its first showing) is counted, not shown."""
 
@@ -37,8 +38,8 @@ _UNREACHABLE = re.compile(
     r"(?P<reason>Connect to \S+ failed: .+?|Failed to resolve '[^']*': .+?|Connection setup timed out.*?)"
     r"(?: \(after \d+ms in state \w+.*\))?$")
 """A broker connection that could not be made: `sasl_plaintext://127.0.0.1:19092/bootstrap: Connect to
-ipv4#127.0.0.1:19092 failed: Connection refused (after 0ms in state CONNECT)` (a log line has librdkafka's
-facility, client and thread in front)."""
+ipv4#127.0.0.1:19092 failed: Connection refused (after 0ms in state CONNECT)`, or `GroupCoordinator:
+127.0.0.1:19092: Connect to ...` (a log line has librdkafka's facility, client and thread in front)."""
 _BROKERS_DOWN = re.compile(r"\b\d+/\d+ brokers are down")
 _CONNECT_TARGET = re.compile(r"^Connect to \S+ failed: ")
 _BRACKETS = re.compile(r"\[[^\]]*\]:?\s*")
