@@ -91,6 +91,10 @@ def test_chaos_every_task_succeeds_exactly_once(tmp_path, kafka_bootstrap, pg_ds
         assert second_parents == (TASKS, TASKS)
         assert c.query("SELECT count(*) FROM task_edges e JOIN tasks t ON t.task_id = e.parent_task_id "
                        "WHERE t.app = %s", app) == [(TASKS,)]
+        for path in (tmp_path / "logs").glob("*.log"):  # the restart reads as a few lines, not one per retry
+            lines = path.read_text(errors="replace").splitlines()
+            refused = [line for line in lines if "Connection refused" in line]
+            assert len(lines) < 200 and len(refused) <= 5, f"{path.name}: {len(lines)} lines, {len(refused)} refused"
     finally:
         c.close()
 
