@@ -183,6 +183,7 @@ class Checkpoint:
             if self.holds(task.source, task.assignment):
                 self.trackers[task.source].mark_running(task.offset, task.event.attempt)
         finished: list[Done] = []
+        dropped: list[tuple[Source, int]] = []
         while not self._done.empty():
             done = self._done.get()
             if self.holds(done.source, done.assignment):
@@ -190,9 +191,11 @@ class Checkpoint:
                 continue
             # The partition moved to another agent (or came back to this one since), which sees this attempt
             # as lost and runs it again: publishing these outputs too would duplicate them.
-            log.warning("dropping the report of %s@%d: the partition was revoked", done.source, done.offset)
+            dropped.append((done.source, done.offset))
             if done.ran_in_slot:
                 self.dispatcher.ended((done.source,))
+        if dropped:
+            log.warning("%s", dropped_reports(dropped))
         records: list[OutMessage] = []
         while not self._outbox.empty():
             records.append(self._outbox.get())
@@ -276,3 +279,16 @@ class Checkpoint:
                 done.unsendable = None  # if its replacement is refused as well, the offset goes out bare
                 break
         return records, finished
+
+
+def dropped_reports(dropped: list[tuple[Source, int]]) -> str:
+    """One line for the reports of tasks whose partition was revoked (`dropped`: (topic, partition), offset):
+    after a broker outage they can be many, and one line each would bury the rest of the log."""
+    by_source: dict[Source, list[int]] = {}
+    for source, offset in dropped:
+        by_source.setdefault(source, []).append(offset)
+    parts = [f"{topic}[{partition}]@{min(offsets)}" + (f"..{max(offsets)} ({len(offsets)})" if len(offsets) > 1
+                                                        else "")
+             for (topic, partition), offsets in sorted(by_source.items())]
+    return (f"dropping the report(s) of {len(dropped)} task(s) whose partition was revoked (the next owner runs "
+            f"them again): {', '.join(parts)}")

@@ -37,6 +37,7 @@ from scalebox_stream.agent.lifespan import Lifespan
 from scalebox_stream.agent.rebalance import Rebalance
 from scalebox_stream.agent.settings import AgentSettings
 from scalebox_stream.agent.slots import Slots
+from scalebox_stream.agent.startup import slow_step
 from scalebox_stream.agent.takeover import HostTakeover
 from scalebox_stream.agent.task_runner import OutMessage, TaskRunner
 from scalebox_stream.agent.telemetry import AgentTelemetry
@@ -49,6 +50,10 @@ from scalebox_stream.spec.model import AppSpec
 from scalebox_stream.state.gate import SemaphoreGate
 
 log = logging.getLogger(__name__)
+
+TRANSACTIONAL_HINT = ("the broker's transaction coordinator answers once it has loaded after a restart; is the broker "
+                      "up?")
+TOPICS_HINT = "a broker that just started elects the partitions' leaders first; is every broker up?"
 
 
 @dataclass
@@ -101,8 +106,10 @@ class Agent:
                   if spec.modules[m].max_backlog and spec.cluster_of(m) == spec.cluster_of(module.name)}
         self.downstream = self.clients.downstream(bounds)
         self.dispatcher = Dispatcher(options.slots, held=self._held, on_start=self.downstream.note_started)
-        self.checkpoint = Checkpoint(self.clients.publisher(self._stop), self._group_metadata, self.dispatcher,
-                                     self.telemetry, self.settings.retry_pause_s)
+        with slow_step("starting the transactional producer", TRANSACTIONAL_HINT):
+            publisher = self.clients.publisher(self._stop)
+        self.checkpoint = Checkpoint(publisher, self._group_metadata, self.dispatcher, self.telemetry,
+                                     self.settings.retry_pause_s)
         self.rebalance = Rebalance(self.clients.consumer, self.topics, self.checkpoint, self.dispatcher,
                                    self.settings, self._stop, identity.agent_id)
         self.checkpoint.on_membership = self.rebalance.note_membership
@@ -150,7 +157,8 @@ class Agent:
         sys.setswitchinterval(self.settings.switch_interval_s)
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
-        self.clients.prepare_topics(self.topics[1])
+        with slow_step("making sure the app's topics exist and are served", TOPICS_HINT):
+            self.clients.prepare_topics(self.topics[1])
         if self.options.metrics_port is not None:
             metrics.serve(self.options.metrics_port)
         self.rebalance.subscribe()

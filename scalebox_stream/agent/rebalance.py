@@ -16,12 +16,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from scalebox_stream.agent.checkpoint import Checkpoint
 from scalebox_stream.agent.dispatcher import Dispatcher
 from scalebox_stream.agent.offsets import PartitionTracker, parse_metadata
 from scalebox_stream.agent.settings import AgentSettings
+from scalebox_stream.policy.kafka_log import span
 from scalebox_stream.policy.membership import absent_since, must_rejoin
 
 log = logging.getLogger(__name__)
@@ -68,16 +69,20 @@ class Rebalance:
 
     def _committed(self, consumer: Any, partitions: list[TopicPartition]) -> list[TopicPartition]:
         """The group's committed positions of newly assigned partitions; asked again while the broker cannot
-        answer (it may be restarting: its coordinator takes a while to load), until the agent is told to stop.
-        (Raised from the assignment callback, the error ended the agent.)"""
+        answer (it may be restarting: its coordinator takes a while to load; or an unfinished transaction holds
+        the group's offsets), until the agent is told to stop. Each failed request is logged naming the
+        partitions, the time waited so far, and the likely cause. (Raised from the assignment callback, the
+        error ended the agent.)"""
+        began, attempts = time.monotonic(), 0
         while True:
             try:
                 return consumer.committed(partitions, timeout=self.settings.committed_timeout_s)
             except KafkaException as exc:
                 if self._stop.is_set():
                     raise
-                log.warning("committed positions of the assigned partitions not available (%s); asking again",
-                            exc.args[0].str())
+                attempts += 1
+                log.warning("%s", committed_wait(partitions, time.monotonic() - began, exc.args[0].str(),
+                                                 exc.args[0].code() == KafkaError._TIMED_OUT, attempts))
 
     def on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         """Give partitions back: let their running tasks finish (within a budget) and commit, then let go."""
@@ -158,3 +163,27 @@ def _close_quietly(consumer: Any) -> None:
         consumer.close()
     except (KafkaException, RuntimeError) as exc:
         log.info("closing the replaced consumer: %s", exc)
+
+
+NAMED_PARTITIONS = 8
+"""A log line names at most this many partitions (and counts the rest)."""
+
+
+def committed_wait(partitions: list[TopicPartition], waited_s: float, error: str, timed_out: bool,
+                   attempts: int) -> str:
+    """The line for the `attempts`-th failed request for the committed positions of `partitions`, `waited_s` after
+    the first. A timeout most likely means a transaction on the group's offsets was left unfinished (a broker
+    restarted, or an agent was killed, in the middle of a commit): the broker answers once it is ended. The
+    first such line says so and what to do; the next ones repeat the remedy briefly."""
+    names = [f"{tp.topic}[{tp.partition}]" for tp in partitions]
+    shown = ", ".join(names[:NAMED_PARTITIONS]) + (f" and {len(names) - NAMED_PARTITIONS} more"
+                                                    if len(names) > NAMED_PARTITIONS else "")
+    head = f"committed positions of {shown} not available after {span(waited_s)} ({error})"
+    if not timed_out:
+        return f"{head}; asking again"
+    if attempts == 1:
+        return (f"{head}: most likely a transaction on the group's offsets was left unfinished (a broker restart "
+                f"or a killed agent in the middle of a commit); the broker answers once it is ended (an open one "
+                f"at its transaction timeout, a hanging one only when aborted): `scalebox local repair` on the "
+                f"local broker, Kafka's kafka-transactions.sh find-hanging and abort on another; asking again")
+    return f"{head}; still waiting (an unfinished transaction? `scalebox local repair` on the local broker)"

@@ -4,15 +4,16 @@ that ends a refused login with a plain error instead of endless retries."""
 
 from __future__ import annotations
 
-import logging
 import os
 import uuid
 from typing import Any
 
+from scalebox_stream.kafka.client_log import GATE, LibrdkafkaLogger
 from scalebox_stream.kafka.errors import raise_on_refusal
 from scalebox_stream.kafka.security import client_security, username
 
-LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
+LIBRDKAFKA_LOG = LibrdkafkaLogger(GATE)
+"""Every client's `logger`: its lines go to the `librdkafka` logger through the process's gate (`client_log`)."""
 TRANSACTION_TIMEOUT_ENV = "SCALEBOX_TRANSACTION_TIMEOUT_MS"
 """Overrides the transactional producers' `transaction.timeout.ms` (default 60 s): how long the broker keeps a
 transaction of a process killed inside it open, holding read-committed readers of its partitions back. Tests that
@@ -21,9 +22,9 @@ DEFAULT_TRANSACTION_TIMEOUT_MS = 60000
 
 
 def _logged(config: dict[str, Any]) -> dict[str, Any]:
-    """The config with librdkafka's log lines sent to Python logging (`LIBRDKAFKA_LOG`), where the process's
-    handlers decide: a worker's log file, the CLI's log file, the terminal only with --verbose. Never straight
-    to stderr. A client silenced with `log_level: 0` needs no logger."""
+    """The config with librdkafka's log lines sent to Python logging (`LIBRDKAFKA_LOG`, which says an outage once,
+    not at every retry), where the process's handlers decide: a worker's log file, the CLI's log file, the
+    terminal only with --verbose. Never straight to stderr. A client silenced with `log_level: 0` needs no logger."""
     if config.get("log_level") != 0:
         config.setdefault("logger", LIBRDKAFKA_LOG)
     return config

@@ -7,7 +7,7 @@ import logging
 
 from confluent_kafka import KafkaError, KafkaException
 
-log = logging.getLogger(__name__)
+from scalebox_stream.kafka.client_log import GATE
 
 NOT_A_MEMBER = frozenset({KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION,
                           KafkaError.FENCED_INSTANCE_ID})
@@ -76,12 +76,13 @@ def _certificate(lowered: str, text: str) -> str:
 
 def raise_on_refusal(user: str = ""):  # noqa: ANN201 - a librdkafka error callback
     """An `error_cb` that turns a refusal (authentication, TLS trust) into `KafkaAccessDenied` raised from the
-    client's poll/flush, instead of librdkafka retrying forever; other errors are left to librdkafka."""
+    client's poll/flush, instead of librdkafka retrying forever; other errors are left to librdkafka (and said
+    through the process's `client_log.GATE`, with its log lines: once, not at every retry)."""
 
     def error_cb(error: KafkaError) -> None:
         if error.code() not in AUTHORIZATION_FAILED and refused_for_good(error):  # ACLs: said per request
             raise KafkaAccessDenied(security_problem(error, user) or error.str())
-        log.warning("Kafka: %s", error.str())
+        GATE.say(logging.WARNING, error.str())
 
     return error_cb
 

@@ -52,7 +52,9 @@ class Children:
         log_dir.mkdir(parents=True, exist_ok=True)
 
     def start(self, name: str, args: list[str]) -> Child:
-        """Start `python -m scalebox_stream.cli.main ARGS` with output to `<log_dir>/<name>.log`."""
+        """Start `python -m scalebox_stream.cli.main ARGS` with output to `<log_dir>/<name>.log`. The child gets
+        SIGTERM when the thread that calls this ends (PR_SET_PDEATHSIG follows the thread, not the process): call it
+        from one that outlives the child."""
         log_path = self.log_dir / f"{name}.log"
         with open(log_path, "ab") as log:
             process = subprocess.Popen([sys.executable, "-m", "scalebox_stream.cli.main", *args],

@@ -4,6 +4,7 @@ never tried again; a revoked partition's report is dropped."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from confluent_kafka import KafkaError
@@ -76,6 +77,21 @@ def test_a_revoked_partitions_report_is_dropped():
     (txn,) = p.broker.transactions
     assert _records(txn) == [b"kept"] and set(txn.offsets) == {P1}
     assert p.dispatcher.in_flight == 0 and p.dispatcher.running[P0] == 0
+
+
+def test_many_dropped_reports_are_one_log_line(caplog):
+    p = parts(slots=8)
+    p.consumer.assign(P0, P1)
+    gone = [p.take(task(offset)) for offset in range(5, 10)] + [p.take(task(3, P1))]
+    p.consumer.lose(P0, P1)
+    for t in gone:
+        p.checkpoint.report(done(t))
+    with caplog.at_level(logging.WARNING, logger="scalebox_stream.agent.checkpoint"):
+        p.checkpoint.publish()
+    said = [r.getMessage() for r in caplog.records if r.name == "scalebox_stream.agent.checkpoint"]
+    assert said == [f"dropping the report(s) of 6 task(s) whose partition was revoked (the next owner runs them "
+                    f"again): {P0[0]}[0]@5..9 (5), {P1[0]}[1]@3"]
+    assert not p.broker.transactions and p.dispatcher.in_flight == 0
 
 
 def test_a_report_from_an_earlier_assignment_of_the_same_partition_is_dropped():

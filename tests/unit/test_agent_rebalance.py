@@ -3,6 +3,7 @@ with a drain, lost partitions, pausing, and the rejoin with a fresh consumer."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -11,6 +12,7 @@ from confluent_kafka import KafkaException, TopicPartition
 from fakes.agent import P0, P1, done, parts, task
 from fakes.kafka import FakeBroker, FakeConsumer
 
+from scalebox_stream.agent.rebalance import committed_wait
 from scalebox_stream.agent.task_runner import OutMessage
 
 
@@ -56,6 +58,28 @@ def test_committed_positions_are_asked_for_again_while_the_broker_cannot_answer(
     p.consumer.committed_failures.extend(["retriable", "retriable"])
     p.consumer.assign(P0)
     assert P0 in p.checkpoint.trackers and not p.consumer.committed_failures
+
+
+def test_a_committed_position_that_keeps_timing_out_is_logged_with_its_partitions_cause_and_remedy(caplog):
+    p = parts()
+    p.consumer.committed_failures.extend(["retriable", "retriable", "init_retriable"])
+    with caplog.at_level(logging.WARNING, logger="scalebox_stream.agent.rebalance"):
+        p.consumer.assign(P0)
+    said = [r.getMessage() for r in caplog.records if r.name == "scalebox_stream.agent.rebalance"]
+    assert len(said) == 3 and all(line.startswith(f"committed positions of {P0[0]}[0] not available after ")
+                                  for line in said), said
+    assert "a transaction on the group's offsets was left unfinished" in said[0]
+    assert "`scalebox local repair` on the local broker" in said[0] and "kafka-transactions.sh" in said[0]
+    assert said[1].endswith("still waiting (an unfinished transaction? `scalebox local repair` on the local broker)")
+    assert said[2].endswith("(fake init_retriable failure); asking again"), "not a timeout: no guess at the cause"
+    assert P0 in p.checkpoint.trackers
+
+
+def test_the_committed_wait_names_a_few_partitions_and_counts_the_rest():
+    partitions = [TopicPartition("t", i) for i in range(11)]
+    line = committed_wait(partitions, 95, "Local: Timed out", True, 2)
+    assert line.startswith("committed positions of t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7] and 3 more "
+                           "not available after 95 s (Local: Timed out); still waiting")
 
 
 def test_a_stopping_agent_does_not_ask_again():
