@@ -77,8 +77,8 @@ def abort_hanging(bootstrap: str, max_minutes: int = 2) -> list[Hanging]:
 class HangingReaper:
     """Checks the local broker for hanging transactions every `interval_s` in a background thread."""
 
-    def __init__(self, bootstrap: str, interval_s: float = 60.0) -> None:
-        self.bootstrap, self.interval_s = bootstrap, interval_s
+    def __init__(self, bootstrap: str, interval_s: float = 60.0, max_minutes: int = 2) -> None:
+        self.bootstrap, self.interval_s, self.max_minutes = bootstrap, interval_s, max_minutes
         self.aborted: list[Hanging] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="hanging-reaper", daemon=True)
@@ -91,7 +91,7 @@ class HangingReaper:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                self.aborted.extend(abort_hanging(self.bootstrap))
+                self.aborted.extend(abort_hanging(self.bootstrap, self.max_minutes))
             except (RuntimeError, OSError, subprocess.TimeoutExpired, kafka.home.LocalServiceError) as exc:
                 log.warning("hanging-transaction check failed: %s", exc)
 

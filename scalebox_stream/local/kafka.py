@@ -260,13 +260,6 @@ def render_properties(port: int, controller_port: int, data_dir: Path,
         # would leave the partition with a hanging transaction; on this one-node, loopback broker no request is
         # delayed that long, and `scalebox local repair` clears one if a killed broker leaves it.
         "transaction.partition.verification.enable": "false",
-        # A single node has nowhere to move its leaders: a controlled shutdown only sets every partition's leader
-        # to none while the broker still runs, and the transaction coordinator, completing a transaction in that
-        # moment, takes a partition without a leader for a deleted one and skips its marker. The transaction is
-        # then complete at the coordinator but open on those partitions for good (a hanging transaction; the
-        # chaos test's broker restart left one in about a third of its runs). Without the controlled shutdown the
-        # markers that cannot be written stay due, and the coordinator writes them when the broker is back.
-        "controlled.shutdown.enable": "false",
     }
     settings.update(overrides or {})
     body = "\n".join(f"{k}={v}" for k, v in settings.items())
@@ -465,8 +458,7 @@ def start(port: int = DEFAULT_PORT, controller_port: int = DEFAULT_CONTROLLER_PO
 
 
 def stop(grace: float = 60.0) -> bool:
-    """SIGTERM the broker (a clean stop, without a controlled shutdown: see `render_properties`), SIGKILL after
-    ``grace`` seconds. True if one was running."""
+    """SIGTERM the broker (controlled shutdown), SIGKILL after ``grace`` seconds. True if one was running."""
     info = running()
     if info is None:
         return False
