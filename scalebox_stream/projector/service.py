@@ -55,8 +55,8 @@ class Projector:
 
     Building one does no I/O; `start` (called by `run` if not called before) serves the metrics, creates the
     Kafka clients, connects to PostgreSQL and migrates it. The clients and the connection come from the
-    factories handed in; `release_memory` hands the C allocator's free memory back to the system after a batch,
-    at most every `settings.trim_interval_s` (`memory.py`)."""
+    factories handed in; `release_memory` hands the C allocator's free memory back to the system, at most every
+    `settings.trim_interval_s` while batches come and soon after they stop (`memory.py`)."""
 
     def __init__(self, bootstrap: str, dsn: str, settings: ProjectorSettings | None = None, *,
                  group: str = PROJECTOR_GROUP, topic: str = EVENTS_TOPIC, metrics_port: int | None = None,
@@ -142,6 +142,8 @@ class Projector:
             if batch is not None:
                 self._submit(batch)
                 self.memory.after_batch()
+            else:
+                self.memory.idle()
             if until_caught_up and self.offsets.caught_up():
                 self._settle()
                 return True

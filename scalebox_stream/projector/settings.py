@@ -43,8 +43,8 @@ class ProjectorSettings:
     default): the bound of the projector's memory besides its batch. A batch of 1000 events is about 250 KiB,
     so 16 MiB keeps several seconds of work at hand while the projector lags."""
     trim_interval_s: float = 5.0
-    """How often, at most, the memory freed by the C allocator is handed back to the system after a batch
-    (`memory.FreeMemoryReturner`); 0: never."""
+    """How often, at most, the memory freed by the C allocator is handed back to the system while batches keep
+    coming (`memory.FreeMemoryReturner`; once they stop, after a fifth of it); 0: never."""
 
     def consumer_overrides(self) -> dict[str, object]:
         """The consumer settings these knobs imply (partition EOF drives `until_caught_up`; eager `range`

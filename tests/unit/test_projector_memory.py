@@ -10,20 +10,31 @@ from scalebox_stream.projector.memory import FreeMemoryReturner, return_free_mem
 from scalebox_stream.projector.service import ProjectorSettings
 
 
-def test_trim_is_due_first_and_then_once_per_interval():
-    assert trim_due(100.0, None, 5.0)
-    assert not trim_due(104.9, 100.0, 5.0)
-    assert trim_due(105.0, 100.0, 5.0)
-    assert trim_due(500.0, 100.0, 5.0)
+def test_trim_is_due_after_work_first_and_then_once_per_interval():
+    assert trim_due(100.0, None, 5.0, busy=True)
+    assert not trim_due(104.9, 100.0, 5.0, busy=True)
+    assert trim_due(105.0, 100.0, 5.0, busy=True)
+    assert trim_due(500.0, 100.0, 5.0, busy=True)
+
+
+def test_trim_is_never_due_without_work_since_the_last():
+    assert not trim_due(100.0, None, 5.0, busy=False)
+    assert not trim_due(500.0, 100.0, 5.0, busy=False, idle=True)
+
+
+def test_once_idle_a_fifth_of_the_interval_suffices():
+    assert trim_due(101.0, 100.0, 5.0, busy=True, idle=True)
+    assert not trim_due(100.9, 100.0, 5.0, busy=True, idle=True)
+    assert not trim_due(101.0, 100.0, 5.0, busy=True, idle=False)
 
 
 def test_an_interval_of_zero_or_less_never_trims():
-    assert not trim_due(100.0, None, 0.0)
-    assert not trim_due(1e9, 0.0, 0.0)
-    assert not trim_due(100.0, None, -1.0)
+    assert not trim_due(100.0, None, 0.0, busy=True)
+    assert not trim_due(1e9, 0.0, 0.0, busy=True, idle=True)
+    assert not trim_due(100.0, None, -1.0, busy=True)
 
 
-def test_the_returner_releases_at_most_once_per_interval():
+def test_the_returner_releases_at_most_once_per_interval_while_busy():
     now = [0.0]
     calls: list[float] = []
     returner = FreeMemoryReturner(5.0, lambda: calls.append(now[0]), clock=lambda: now[0])
@@ -34,11 +45,27 @@ def test_the_returner_releases_at_most_once_per_interval():
     assert returner.releases == 4
 
 
+def test_the_returner_releases_once_soon_after_the_batches_stop():
+    now = [0.0]
+    calls: list[float] = []
+    returner = FreeMemoryReturner(5.0, lambda: calls.append(now[0]), clock=lambda: now[0])
+    returner.idle()  # nothing done yet: nothing to return
+    assert calls == []
+    for t in (0.0, 0.5, 2.0):
+        now[0] = t
+        returner.after_batch()
+    for t in (2.2, 2.5, 3.0, 4.0, 20.0):
+        now[0] = t
+        returner.idle()
+    assert calls == [0.0, 2.2]  # the first batch, then once idle (not again while nothing was done)
+
+
 def test_the_returner_with_interval_zero_never_releases():
     calls: list[int] = []
     returner = FreeMemoryReturner(0.0, lambda: calls.append(1))
     for _ in range(100):
         returner.after_batch()
+        returner.idle()
     assert calls == [] and returner.releases == 0
 
 
