@@ -327,6 +327,9 @@ def report(windows: list[Window], tasks: int) -> bool:
     print(f"disk per task execution: projection {last.projection_bytes / done:.0f} B (kept whole: the record; "
           f"bounded only by deleting apps' rows), Kafka {last.kafka_bytes / done:.0f} B (sbx.events: bounded by "
           "its retention; the app's task topics: deleted by `scalebox app gc` once the app has finished)")
+    if last.rss_mb.get("broker") is not None and last.heap_mb is None:
+        print("broker live heap: not measured (no jcmd beside the broker's java or on PATH: it comes with a JDK, "
+              "not with a JRE); the broker's memory is not judged")
     ok = True
     for goal, measured, passed in verdicts(windows):
         ok &= passed
