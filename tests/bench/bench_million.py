@@ -121,15 +121,15 @@ def jcmd_for(pid: int) -> str | None:
 
 
 def live_heap_mb(pid: int | None) -> float | None:
-    """What a JVM's heap holds right after a full collection, in MiB: `jcmd <pid> GC.run`, then `GC.heap_info`.
+    """What a JVM's heap holds right after a full collection, in MiB: `jcmd <pid> GC.run`, then `GC.heap_info`
+    (the used size it prints).
     None if there is no such JVM or no jcmd to ask it."""
     jcmd = None if pid is None else jcmd_for(pid)
     if jcmd is None:
         return None
-    try:
-        subprocess.run([jcmd, str(pid), "GC.run"], capture_output=True, timeout=60, check=True)
-        info = subprocess.run([jcmd, str(pid), "GC.heap_info"], capture_output=True, text=True, timeout=60,
-                              check=True).stdout
+    try:  # both commands in one attach (`-f`: commands read from a file, here stdin)
+        info = subprocess.run([jcmd, str(pid), "-f", "/dev/stdin"], input="GC.run\nGC.heap_info\n",
+                              capture_output=True, text=True, timeout=60, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     used = heap_used_bytes(info)
