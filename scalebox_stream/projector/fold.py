@@ -39,7 +39,7 @@ RARE_TYPES = frozenset({"AgentLifecycle", "AppDeployed", "AppFinished", "ModuleS
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-@lru_cache(maxsize=1 << 16)  # a task's id comes by with each of its events
+@lru_cache(maxsize=1 << 13)  # a task's id comes by with each of its events, mostly close together; ~1.4 MB full
 def uuid_key(value: str | None) -> str | None:
     """A task id in canonical form, so two spellings of one UUID fold into one row (non-UUIDs are kept:
     the database refuses them and the event is dead-lettered)."""

@@ -27,6 +27,7 @@ from scalebox_stream.projector.batch import Batch, build_batch
 from scalebox_stream.projector.database import Connect, Database
 from scalebox_stream.projector.dead_letters import DeadLetterSink
 from scalebox_stream.projector.errors import Outage
+from scalebox_stream.projector.memory import FreeMemoryReturner, return_free_memory
 from scalebox_stream.projector.migrate import migrate
 from scalebox_stream.projector.offsets import OffsetStore
 from scalebox_stream.projector.settings import ProjectorSettings
@@ -54,13 +55,15 @@ class Projector:
 
     Building one does no I/O; `start` (called by `run` if not called before) serves the metrics, creates the
     Kafka clients, connects to PostgreSQL and migrates it. The clients and the connection come from the
-    factories handed in."""
+    factories handed in; `release_memory` hands the C allocator's free memory back to the system, at most every
+    `settings.trim_interval_s` while batches come and soon after they stop (`memory.py`)."""
 
     def __init__(self, bootstrap: str, dsn: str, settings: ProjectorSettings | None = None, *,
                  group: str = PROJECTOR_GROUP, topic: str = EVENTS_TOPIC, metrics_port: int | None = None,
                  consumer_factory: Callable[[dict], Consumer] = Consumer,
                  producer_factory: Callable[[dict], Producer] = Producer,
-                 connect: Connect = psycopg.connect) -> None:
+                 connect: Connect = psycopg.connect,
+                 release_memory: Callable[[], object] = return_free_memory) -> None:
         self.bootstrap, self.group, self.topic = bootstrap, group, topic
         self.settings = settings or ProjectorSettings()
         self.metrics_port = metrics_port
@@ -75,6 +78,7 @@ class Projector:
         self.applier: Applier | None = None
         self._in_flight: PipelinedBatch | None = None
         self._rewind_due = False
+        self.memory = FreeMemoryReturner(self.settings.trim_interval_s, release_memory)
 
     @property
     def conn(self) -> psycopg.Connection | None:
@@ -137,6 +141,9 @@ class Projector:
             self._settle()
             if batch is not None:
                 self._submit(batch)
+                self.memory.after_batch()
+            else:
+                self.memory.idle()
             if until_caught_up and self.offsets.caught_up():
                 self._settle()
                 return True

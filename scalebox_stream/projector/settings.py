@@ -38,11 +38,19 @@ class ProjectorSettings:
     """How long closing waits for dead letters still queued."""
     group_start_timeout_s: float = 120.0
     """How long the processes of a group (`group.run_projectors`) wait for each other to be ready."""
+    prefetch_kbytes: int = 16384
+    """Most KiB of records librdkafka fetches ahead of the batches (its `queued.max.messages.kbytes`, 64 MiB by
+    default): the bound of the projector's memory besides its batch. A batch of 1000 events is about 250 KiB,
+    so 16 MiB keeps several seconds of work at hand while the projector lags."""
+    trim_interval_s: float = 5.0
+    """How often, at most, the memory freed by the C allocator is handed back to the system while batches keep
+    coming (`memory.FreeMemoryReturner`; once they stop, after a fifth of it); 0: never."""
 
     def consumer_overrides(self) -> dict[str, object]:
         """The consumer settings these knobs imply (partition EOF drives `until_caught_up`; eager `range`
-        assignment lets a member that joins late get its partitions at the next heartbeat)."""
+        assignment lets a member that joins late get its partitions at the next heartbeat; the prefetch cap)."""
         gather = ({"fetch.wait.max.ms": self.batch_wait_ms, "fetch.min.bytes": self.gather_bytes}
                   if self.batch_wait_ms > 0 else {})
         return {"enable.partition.eof": True, "partition.assignment.strategy": "range",
-                "heartbeat.interval.ms": self.heartbeat_interval_ms, **gather}
+                "heartbeat.interval.ms": self.heartbeat_interval_ms,
+                "queued.max.messages.kbytes": self.prefetch_kbytes, **gather}

@@ -37,6 +37,7 @@ def test_million_tasks_benchmark_runs(kafka_bootstrap, pg_dsn):
     assert "million tasks: 2000 task executions" in out
     assert "rate: last window >= 0.9 x first" in out and "memory flat: projector" in out
     assert "disk per task execution: projection" in out
+    assert "broker heap MB" in out  # the broker's live heap column (measured where a JDK's jcmd is at hand)
 
 
 def test_thousand_apps_benchmark_runs():
