@@ -90,7 +90,6 @@ class _Outage:
     """One broker that could not be reached: a suspect until a probe fails too (`said`)."""
 
     since: float
-    last: float
     reason: str
     probe_at: float
     said_at: float = 0.0
@@ -132,9 +131,9 @@ class KafkaLogPolicy:
             broker, reason = unreachable
             outage = self._outages.get(broker)
             if outage is None:
-                self._outages[broker] = _Outage(since=now, last=now, reason=reason, probe_at=now)
+                self._outages[broker] = _Outage(since=now, reason=reason, probe_at=now)
             else:
-                outage.last, outage.reason, outage.failures = now, reason, outage.failures + 1
+                outage.reason, outage.failures = reason, outage.failures + 1
             return []
         if self._outages and _BROKERS_DOWN.search(text):
             return []  # what the outage's lines say already

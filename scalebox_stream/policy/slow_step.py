@@ -11,6 +11,8 @@ from scalebox_stream.policy.kafka_log import span
 
 FIRST_S = 5.0
 """A step quicker than this is not mentioned."""
+SECOND_GAP_S = 25.0
+"""The first reminder comes this long after the first line (30 s into the step); each next one twice as long after."""
 MAX_GAP_S = 120.0
 """The longest gap between two reminders."""
 
@@ -41,7 +43,7 @@ class SlowStep:
         if now < self._next:
             return None
         self.said += 1
-        self._gap = min(2 * self._gap if self.said > 1 else 25.0, self.max_gap_s)
+        self._gap = min(2 * self._gap if self.said > 1 else SECOND_GAP_S, self.max_gap_s)
         self._next = now + self._gap
         line = f"start-up: still {self.what} after {span(now - self.started)}"
         return f"{line} ({self.hint})" if self.hint and self.said == 1 else line
