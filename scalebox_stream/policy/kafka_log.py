@@ -41,7 +41,8 @@ _UNREACHABLE = re.compile(
 ipv4#127.0.0.1:19092 failed: Connection refused (after 0ms in state CONNECT)`, or `GroupCoordinator:
 127.0.0.1:19092: Connect to ...` (a log line has librdkafka's facility, client and thread in front)."""
 _BROKERS_DOWN = re.compile(r"\b\d+/\d+ brokers are down")
-_CONNECT_TARGET = re.compile(r"^Connect to \S+ failed: ")
+_CONNECT_TARGET = re.compile(r"^Connect to (?:ipv[46]#)?(?P<address>\S+) failed: ")
+_RESOLVE_TARGET = re.compile(r"^Failed to resolve '(?P<address>[^']*)'")
 _BRACKETS = re.compile(r"\[[^\]]*\]:?\s*")
 _BROKER_NAME = re.compile(r"\b[a-z_]+://([^\s/]+)/(?:bootstrap|\d+)")
 _AFTER = re.compile(r" \(after \d+ ?ms in state \w+[^)]*\)")
@@ -62,7 +63,14 @@ def unreachable_broker(text: str) -> tuple[str, str] | None:
     found = _UNREACHABLE.search(text)
     if found is None:
         return None
-    return found["broker"], _CONNECT_TARGET.sub("", found["reason"])
+    # The address connected to (or resolved), not the name in front: a coordinator's error event says
+    # `GroupCoordinator: Connect to ipv4#127.0.0.1:19092 failed: ...`; the broker is one, whichever role saw it.
+    reason = found["reason"]
+    target = _CONNECT_TARGET.match(reason)
+    if target is not None:
+        return target["address"], reason[target.end():]
+    target = _RESOLVE_TARGET.match(reason)
+    return (target["address"] if target is not None else found["broker"]), reason
 
 
 def repeat_key(text: str) -> str:

@@ -149,6 +149,11 @@ def test_probes_come_less_often_after_the_first_minute() -> None:
      "Disconnected: connection closed by peer: receive 0 after POLLIN (after 8413ms in state UP)", None),
     ("FAIL [rdkafka#consumer-4] [thrd:GroupCoordinator]: GroupCoordinator: 127.0.0.1:19092: Connect to "
      "ipv4#127.0.0.1:19092 failed: Connection refused (after 2ms in state CONNECT)", (BROKER, "Connection refused")),
+    ("GroupCoordinator: Connect to ipv4#127.0.0.1:19092 failed: Connection refused (after 0ms in state CONNECT)",
+     (BROKER, "Connection refused")),
+    ("GroupCoordinator: Failed to resolve 'kafka:9092': Name or service not known",
+     ("kafka:9092", "Failed to resolve 'kafka:9092': Name or service not known")),
+    ("ssl://b1:9093/1: Connect to ipv6#[::1]:9093 failed: Connection refused", ("[::1]:9093", "Connection refused")),
     ("GETPID [rdkafka#producer-3] [thrd:main]: Failed to acquire idempotence PID from broker 127.0.0.1:19092/1: "
      "Broker: Coordinator load in progress: retrying", None),
     (DOWN, None),
