@@ -116,13 +116,19 @@ def repair(
     if not info.get("running"):
         typer.echo("error: the local Kafka is not running", err=True)
         raise typer.Exit(1)
+    failed: RuntimeError | None = None
     try:
         aborted = hanging.abort_hanging(info["bootstrap"], max_minutes)
     except services.LocalServiceError as exc:
         raise _fail(exc) from None
+    except hanging.AbortIncomplete as exc:
+        aborted, failed = exc.aborted, exc
     except RuntimeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     for h in aborted:
         typer.echo(f"aborted a hanging transaction on {h.topic}[{h.partition}] from offset {h.start_offset}")
     typer.echo(f"{len(aborted)} hanging transaction(s) aborted")
+    if failed is not None:
+        typer.echo(f"error: {failed}", err=True)
+        raise typer.Exit(1)

@@ -62,16 +62,34 @@ def parse_find_hanging(output: str) -> list[Hanging]:
     return rows
 
 
+class AbortIncomplete(RuntimeError):
+    """Some hanging transactions could not be aborted; `aborted` holds those that were."""
+
+    def __init__(self, aborted: list[Hanging], failures: list[str]) -> None:
+        super().__init__(f"{len(failures)} hanging transaction(s) not aborted: {'; '.join(failures)}")
+        self.aborted = aborted
+
+
 def abort_hanging(bootstrap: str, max_minutes: int = 2) -> list[Hanging]:
-    """Abort every transaction open longer than `max_minutes` on the local broker; returns them."""
+    """Abort every transaction open longer than `max_minutes` on the local broker; returns them. One that cannot
+    be aborted does not keep the others hanging: each is tried, then `AbortIncomplete` says which failed."""
     found = parse_find_hanging(_tool(bootstrap, "find-hanging", "--broker-id", BROKER_ID,
                                      "--max-transaction-timeout", str(max_minutes)))
+    aborted: list[Hanging] = []
+    failures: list[str] = []
     for h in found:
         log.warning("aborting a hanging transaction on %s[%d] from offset %d (producer %d)",
                     h.topic, h.partition, h.start_offset, h.producer_id)
-        _tool(bootstrap, "abort", "--topic", h.topic, "--partition", str(h.partition),
-              "--start-offset", str(h.start_offset))
-    return found
+        try:
+            _tool(bootstrap, "abort", "--topic", h.topic, "--partition", str(h.partition),
+                  "--start-offset", str(h.start_offset))
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            failures.append(f"{h.topic}[{h.partition}] from offset {h.start_offset}: {exc}")
+            continue
+        aborted.append(h)
+    if failures:
+        raise AbortIncomplete(aborted, failures)
+    return aborted
 
 
 class HangingReaper:
@@ -92,6 +110,9 @@ class HangingReaper:
         while not self._stop.wait(self.interval_s):
             try:
                 self.aborted.extend(abort_hanging(self.bootstrap, self.max_minutes))
+            except AbortIncomplete as exc:
+                self.aborted.extend(exc.aborted)
+                log.warning("hanging-transaction check: %s; trying again in %.0f s", exc, self.interval_s)
             except (RuntimeError, OSError, subprocess.TimeoutExpired, kafka.home.LocalServiceError) as exc:
                 log.warning("hanging-transaction check failed: %s", exc)
 
