@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 import select
+import time
+from collections.abc import Callable
 from types import TracebackType
 
 DEFAULT_MAX_OUTPUT_BYTES = 1 << 20
@@ -94,11 +97,14 @@ class ProgramOutput:
                 self._fds.remove(fd)
                 os.close(fd)
 
-    def read_until_exit(self, pid: int) -> None:
+    def read_until_exit(self, pid: int, deadline: float | None = None,
+                        on_deadline: Callable[[], float | None] | None = None) -> None:
         """Read both streams until process `pid` (a child, left unreaped) has exited, then what is left in them.
 
         A process the program left behind may hold the streams open after it exits: the exit is watched
-        through a pidfd (or checked every EXIT_CHECK_MS without one), not inferred from the streams' end."""
+        through a pidfd (or checked every EXIT_CHECK_MS without one), not inferred from the streams' end.
+        `deadline` (monotonic seconds): when it passes, `on_deadline()` is called, and returns the next deadline
+        (None: no more); the program's time limit is kept here, with no timer thread per attempt."""
         readers = dict(self._readers)
         poller = select.poll()
         for fd in readers:
@@ -108,7 +114,9 @@ class ProgramOutput:
             poller.register(pidfd, select.POLLIN)
         try:
             while True:
-                events = poller.poll(None if pidfd is not None else EXIT_CHECK_MS)
+                events = poller.poll(_poll_ms(pidfd is None, deadline))
+                if deadline is not None and time.monotonic() >= deadline:
+                    deadline = on_deadline() if on_deadline is not None else None
                 exited = False
                 for fd, _ in events:
                     if fd == pidfd:
@@ -118,7 +126,7 @@ class ProgramOutput:
                         del readers[fd]
                 if exited:
                     break
-                if not readers:  # both streams ended: only the exit is left to wait for
+                if not readers and pidfd is None and deadline is None:  # only the exit is left to wait for
                     os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
                     break
                 if pidfd is None and not events and os.waitid(os.P_PID, pid,
@@ -142,6 +150,16 @@ class ProgramOutput:
         if chunk:
             capture.feed(chunk)
         return bool(chunk)
+
+
+def _poll_ms(check_exit: bool, deadline: float | None) -> int | None:
+    """How long one poll of the streams may wait: until the deadline (rounded up: a poll that ends just before it
+    would spin), at most EXIT_CHECK_MS when the exit must be checked for (no pidfd); None: until something happens."""
+    wait = EXIT_CHECK_MS if check_exit else None
+    if deadline is None:
+        return wait
+    left = max(0, math.ceil((deadline - time.monotonic()) * 1000))
+    return left if wait is None else min(wait, left)
 
 
 def _open_pidfd(pid: int) -> int | None:

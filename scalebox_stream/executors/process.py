@@ -43,7 +43,8 @@ class _GroupKiller:
     attempt's cgroup (when it has one), so that processes that left the group (`setsid`) die too.
 
     Signals are sent only while `done` is False, which the caller sets before it reaps the group
-    leader, so the process group id cannot have been reused by then.
+    leader, so the process group id cannot have been reused by then. The reading thread keeps the time limit
+    (`on_deadline`, from `ProgramOutput.read_until_exit`); another thread may only `signal` (an agent's abort).
     """
 
     def __init__(self, pgid: int, grace_s: float, cgroup: TaskCgroup | None = None) -> None:
@@ -53,7 +54,6 @@ class _GroupKiller:
         self.timed_out = False
         self.done = False
         self.lock = threading.Lock()
-        self.stop = threading.Event()
 
     def signal(self, sig: int, whole_cgroup: bool = True) -> None:
         """`sig` to the process group; a SIGKILL to the cgroup too, unless not `whole_cgroup` (at the attempt's
@@ -65,14 +65,15 @@ class _GroupKiller:
                 if sig == signal.SIGKILL and whole_cgroup and self.cgroup is not None:
                     self.cgroup.kill()
 
-    def on_timeout(self) -> None:
-        with self.lock:
-            if self.done:
-                return
+    def on_deadline(self) -> float | None:
+        """The time limit passed: SIGTERM and the next deadline (the end of the grace period) the first time,
+        SIGKILL the second."""
+        if not self.timed_out:
             self.timed_out = True
-        self.signal(signal.SIGTERM)
-        if not self.stop.wait(self.grace_s):
-            self.signal(signal.SIGKILL)
+            self.signal(signal.SIGTERM)
+            return time.monotonic() + self.grace_s
+        self.signal(signal.SIGKILL)
+        return None
 
 
 class ProgramPaths:
@@ -223,28 +224,21 @@ class ProcessExecutor:
         killer = _GroupKiller(proc.pid, self.kill_grace_s, cgroup)
         self._active.add(killer)
         io: dict[str, int] = {}
-        timer: threading.Timer | None = None
+        deadline = None
         if request.timeout_s is not None and request.timeout_s > 0:
-            timer = threading.Timer(request.timeout_s, killer.on_timeout)
-            timer.daemon = True
-            timer.start()
+            deadline = time.monotonic() + request.timeout_s
         try:
             on_started(None)
             # Wait without reaping: the zombie leader keeps the process group id reserved while the
             # rest of the group is killed.
-            output.read_until_exit(proc.pid)
+            output.read_until_exit(proc.pid, deadline, killer.on_deadline)
             io = read_proc_io(proc.pid)
         finally:
-            if timer is not None:
-                timer.cancel()
             # Leftovers of the group, or everything if on_started raised; the cgroup's die with its removal.
             killer.signal(signal.SIGKILL, whole_cgroup=False)
             with killer.lock:
                 killer.done = True
             self._active.discard(killer)
-            killer.stop.set()
-            if timer is not None and timer.is_alive():
-                timer.join()
             _, status, rusage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
             agent_peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # >= its peak at the fork

@@ -73,11 +73,24 @@ class TaskCgroup:
         where `remove` puts it back, when it is empty, for another attempt (see `TaskCgroups.create`)."""
         self.path = path
         self._pool = pool
-        self._procs = os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC) if made else -1
+        self._procs = self._events = -1
+        if made:
+            self._open_files()
         self._lock = threading.Lock()
         self._moved = True
         """False while a background move is under way (see `adopt_in_background`)."""
         self._kill_asked = self._remove_asked = False
+
+    def _open_files(self) -> None:
+        """Open `cgroup.procs` (moves) and `cgroup.events` (the `populated` check), kept open while the cgroup
+        lives: opening a cgroup file costs about as much as the write or the read itself, several times over."""
+        self._procs = os.open(self.path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            self._events = os.open(self.path / "cgroup.events", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            os.close(self._procs)
+            self._procs = -1
+            raise
 
     def adopt_in_background(self, pid: int) -> None:
         """`adopt(pid)` on a helper thread; `kill` and `remove` called meanwhile take effect right after it.
@@ -132,7 +145,7 @@ class TaskCgroup:
             return True
         try:
             self.path.mkdir()
-            self._procs = os.open(self.path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+            self._open_files()
         except OSError:
             with contextlib.suppress(OSError):
                 self.path.rmdir()
@@ -154,11 +167,7 @@ class TaskCgroup:
     def populated(self) -> bool:
         """Whether a process is in it (True if that cannot be read)."""
         try:
-            fd = os.open(self.path / "cgroup.events", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                return b"populated 0" not in os.read(fd, 256)
-            finally:
-                os.close(fd)
+            return b"populated 0" not in os.pread(self._events, 256, 0)  # a kernfs file reads afresh from 0
         except OSError:
             return True
 
@@ -185,9 +194,10 @@ class TaskCgroup:
         """Closes the handle and removes the cgroup (see `remove`), whatever pool it came from."""
         if self._procs < 0:
             return
-        with contextlib.suppress(OSError):
-            os.close(self._procs)
-        self._procs = -1
+        for fd in (self._procs, self._events):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._procs = self._events = -1
         deadline = time.monotonic() + _REMOVE_WAIT_S
         pause = 0.001  # killed processes are usually gone by then
         while True:
@@ -217,9 +227,13 @@ def _children(pid: int) -> list[int]:
     except OSError:
         return out
     for tid in threads:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
-                out.extend(int(p) for p in f.read().split())
+        try:  # no buffered file object: this runs once per task
+            fd = os.open(f"/proc/{pid}/task/{tid}/children", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                text = os.read(fd, 65536)
+            finally:
+                os.close(fd)
+            out.extend(int(p) for p in text.split())
         except (OSError, ValueError):
             continue
     return out

@@ -12,8 +12,9 @@ raw serial spawn rate of /bin/true (goal >= 0.6), per-stage percentiles, events 
 events/s. `--profile` samples the agents with py-spy during an extra, unmeasured run.
 
 The broker is a long-running JVM: for minutes after a start its JIT compiler is still at work, and it then
-spends up to five times the CPU per task it spends warm. An unmeasured run of `--warm-up` pipelines at slots 4
-(default 2000, none in the smoke run) therefore comes first, and prints the broker's CPU per task it saw.
+spends up to five times the CPU per task it spends warm. Unmeasured runs of `--warm-up` pipelines at slots 4
+(default 2000, none in the smoke run) therefore come first, each printing the broker's CPU per task it saw, until
+a minute has passed and that figure has settled (see `warm_up_broker`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import itertools
 import json
 import linecache
 import os
@@ -49,7 +51,11 @@ GOAL_CPU_MS = 1.5
 """Machine CPU per task execution at slots 4 (every process on the machine, over the measured window)."""
 WARMUP = "warmup"
 WARM_UP_PIPELINES = 2000
-"""Pipelines of the unmeasured run that warms the broker before anything is measured."""
+"""Pipelines of each unmeasured run that warms the broker before anything is measured."""
+WARM_UP_MIN_S = 60.0
+WARM_UP_LIMIT_S = 300.0
+"""Warm-up runs repeat until at least WARM_UP_MIN_S have passed and the broker's CPU per task has settled (two runs
+in a row within 20 %), or WARM_UP_LIMIT_S have passed."""
 
 
 @dataclass
@@ -461,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=180.0,
                         help="cap per slot count; the rates are then over the tasks done (0: no cap)")
     parser.add_argument("--warm-up", type=int, default=WARM_UP_PIPELINES,
-                        help="pipelines of an unmeasured run at slots 4 that warms the broker first (0: none)")
+                        help="pipelines of each unmeasured run at slots 4 that warms the broker first, repeated until "
+                             "its CPU per task settles (0: none)")
     parser.add_argument("--smoke", action="store_true", help="200 pipelines, slots 2, no profile, no warm-up")
     parser.add_argument("--profile", action="store_true", help="py-spy the agents in an extra, unmeasured run")
     parser.add_argument("--json", action="store_true")
@@ -480,6 +487,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def warm_up_broker(pipelines: int, kafka: str, pg: str, max_seconds: float | None,
+                   min_s: float = WARM_UP_MIN_S, limit_s: float = WARM_UP_LIMIT_S) -> None:
+    """Unmeasured runs of `pipelines` at slots 4 until at least `min_s` have passed and the broker's CPU per task
+    has settled (`cpu_account.settled`), or `limit_s` have passed: a broker that has just started spends several
+    times the CPU per task of a warm one, and a fixed count of tasks did not always cover its JIT's work."""
+    started, previous = time.monotonic(), None
+    for k in itertools.count(1):
+        warm = run_engine(4, pipelines, kafka, pg, max_seconds=max_seconds)
+        broker_ms = warm.cpu.ms_per_task.get("kafka", 0.0) if warm.cpu else float("nan")
+        elapsed = time.monotonic() - started
+        say(f"broker warm-up {k} (unmeasured): {warm.executions} task executions at slots 4 in {warm.wall_s:.1f}s; "
+            f"the broker spent {broker_ms:.2f} ms of CPU per task execution ({elapsed:.0f}s into the warm-up)")
+        done = cpu_account.settled(previous, broker_ms) and elapsed >= min_s
+        if done or elapsed >= limit_s:
+            say(f"broker warm-up over after {elapsed:.0f}s: " + ("its CPU per task has settled" if done else
+                                                                 f"not settled within {limit_s:.0f}s"))
+            return
+        previous = broker_ms
+
+
 def run(tasks: int, slots: list[int], baseline_n: int, kafka: str, pg: str, profile: bool,
         max_seconds: float | None = None, warm_up: int = 0,
         settle_s: float = 30.0) -> tuple[Baseline, list[EngineResult]]:
@@ -487,10 +514,7 @@ def run(tasks: int, slots: list[int], baseline_n: int, kafka: str, pg: str, prof
     (and the optional profiled run); each measurement first waits up to `settle_s` for an idle machine."""
     say(f"load average before: {harness.load_average()} (cpus: {os.cpu_count()})")
     if warm_up:
-        warm = run_engine(4, warm_up, kafka, pg, max_seconds=max_seconds)
-        broker_ms = warm.cpu.ms_per_task.get("kafka", 0.0) if warm.cpu else float("nan")
-        say(f"broker warm-up (unmeasured): {warm.executions} task executions at slots 4 in {warm.wall_s:.1f}s; "
-            f"the broker spent {broker_ms:.2f} ms of CPU per task execution")
+        warm_up_broker(warm_up, kafka, pg, max_seconds)
     say(f"machine {harness.wait_until_idle(timeout_s=settle_s)}")
     base = measure_baseline(baseline_n, kafka)
     say(f"spawn baselines, serial, N={base.n}:")

@@ -94,6 +94,14 @@ class CpuWindow:
         return f"{self.machine_ms_per_task:.2f} ms of machine CPU per task ({self.busy_pct:.0f}% busy): {parts}"
 
 
+def settled(previous_ms: float | None, current_ms: float, tolerance: float = 0.2) -> bool:
+    """Whether a warming process has settled: its CPU per task in the latest run (`current_ms`) is within
+    `tolerance` of the run before (`previous_ms`; None: there was none)."""
+    if previous_ms is None or previous_ms <= 0:
+        return False
+    return abs(current_ms - previous_ms) <= tolerance * previous_ms
+
+
 def window(start: CpuSnapshot, end: CpuSnapshot, tasks: int) -> CpuWindow:
     """CPU per task execution between two snapshots (processes that ended meanwhile are not counted)."""
     tasks = max(1, tasks)

@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-celery", action="store_true", help="leave the Celery peers out")
     parser.add_argument("--profile", action="store_true", help="py-spy an agent in an extra, unmeasured run")
     parser.add_argument("--warm-up", type=int, default=bench_engine.WARM_UP_PIPELINES,
-                        help="pipelines of an unmeasured engine run that warms the broker first (0: none)")
+                        help="pipelines of each unmeasured engine run that warms the broker first, repeated until its "
+                             "CPU per task settles (0: none)")
     parser.add_argument("--json", action="store_true", help="print every result as one JSON line at the end")
     harness.add_service_args(parser)
     args = parser.parse_args(argv)

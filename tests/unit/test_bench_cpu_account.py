@@ -44,3 +44,11 @@ def test_peer_processes_are_grouped_by_peer():
     assert peer_kind_of(".venv-peers/bin/python tests/bench/quix_app.py --stage a") == "quix"
     assert peer_kind_of("/x/site-packages/ray/core/src/ray/raylet/raylet --node_id=1") == "ray"
     assert peer_kind_of(".venv/bin/python tests/bench/run_all.py --smoke") == "driver"
+
+
+def test_a_warm_up_has_settled_when_two_runs_in_a_row_agree():
+    assert not cpu_account.settled(None, 0.3)
+    assert not cpu_account.settled(0.0, 0.3)
+    assert not cpu_account.settled(1.2, 0.4)  # still warming: the JIT's work shows in the broker's CPU
+    assert cpu_account.settled(0.40, 0.35) and cpu_account.settled(0.35, 0.40)
+    assert not cpu_account.settled(0.40, 0.30)
