@@ -60,14 +60,19 @@ class StateClient:
     """Thread-safe: any number of threads may call `call` and `scatter` at once."""
 
     def __init__(self, bootstrap: str, topics: StateTopics | None = None, timeout_s: float = 30.0,
-                 resend_s: float = 5.0, reply_partition: int | None = None) -> None:
+                 resend_s: float = 5.0, reply_partition: int | None = None, *, producer: Any = None,
+                 consumer: Any = None) -> None:
+        """`producer`, `consumer`: the Kafka clients to use (tests pass fakes); made for `bootstrap` if None."""
         self.topics = topics or StateTopics.from_env()
         self.timeout_s, self.resend_s = timeout_s, resend_s
         self.client_id = uuid.uuid4().hex[:12]
         self._seq = itertools.count(1)
-        self._producer = Producer(producer_config(bootstrap, **{"linger.ms": 0, "compression.type": "none",
-                                                                "retry.backoff.ms": 10}))
-        self._consumer = Consumer(consumer_config(bootstrap, f"sbx.state.client.{self.client_id}", **{
+        if producer is None:  # (a Producer is falsy with nothing queued: no `or`)
+            producer = Producer(producer_config(bootstrap, **{"linger.ms": 0, "compression.type": "none",
+                                                              "retry.backoff.ms": 10}))
+        self._producer = producer
+        self._consumer = consumer if consumer is not None else Consumer(consumer_config(
+            bootstrap, f"sbx.state.client.{self.client_id}", **{
             "isolation.level": "read_uncommitted", "fetch.wait.max.ms": 100, "fetch.error.backoff.ms": 10,
             "enable.partition.eof": False, "queued.max.messages.kbytes": PREFETCH_KB,
             "max.poll.interval.ms": 86400000}))
@@ -165,6 +170,7 @@ class StateClient:
             with self._lock:
                 for cmd, _ in sends:
                     self._calls.pop(cmd.id, None)
+                self._pass_polling()  # it may have been asked to take the polling over, and leaves instead
 
     def _await(self, call: _Call, until: float) -> None:
         """Wait until the call is answered or `until` (monotonic): read the replies if nobody else does, else wait
@@ -189,9 +195,14 @@ class StateClient:
         finally:
             with self._lock:
                 self._poller = None
-                waiting = next((c for c in self._calls.values() if c.missing and c is not call), None)
-                if waiting is not None:
-                    waiting.wake.set()  # the polling passes on
+                self._pass_polling(call)
+
+    def _pass_polling(self, leaving: _Call | None = None) -> None:
+        """With nobody polling, wake a call still waiting (not `leaving`) to take the polling over. Under the lock."""
+        if self._poller is None:
+            waiting = next((c for c in self._calls.values() if c.missing and c is not leaving), None)
+            if waiting is not None:
+                waiting.wake.set()
 
     def _send(self, cmd: Command, partition: int) -> None:
         self._producer.produce(self.topics.commands, key=cmd.id.encode(), value=cmd.to_json(), partition=partition)
