@@ -12,7 +12,9 @@ per-call latencies under that load are reported too. By default two shapes run, 
 its own verdict: a process (a client) per caller, as 8 agents of one slot, and 2 processes, as two agents of 4
 slots (`--agents 8`, `--agents 2`, or both: `--agents 8,2`). Goals: p50 <= 10 ms, p99 <= 30 ms, >= 2,000
 operations/s.
-The final values are checked against the calls made. Next to these, in the same run: the agent's own
+Each shape also prints the machine's CPU per call over its run, split by process kind (the owner, the caller
+processes, the broker, anything else: `cpu_kind_of`). The final values are checked against the calls made. Next
+to these, in the same run: the agent's own
 per-transaction time (its `TransactionalPublisher` committing one record and the consumed offset, back to back,
 as an agent commits a task) and the owner's (from its summary when it stops: commands per transaction and the ms
 its commits took; `--commit-ms` sets its commit interval).
