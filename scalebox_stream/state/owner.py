@@ -57,16 +57,16 @@ BATCH_MAX = 2000
 STOP_WAIT_S = 5.0
 """A stopping owner waits this long for its last commit (and the replies' delivery): a cluster that is gone must
 not hold it."""
-REPLY_LINGER_MS = 5
-"""The replies' producer waits this long for more replies to a partition: a batch's replies are flushed as soon
-as they are all produced (`Owner._flush`); the linger only keeps the first from going alone."""
-REPLY_FLUSH_S = 1.0
-"""At most this long the owner waits for a batch's replies to reach the broker (those still queued go later)."""
+REPLY_LINGER_MS = 0
+"""The replies' producer sends each reply at once, and the owner does not wait for the broker to have them: it
+goes on to the next batch while they travel (`Owner._apply`). librdkafka puts one partition in a produce request,
+so the replies to different clients take a request each whatever the linger; a batch's replies to one partition
+are produced back to back and mostly share one all the same."""
 COMMAND_FETCH = {"queued.min.messages": 1, "fetch.queue.backoff.ms": 1}
 """The owner's consumer fetches commands again only once the owner took what it fetched (at most 1 ms later):
-while the owner applies a batch, sends its replies and waits for them, the commands that come stay on the broker
-and are fetched together, in one fetch request rather than one each. The queue the threshold counts is the
-consumer's, shared by all its partitions."""
+while the owner applies a batch and sends its replies, the commands that come stay on the broker and are fetched
+together, in one fetch request rather than one each. The queue the threshold counts is the consumer's, shared by
+all its partitions."""
 TRANSACTION_TIMEOUT_MS = 10000
 """The broker aborts an owner's open transaction after this long: a transaction of an owner that crashed while
 committing holds back the reads of the changelog and `sbx.events` (read_committed) until then, unless an owner of
@@ -288,8 +288,8 @@ class Owner:
         a caller reads its reply before the commit. The changes and events wait in `open` for the next commit
         (the committed state is not touched until then).
 
-        The replies of the batch go out together and the owner waits until the broker has them (`_flush`); then it
-        encodes their StateChanged events (they go out only with the commit)."""
+        The replies of the batch are produced first, together, and the owner does not wait for their delivery
+        (`REPLY_LINGER_MS`); then it encodes their StateChanged events (they go out only with the commit)."""
         t, txn = self.topics, self.open
         changes: list[Change] = []
         replies: list[_Record] = []
@@ -310,24 +310,11 @@ class Owner:
                                    partition=cmd.reply_to % self.reply_partitions))
         for record in replies:
             self._reply(record)
-        if replies:
-            self._flush()
         txn.events += [_Record(self.events_topic, encode_key(c.key), self.event(c)) for c in changes]
         if txn.opened is None:
             txn.opened = time.monotonic()
         txn.applied += self.batch
         self.batch = []
-
-    def _flush(self) -> None:
-        """Wait until the broker has the replies produced (at most `REPLY_FLUSH_S`).
-
-        librdkafka puts one partition in a produce request and, with no linger, sends the first reply of a batch
-        alone; with a linger every reply would wait for it. With a linger and a flush after the batch (a flush
-        sends at once, linger or not), a batch's replies to one partition share a request, and the caller's fetch
-        that reads them, and none waits for a timer. Waiting for the flush is what makes the batches grow with the
-        load: the commands that come meanwhile are the next batch, fetched together too (`COMMAND_FETCH`). One
-        caller at a time loses nothing: its next command comes after it read its reply."""
-        self.replier.flush(REPLY_FLUSH_S)
 
     def _reply(self, record: _Record) -> None:
         """Send a reply (a full local queue is drained first; a reply that cannot be sent is left to the client's

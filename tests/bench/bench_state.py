@@ -12,7 +12,9 @@ per-call latencies under that load are reported too. By default two shapes run, 
 its own verdict: a process (a client) per caller, as 8 agents of one slot, and 2 processes, as two agents of 4
 slots (`--agents 8`, `--agents 2`, or both: `--agents 8,2`). Goals: p50 <= 10 ms, p99 <= 30 ms, >= 2,000
 operations/s.
-The final values are checked against the calls made. Next to these, in the same run: the agent's own
+Each shape also prints the machine's CPU per call over its run, split by process kind (the owner, the caller
+processes, the broker, anything else: `cpu_kind_of`). The final values are checked against the calls made. Next
+to these, in the same run: the agent's own
 per-transaction time (its `TransactionalPublisher` committing one record and the consumed offset, back to back,
 as an agent commits a task) and the owner's (from its summary when it stops: commands per transaction and the ms
 its commits took; `--commit-ms` sets its commit interval).
@@ -31,6 +33,7 @@ import threading
 import time
 from pathlib import Path
 
+import cpu_account
 import harness
 from confluent_kafka import Consumer, TopicPartition
 from harness import pct, say
@@ -43,6 +46,29 @@ from scalebox_stream.state.model import OK, SEMAPHORE, StateTopics
 
 GOAL_P50_MS, GOAL_P99_MS, GOAL_OPS = 10.0, 30.0, 2000.0
 APP = "bench"
+CPU_KINDS = ("owner", "callers", "kafka", "other")
+"""Where the machine's CPU goes during a concurrent run (`cpu_kind_of`)."""
+
+
+def cpu_kind_of(cmdline: str) -> str:
+    """The kind of a process during a concurrent run: the owner, the caller processes (spawned by
+    multiprocessing), the broker, or anything else (the driver, other work on the machine)."""
+    if "state-owner" in cmdline:
+        return "owner"
+    if "multiprocessing" in cmdline:
+        return "callers"
+    if "kafka.Kafka" in cmdline:
+        return "kafka"
+    return "other"
+
+
+def cpu_per_call(start: cpu_account.CpuSnapshot, end: cpu_account.CpuSnapshot, calls: int) -> dict:
+    """Machine CPU ms per call between two snapshots, in total and by `CPU_KINDS`, and how busy the machine was."""
+    calls = max(1, calls)
+    per = {k: round((end.by_kind.get(k, 0.0) - start.by_kind.get(k, 0.0)) * 1e3 / calls, 3) for k in CPU_KINDS}
+    busy, total = end.busy_s - start.busy_s, end.total_s - start.total_s
+    return {"machine_ms": round(busy * 1e3 / calls, 3), "busy_pct": round(100 * busy / total, 1) if total else 0.0,
+            **per}
 
 
 def start_owner(kafka: str, topics: StateTopics, log: Path, commit_ms: float | None = None) -> subprocess.Popen:
@@ -175,9 +201,9 @@ def concurrent(kafka: str, topics: StateTopics, callers: int, seconds: float, sa
         with ctx.Pool(agents) as pool:
             pending = pool.map_async(caller, [(kafka, topics, group, seconds, barrier) for group in groups])
             barrier.wait()
-            started = time.monotonic()
+            started, cpu_start = time.monotonic(), cpu_account.snapshot(cpu_kind_of)
             results = [r for rs in pending.get(seconds + 120) for r in rs]
-            elapsed = time.monotonic() - started
+            elapsed, cpu_end = time.monotonic() - started, cpu_account.snapshot(cpu_kind_of)  # callers still live
     total = sum(n for _, n, _ in results)
     times = [t for _, _, ts in results for t in ts]
     expected: dict[str, int] = {}
@@ -189,7 +215,7 @@ def concurrent(kafka: str, topics: StateTopics, callers: int, seconds: float, sa
             assert value == n, f"{name}: {value} != {n} calls"
     return {"callers": callers, "clients": agents, "calls": total, "seconds": round(elapsed, 2),
             "ops_per_s": round(total / elapsed, 1), "p50_ms": round(pct(times, 50), 2),
-            "p99_ms": round(pct(times, 99), 2), "same_key": same_key}
+            "p99_ms": round(pct(times, 99), 2), "same_key": same_key, "cpu": cpu_per_call(cpu_start, cpu_end, total)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"{shape(load)}{', on one semaphore' if args.same_key else ''}: "
                     f"{load['calls']} calls in {load['seconds']} s = {load['ops_per_s']} ops/s "
                     f"(goal >= {GOAL_OPS:.0f}); round trip under load p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms")
+                cpu = load["cpu"]
+                say(f"  machine CPU per call {cpu['machine_ms']} ms ({cpu['busy_pct']}% busy): "
+                    + "  ".join(f"{k} {cpu[k]}" for k in CPU_KINDS))
             agent = agent_transactions(args.kafka, topics, transactions)
             say(f"the agent's own transactions (one record and an offset), {transactions} back to back: "
                 f"p50 {agent['p50_ms']} ms, mean {agent['mean_ms']} ms")

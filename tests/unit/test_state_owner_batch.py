@@ -110,15 +110,16 @@ def test_all_partitions_commit_in_one_transaction_with_their_offsets() -> None:
     assert o.stats.commands == 3 and o.stats.batches == 1
 
 
-def test_a_batch_s_replies_are_flushed_together_once_all_are_produced() -> None:
+def test_a_batch_s_replies_are_sent_as_applied_and_the_owner_does_not_wait_for_them() -> None:
     o = owner(FakePublisher())
     first, second = names_on_two_partitions()
     (p1, c1), (p2, c2), (p1b, c3) = add(first, 1, "r1"), add(second, 1, "r2"), add(first, 1, "r3")
     o.batch = [FakeMessage(p1, 0, c1), FakeMessage(p2, 0, c2), FakeMessage(p1b, 1, c3)]
     o._apply()
-    assert o.replier.flushes == [3], "one flush, after the batch's three replies"
+    assert [r["id"] for r in o.replier.sent] == ["r1", "r2", "r3"], "the batch's replies, in order"
+    assert o.replier.flushes == [], "no flush: the owner goes on while they travel"
     o._apply()
-    assert o.replier.flushes == [3], "an empty batch sends and flushes nothing"
+    assert len(o.replier.sent) == 3 and o.replier.flushes == [], "an empty batch sends and flushes nothing"
 
 
 def test_a_failed_transaction_keeps_the_batch_and_applies_it_again_from_the_committed_state() -> None:
