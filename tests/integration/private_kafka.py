@@ -9,6 +9,8 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
@@ -93,3 +95,13 @@ class PrivateKafka:
             if path.exists():
                 text += f"--- {name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) + "\n"
         return text
+
+
+@contextmanager
+def running(root: Path) -> Iterator[PrivateKafka]:
+    """A private broker started under `root` for the `with` block, killed after it."""
+    kafka = PrivateKafka(root).start()
+    try:
+        yield kafka
+    finally:
+        kafka.kill()

@@ -26,7 +26,7 @@ from kafka.net.compat import KafkaNetClient
 from kafka.protocol.metadata.find_coordinator import FindCoordinatorRequest
 from kafka.protocol.producer import InitProducerIdRequest, ProduceRequest, TxnOffsetCommitRequest
 from kafka.record.memory_records import MemoryRecordsBuilder
-from private_kafka import PrivateKafka
+from private_kafka import PrivateKafka, running
 
 from scalebox_stream.local.hanging import BROKER_ID, Hanging, HangingReaper, abort_hanging
 
@@ -98,9 +98,8 @@ class RogueProducer:
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateKafka]:
-    kafka = PrivateKafka(tmp_path_factory.mktemp("hanging") / "kafka").start()
-    yield kafka
-    kafka.kill()
+    with running(tmp_path_factory.mktemp("hanging") / "kafka") as kafka:
+        yield kafka
 
 
 @pytest.fixture

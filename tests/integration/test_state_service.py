@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from private_kafka import PrivateKafka
+from private_kafka import PrivateKafka, running
 
 from scalebox_stream.launch.state_service import _record, ensure_state_service, stop_state_service
 from scalebox_stream.state.client import StateClient
@@ -22,9 +22,8 @@ from scalebox_stream.state.model import OK, SEMAPHORE, StateTopics
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateKafka]:
-    kafka = PrivateKafka(tmp_path_factory.mktemp("state-service") / "kafka").start()
-    yield kafka
-    kafka.kill()
+    with running(tmp_path_factory.mktemp("state-service") / "kafka") as kafka:
+        yield kafka
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from fakes.kafka import FakeMessage
 
 from scalebox_stream.state.client import StateClient
 from scalebox_stream.state.model import OK, SEMAPHORE, Command, Reply, StateTopics
@@ -18,18 +19,9 @@ from scalebox_stream.state.model import OK, SEMAPHORE, Command, Reply, StateTopi
 TOPICS = StateTopics("sbx.unit.state.client")
 
 
-class FakeMessage:
-    def __init__(self, key: str, value: bytes) -> None:
-        self._k, self._v = key.encode(), value
-
-    def key(self) -> bytes:
-        return self._k
-
-    def value(self) -> bytes:
-        return self._v
-
-    def error(self) -> None:
-        return None
+def reply_message(request_id: str, value: bytes) -> FakeMessage:
+    """A consumed reply keyed by its request id."""
+    return FakeMessage("replies", 0, 0, value, request_id.encode())
 
 
 class FakeProducer:
@@ -96,7 +88,7 @@ class FakeEdge:
         pass
 
     def answer(self, cmd: Command, value: int) -> None:
-        self.replies.put(FakeMessage(cmd.id, Reply(cmd.id, OK, value).to_json()))
+        self.replies.put(reply_message(cmd.id, Reply(cmd.id, OK, value).to_json()))
 
 
 def client(edge: FakeEdge, **kwargs: float) -> StateClient:
@@ -119,7 +111,7 @@ def test_concurrent_callers_each_get_their_own_reply_and_one_polls_at_a_time() -
                 pass
             rng.shuffle(batch)
             for cmd in batch:
-                edge.replies.put(FakeMessage("someone-else-1", Reply("someone-else-1", OK, -1).to_json()))
+                edge.replies.put(reply_message("someone-else-1", Reply("someone-else-1", OK, -1).to_json()))
                 edge.answer(cmd, cmd.n * 1000 + int(cmd.id.rsplit("-", 1)[1]))
 
     results: dict[int, list[tuple[int, int]]] = {}
@@ -179,7 +171,7 @@ def test_a_malformed_reply_is_raised_to_its_caller() -> None:
     edge = FakeEdge()
     c = client(edge, timeout_s=2)
     cmd = c.command("get", SEMAPHORE, "app", "x")
-    edge.replies.put(FakeMessage(cmd.id, b"not json"))
+    edge.replies.put(reply_message(cmd.id, b"not json"))
     with pytest.raises(ValueError):
         c.call(cmd)
 

@@ -9,6 +9,7 @@ import json
 import threading
 
 from confluent_kafka import KafkaError, KafkaException
+from fakes.kafka import FakeMessage
 
 from scalebox_stream.state.model import SEMAPHORE, Command, Item, StateTopics, partition_of
 from scalebox_stream.state.owner import Owner
@@ -16,21 +17,9 @@ from scalebox_stream.state.owner import Owner
 TOPICS = StateTopics("sbx.unit.state")
 
 
-class FakeMessage:
-    def __init__(self, partition: int, offset: int, cmd: Command) -> None:
-        self._p, self._o, self._v = partition, offset, cmd.to_json()
-
-    def partition(self) -> int:
-        return self._p
-
-    def offset(self) -> int:
-        return self._o
-
-    def value(self) -> bytes:
-        return self._v
-
-    def error(self) -> None:
-        return None
+def command_at(partition: int, offset: int, cmd: Command) -> FakeMessage:
+    """A consumed command at `partition`/`offset`."""
+    return FakeMessage("commands", partition, offset, cmd.to_json())
 
 
 class FakePublisher:
@@ -96,7 +85,7 @@ def test_all_partitions_commit_in_one_transaction_with_their_offsets() -> None:
     o = owner(publisher)
     first, second = names_on_two_partitions()
     (p1, c1), (p1b, c2), (p2, c3) = add(first, 2, "r1"), add(first, 3, "r2"), add(second, 5, "r3")
-    o.batch = [FakeMessage(p1, 10, c1), FakeMessage(p1b, 11, c2), FakeMessage(p2, 40, c3)]
+    o.batch = [command_at(p1, 10, c1), command_at(p1b, 11, c2), command_at(p2, 40, c3)]
     o._commit(None)
     assert len(publisher.committed) == 1 and o.batch == []
     records, offsets = publisher.committed[0]
@@ -114,7 +103,7 @@ def test_a_batch_s_replies_are_sent_as_applied_and_the_owner_does_not_wait_for_t
     o = owner(FakePublisher())
     first, second = names_on_two_partitions()
     (p1, c1), (p2, c2), (p1b, c3) = add(first, 1, "r1"), add(second, 1, "r2"), add(first, 1, "r3")
-    o.batch = [FakeMessage(p1, 0, c1), FakeMessage(p2, 0, c2), FakeMessage(p1b, 1, c3)]
+    o.batch = [command_at(p1, 0, c1), command_at(p2, 0, c2), command_at(p1b, 1, c3)]
     o._apply()
     assert [r["id"] for r in o.replier.sent] == ["r1", "r2", "r3"], "the batch's replies, in order"
     assert o.replier.flushes == [], "no flush: the owner goes on while they travel"
@@ -126,7 +115,7 @@ def test_a_failed_transaction_keeps_the_batch_and_applies_it_again_from_the_comm
     publisher = FakePublisher(fail=1)
     o = owner(publisher)
     p, cmd = add("s", 4, "r1")
-    o.batch = [FakeMessage(p, 0, cmd)]
+    o.batch = [command_at(p, 0, cmd)]
     o._commit(None)
     assert publisher.aborts == 1 and publisher.committed == [] and len(o.batch) == 1
     assert (SEMAPHORE, "a", "s") not in o.stores[p], "nothing of the failed transaction is in the state"
@@ -141,7 +130,7 @@ def test_a_revoked_partition_drops_its_uncommitted_commands_and_state() -> None:
     o = owner(FakePublisher())
     first, second = names_on_two_partitions()
     (p1, c1), (p2, c2) = add(first, 1, "r1"), add(second, 1, "r2")
-    o.batch = [FakeMessage(p1, 0, c1), FakeMessage(p2, 0, c2)]
+    o.batch = [command_at(p1, 0, c1), command_at(p2, 0, c2)]
     o._revoked(None, [type("TP", (), {"partition": p1})()])  # type: ignore[arg-type]
     assert [m.partition() for m in o.batch] == [p2] and p1 not in o.stores
 
@@ -154,11 +143,11 @@ def test_replies_go_out_before_the_commit_and_one_transaction_spans_batches() ->
     publisher = FakePublisher()
     o = owner(publisher)
     (p, c1), (_, c2) = add("s", 2, "r1"), add("s", 3, "r2")
-    o.batch = [FakeMessage(p, 10, c1)]
+    o.batch = [command_at(p, 10, c1)]
     o._apply()
     assert replies_of(o) == [("r1", 0, 2)] and publisher.committed == [], "answered before the commit"
     assert (SEMAPHORE, "a", "s") not in o.stores[p], "the committed state waits for the commit"
-    o.batch = [FakeMessage(p, 11, c2)]
+    o.batch = [command_at(p, 11, c2)]
     o._apply()
     assert replies_of(o) == [("r1", 0, 2), ("r2", 0, 5)], "the second batch on top of the first"
     o._commit(None)
@@ -176,10 +165,10 @@ def test_commands_applied_while_a_commit_is_under_way_build_on_it() -> None:
     publisher.publish = lambda *args: (gate.wait(5), publish(*args))  # type: ignore[method-assign]
     o = owner(publisher)
     (p, c1), (_, c2) = add("s", 2, "r1"), add("s", 3, "r2")
-    o.batch = [FakeMessage(p, 0, c1)]
+    o.batch = [command_at(p, 0, c1)]
     o._apply()
     o._begin_commit(None)
-    o.batch = [FakeMessage(p, 1, c2)]
+    o.batch = [command_at(p, 1, c2)]
     o._apply()
     assert replies_of(o) == [("r1", 0, 2), ("r2", 0, 5)], "answered on top of the commit under way"
     o._settle()
@@ -196,7 +185,7 @@ def test_a_failed_commit_is_applied_again_with_the_same_answers() -> None:
     p, _ = add("s", 0, "r0")
     o.stores[p][(SEMAPHORE, "a", "s")] = Item(1)
     cmds = [add("s", -1, "r1")[1], add("s", -1, "r2")[1], add("s", 5, "r3")[1], add("s", -1, "r1")[1]]
-    o.batch = [FakeMessage(p, i, c) for i, c in enumerate(cmds)]
+    o.batch = [command_at(p, i, c) for i, c in enumerate(cmds)]
     o._apply()
     first = replies_of(o)
     assert first == [("r1", 0, 0), ("r2", 1, 0), ("r3", 0, 5), ("r1", 0, 0)], \
@@ -214,7 +203,7 @@ def test_a_revoke_drops_what_was_applied_and_applies_the_kept_partitions_again()
     (p1, c1), (p2, c2) = add(first, 1, "r1"), add(second, 1, "r2")
     publisher = FakePublisher()
     o = owner(publisher)
-    o.batch = [FakeMessage(p1, 0, c1), FakeMessage(p2, 0, c2)]
+    o.batch = [command_at(p1, 0, c1), command_at(p2, 0, c2)]
     o._apply()
     o._revoked(FakeConsumer(), [type("TP", (), {"partition": p1})()])  # type: ignore[arg-type]
     assert publisher.committed == [], "nothing waits for a commit in the rebalance callback"
@@ -247,7 +236,7 @@ def test_a_restore_moves_the_consumer_to_the_committed_offset_and_drops_what_it_
     o = owner(FakePublisher())
     p, cmd = add("s", 1, "r1")
     o.unrestored = {p}
-    o.batch = [FakeMessage(p, 10, cmd), FakeMessage(p, 11, cmd)]
+    o.batch = [command_at(p, 10, cmd), command_at(p, 11, cmd)]
     o.restore = lambda partitions: {q: {} for q in partitions}  # type: ignore[method-assign]
     consumer = FakeConsumer({p: 11})
     o._restore_assigned(consumer)  # type: ignore[arg-type]
