@@ -46,3 +46,13 @@ def test_thousand_apps_benchmark_runs():
     assert "thousand apps: 3 apps run and finished" in out
     for cost in ("broker start s", "broker recovery s", "agent start s", "status s"):
         assert cost in out
+
+
+def test_state_benchmark_runs(kafka_bootstrap, pg_dsn):
+    out = _smoke("bench_state.py", "--kafka", kafka_bootstrap, "--pg", pg_dsn)  # it checks the final values
+    print(out[-2500:])
+    assert "round trip from inside a task, 200 in-task increment-n calls in a row: p50" in out
+    assert "of which the state client's call" in out and "the agent's own transactions" in out
+    for goal in ("in-task round trip p50 <= 10 ms", ">= 2000 ops/s, 8 callers, 8 clients",
+                 ">= 2000 ops/s, 8 callers, 2 clients"):
+        assert goal in out
