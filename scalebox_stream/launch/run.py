@@ -202,7 +202,8 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
         def check_children() -> None:
             """Restart children as the policy says (on this, the main thread, which started them); raise when it
             gives up on one. A restarted agent's new pid goes into the record."""
-            restarted = children.supervise(lambda line: console.print(line, markup=False, highlight=False))
+            restarted = children.supervise(lambda line: console.print(line, markup=False, highlight=False,
+                                                                                  soft_wrap=True))
             if any(child.is_agent for child in restarted):
                 record_agents()
 
