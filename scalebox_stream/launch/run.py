@@ -144,9 +144,8 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
     send the start tasks, wait (showing progress on `console`) until every task has ended, publish
     AppFinished, and stop the children whatever happens. A child that ends unexpectedly is restarted as
     `settings.child_restarts` allows (see `policy.restarts`). Raises RuntimeError if a child dies for good or
-    Kafka fails,
-    OperationError if the app's topics collide with another app's or the projector dead-lettered events the
-    run waits for, TimeoutError after `request.timeout_s`."""
+    Kafka fails, OperationError if the app's topics collide with another app's or the projector dead-lettered
+    events the run waits for, TimeoutError after `request.timeout_s`."""
     kit = kit or RunKit()
     started = time.monotonic()
     kit.deploy(spec, request.env_files, conns.kafka, conns.pg)
@@ -174,13 +173,16 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
             remote = kit.remote(cluster, spec.name, children.log_dir, conns.kafka)
             away = remote.start([plan for plan in plans if plan.start != "local"],
                                 lambda plan: agent_args(spec, request, plan))
-            console.print("agents on " + ", ".join(sorted({f"{a.host} ({a.start})" for a in
-                                                            [*(started_here(*pc) for pc in here_agents), *away]})))
 
-        def record_agents() -> None:
-            write_record(children.log_dir, [*(started_here(*pc) for pc in here_agents), *away], cluster)
+        def record_agents() -> list[StartedAgent]:
+            """Write the agents' record (again after a restart: the pid changed); the agents."""
+            agents = [*(started_here(plan, child) for plan, child in here_agents), *away]
+            write_record(children.log_dir, agents, cluster)
+            return agents
 
-        record_agents()
+        agents = record_agents()
+        if remote is not None:
+            console.print("agents on " + ", ".join(sorted({f"{a.host} ({a.start})" for a in agents})))
         if request.metrics_port is not None:
             console.print(f"metrics: projector on :{request.metrics_port}, agents of "
                           + ", ".join(f"{agent_log_name(p)[6:]} on :{request.metrics_port + 1 + i}"

@@ -134,13 +134,20 @@ def serve_app(spec: AppSpec, app_file: Path, env_files: tuple[Path, ...], settin
         if others := [plan for plan in plans if plan.start != "local"]:
             away = remote(cluster, spec.name, children.log_dir, conns.kafka)
             elsewhere = away.start(others, lambda plan: agent_argv(spec, app_file, env_files, plan))
-            log.info("agents on %s", ", ".join(sorted({f"{a.host} ({a.start})" for a in elsewhere}
-                                                      | {f"{plan.host} (local)" for plan, _ in here})))
-        write_record(children.log_dir, [*(started_here(*pc) for pc in here), *elsewhere], cluster)
+
+        def record_agents() -> list[StartedAgent]:
+            """Write the agents' record (again after a restart: the pid changed); the agents."""
+            agents = [*(started_here(plan, child) for plan, child in here), *elsewhere]
+            write_record(children.log_dir, agents, cluster)
+            return agents
+
+        agents = record_agents()
+        if away is not None:
+            log.info("agents on %s", ", ".join(sorted({f"{a.host} ({a.start})" for a in agents})))
         while not stop.wait(poll_s):
             # (restarts happen here, on the main thread, which started the children: PR_SET_PDEATHSIG follows it)
             if any(child.is_agent for child in children.supervise(log.warning)):
-                write_record(children.log_dir, [*(started_here(*pc) for pc in here), *elsewhere], cluster)
+                record_agents()
             if (text := finished(conns.pg, spec.name, started)) is not None:
                 if not children.wait_agents_gone(settings.children_grace_s):
                     log.warning("local agents still running %.0fs after the app finished: stopping them",
