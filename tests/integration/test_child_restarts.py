@@ -1,6 +1,6 @@
 """`scalebox run` restarts a child that dies under it (an agent SIGKILLed, as the OOM killer does) and the run
-goes on to finish every task once; a child that keeps dying ends the run with an error naming it. Real Kafka and
-PostgreSQL, process executor."""
+goes on to finish every task once; a child that keeps dying ends the run with an error naming it; the server of
+`app create` restarts one too. Real Kafka and PostgreSQL, process executor."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import psycopg
 import yaml
-from pipeline import REPO, until
+from pipeline import REPO, list_tasks, scalebox, until
 
 from scalebox_stream.kafka.security import forwarded_env
+from scalebox_stream.launch.state_service import stop_state_service
 
 TASKS = [f"t{i:02d}" for i in range(12)]
 
@@ -122,3 +123,25 @@ def test_a_child_that_keeps_dying_ends_the_run_with_an_error_naming_it(tmp_path,
     assert ("error: agent-work exited with code -9 (signal SIGKILL), not restarted (restarted 1 time(s) in 10 min "
             "already, the limit)") in err
     assert "not restarted: restarted 1 time(s)" in (logs / "agent-work.log").read_text()
+
+
+def test_the_app_server_restarts_a_sigkilled_agent_and_serves_on(tmp_path, kafka_bootstrap, pg_dsn):
+    name, home = f"restart-served-{uuid.uuid4().hex[:6]}", tmp_path / "home"
+    app_file = _app(tmp_path / "app", name, 0.1)
+    logs = home / "logs" / name
+    try:
+        created = scalebox(["app", "create", str(app_file)], kafka_bootstrap, pg_dsn, home=home)
+        assert created.code == 0, created.stderr
+        first = until("the agent's record", lambda: _agent_pid(logs), 10)
+        os.kill(first, signal.SIGKILL)
+        until("the restarted agent", lambda: (pid := _agent_pid(logs)) != first and pid and _alive(pid), 20)
+        assert ("agent-work exited with code -9 (signal SIGKILL); restarting it in 1 s (restart 1 of 5 in 10 min)"
+                in (logs / "serve.log").read_text())
+        added = scalebox(["task", "add", "--app-id", name, "--sink-module", "work", "after"], kafka_bootstrap,
+                         pg_dsn, home=home)
+        assert added.code == 0, added.stderr
+        until("the task added after the restart to succeed",
+              lambda: [t for t in list_tasks(kafka_bootstrap, pg_dsn, name) if t["status"] == "succeeded"], 45)
+    finally:
+        scalebox(["app", "stop", name], kafka_bootstrap, pg_dsn, home=home)
+        stop_state_service(home, kafka_bootstrap)
