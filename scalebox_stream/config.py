@@ -21,6 +21,8 @@ ENVIRONMENT: dict[str, str] = {
     "cluster": "SCALEBOX_CLUSTER",
     "java_home": "JAVA_HOME",
     "app_retention_s": "SCALEBOX_APP_RETENTION_S",
+    "child_restarts": "SCALEBOX_CHILD_RESTARTS",
+    "child_restart_window_s": "SCALEBOX_CHILD_RESTART_WINDOW_S",
 }
 """Which environment variable fills which field (an empty variable counts as unset)."""
 
@@ -60,6 +62,11 @@ class CliSettings(BaseModel):
                                                              "run` or `local up` deletes them (0: at once).")
     children_grace_s: float = Field(15.0, ge=0, description="How long agents and projector get to stop after "
                                                             "SIGTERM before SIGKILL.")
+    child_restarts: int = Field(5, ge=0, description="How many times `scalebox run` and the app server restart "
+                                                     "one child (an agent, the projector, the state owner) that "
+                                                     "ended unexpectedly within `child_restart_window_s` before "
+                                                     "they give up and fail (0: never restart).")
+    child_restart_window_s: float = Field(600.0, gt=0, description="The window `child_restarts` counts in.")
 
     @field_validator("home")
     @classmethod

@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scalebox_stream.spec.cluster import BUILT_IN, ClusterDef, StartMode
 from scalebox_stream.spec.model import AppSpec
+
+if TYPE_CHECKING:
+    from scalebox_stream.launch.children import Child
 
 
 class PlacementError(ValueError):
@@ -79,6 +83,12 @@ class StartedAgent:
     log: str
     ref: str = ""
     """The process id (local, ssh) or Slurm job id."""
+
+
+def started_here(plan: AgentPlan, child: Child) -> StartedAgent:
+    """The record of an agent started as a child of this process, with its current process id (a restart
+    changes it)."""
+    return StartedAgent(plan.module, plan.host, "local", str(child.log_path), str(child.process.pid))
 
 
 def record_path(log_dir: Path) -> Path:

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from scalebox_stream.config import CliSettings, Connections
 from scalebox_stream.events import AppFinished, Event, EventStamp
-from scalebox_stream.launch.children import Children
+from scalebox_stream.launch.children import Child, Children, restart_policy
 from scalebox_stream.launch.cli_tasks import ensure_host_topic, placed_groups
 from scalebox_stream.launch.dead_letters import DeadLetterWatch
 from scalebox_stream.launch.deploy import deploy
@@ -24,11 +24,13 @@ from scalebox_stream.launch.placement import (
     agent_argv,
     agent_log_name,
     plan_agents,
+    started_here,
     write_record,
 )
 from scalebox_stream.launch.progress import RunState, wait_for_run
 from scalebox_stream.launch.remote import RemoteAgents
 from scalebox_stream.launch.state_owner import ResultWatch, start_state_owner
+from scalebox_stream.policy.restarts import RestartPolicy
 from scalebox_stream.spec.cluster import ClusterDef, resolve_cluster
 from scalebox_stream.spec.model import AppSpec
 
@@ -97,7 +99,8 @@ class RunKit:
     """The parts of a run that touch the world, each replaceable (unit tests hand in fakes)."""
 
     deploy: Callable[[AppSpec, tuple[Path, ...], str, str], None] = deploy
-    children: Callable[[Path, dict[str, str]], Children] = Children
+    children: Callable[[Path, dict[str, str], RestartPolicy], Children] = Children
+    """Starts, restarts (by the policy) and stops the run's children."""
     sender: Callable[[str, CliSettings], RunSender] = _sender
     backlog: Callable[[str], Backlog] = _backlog
     reaper: Callable[[str], Stoppable | None] = local_reaper
@@ -139,14 +142,15 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
             kit: RunKit | None = None) -> RunResult:
     """Run `spec` to completion: deploy it, start a projector and one agent per module of the home cluster,
     send the start tasks, wait (showing progress on `console`) until every task has ended, publish
-    AppFinished, and stop the children whatever happens. Raises RuntimeError if a child dies or Kafka fails,
-    OperationError if the app's topics collide with another app's or the projector dead-lettered events the
-    run waits for, TimeoutError after `request.timeout_s`."""
+    AppFinished, and stop the children whatever happens. A child that ends unexpectedly is restarted as
+    `settings.child_restarts` allows (see `policy.restarts`). Raises RuntimeError if a child dies for good or
+    Kafka fails, OperationError if the app's topics collide with another app's or the projector dead-lettered
+    events the run waits for, TimeoutError after `request.timeout_s`."""
     kit = kit or RunKit()
     started = time.monotonic()
     kit.deploy(spec, request.env_files, conns.kafka, conns.pg)
     children = kit.children(settings.home / "logs" / spec.name, {"SCALEBOX_KAFKA": conns.kafka,
-                                                                 "SCALEBOX_PG": conns.pg})
+                                                                 "SCALEBOX_PG": conns.pg}, restart_policy(settings))
     watch: DeadLetterWatch | None = None
     remote: RemoteAgents | None = None
     try:
@@ -159,18 +163,26 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
         if kit.state_owner is not None:
             kit.state_owner(children)
         results = None if kit.result is None else kit.result(conns.kafka, spec.name)
-        agents: list[StartedAgent] = []
+        here_agents: list[tuple[AgentPlan, Child]] = []
         for plan, port in zip(local, ports[1:], strict=True):
             child = children.start(agent_log_name(plan), agent_args(spec, request, plan) + port)
             if child is not None:
-                agents.append(StartedAgent(plan.module, plan.host, "local", str(child.log_path),
-                                           str(child.process.pid)))
+                here_agents.append((plan, child))
+        away: list[StartedAgent] = []
         if len(local) < len(plans):
             remote = kit.remote(cluster, spec.name, children.log_dir, conns.kafka)
-            agents += remote.start([plan for plan in plans if plan.start != "local"],
-                                   lambda plan: agent_args(spec, request, plan))
+            away = remote.start([plan for plan in plans if plan.start != "local"],
+                                lambda plan: agent_args(spec, request, plan))
+
+        def record_agents() -> list[StartedAgent]:
+            """Write the agents' record (again after a restart: the pid changed); the agents."""
+            agents = [*(started_here(plan, child) for plan, child in here_agents), *away]
+            write_record(children.log_dir, agents, cluster)
+            return agents
+
+        agents = record_agents()
+        if remote is not None:
             console.print("agents on " + ", ".join(sorted({f"{a.host} ({a.start})" for a in agents})))
-        write_record(children.log_dir, agents, cluster)
         if request.metrics_port is not None:
             console.print(f"metrics: projector on :{request.metrics_port}, agents of "
                           + ", ".join(f"{agent_log_name(p)[6:]} on :{request.metrics_port + 1 + i}"
@@ -190,9 +202,12 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
                       f"{children.log_dir}")
 
         def check_children() -> None:
-            dead = children.first_failed()
-            if dead is not None:
-                raise RuntimeError(f"{dead.name} exited with code {dead.exited()}:\n{dead.log_tail()}")
+            """Restart children as the policy says (on this, the main thread, which started them); raise when it
+            gives up on one. A restarted agent's new pid goes into the record."""
+            restarted = children.supervise(lambda line: console.print(line, markup=False, highlight=False,
+                                                                                  soft_wrap=True))
+            if any(child.is_agent for child in restarted):
+                record_agents()
 
         reaper = kit.reaper(conns.kafka)
         if watch is not None:

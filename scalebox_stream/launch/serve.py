@@ -23,15 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scalebox_stream.config import CliSettings, Connections, child_environment
-from scalebox_stream.launch.children import Children
+from scalebox_stream.launch.children import Child, Children, restart_policy
 from scalebox_stream.launch.errors import OperationError
 from scalebox_stream.launch.placement import (
+    AgentPlan,
     PlacementError,
     StartedAgent,
     agent_argv,
     agent_log_name,
     plan_agents,
     record_path,
+    started_here,
     write_record,
 )
 from scalebox_stream.launch.remote import RemoteAgents
@@ -106,8 +108,9 @@ def serve_app(spec: AppSpec, app_file: Path, env_files: tuple[Path, ...], settin
               finished: Callable[[str, str, float], str | None] = result_since,
               remote: Callable[[ClusterDef, str, Path, str], RemoteAgents] = RemoteAgents) -> ServeEnd:
     """Run the app's projector and its agents where each module's `slots:` places them (children here, over
-    SSH, Slurm jobs) until it is finished or SIGTERM/SIGINT arrives; raise RuntimeError if the projector or an
-    agent here fails (an agent that stopped by itself, code 0, is no failure) or a host's agents cannot start."""
+    SSH, Slurm jobs) until it is finished or SIGTERM/SIGINT arrives. The projector or an agent here that ends
+    unexpectedly is restarted as `settings.child_restarts` allows (an agent that stopped by itself, code 0, has
+    ended for good); raise RuntimeError when the policy gives up on one, or if a host's agents cannot start."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -116,26 +119,35 @@ def serve_app(spec: AppSpec, app_file: Path, env_files: tuple[Path, ...], settin
     pid_file = directory / PID_FILE
     pid_file.write_text(str(os.getpid()))
     started = time.time()
-    children = Children(settings.home / "logs" / spec.name, {"SCALEBOX_KAFKA": conns.kafka, "SCALEBOX_PG": conns.pg})
+    children = Children(settings.home / "logs" / spec.name, {"SCALEBOX_KAFKA": conns.kafka, "SCALEBOX_PG": conns.pg},
+                        restart_policy(settings))
     away: RemoteAgents | None = None
     try:
         children.start("projector", ["projector"])
         cluster = resolve_cluster(spec.cluster, settings.home, spec.clusters)
         plans = plan_agents(spec, cluster, [name for name in spec.modules if spec.cluster_of(name) == spec.cluster])
-        agents: list[StartedAgent] = []
+        here: list[tuple[AgentPlan, Child]] = []
         for plan in plans:
             if plan.start == "local":
-                child = children.start(agent_log_name(plan), agent_argv(spec, app_file, env_files, plan))
-                agents.append(StartedAgent(plan.module, plan.host, "local", str(child.log_path),
-                                           str(child.process.pid)))
+                here.append((plan, children.start(agent_log_name(plan), agent_argv(spec, app_file, env_files, plan))))
+        elsewhere: list[StartedAgent] = []
         if others := [plan for plan in plans if plan.start != "local"]:
             away = remote(cluster, spec.name, children.log_dir, conns.kafka)
-            agents += away.start(others, lambda plan: agent_argv(spec, app_file, env_files, plan))
+            elsewhere = away.start(others, lambda plan: agent_argv(spec, app_file, env_files, plan))
+
+        def record_agents() -> list[StartedAgent]:
+            """Write the agents' record (again after a restart: the pid changed); the agents."""
+            agents = [*(started_here(plan, child) for plan, child in here), *elsewhere]
+            write_record(children.log_dir, agents, cluster)
+            return agents
+
+        agents = record_agents()
+        if away is not None:
             log.info("agents on %s", ", ".join(sorted({f"{a.host} ({a.start})" for a in agents})))
-        write_record(children.log_dir, agents, cluster)
         while not stop.wait(poll_s):
-            if (dead := children.first_failed()) is not None:
-                raise RuntimeError(f"{dead.name} exited with code {dead.exited()}:\n{dead.log_tail()}")
+            # (restarts happen here, on the main thread, which started the children: PR_SET_PDEATHSIG follows it)
+            if any(child.is_agent for child in children.supervise(log.warning)):
+                record_agents()
             if (text := finished(conns.pg, spec.name, started)) is not None:
                 if not children.wait_agents_gone(settings.children_grace_s):
                     log.warning("local agents still running %.0fs after the app finished: stopping them",

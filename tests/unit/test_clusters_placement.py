@@ -202,8 +202,9 @@ def test_a_child_agent_that_ended_cleanly_is_no_failure(tmp_path: Path) -> None:
     import sys
 
     from scalebox_stream.launch.children import Child, Children
+    from scalebox_stream.policy.restarts import NEVER_RESTART
 
-    children = Children(tmp_path, {})
+    children = Children(tmp_path, {}, NEVER_RESTART)
 
     def ended(name: str, code: int) -> Child:
         process = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({code})"])
@@ -211,8 +212,10 @@ def test_a_child_agent_that_ended_cleanly_is_no_failure(tmp_path: Path) -> None:
         return Child(name, process, tmp_path / f"{name}.log")
 
     children.children = [ended("agent-calc@h1", 0)]
-    assert children.first_dead() is not None and children.first_failed() is None
+    assert children.first_dead() is not None and children.supervise() == []
     children.children.append(ended("agent-router", 3))
-    assert children.first_failed().name == "agent-router"
+    with pytest.raises(RuntimeError, match="^agent-router exited with code 3, not restarted"):
+        children.supervise()
     children.children = [ended("projector", 0)]
-    assert children.first_failed().name == "projector", "the projector never ends by itself"
+    with pytest.raises(RuntimeError, match="^projector exited with code 0"):
+        children.supervise()  # the projector never ends by itself

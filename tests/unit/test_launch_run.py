@@ -12,9 +12,12 @@ from rich.console import Console
 
 from scalebox_stream.config import CliSettings, Connections
 from scalebox_stream.events import Event
+from scalebox_stream.launch.children import Child
 from scalebox_stream.launch.feed import chunks, feed
+from scalebox_stream.launch.placement import read_record
 from scalebox_stream.launch.progress import RunState
 from scalebox_stream.launch.run import RunKit, RunRequest, run_app, start_tasks
+from scalebox_stream.policy.restarts import RestartPolicy
 from scalebox_stream.spec import load_app
 
 APP = """name: spread
@@ -37,9 +40,11 @@ def spec(tmp_path: Path):
 class World:
     """Every fake part of a run, writing what happens to one journal."""
 
-    def __init__(self, *, child_dies: bool = False, backlogs: Sequence[int] = (), failed: int = 0) -> None:
+    def __init__(self, *, child_dies: bool = False, restarts: bool = False, backlogs: Sequence[int] = (),
+                 failed: int = 0) -> None:
         self.journal: list[tuple] = []
-        self.child_dies, self.backlogs, self.failed = child_dies, list(backlogs), failed
+        self.child_dies, self.restarts, self.backlogs, self.failed = child_dies, restarts, list(backlogs), failed
+        self.started: dict[str, Child] = {}
         self.sent: list[tuple[str, str]] = []
         self.transactions: list[list[tuple[str, str]]] = []
 
@@ -48,19 +53,25 @@ class World:
         self.journal.append(("deploy", spec.name, env_files, kafka, pg))
 
     # children
-    def children(self, log_dir: Path, env: dict[str, str]) -> World:
+    def children(self, log_dir: Path, env: dict[str, str], policy: RestartPolicy) -> World:
         self.journal.append(("children", log_dir, env))
-        self.log_dir = log_dir
+        self.log_dir, self.policy = log_dir, policy
         return self
 
-    def start(self, name: str, args: list[str]) -> None:
+    def start(self, name: str, args: list[str]) -> Child:
         self.journal.append(("start", name, args))
+        self.started[name] = Child(name, FakeProcess(100 + len(self.started)), self.log_dir / f"{name}.log", args)
+        return self.started[name]
 
-    def first_failed(self):
-        if not self.child_dies:
-            return None
-        return type("Dead", (), {"name": "agent-scatter", "exited": lambda self: 3,
-                                 "log_tail": lambda self: "boom"})()
+    def supervise(self, say) -> list[Child]:
+        if self.child_dies:
+            raise RuntimeError("agent-scatter exited with code 3, not restarted (restarts are off):\nboom")
+        if not self.restarts:
+            return []
+        say("agent-scatter exited with code -9 (signal SIGKILL); restarting it in 1 s (restart 1 of 5 in 10 min)")
+        restarted = self.started["agent-scatter"]
+        restarted.process = FakeProcess(200)
+        return [restarted]
 
     def stop(self, grace_s: float = 0.0) -> None:
         self.journal.append(("stop children", grace_s))
@@ -109,10 +120,16 @@ class World:
         self.journal.append(("host topic", app, module, host))
 
 
-def _run(spec, world: World, tmp_path: Path, **request):
-    settings = CliSettings.load(environ={}, home=tmp_path / "home")
+class FakeProcess:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+
+def _run(spec, world: World, tmp_path: Path, console: Console | None = None, environ: dict[str, str] | None = None,
+         **request):
+    settings = CliSettings.load(environ=environ or {}, home=tmp_path / "home")
     req = RunRequest(spec.source, tuple(start_tasks(spec, [], None)), **request)
-    return run_app(spec, req, settings, CONNS, Console(file=io.StringIO()), world.kit())
+    return run_app(spec, req, settings, CONNS, console or Console(file=io.StringIO()), world.kit())
 
 
 def names(journal: list[tuple]) -> list[str]:
@@ -147,10 +164,21 @@ def test_failed_tasks_are_counted_in_app_finished(spec, tmp_path: Path) -> None:
 
 def test_a_dead_child_ends_the_run_and_every_child_is_stopped(spec, tmp_path: Path) -> None:
     world = World(child_dies=True)
-    with pytest.raises(RuntimeError, match="agent-scatter exited with code 3:\nboom"):
+    with pytest.raises(RuntimeError, match="agent-scatter exited with code 3, not restarted .*:\nboom"):
         _run(spec, world, tmp_path)
     assert names(world.journal)[-1] == "stop children"
     assert "event" not in names(world.journal), "no AppFinished for a run that did not finish"
+
+
+def test_a_restarted_agent_is_said_on_the_console_and_its_new_pid_recorded(spec, tmp_path: Path) -> None:
+    world, out = World(restarts=True), io.StringIO()
+    result = _run(spec, world, tmp_path, Console(file=out, width=200),
+                  environ={"SCALEBOX_CHILD_RESTARTS": "3", "SCALEBOX_CHILD_RESTART_WINDOW_S": "60"})
+    assert (world.policy.limit, world.policy.window_s) == (3, 60.0), "the policy of the settings"
+    assert "agent-scatter exited with code -9 (signal SIGKILL); restarting it in 1 s" in out.getvalue()
+    assert "event" in names(world.journal), "the run went on"
+    _, agents = read_record(result.log_dir)
+    assert {a.module: a.ref for a in agents} == {"scatter": "200", "gather": "102"}
 
 
 def test_feed_cuts_transactions_where_a_bounded_module_must_be_checked(spec) -> None:
