@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -72,10 +73,49 @@ def _call(kafka: str | None, operation_name: str, *args: Any, **kwargs: Any) -> 
 
 
 @semaphore.command("create")
-def semaphore_create(name: str, value: int, app: AppOption = None, module_id: ModuleIdOption = None,
-                     kafka: KafkaOpt = None) -> None:
-    """Create a semaphore (an existing one is an error unless CONFLICT_ACTION=IGNORE or OVERWRITE)."""
-    _call(kafka, "semaphore_create", _app(app, module_id), name, value, os.environ.get("CONFLICT_ACTION", "error"))
+def semaphore_create(
+    name: Annotated[str | None, typer.Argument(help='The name, or a JSON map {"semaphores":{"s1":n1,...}}.')] = None,
+    value: Annotated[int | None, typer.Argument(help="The initial value (not with a JSON map).")] = None,
+    sema_file: Annotated[Path | None, typer.Option("--sema-file", help='A file of lines "name":value.')] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="How many creates are in flight at "
+                                                                 "once.")] = 100,
+    app: AppOption = None, module_id: ModuleIdOption = None, kafka: KafkaOpt = None) -> None:
+    """Create a semaphore, or many (a JSON map, or --sema-file); an existing one is an error unless
+    CONFLICT_ACTION=IGNORE or OVERWRITE."""
+    conflict = os.environ.get("CONFLICT_ACTION", "error")
+    many = _semaphores_to_create(name, value, sema_file)
+    if many is None:
+        _call(kafka, "semaphore_create", _app(app, module_id), name, value, conflict)
+    else:
+        _call(kafka, "semaphore_create_many", _app(app, module_id), many, conflict, batch_size)
+
+
+def _semaphores_to_create(name: str | None, value: int | None, sema_file: Path | None) -> dict[str, int] | None:
+    """The semaphores of a batch create (None: one NAME VALUE); a usage error exits 1."""
+    from scalebox_stream.state import api
+
+    def fail(message: str) -> NoReturn:
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+    try:
+        if sema_file is not None:
+            if name is not None:
+                fail("--sema-file takes no NAME or VALUE")
+            try:
+                text = sema_file.read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                fail(f"cannot read the sema file {sema_file}: {exc}")
+            return api.parse_semaphore_lines(text, str(sema_file))
+        if name is None:
+            fail("give NAME VALUE, a JSON map of semaphores, or --sema-file FILE")
+        if value is None:
+            if not name.lstrip().startswith("{"):
+                fail(f"semaphore create {name}: VALUE is missing")
+            return api.parse_semaphore_json(name)
+        return None
+    except ValueError as exc:
+        fail(str(exc))
 
 
 @semaphore.command("get")

@@ -32,7 +32,10 @@ from scalebox_stream.state.model import (
 
 SEMAGROUP_OPS = ("min", "max", "increment", "decrement", "diffmin", "diffmax")
 CAS_ATTEMPTS = 50
+BATCH_SIZE = 100
+"""Scalebox's default `--batch-size`: here, how many creates of a batch are in flight at once."""
 _GROUP_EXPR = re.compile(r"^\(([^)]*)\)(.*)$")
+_SEMA_LINE = re.compile(r'^\s*"([^"]+)"\s*:\s*(-?\d+)\s*,?\s*$')
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,62 @@ def semaphore_create(client: StateClient, app: str, name: str, value: int, confl
     outcome = _single(client.call(client.command("create", SEMAPHORE, app, name, value=value,
                                                  conflict=conflict.lower() or "error")))
     return Outcome(outcome.code, None, outcome.error)
+
+
+def parse_semaphore_json(text: str) -> dict[str, int]:
+    """The semaphores of `semaphore create '{"semaphores":{"s1":n1,...}}'` (a bare `{"s1":n1}` map too).
+    Raises ValueError naming what is wrong."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if isinstance(data, dict) and set(data) == {"semaphores"}:
+        data = data["semaphores"]
+    if not isinstance(data, dict) or not data:
+        raise ValueError('expected {"semaphores":{"name":value,...}} with at least one semaphore')
+    bad = [name for name, value in data.items() if not isinstance(value, int) or isinstance(value, bool)]
+    if bad:
+        raise ValueError(f"a semaphore's value is an integer: {', '.join(f'{n!r}' for n in bad)}")
+    return dict(data)
+
+
+def parse_semaphore_lines(text: str, source: str) -> dict[str, int]:
+    """The semaphores of a `--sema-file`: one `"name":value` per line, blank lines ignored. Raises ValueError
+    naming the file (`source`), the line number and what is wrong; a name given twice is an error too."""
+    values: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        match = _SEMA_LINE.match(line)
+        if match is None:
+            raise ValueError(f'{source}:{number}: expected "name":value (an integer), not {line.strip()!r}')
+        name, value = match.group(1), int(match.group(2))
+        if name in values:
+            raise ValueError(f"{source}:{number}: semaphore {name!r} is given twice")
+        values[name] = value
+    if not values:
+        raise ValueError(f"{source}: no semaphores in it")
+    return values
+
+
+def semaphore_create_many(client: StateClient, app: str, values: dict[str, int], conflict: str = "error",
+                          batch_size: int = BATCH_SIZE) -> Outcome:
+    """`semaphore create JSON` / `--sema-file FILE`: creates each semaphore (CONFLICT_ACTION as for one), at most
+    `batch_size` in flight at once. Code 0 if all were created (or kept, with IGNORE); otherwise 1, naming those
+    that were not, with why. Each create stands on its own: the others are created all the same."""
+    if batch_size < 1:
+        return Outcome(ERROR, error=f"--batch-size is at least 1, not {batch_size}")
+    names = list(values)
+    failed: list[str] = []
+    for start in range(0, len(names), batch_size):
+        chunk = names[start:start + batch_size]
+        replies = client.call_many([client.command("create", SEMAPHORE, app, name, value=values[name],
+                                                   conflict=conflict.lower() or "error") for name in chunk])
+        failed += [f"{name} ({reply.error or reply.reason})" for name, reply in zip(chunk, replies, strict=True)
+                   if reply.code != OK]
+    if failed:
+        return Outcome(ERROR, error=f"{len(failed)} of {len(names)} semaphore(s) not created: {'; '.join(failed)}")
+    return Outcome(OK)
 
 
 def semaphore_get(client: StateClient, app: str, name: str, auto_create: bool = False) -> Outcome:

@@ -33,6 +33,9 @@ class FakeStateClient:
                 self.items[change.key] = change.item
             return outcome.reply
 
+    def call_many(self, cmds: list[Command]) -> list[Reply]:
+        return [self.call(cmd) for cmd in cmds]
+
     def scatter(self, cmd: Command) -> list[Reply]:
         return [self.call(cmd)]
 
