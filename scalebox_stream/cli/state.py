@@ -153,6 +153,14 @@ def semaphore_increment_n(name: str, n: int, app: AppOption = None, module_id: M
     _add(name, n, _app(app, module_id), auto_create, allow_negative, kafka)
 
 
+@semaphore.command("add-value", context_settings=NEGATIVE_NUMBERS)
+def semaphore_add_value(name: str, delta: int, app: AppOption = None, module_id: ModuleIdOption = None,
+                        auto_create: AutoCreate = False, allow_negative: AllowNegative = False,
+                        kafka: KafkaOpt = None) -> None:
+    """Add DELTA (may be negative); print the new value. Scalebox's name for increment-n."""
+    _add(name, delta, _app(app, module_id), auto_create, allow_negative, kafka)
+
+
 @semaphore.command("list")
 def semaphore_list(pattern: Annotated[str, typer.Argument(help="Only names matching this.")] = "",
                    app: AppOption = None, module_id: ModuleIdOption = None, kafka: KafkaOpt = None) -> None:

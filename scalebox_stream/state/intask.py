@@ -102,7 +102,7 @@ def _add(n: int | None) -> Route:
     def route(client: StateClient, app: str, pos: list[str], flags: dict[str, Any], env: dict[str, str]) -> Outcome:
         step = n if n is not None else _int(pos[1])
         if step is None:
-            return Outcome(ERROR, error=f"scalebox semaphore increment-n: N is an integer, not {pos[1]!r}")
+            return Outcome(ERROR, error=f"scalebox semaphore increment-n|add-value: N is an integer, not {pos[1]!r}")
         return api.semaphore_add(client, app, pos[0], step, flags["auto_create"], flags["allow_negative"])
     return route
 
@@ -161,6 +161,7 @@ ROUTES: dict[str, Route] = {
     "semaphore increment": _arity("semaphore increment", 1)(_add(1)),
     "semaphore decrement": _arity("semaphore decrement", 1)(_add(-1)),
     "semaphore increment-n": _arity("semaphore increment-n", 2)(_add(None)),
+    "semaphore add-value": _arity("semaphore add-value", 2)(_add(None)),
     "semaphore list": _arity("semaphore list", 0, 1)(
         lambda c, app, pos, flags, env: api.semaphore_list(c, app, pos[0] if pos else "")),
     **{f"semagroup {op}": _semagroup(op) for op in api.SEMAGROUP_OPS},

@@ -64,6 +64,19 @@ def test_batch_create_on_the_cli(kafka_bootstrap: str, owner: OwnerProcess, tmp_
     assert _sbx(kafka_bootstrap, "semaphore", "create", "j4").code != 0, "a NAME without VALUE is a usage error"
 
 
+def test_add_value_on_the_cli(kafka_bootstrap: str, owner: OwnerProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ID", f"t{uuid.uuid4().hex[:6]}")
+    assert _sbx(kafka_bootstrap, "semaphore", "add-value", "s", "5").code == 2
+    added = _sbx(kafka_bootstrap, "semaphore", "add-value", "s", "5", "--auto-create")
+    assert (added.code, added.stdout) == (0, "5\n"), added.stderr
+    assert _sbx(kafka_bootstrap, "semaphore", "add-value", "s", "-2").stdout == "3\n"
+    refused = _sbx(kafka_bootstrap, "semaphore", "add-value", "s", "-4")
+    assert refused.code == 1 and "below zero" in refused.stderr
+    assert _sbx(kafka_bootstrap, "semaphore", "add-value", "s", "-4", "--allow-negative").stdout == "-1\n"
+    _sbx(kafka_bootstrap, "semaphore", "create", '{"semaphores":{"g:a":1,"g:b":2}}')
+    assert _sbx(kafka_bootstrap, "semaphore", "add-value", "g:.*", "10").stdout == '{"g:a":11,"g:b":12}\n'
+
+
 IN_TASK = r"""set -u
 printf '"f1":1\n\n"f2":2\n' > "$WORK_DIR/my sema.txt"
 scalebox semaphore create --sema-file "$WORK_DIR/my sema.txt" || exit 3
@@ -73,7 +86,10 @@ scalebox semaphore create --sema-file "$WORK_DIR/bad.txt" 2> "$WORK_DIR/err" && 
 grep -q 'bad.txt:2:' "$WORK_DIR/err" || exit 6
 scalebox semaphore create '{"semaphores":{"j1":0}}' 2> "$WORK_DIR/err" && exit 7
 grep -q 'j1 (' "$WORK_DIR/err" || exit 8
-scalebox semaphore list > "$WORK_DIR/custom-out.txt" || exit 9
+v=$(scalebox semaphore add-value f1 -1) && [ "$v" = 0 ] || exit 10
+scalebox semaphore add-value f1 -1 2> /dev/null && exit 11
+v=$(scalebox semaphore add-value 'j.*' 5) && [ "$v" = '{"j1":15,"j2":25}' ] || exit 12
+scalebox semaphore list > "$WORK_DIR/custom-out.txt" || exit 99
 """
 
 
@@ -89,6 +105,6 @@ def test_batch_create_from_inside_a_task(kafka_bootstrap: str, pg_dsn: str, owne
         state = cluster.wait(cluster.send("m", ["go"]), timeout_s=120)
         tasks = list_tasks(kafka_bootstrap, pg_dsn, cluster.spec.name, "m")
         assert state.succeeded == 1, tasks
-        assert json.loads(tasks[0]["custom_out"]) == {"f1": 1, "f2": 2, "j1": 10, "j2": 20}
+        assert json.loads(tasks[0]["custom_out"]) == {"f1": 0, "f2": 2, "j1": 15, "j2": 25}
     finally:
         cluster.close()

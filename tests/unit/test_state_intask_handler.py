@@ -107,3 +107,16 @@ def test_parse_reads_options_anywhere_and_values_after_double_dash() -> None:
     assert (pos, flags, app) == (["s", "-3"], {"auto_create": True, "allow_negative": False}, "a1")
     pos, _, _ = parse(["s", "-3"], {})
     assert pos == ["s", "-3"]
+
+
+def test_add_value_is_increment_n_by_scalebox_name(handler, client) -> None:
+    assert handler.handle("semaphore add-value", ["s", "4"], Caller(env={"SEMAPHORE_AUTO_CREATE": "yes"})) == (0, "4")
+    assert handler.handle("semaphore add-value", ["s", "-3"], Caller()) == (0, "1")
+    code, text = handler.handle("semaphore add-value", ["s", "-2"], Caller())
+    assert code == 1 and "below zero" in text
+    assert handler.handle("semaphore add-value", ["s", "-2", "--allow-negative"], Caller()) == (0, "-1")
+    handler.handle("semaphore create", ["g:1", "1"], Caller())
+    handler.handle("semaphore create", ["g:2", "2"], Caller())
+    assert handler.handle("semaphore add-value", ["g:.*", "10"], Caller()) == (0, '{"g:1":11,"g:2":12}')
+    assert handler.handle("semaphore add-value", ["s", "x"], Caller())[0] == 1
+    assert handler.handle("semaphore add-value", ["s"], Caller())[0] == 1
