@@ -161,6 +161,13 @@ def semaphore_add_value(name: str, delta: int, app: AppOption = None, module_id:
     _add(name, delta, _app(app, module_id), auto_create, allow_negative, kafka)
 
 
+@semaphore.command("delete")
+def semaphore_delete(name: str, app: AppOption = None, module_id: ModuleIdOption = None,
+                     kafka: KafkaOpt = None) -> None:
+    """Delete a semaphore (code 2 if there is none)."""
+    _call(kafka, "delete", "semaphore", _app(app, module_id), name)
+
+
 @semaphore.command("list")
 def semaphore_list(pattern: Annotated[str, typer.Argument(help="Only names matching this.")] = "",
                    app: AppOption = None, module_id: ModuleIdOption = None, kafka: KafkaOpt = None) -> None:
@@ -201,6 +208,13 @@ def variable_set(name: str, value: str, app: AppOption = None, module_id: Module
     _call(kafka, "variable_set", _app(app, module_id), name, value)
 
 
+@variable.command("delete")
+def variable_delete(name: str, app: AppOption = None, module_id: ModuleIdOption = None,
+                    kafka: KafkaOpt = None) -> None:
+    """Delete a variable of the app (code 2 if there is none)."""
+    _call(kafka, "delete", "variable", _app(app, module_id), name)
+
+
 @global_app.command("get")
 def global_get(name: str, kafka: KafkaOpt = None) -> None:
     """Print a global (code 2 if unset)."""
@@ -211,6 +225,12 @@ def global_get(name: str, kafka: KafkaOpt = None) -> None:
 def global_set(name: str, value: str, kafka: KafkaOpt = None) -> None:
     """Set a global."""
     _call(kafka, "global_set", name, value)
+
+
+@global_app.command("delete")
+def global_delete(name: str, kafka: KafkaOpt = None) -> None:
+    """Delete a global (code 2 if there is none)."""
+    _call(kafka, "delete", "global", "", name)
 
 
 def app_set_finished(text: Annotated[str, typer.Argument(help="The app's result.")], app: AppOption = None,

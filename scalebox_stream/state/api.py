@@ -266,6 +266,13 @@ def global_set(client: StateClient, name: str, value: str) -> Outcome:
     return _set_text(client, GLOBAL, "", name, value)
 
 
+def delete(client: StateClient, kind: str, app: str, name: str) -> Outcome:
+    """`semaphore|variable|global delete NAME`: prints nothing; code 2 if there is none. A name is taken as it is
+    (no pattern)."""
+    outcome = _single(client.call(client.command("delete", kind, "" if kind == GLOBAL else app, name)))
+    return Outcome(outcome.code, None, outcome.error)
+
+
 def app_set_finished(client: StateClient, app: str, text: str) -> Outcome:
     """`app set-finished TEXT`: the app's result (the projection shows it and marks the app finished)."""
     return _set_text(client, APP, app, APP_RESULT, text)

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from scalebox_stream.state import api
 from scalebox_stream.state.api import Outcome
 from scalebox_stream.state.client import StateClient
-from scalebox_stream.state.model import ERROR, StateTopics
+from scalebox_stream.state.model import ERROR, GLOBAL, SEMAPHORE, VARIABLE, StateTopics
 
 log = logging.getLogger(__name__)
 SEMA_FILE_NAME, SEMA_FILE_TEXT = "--sema-file-name", "--sema-file-text"
@@ -170,6 +170,9 @@ ROUTES: dict[str, Route] = {
         lambda c, app, pos, flags, env: api.variable_set(c, app, pos[0], pos[1])),
     "global get": _arity("global get", 1)(lambda c, app, pos, flags, env: api.global_get(c, pos[0])),
     "global set": _arity("global set", 2)(lambda c, app, pos, flags, env: api.global_set(c, pos[0], pos[1])),
+    **{f"{kind} delete": _arity(f"{kind} delete", 1)(
+        lambda c, app, pos, flags, env, kind=kind: api.delete(c, kind, app, pos[0]))
+       for kind in (SEMAPHORE, VARIABLE, GLOBAL)},
     "app set-finished": _arity("app set-finished", 0, 1)(
         lambda c, app, pos, flags, env: api.app_set_finished(c, app, pos[0] if pos else "")),
 }

@@ -1,21 +1,28 @@
 """Scalebox's shared-state commands added for scripts brought from Scalebox, on the real broker: batch
-`semaphore create` (a JSON map, `--sema-file`), on the CLI and from inside a task (the in-task tool reads the
-file and forwards its contents).
+`semaphore create` (a JSON map, `--sema-file`), `semaphore add-value`, `delete` (a tombstone on the changelog, the
+row gone from the projection, the same rows after a replay, an owner restored after it), on the CLI and from
+inside a task (the in-task tool reads a sema file and forwards its contents).
 
 Each test runs its own owner process on state topics of its own (`sbx.test.state.*`)."""
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 from cluster import Cluster
 from pipeline import list_tasks, scalebox
-from state_support import OwnerProcess, private_topics
+from state_support import OwnerProcess, changelog_state, private_topics, read_all
+from support import verify
+from test_projector_replay import app_events, copy_to_topic
 
-from scalebox_stream.state.model import StateTopics
+from scalebox_stream.projector.migrate import drop_projection
+from scalebox_stream.projector.service import Projector, ProjectorSettings
+from scalebox_stream.state.model import GLOBAL, SEMAPHORE, VARIABLE, StateTopics, decode_key
 
 
 @pytest.fixture
@@ -77,6 +84,74 @@ def test_add_value_on_the_cli(kafka_bootstrap: str, owner: OwnerProcess, monkeyp
     assert _sbx(kafka_bootstrap, "semaphore", "add-value", "g:.*", "10").stdout == '{"g:a":11,"g:b":12}\n'
 
 
+def test_delete_on_the_cli_on_the_changelog_after_a_restart_and_in_a_replayed_projection(
+        kafka_bootstrap: str, pg_dsn: str, topics: StateTopics, owner: OwnerProcess,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    app, glob, since_ms = f"t{uuid.uuid4().hex[:6]}", f"g{uuid.uuid4().hex[:6]}", int(time.time() * 1000) - 1000
+    monkeypatch.setenv("APP_ID", app)
+    sbx = lambda *args: _sbx(kafka_bootstrap, *args)  # noqa: E731
+    assert sbx("semaphore", "create", '{"semaphores":{"s":5,"t":1}}').code == 0
+    assert sbx("semaphore", "add-value", "s", "1").stdout == "6\n"
+    assert sbx("variable", "set", "v", "x").code == 0
+    assert sbx("global", "set", glob, "y").code == 0
+    for kind, name in (("semaphore", "s"), ("semaphore", "t"), ("variable", "v"), ("global", glob)):
+        deleted = sbx(kind, "delete", name)
+        assert (deleted.code, deleted.stdout) == (0, ""), deleted.stderr
+        assert sbx(kind, "get", name).code == 2
+        again = sbx(kind, "delete", name)
+        assert again.code == 2 and "not found" in again.stderr
+    assert sbx("semaphore", "create", "s", "9").code == 0, "a deleted semaphore can be created again"
+
+    def settled() -> bool:
+        state = changelog_state(kafka_bootstrap, topics)
+        return (SEMAPHORE, app, "s") in state and (SEMAPHORE, app, "t") not in state
+    deadline = time.monotonic() + 60
+    while not settled():
+        assert time.monotonic() < deadline, "the changelog never showed the delete and the re-create"
+        time.sleep(0.2)
+    tombstones = {decode_key(m.key()) for m in read_all(kafka_bootstrap, topics.changelog, topics.partitions)
+                  if m.value() is None}
+    assert {(SEMAPHORE, app, "s"), (SEMAPHORE, app, "t"), (VARIABLE, app, "v"), (GLOBAL, "", glob)} <= tombstones
+
+    assert owner.stop() == 0
+    owner.start()  # restores its partitions from the changelog, tombstones included
+    assert sbx("semaphore", "list").stdout == '{"s":9}\n'
+    assert sbx("semaphore", "get", "t").code == 2 and sbx("variable", "get", "v").code == 2
+    assert sbx("global", "get", glob).code == 2
+
+    records = [r for r in app_events(kafka_bootstrap, app, since_ms) if r[2].event_type == "StateChanged"]
+    globals_ = [r for r in app_events(kafka_bootstrap, "", since_ms)
+                if r[2].event_type == "StateChanged" and r[2].payload.name == glob]
+    topic = f"sbx.test.state-replay.{app}"
+    copy_to_topic(kafka_bootstrap, records + globals_, topic)
+    db = f"state_replay_{app}"
+    dsn = verify.create_database(pg_dsn, db)
+    try:
+        Projector(kafka_bootstrap, dsn, ProjectorSettings(batch_size=2), group=f"sbx.test.{app}.a",
+                  topic=topic).run(until_caught_up=True, install_signals=False)
+        with psycopg.connect(dsn) as conn:
+            before = verify.table_digests(conn)
+            values = conn.execute("SELECT kind, app, name, value, version FROM state_values ORDER BY 1, 3").fetchall()
+            history = conn.execute("SELECT kind, name, version, op, value, old_value FROM state_history "
+                                   "ORDER BY kind, name, changed_at, version").fetchall()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            drop_projection(conn)
+        Projector(kafka_bootstrap, dsn, ProjectorSettings(batch_size=1000), group=f"sbx.test.{app}.b",
+                  topic=topic).run(until_caught_up=True, install_signals=False)
+        with psycopg.connect(dsn) as conn:
+            after = verify.table_digests(conn)
+    finally:
+        verify.drop_database(pg_dsn, db)
+    assert values == [("semaphore", app, "s", "9", 1)], "deleted rows are gone; the re-created one is there"
+    assert history == [
+        ("global", glob, 1, "set", "y", None), ("global", glob, 2, "delete", "", "y"),
+        ("semaphore", "s", 1, "create", "5", None), ("semaphore", "s", 2, "add", "6", "5"),
+        ("semaphore", "s", 3, "delete", "", "6"), ("semaphore", "s", 1, "create", "9", None),
+        ("semaphore", "t", 1, "create", "1", None), ("semaphore", "t", 2, "delete", "", "1"),
+        ("variable", "v", 1, "set", "x", None), ("variable", "v", 2, "delete", "", "x")]
+    assert after == before, {t: (before[t], after[t]) for t in before if before[t] != after[t]}
+
+
 IN_TASK = r"""set -u
 printf '"f1":1\n\n"f2":2\n' > "$WORK_DIR/my sema.txt"
 scalebox semaphore create --sema-file "$WORK_DIR/my sema.txt" || exit 3
@@ -89,6 +164,9 @@ grep -q 'j1 (' "$WORK_DIR/err" || exit 8
 v=$(scalebox semaphore add-value f1 -1) && [ "$v" = 0 ] || exit 10
 scalebox semaphore add-value f1 -1 2> /dev/null && exit 11
 v=$(scalebox semaphore add-value 'j.*' 5) && [ "$v" = '{"j1":15,"j2":25}' ] || exit 12
+scalebox semaphore create gone 1 && scalebox semaphore delete gone || exit 13
+scalebox semaphore delete gone 2> /dev/null; [ $? -eq 2 ] || exit 14
+scalebox variable set v 1 && scalebox variable delete v && ! scalebox variable get v 2> /dev/null || exit 15
 scalebox semaphore list > "$WORK_DIR/custom-out.txt" || exit 99
 """
 

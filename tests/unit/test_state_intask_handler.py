@@ -120,3 +120,15 @@ def test_add_value_is_increment_n_by_scalebox_name(handler, client) -> None:
     assert handler.handle("semaphore add-value", ["g:.*", "10"], Caller()) == (0, '{"g:1":11,"g:2":12}')
     assert handler.handle("semaphore add-value", ["s", "x"], Caller())[0] == 1
     assert handler.handle("semaphore add-value", ["s"], Caller())[0] == 1
+
+
+def test_delete_of_each_kind_and_not_found(handler, client) -> None:
+    handler.handle("semaphore create", ["s", "1"], Caller())
+    handler.handle("variable set", ["v", "x"], Caller())
+    handler.handle("global set", ["g", "y"], Caller())
+    for kind, name in (("semaphore", "s"), ("variable", "v"), ("global", "g")):
+        assert handler.handle(f"{kind} delete", [name], Caller()) == (0, "")
+        assert handler.handle(f"{kind} get", [name], Caller())[0] == 2
+        code, text = handler.handle(f"{kind} delete", [name], Caller())
+        assert code == 2 and "not found" in text
+    assert handler.handle("semaphore delete", [], Caller())[0] == 1
