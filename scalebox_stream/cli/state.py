@@ -168,11 +168,17 @@ def semaphore_delete(name: str, app: AppOption = None, module_id: ModuleIdOption
     _call(kafka, "delete", "semaphore", _app(app, module_id), name)
 
 
+PatternArg = Annotated[str, typer.Argument(help="Only names matching this regular expression.")]
+PrefixOption = Annotated[str, typer.Option("--prefix", help="Only names beginning with this.")]
+LeafOnly = Annotated[bool, typer.Option("--leaf-only", help="Only leaves of the names' ':' hierarchy (no other "
+                                                            "name extends them past a ':').")]
+
+
 @semaphore.command("list")
-def semaphore_list(pattern: Annotated[str, typer.Argument(help="Only names matching this.")] = "",
+def semaphore_list(pattern: PatternArg = "", prefix: PrefixOption = "", leaf_only: LeafOnly = False,
                    app: AppOption = None, module_id: ModuleIdOption = None, kafka: KafkaOpt = None) -> None:
     """Print the app's semaphores as a JSON map."""
-    _call(kafka, "semaphore_list", _app(app, module_id), pattern)
+    _call(kafka, "list_items", "semaphore", _app(app, module_id), pattern, prefix, leaf_only)
 
 
 def _semagroup(op: str) -> None:
@@ -208,6 +214,13 @@ def variable_set(name: str, value: str, app: AppOption = None, module_id: Module
     _call(kafka, "variable_set", _app(app, module_id), name, value)
 
 
+@variable.command("list")
+def variable_list(pattern: PatternArg = "", prefix: PrefixOption = "", leaf_only: LeafOnly = False,
+                  app: AppOption = None, module_id: ModuleIdOption = None, kafka: KafkaOpt = None) -> None:
+    """Print the app's variables as a JSON map."""
+    _call(kafka, "list_items", "variable", _app(app, module_id), pattern, prefix, leaf_only)
+
+
 @variable.command("delete")
 def variable_delete(name: str, app: AppOption = None, module_id: ModuleIdOption = None,
                     kafka: KafkaOpt = None) -> None:
@@ -225,6 +238,13 @@ def global_get(name: str, kafka: KafkaOpt = None) -> None:
 def global_set(name: str, value: str, kafka: KafkaOpt = None) -> None:
     """Set a global."""
     _call(kafka, "global_set", name, value)
+
+
+@global_app.command("list")
+def global_list(pattern: PatternArg = "", prefix: PrefixOption = "", leaf_only: LeafOnly = False,
+                kafka: KafkaOpt = None) -> None:
+    """Print the globals as a JSON map."""
+    _call(kafka, "list_items", "global", "", pattern, prefix, leaf_only)
 
 
 @global_app.command("delete")

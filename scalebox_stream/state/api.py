@@ -185,9 +185,35 @@ def semaphore_add(client: StateClient, app: str, name: str, n: int, auto_create:
                                               allow_negative=allow_negative)))
 
 
-def semaphore_list(client: StateClient, app: str, pattern: str = "") -> Outcome:
-    """`semaphore list [PATTERN]`: a JSON map of the app's semaphores (those matching PATTERN)."""
-    return _merged(client.scatter(client.command("scan", SEMAPHORE, app, pattern)))
+def semaphore_list(client: StateClient, app: str, pattern: str = "", prefix: str = "",
+                   leaf_only: bool = False) -> Outcome:
+    """`semaphore list [PATTERN] [--prefix P] [--leaf-only]`: a JSON map of the app's semaphores."""
+    return list_items(client, SEMAPHORE, app, pattern, prefix, leaf_only)
+
+
+def list_items(client: StateClient, kind: str, app: str, pattern: str = "", prefix: str = "",
+               leaf_only: bool = False) -> Outcome:
+    """`semaphore|variable|global list`: a JSON map of the items of a kind (of the app; globals have none) whose
+    names match PATTERN and begin with `prefix`; `leaf_only`: only the leaves of the names' `:` hierarchy
+    (see `leaves`)."""
+    if kind == GLOBAL:
+        app = ""
+    scan = pattern or ("^" + re.escape(prefix) if prefix else "")
+    found = _scan(client, kind, app, scan)
+    if isinstance(found, Outcome):
+        return found
+    names = [name for name in found if name.startswith(prefix)]
+    if leaf_only:
+        names = leaves(names)
+    return Outcome(OK, _json_map({name: found[name] for name in names}))
+
+
+def leaves(names: list[str]) -> list[str]:
+    """The names that are leaves of the hierarchy their `:` separators make: a name is not a leaf if another
+    name extends it past a `:` (`node:h1` is not, next to `node:h1:slot0`; `node:h10` does not extend
+    `node:h1`)."""
+    parents = {name[:i] for name in names for i, ch in enumerate(name) if ch == ":"}
+    return [name for name in names if name not in parents]
 
 
 def semagroup(client: StateClient, app: str, op: str, expr: str, allow_negative: bool = False) -> Outcome:

@@ -36,10 +36,10 @@ class CallerLike(Protocol):
     env: dict[str, str]
 
 
-_FLAGS = {"--auto-create": "auto_create", "--allow-negative": "allow_negative"}
+_FLAGS = {"--auto-create": "auto_create", "--allow-negative": "allow_negative", "--leaf-only": "leaf_only"}
 _VALUED = {"--app", "--app-id", "--kafka", "--module-id", "--job-id", "--task-id"}
-_KEPT = {"--batch-size": "batch_size", "--sema-file": "sema_file", SEMA_FILE_NAME: "sema_file_name",
-         SEMA_FILE_TEXT: "sema_file_text"}
+_KEPT = {"--batch-size": "batch_size", "--prefix": "prefix", "--sema-file": "sema_file",
+         SEMA_FILE_NAME: "sema_file_name", SEMA_FILE_TEXT: "sema_file_text"}
 """Valued options kept in the flags (only when given). The in-task tool reads a `--sema-file FILE` itself (the
 agent cannot open the task's files) and forwards its name and contents as the last two."""
 
@@ -162,8 +162,10 @@ ROUTES: dict[str, Route] = {
     "semaphore decrement": _arity("semaphore decrement", 1)(_add(-1)),
     "semaphore increment-n": _arity("semaphore increment-n", 2)(_add(None)),
     "semaphore add-value": _arity("semaphore add-value", 2)(_add(None)),
-    "semaphore list": _arity("semaphore list", 0, 1)(
-        lambda c, app, pos, flags, env: api.semaphore_list(c, app, pos[0] if pos else "")),
+    **{f"{kind} list": _arity(f"{kind} list", 0, 1)(
+        lambda c, app, pos, flags, env, kind=kind: api.list_items(
+            c, kind, app, pos[0] if pos else "", flags.get("prefix", ""), flags.get("leaf_only", False)))
+       for kind in (SEMAPHORE, VARIABLE, GLOBAL)},
     **{f"semagroup {op}": _semagroup(op) for op in api.SEMAGROUP_OPS},
     "variable get": _arity("variable get", 1)(lambda c, app, pos, flags, env: api.variable_get(c, app, pos[0])),
     "variable set": _arity("variable set", 2)(

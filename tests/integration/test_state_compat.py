@@ -152,6 +152,26 @@ def test_delete_on_the_cli_on_the_changelog_after_a_restart_and_in_a_replayed_pr
     assert after == before, {t: (before[t], after[t]) for t in before if before[t] != after[t]}
 
 
+def test_lists_with_a_prefix_and_leaves_only_on_the_cli(kafka_bootstrap: str, owner: OwnerProcess,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    app, glob = f"t{uuid.uuid4().hex[:6]}", f"g{uuid.uuid4().hex[:6]}"
+    monkeypatch.setenv("APP_ID", app)
+    sbx = lambda *args: _sbx(kafka_bootstrap, *args)  # noqa: E731
+    assert sbx("semaphore", "create", '{"semaphores":{"vtask_size:m":2,"vtask_size:m:h1":1,"other":3}}').code == 0
+    assert sbx("semaphore", "list", "--prefix", "vtask_size").stdout == '{"vtask_size:m":2,"vtask_size:m:h1":1}\n'
+    assert sbx("semaphore", "list", "--leaf-only").stdout == '{"other":3,"vtask_size:m:h1":1}\n'
+    assert sbx("semaphore", "list", "--prefix", "vtask_size:", "--leaf-only").stdout == '{"vtask_size:m:h1":1}\n'
+    for name, value in (("pos", "1"), ("pos:a", "2"), ("q", "3")):
+        sbx("variable", "set", name, value)
+    assert sbx("variable", "list").stdout == '{"pos":"1","pos:a":"2","q":"3"}\n'
+    assert sbx("variable", "list", "--prefix", "pos", "--leaf-only").stdout == '{"pos:a":"2"}\n'
+    sbx("global", "set", f"{glob}:x", "1")
+    sbx("global", "set", f"{glob}:x:y", "2")
+    listed = sbx("global", "list", "--prefix", glob, "--leaf-only")
+    assert (listed.code, listed.stdout) == (0, f'{{"{glob}:x:y":"2"}}\n'), listed.stderr
+    assert sbx("global", "list", "--prefix", f"{glob}:").stdout == f'{{"{glob}:x":"1","{glob}:x:y":"2"}}\n'
+
+
 IN_TASK = r"""set -u
 printf '"f1":1\n\n"f2":2\n' > "$WORK_DIR/my sema.txt"
 scalebox semaphore create --sema-file "$WORK_DIR/my sema.txt" || exit 3
@@ -167,6 +187,10 @@ v=$(scalebox semaphore add-value 'j.*' 5) && [ "$v" = '{"j1":15,"j2":25}' ] || e
 scalebox semaphore create gone 1 && scalebox semaphore delete gone || exit 13
 scalebox semaphore delete gone 2> /dev/null; [ $? -eq 2 ] || exit 14
 scalebox variable set v 1 && scalebox variable delete v && ! scalebox variable get v 2> /dev/null || exit 15
+v=$(scalebox variable list --prefix v) && [ "$v" = '{}' ] || exit 16
+scalebox variable set w:1 a && scalebox variable set w:1:x b || exit 17
+v=$(scalebox variable list --prefix w --leaf-only) && [ "$v" = '{"w:1:x":"b"}' ] || exit 18
+v=$(scalebox semaphore list --prefix f) && [ "$v" = '{"f1":0,"f2":2}' ] || exit 19
 scalebox semaphore list > "$WORK_DIR/custom-out.txt" || exit 99
 """
 

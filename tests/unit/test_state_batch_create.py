@@ -96,3 +96,8 @@ def test_in_a_task_json_and_a_forwarded_sema_file() -> None:
     assert code == ERROR and "unread" in text
     assert handler.handle("semaphore create", ["g", "7"], Caller()) == (0, "")
     assert handler.handle("semaphore create", ['{"h":1}', "--batch-size", "x"], Caller())[0] == ERROR
+
+
+def test_leaves_of_the_colon_hierarchy() -> None:
+    assert api.leaves(["a", "a:b", "a:b:c", "a:bc", "a:b-x", "z:"]) == ["a:b:c", "a:bc", "a:b-x", "z:"]
+    assert api.leaves([]) == []

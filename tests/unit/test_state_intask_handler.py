@@ -132,3 +132,22 @@ def test_delete_of_each_kind_and_not_found(handler, client) -> None:
         code, text = handler.handle(f"{kind} delete", [name], Caller())
         assert code == 2 and "not found" in text
     assert handler.handle("semaphore delete", [], Caller())[0] == 1
+
+
+def test_lists_take_a_prefix_and_leaves_only(handler, client) -> None:
+    for name, value in (("node:h1", 1), ("node:h1:s0", 2), ("node:h10", 3), ("vtask_size:m", 4), ("x.y", 5)):
+        handler.handle("semaphore create", [name, str(value)], Caller())
+    assert handler.handle("semaphore list", ["--prefix", "node:"], Caller()) == \
+        (0, '{"node:h1":1,"node:h10":3,"node:h1:s0":2}')
+    assert handler.handle("semaphore list", ["--leaf-only"], Caller()) == \
+        (0, '{"node:h10":3,"node:h1:s0":2,"vtask_size:m":4,"x.y":5}')
+    assert handler.handle("semaphore list", ["--prefix=x."], Caller()) == (0, '{"x.y":5}')
+    assert handler.handle("semaphore list", ["--prefix", "x"], Caller()) == (0, '{"x.y":5}')
+    assert handler.handle("semaphore list", ["--prefix", "."], Caller()) == (0, "{}"), "a prefix is no pattern"
+    handler.handle("variable set", ["a:b", "1"], Caller())
+    handler.handle("variable set", ["a:b:c", "2"], Caller())
+    handler.handle("variable set", ["--app-id", "other", "a:z", "3"], Caller())
+    assert handler.handle("variable list", ["--leaf-only"], Caller()) == (0, '{"a:b:c":"2"}')
+    assert handler.handle("variable list", ["--prefix", "a:"], Caller()) == (0, '{"a:b":"1","a:b:c":"2"}')
+    handler.handle("global set", ["gl:1", "v"], Caller())
+    assert handler.handle("global list", ["--prefix", "gl:"], Caller(app="another")) == (0, '{"gl:1":"v"}')
