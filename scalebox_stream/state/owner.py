@@ -5,8 +5,9 @@ replies at once, together, on a producer of its own (idempotent, not transaction
 when the `CommitPolicy` says (every few tens of ms, as Kafka Streams commits every `commit.interval.ms`), in one
 Kafka transaction of the process's one transactional producer, on a committer thread: a StateChanged event per
 change on `sbx.events`, the changed items on the compacted changelog (the command's partition, one record per
-item; a tombstone for a deleted one) and the consumed offsets. Commands go on being applied and answered while a commit is under way, on top
-of what it commits; the committed state takes a transaction's changes once it has committed.
+item; a tombstone for a deleted one) and the consumed offsets. Commands go on being applied and answered while a
+commit is under way, on top of what it commits; the committed state takes a transaction's changes once it has
+committed.
 
 Callers read their replies before the commit, and an answer once read always stands: `apply` is a pure function
 of the committed state and the commands in their partition's log order (no clock, no random value, no owner id,
