@@ -16,9 +16,9 @@ import psycopg
 import pytest
 from cluster import Cluster
 from pipeline import list_tasks, scalebox
+from replay_support import app_events, copy_to_topic
 from state_support import OwnerProcess, changelog_state, private_topics, read_all
 from support import verify
-from test_projector_replay import app_events, copy_to_topic
 
 from scalebox_stream.projector.migrate import drop_projection
 from scalebox_stream.projector.service import Projector, ProjectorSettings
