@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -72,10 +73,49 @@ def _call(kafka: str | None, operation_name: str, *args: Any, **kwargs: Any) -> 
 
 
 @semaphore.command("create")
-def semaphore_create(name: str, value: int, app: AppOption = None, module_id: ModuleIdOption = None,
-                     kafka: KafkaOpt = None) -> None:
-    """Create a semaphore (an existing one is an error unless CONFLICT_ACTION=IGNORE or OVERWRITE)."""
-    _call(kafka, "semaphore_create", _app(app, module_id), name, value, os.environ.get("CONFLICT_ACTION", "error"))
+def semaphore_create(
+    name: Annotated[str | None, typer.Argument(help='The name, or a JSON map {"semaphores":{"s1":n1,...}}.')] = None,
+    value: Annotated[int | None, typer.Argument(help="The initial value (not with a JSON map).")] = None,
+    sema_file: Annotated[Path | None, typer.Option("--sema-file", help='A file of lines "name":value.')] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="How many creates are in flight at "
+                                                                 "once.")] = 100,
+    app: AppOption = None, module_id: ModuleIdOption = None, kafka: KafkaOpt = None) -> None:
+    """Create a semaphore, or many (a JSON map, or --sema-file); an existing one is an error unless
+    CONFLICT_ACTION=IGNORE or OVERWRITE."""
+    conflict = os.environ.get("CONFLICT_ACTION", "error")
+    many = _semaphores_to_create(name, value, sema_file)
+    if many is None:
+        _call(kafka, "semaphore_create", _app(app, module_id), name, value, conflict)
+    else:
+        _call(kafka, "semaphore_create_many", _app(app, module_id), many, conflict, batch_size)
+
+
+def _semaphores_to_create(name: str | None, value: int | None, sema_file: Path | None) -> dict[str, int] | None:
+    """The semaphores of a batch create (None: one NAME VALUE); a usage error exits 1."""
+    from scalebox_stream.state import api
+
+    def fail(message: str) -> NoReturn:
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+    try:
+        if sema_file is not None:
+            if name is not None:
+                fail("--sema-file takes no NAME or VALUE")
+            try:
+                text = sema_file.read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                fail(f"cannot read the sema file {sema_file}: {exc}")
+            return api.parse_semaphore_lines(text, str(sema_file))
+        if name is None:
+            fail("give NAME VALUE, a JSON map of semaphores, or --sema-file FILE")
+        if value is None:
+            if not name.lstrip().startswith("{"):
+                fail(f"semaphore create {name}: VALUE is missing")
+            return api.parse_semaphore_json(name)
+        return None
+    except ValueError as exc:
+        fail(str(exc))
 
 
 @semaphore.command("get")
@@ -113,11 +153,32 @@ def semaphore_increment_n(name: str, n: int, app: AppOption = None, module_id: M
     _add(name, n, _app(app, module_id), auto_create, allow_negative, kafka)
 
 
+@semaphore.command("add-value", context_settings=NEGATIVE_NUMBERS)
+def semaphore_add_value(name: str, delta: int, app: AppOption = None, module_id: ModuleIdOption = None,
+                        auto_create: AutoCreate = False, allow_negative: AllowNegative = False,
+                        kafka: KafkaOpt = None) -> None:
+    """Add DELTA (may be negative); print the new value. Scalebox's name for increment-n."""
+    _add(name, delta, _app(app, module_id), auto_create, allow_negative, kafka)
+
+
+@semaphore.command("delete")
+def semaphore_delete(name: str, app: AppOption = None, module_id: ModuleIdOption = None,
+                     kafka: KafkaOpt = None) -> None:
+    """Delete a semaphore (code 2 if there is none)."""
+    _call(kafka, "delete", "semaphore", _app(app, module_id), name)
+
+
+PatternArg = Annotated[str, typer.Argument(help="Only names matching this regular expression.")]
+PrefixOption = Annotated[str, typer.Option("--prefix", help="Only names beginning with this.")]
+LeafOnly = Annotated[bool, typer.Option("--leaf-only", help="Only leaves of the names' ':' hierarchy (no other "
+                                                            "name extends them past a ':').")]
+
+
 @semaphore.command("list")
-def semaphore_list(pattern: Annotated[str, typer.Argument(help="Only names matching this.")] = "",
+def semaphore_list(pattern: PatternArg = "", prefix: PrefixOption = "", leaf_only: LeafOnly = False,
                    app: AppOption = None, module_id: ModuleIdOption = None, kafka: KafkaOpt = None) -> None:
     """Print the app's semaphores as a JSON map."""
-    _call(kafka, "semaphore_list", _app(app, module_id), pattern)
+    _call(kafka, "list_items", "semaphore", _app(app, module_id), pattern, prefix, leaf_only)
 
 
 def _semagroup(op: str) -> None:
@@ -153,6 +214,20 @@ def variable_set(name: str, value: str, app: AppOption = None, module_id: Module
     _call(kafka, "variable_set", _app(app, module_id), name, value)
 
 
+@variable.command("list")
+def variable_list(pattern: PatternArg = "", prefix: PrefixOption = "", leaf_only: LeafOnly = False,
+                  app: AppOption = None, module_id: ModuleIdOption = None, kafka: KafkaOpt = None) -> None:
+    """Print the app's variables as a JSON map."""
+    _call(kafka, "list_items", "variable", _app(app, module_id), pattern, prefix, leaf_only)
+
+
+@variable.command("delete")
+def variable_delete(name: str, app: AppOption = None, module_id: ModuleIdOption = None,
+                    kafka: KafkaOpt = None) -> None:
+    """Delete a variable of the app (code 2 if there is none)."""
+    _call(kafka, "delete", "variable", _app(app, module_id), name)
+
+
 @global_app.command("get")
 def global_get(name: str, kafka: KafkaOpt = None) -> None:
     """Print a global (code 2 if unset)."""
@@ -163,6 +238,19 @@ def global_get(name: str, kafka: KafkaOpt = None) -> None:
 def global_set(name: str, value: str, kafka: KafkaOpt = None) -> None:
     """Set a global."""
     _call(kafka, "global_set", name, value)
+
+
+@global_app.command("list")
+def global_list(pattern: PatternArg = "", prefix: PrefixOption = "", leaf_only: LeafOnly = False,
+                kafka: KafkaOpt = None) -> None:
+    """Print the globals as a JSON map."""
+    _call(kafka, "list_items", "global", "", pattern, prefix, leaf_only)
+
+
+@global_app.command("delete")
+def global_delete(name: str, kafka: KafkaOpt = None) -> None:
+    """Delete a global (code 2 if there is none)."""
+    _call(kafka, "delete", "global", "", name)
 
 
 def app_set_finished(text: Annotated[str, typer.Argument(help="The app's result.")], app: AppOption = None,

@@ -161,6 +161,19 @@ UPDATE apps SET result = %(value)s, finished_at = COALESCE(finished_at, to_times
 WHERE %(kind)s::text = 'app' AND app = %(app)s::text
 """
 
+# A deleted item: its history row (op 'delete', the value it had as old_value) and its current value gone. The
+# delete's version is one past the item's, so a row only ever meets the delete of its own life (events of one
+# item are in log order: a re-created item's row comes after it).
+_STATE_DELETED = """
+WITH h AS (
+    INSERT INTO state_history (event_id, kind, app, name, version, op, value, old_value, request_id, changed_at)
+    VALUES (%(event_id)s, %(kind)s, %(app)s, %(name)s, %(version)s, %(op)s, %(value)s, %(old_value)s,
+            %(request_id)s, to_timestamp(%(at)s))
+    ON CONFLICT (event_id) DO NOTHING
+)
+DELETE FROM state_values WHERE kind = %(kind)s AND app = %(app)s AND name = %(name)s AND version < %(version)s
+"""
+
 _RARE = {"AgentLifecycle": _AGENT, "AppDeployed": _APP_DEPLOYED, "AppFinished": _APP_FINISHED,
          "ModuleState": _MODULE_STATE, "StateChanged": _STATE_CHANGED}
 
@@ -227,7 +240,8 @@ def merge_staged(cur: psycopg.Cursor, f: Fold) -> None:
     if f.edges:
         cur.execute(_EDGE_MERGE)
     for e in f.rare:
-        cur.execute(_RARE[e.event_type], _rare_params(e))
+        deleted = e.event_type == "StateChanged" and e.payload.op == "delete"
+        cur.execute(_STATE_DELETED if deleted else _RARE[e.event_type], _rare_params(e))
 
 
 def _rare_params(e: Event) -> dict:

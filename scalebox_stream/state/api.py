@@ -32,7 +32,10 @@ from scalebox_stream.state.model import (
 
 SEMAGROUP_OPS = ("min", "max", "increment", "decrement", "diffmin", "diffmax")
 CAS_ATTEMPTS = 50
+BATCH_SIZE = 100
+"""Scalebox's default `--batch-size`: here, how many creates of a batch are in flight at once."""
 _GROUP_EXPR = re.compile(r"^\(([^)]*)\)(.*)$")
+_SEMA_LINE = re.compile(r'^\s*"([^"]+)"\s*:\s*(-?\d+)\s*,?\s*$')
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,62 @@ def semaphore_create(client: StateClient, app: str, name: str, value: int, confl
     return Outcome(outcome.code, None, outcome.error)
 
 
+def parse_semaphore_json(text: str) -> dict[str, int]:
+    """The semaphores of `semaphore create '{"semaphores":{"s1":n1,...}}'` (a bare `{"s1":n1}` map too).
+    Raises ValueError naming what is wrong."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if isinstance(data, dict) and set(data) == {"semaphores"}:
+        data = data["semaphores"]
+    if not isinstance(data, dict) or not data:
+        raise ValueError('expected {"semaphores":{"name":value,...}} with at least one semaphore')
+    bad = [name for name, value in data.items() if not isinstance(value, int) or isinstance(value, bool)]
+    if bad:
+        raise ValueError(f"a semaphore's value is an integer: {', '.join(f'{n!r}' for n in bad)}")
+    return dict(data)
+
+
+def parse_semaphore_lines(text: str, source: str) -> dict[str, int]:
+    """The semaphores of a `--sema-file`: one `"name":value` per line, blank lines ignored. Raises ValueError
+    naming the file (`source`), the line number and what is wrong; a name given twice is an error too."""
+    values: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        match = _SEMA_LINE.match(line)
+        if match is None:
+            raise ValueError(f'{source}:{number}: expected "name":value (an integer), not {line.strip()!r}')
+        name, value = match.group(1), int(match.group(2))
+        if name in values:
+            raise ValueError(f"{source}:{number}: semaphore {name!r} is given twice")
+        values[name] = value
+    if not values:
+        raise ValueError(f"{source}: no semaphores in it")
+    return values
+
+
+def semaphore_create_many(client: StateClient, app: str, values: dict[str, int], conflict: str = "error",
+                          batch_size: int = BATCH_SIZE) -> Outcome:
+    """`semaphore create JSON` / `--sema-file FILE`: creates each semaphore (CONFLICT_ACTION as for one), at most
+    `batch_size` in flight at once. Code 0 if all were created (or kept, with IGNORE); otherwise 1, naming those
+    that were not, with why. Each create stands on its own: the others are created all the same."""
+    if batch_size < 1:
+        return Outcome(ERROR, error=f"--batch-size is at least 1, not {batch_size}")
+    names = list(values)
+    failed: list[str] = []
+    for start in range(0, len(names), batch_size):
+        chunk = names[start:start + batch_size]
+        replies = client.call_many([client.command("create", SEMAPHORE, app, name, value=values[name],
+                                                   conflict=conflict.lower() or "error") for name in chunk])
+        failed += [f"{name} ({reply.error or reply.reason})" for name, reply in zip(chunk, replies, strict=True)
+                   if reply.code != OK]
+    if failed:
+        return Outcome(ERROR, error=f"{len(failed)} of {len(names)} semaphore(s) not created: {'; '.join(failed)}")
+    return Outcome(OK)
+
+
 def semaphore_get(client: StateClient, app: str, name: str, auto_create: bool = False) -> Outcome:
     """`semaphore get NAME` prints its value; a pattern prints a JSON map of the matching ones."""
     if is_pattern(name):
@@ -126,9 +185,35 @@ def semaphore_add(client: StateClient, app: str, name: str, n: int, auto_create:
                                               allow_negative=allow_negative)))
 
 
-def semaphore_list(client: StateClient, app: str, pattern: str = "") -> Outcome:
-    """`semaphore list [PATTERN]`: a JSON map of the app's semaphores (those matching PATTERN)."""
-    return _merged(client.scatter(client.command("scan", SEMAPHORE, app, pattern)))
+def semaphore_list(client: StateClient, app: str, pattern: str = "", prefix: str = "",
+                   leaf_only: bool = False) -> Outcome:
+    """`semaphore list [PATTERN] [--prefix P] [--leaf-only]`: a JSON map of the app's semaphores."""
+    return list_items(client, SEMAPHORE, app, pattern, prefix, leaf_only)
+
+
+def list_items(client: StateClient, kind: str, app: str, pattern: str = "", prefix: str = "",
+               leaf_only: bool = False) -> Outcome:
+    """`semaphore|variable|global list`: a JSON map of the items of a kind (of the app; globals have none) whose
+    names match PATTERN and begin with `prefix`; `leaf_only`: only the leaves of the names' `:` hierarchy
+    (see `leaves`)."""
+    if kind == GLOBAL:
+        app = ""
+    scan = pattern or ("^" + re.escape(prefix) if prefix else "")
+    found = _scan(client, kind, app, scan)
+    if isinstance(found, Outcome):
+        return found
+    names = [name for name in found if name.startswith(prefix)]
+    if leaf_only:
+        names = leaves(names)
+    return Outcome(OK, _json_map({name: found[name] for name in names}))
+
+
+def leaves(names: list[str]) -> list[str]:
+    """The names that are leaves of the hierarchy their `:` separators make: a name is not a leaf if another
+    name extends it past a `:` (`node:h1` is not, next to `node:h1:slot0`; `node:h10` does not extend
+    `node:h1`)."""
+    parents = {name[:i] for name in names for i, ch in enumerate(name) if ch == ":"}
+    return [name for name in names if name not in parents]
 
 
 def semagroup(client: StateClient, app: str, op: str, expr: str, allow_negative: bool = False) -> Outcome:
@@ -205,6 +290,13 @@ def global_get(client: StateClient, name: str) -> Outcome:
 def global_set(client: StateClient, name: str, value: str) -> Outcome:
     """`global set NAME VALUE`."""
     return _set_text(client, GLOBAL, "", name, value)
+
+
+def delete(client: StateClient, kind: str, app: str, name: str) -> Outcome:
+    """`semaphore|variable|global delete NAME`: prints nothing; code 2 if there is none. A name is taken as it is
+    (no pattern)."""
+    outcome = _single(client.call(client.command("delete", kind, "" if kind == GLOBAL else app, name)))
+    return Outcome(outcome.code, None, outcome.error)
 
 
 def app_set_finished(client: StateClient, app: str, text: str) -> Outcome:

@@ -128,6 +128,10 @@ class StateClient:
             partition = partition_of(cmd.app, cmd.name, self.partitions)
         return self._wait([(cmd, partition)])[0]
 
+    def call_many(self, cmds: list[Command]) -> list[Reply]:
+        """Send several commands at once (each to its item's partition) and return their replies, in order."""
+        return self._wait([(cmd, partition_of(cmd.app, cmd.name, self.partitions)) for cmd in cmds])
+
     def scatter(self, cmd: Command) -> list[Reply]:
         """Send a copy of a pattern command to every partition; their replies, in partition order."""
         copies = [(Command(**{**cmd.__dict__, "id": f"{cmd.id}/{p}"}), p) for p in range(self.partitions)]

@@ -22,9 +22,11 @@ from typing import Any, Protocol
 from scalebox_stream.state import api
 from scalebox_stream.state.api import Outcome
 from scalebox_stream.state.client import StateClient
-from scalebox_stream.state.model import ERROR, StateTopics
+from scalebox_stream.state.model import ERROR, GLOBAL, SEMAPHORE, VARIABLE, StateTopics
 
 log = logging.getLogger(__name__)
+SEMA_FILE_NAME, SEMA_FILE_TEXT = "--sema-file-name", "--sema-file-text"
+"""How the in-task tool forwards a `--sema-file`: its name (for messages) and its contents."""
 
 
 class CallerLike(Protocol):
@@ -34,8 +36,12 @@ class CallerLike(Protocol):
     env: dict[str, str]
 
 
-_FLAGS = {"--auto-create": "auto_create", "--allow-negative": "allow_negative"}
+_FLAGS = {"--auto-create": "auto_create", "--allow-negative": "allow_negative", "--leaf-only": "leaf_only"}
 _VALUED = {"--app", "--app-id", "--kafka", "--module-id", "--job-id", "--task-id"}
+_KEPT = {"--batch-size": "batch_size", "--prefix": "prefix", "--sema-file": "sema_file",
+         SEMA_FILE_NAME: "sema_file_name", SEMA_FILE_TEXT: "sema_file_text"}
+"""Valued options kept in the flags (only when given). The in-task tool reads a `--sema-file FILE` itself (the
+agent cannot open the task's files) and forwards its name and contents as the last two."""
 
 
 def _yes(value: str | None) -> bool:
@@ -53,6 +59,8 @@ def parse(args: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, An
         name, eq, value = arg.partition("=")
         if arg in _FLAGS:
             flags[_FLAGS[arg]] = True
+        elif name in _KEPT:
+            flags[_KEPT[name]] = value if eq else next(it, "")
         elif name in _VALUED and arg.startswith("--"):
             value = value if eq else next(it, "")
             if name in ("--app", "--app-id"):
@@ -94,13 +102,45 @@ def _add(n: int | None) -> Route:
     def route(client: StateClient, app: str, pos: list[str], flags: dict[str, Any], env: dict[str, str]) -> Outcome:
         step = n if n is not None else _int(pos[1])
         if step is None:
-            return Outcome(ERROR, error=f"scalebox semaphore increment-n: N is an integer, not {pos[1]!r}")
+            return Outcome(ERROR, error=f"scalebox semaphore increment-n|add-value: N is an integer, not {pos[1]!r}")
         return api.semaphore_add(client, app, pos[0], step, flags["auto_create"], flags["allow_negative"])
     return route
 
 
-@_arity("semaphore create", 2)
 def _create(client: StateClient, app: str, pos: list[str], flags: dict[str, Any], env: dict[str, str]) -> Outcome:
+    conflict = env.get("CONFLICT_ACTION") or "error"
+    many = _semaphores_to_create(pos, flags)
+    if isinstance(many, Outcome):
+        return many
+    if many is not None:
+        batch = _int(flags.get("batch_size", str(api.BATCH_SIZE)))
+        if batch is None:
+            return Outcome(ERROR, error=f"scalebox semaphore create: --batch-size is an integer, not "
+                                        f"{flags['batch_size']!r}")
+        return api.semaphore_create_many(client, app, many, conflict, batch)
+    return _create_one(client, app, pos, flags, env)
+
+
+def _semaphores_to_create(pos: list[str], flags: dict[str, Any]) -> dict[str, int] | Outcome | None:
+    """The semaphores of a batch create (a forwarded --sema-file, or one JSON argument); None: NAME VALUE."""
+    try:
+        if "sema_file" in flags:
+            return Outcome(ERROR, error="scalebox semaphore create: --sema-file reached the agent unread (the "
+                                        "in-task tool reads the file)")
+        if "sema_file_text" in flags:
+            if pos:
+                return Outcome(ERROR, error="scalebox semaphore create: --sema-file takes no NAME or VALUE")
+            return api.parse_semaphore_lines(flags["sema_file_text"], flags.get("sema_file_name") or "sema file")
+        if len(pos) == 1 and pos[0].lstrip().startswith("{"):
+            return api.parse_semaphore_json(pos[0])
+    except ValueError as exc:
+        return Outcome(ERROR, error=f"scalebox semaphore create: {exc}")
+    return None
+
+
+@_arity("semaphore create", 2)
+def _create_one(client: StateClient, app: str, pos: list[str], flags: dict[str, Any],
+                env: dict[str, str]) -> Outcome:
     value = _int(pos[1])
     if value is None:
         return Outcome(ERROR, error=f"scalebox semaphore create: VALUE is an integer, not {pos[1]!r}")
@@ -121,14 +161,20 @@ ROUTES: dict[str, Route] = {
     "semaphore increment": _arity("semaphore increment", 1)(_add(1)),
     "semaphore decrement": _arity("semaphore decrement", 1)(_add(-1)),
     "semaphore increment-n": _arity("semaphore increment-n", 2)(_add(None)),
-    "semaphore list": _arity("semaphore list", 0, 1)(
-        lambda c, app, pos, flags, env: api.semaphore_list(c, app, pos[0] if pos else "")),
+    "semaphore add-value": _arity("semaphore add-value", 2)(_add(None)),
+    **{f"{kind} list": _arity(f"{kind} list", 0, 1)(
+        lambda c, app, pos, flags, env, kind=kind: api.list_items(
+            c, kind, app, pos[0] if pos else "", flags.get("prefix", ""), flags.get("leaf_only", False)))
+       for kind in (SEMAPHORE, VARIABLE, GLOBAL)},
     **{f"semagroup {op}": _semagroup(op) for op in api.SEMAGROUP_OPS},
     "variable get": _arity("variable get", 1)(lambda c, app, pos, flags, env: api.variable_get(c, app, pos[0])),
     "variable set": _arity("variable set", 2)(
         lambda c, app, pos, flags, env: api.variable_set(c, app, pos[0], pos[1])),
     "global get": _arity("global get", 1)(lambda c, app, pos, flags, env: api.global_get(c, pos[0])),
     "global set": _arity("global set", 2)(lambda c, app, pos, flags, env: api.global_set(c, pos[0], pos[1])),
+    **{f"{kind} delete": _arity(f"{kind} delete", 1)(
+        lambda c, app, pos, flags, env, kind=kind: api.delete(c, kind, app, pos[0]))
+       for kind in (SEMAPHORE, VARIABLE, GLOBAL)},
     "app set-finished": _arity("app set-finished", 0, 1)(
         lambda c, app, pos, flags, env: api.app_set_finished(c, app, pos[0] if pos else "")),
 }

@@ -1,7 +1,9 @@
 """The state machine an owner runs: one command in, one reply and the changed items out. Pure: no Kafka.
 
 `apply` reads the items through a mapping and never changes them in place: a changed item is a new object in
-`Outcome.changes`, which the owner commits (changelog, reply, event) or drops with its transaction.
+`Outcome.changes`, which the owner commits (changelog, reply, event) or drops with its transaction. A deleted
+item is a change to None (a tombstone on the changelog); a mapping may hold None for a key deleted but not yet
+committed, which counts as missing.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scalebox_stream.state.model import (
+    APP,
     BELOW_ZERO,
     CONFLICT,
+    DELETED,
     ERROR,
     EXISTS,
     INVALID,
@@ -30,13 +34,18 @@ from scalebox_stream.state.model import (
 
 @dataclass
 class Change:
-    """An item's new state, with the value it had (None: created) and the operation that changed it."""
+    """An item's new state (None: deleted), with the value it had (None: created) and the operation that changed
+    it."""
 
     key: Key
     op: str
     old: int | str | None
-    item: Item
+    item: Item | None
     request_id: str
+    version: int = 0
+    """The change's version: the item's new one (a delete's: one past the deleted item's)."""
+    event: bool = True
+    """Whether the projection hears of it (a StateChanged event); not for the partition's delete memory."""
 
 
 @dataclass
@@ -74,7 +83,7 @@ def _changed(key: Key, op: str, old: Item | None, value: int | str, cmd: Command
     item = old.copy() if old is not None else Item(value, version=0)
     item.value, item.version = value, item.version + 1
     item.remember(cmd.id, OK, value)
-    return Change(key, op, None if old is None else old.value, item, cmd.id)
+    return Change(key, op, None if old is None else old.value, item, cmd.id, item.version)
 
 
 def _create(items: Mapping[Key, Item], cmd: Command) -> Outcome:
@@ -126,6 +135,26 @@ def _set(items: Mapping[Key, Item], cmd: Command) -> Outcome:
     return Outcome(Reply(cmd.id, OK, value=value), [_changed(cmd.key, "set", item, value, cmd)])
 
 
+def _delete(items: Mapping[Key, Item], cmd: Command) -> Outcome:
+    """Delete a semaphore, variable or global: a tombstone for the item, and the request id remembered in the
+    partition's delete memory (the item cannot remember it), so a retry gets the first answer."""
+    if cmd.kind == APP:
+        return _refuse(cmd, INVALID, "an app's result is not deleted")
+    memory = items.get(DELETED)
+    if memory is not None and cmd.id in memory.recent:
+        code, value = memory.recent[cmd.id]
+        return Outcome(Reply(cmd.id, code, value=value))
+    item = items.get(cmd.key)
+    if item is None:
+        return Outcome(Reply(cmd.id, NOT_FOUND, error=f"{cmd.kind} {cmd.name!r} not found"))
+    remembered = memory.copy() if memory is not None else Item(0, version=0)
+    remembered.value, remembered.version = int(remembered.value) + 1, remembered.version + 1
+    remembered.remember(cmd.id, OK, None)
+    return Outcome(Reply(cmd.id, OK), [
+        Change(cmd.key, "delete", item.value, None, cmd.id, item.version + 1),
+        Change(DELETED, "remember", None, remembered, cmd.id, remembered.version, event=False)])
+
+
 def _matching(items: Mapping[Key, Item], cmd: Command) -> list[tuple[Key, Item]] | str:
     """The items of the command's kind and app whose names match its pattern, by name; an error text for a bad
     pattern."""
@@ -133,7 +162,8 @@ def _matching(items: Mapping[Key, Item], cmd: Command) -> list[tuple[Key, Item]]
         pattern = compile_pattern(cmd.name)
     except re.error as exc:
         return f"bad pattern {cmd.name!r}: {exc}"
-    return sorted(((k, v) for k, v in items.items() if k[0] == cmd.kind and k[1] == cmd.app and pattern.search(k[2])),
+    return sorted(((k, v) for k, v in items.items()
+                   if v is not None and k[0] == cmd.kind and k[1] == cmd.app and pattern.search(k[2])),
                   key=lambda kv: kv[0][2])
 
 
@@ -168,5 +198,6 @@ def _add_matching(items: Mapping[Key, Item], cmd: Command) -> Outcome:
     return Outcome(Reply(cmd.id, OK, values=values), changes)
 
 
-_OPS = {"create": _create, "get": _get, "add": _add, "set": _set, "scan": _scan, "add_matching": _add_matching}
+_OPS = {"create": _create, "get": _get, "add": _add, "set": _set, "delete": _delete, "scan": _scan,
+        "add_matching": _add_matching}
 _SEMAPHORE_ONLY = frozenset({"create", "add", "add_matching"})

@@ -20,6 +20,11 @@ KINDS = (SEMAPHORE, VARIABLE, GLOBAL, APP)
 APP_RESULT = "result"
 """The name of the one `app` item of an app: its result text (`scalebox app set-finished TEXT`)."""
 
+DELETED: tuple[str, str, str] = ("~deleted", "", "")
+"""The key of each partition's memory of recent deletes (request id -> answer in its `recent`, the count of
+deletes as its value): the deleted item is gone (a tombstone on the changelog), so a retried delete finds its
+first answer here. No command names this kind; no event is sent for it."""
+
 OK, ERROR, NOT_FOUND = 0, 1, 2
 """Scalebox's return codes: 0 ok, 1 error (a refusal too), 2 not found."""
 BELOW_ZERO, CONFLICT, EXISTS, INVALID = "below_zero", "conflict", "exists", "invalid"
@@ -147,7 +152,7 @@ class Command:
     """One request to an owner. `name` is a pattern for `scan` and `add_matching`."""
 
     id: str
-    op: str                       # create get add set scan add_matching
+    op: str                       # create get add set delete scan add_matching
     kind: str
     app: str
     name: str

@@ -5,8 +5,9 @@ replies at once, together, on a producer of its own (idempotent, not transaction
 when the `CommitPolicy` says (every few tens of ms, as Kafka Streams commits every `commit.interval.ms`), in one
 Kafka transaction of the process's one transactional producer, on a committer thread: a StateChanged event per
 change on `sbx.events`, the changed items on the compacted changelog (the command's partition, one record per
-item) and the consumed offsets. Commands go on being applied and answered while a commit is under way, on top
-of what it commits; the committed state takes a transaction's changes once it has committed.
+item; a tombstone for a deleted one) and the consumed offsets. Commands go on being applied and answered while a
+commit is under way, on top of what it commits; the committed state takes a transaction's changes once it has
+committed.
 
 Callers read their replies before the commit, and an answer once read always stands: `apply` is a pure function
 of the committed state and the commands in their partition's log order (no clock, no random value, no owner id,
@@ -310,7 +311,7 @@ class Owner:
                                    partition=cmd.reply_to % self.reply_partitions))
         for record in replies:
             self._reply(record)
-        txn.events += [_Record(self.events_topic, encode_key(c.key), self.event(c)) for c in changes]
+        txn.events += [_Record(self.events_topic, encode_key(c.key), self.event(c)) for c in changes if c.event]
         if txn.opened is None:
             txn.opened = time.monotonic()
         txn.applied += self.batch
@@ -348,7 +349,7 @@ class Owner:
         offsets: dict[int, int] = {}
         for m in txn.applied:
             offsets[m.partition()] = m.offset() + 1
-        changelog = [_Record(t.changelog, encode_key(key), item.to_json(), partition=p)
+        changelog = [_Record(t.changelog, encode_key(key), None if item is None else item.to_json(), partition=p)
                      for p, overlay in txn.pending.items() for key, item in overlay.items()]
         self.committing, self.open = txn, _Txn()
         txn.started = time.perf_counter()
@@ -385,7 +386,7 @@ class Owner:
             return True
         for p, overlay in txn.pending.items():
             if p in self.stores:
-                self.stores[p].update(overlay)
+                _merge(self.stores[p], overlay)
         self.stats.add(len(txn.applied), len(txn.events), time.perf_counter() - txn.started)
         self.committing, self._commit_call = None, None
         return True
@@ -420,9 +421,9 @@ class Owner:
     def event(self, change: Change) -> bytes:
         """The StateChanged event of a change."""
         kind, app, name = change.key
-        payload = {"kind": kind, "name": name, "value": str(change.item.value), "op": change.op,
-                   "old_value": None if change.old is None else str(change.old), "request_id": change.request_id,
-                   "version": change.item.version}
+        payload = {"kind": kind, "name": name, "value": "" if change.item is None else str(change.item.value),
+                   "op": change.op, "old_value": None if change.old is None else str(change.old),
+                   "request_id": change.request_id, "version": change.version}
         return _CODEC.encode(Event("StateChanged", app, payload, producer=f"state-owner/{self.owner_id}"))
 
 
@@ -435,7 +436,8 @@ class _Record:
 
     topic: str
     key: bytes
-    value: bytes
+    value: bytes | None
+    """None: a tombstone (a deleted item on the changelog)."""
     headers: list | None = None
     partition: int = -1
 
@@ -445,7 +447,8 @@ class _Txn:
     """Commands applied since a commit began: their changes per partition and their StateChanged events."""
 
     applied: list[Message] = field(default_factory=list)
-    pending: dict[int, dict[Key, Item]] = field(default_factory=dict)
+    pending: dict[int, dict[Key, Item | None]] = field(default_factory=dict)
+    """The items changed per partition (None: deleted)."""
     events: list[_Record] = field(default_factory=list)
     opened: float | None = None
     """When the first of them was applied (monotonic)."""
@@ -455,6 +458,15 @@ class _Txn:
     def open_s(self) -> float | None:
         """How long ago the first was applied (None: none was)."""
         return None if self.opened is None else time.monotonic() - self.opened
+
+
+def _merge(store: dict[Key, Item], changes: dict[Key, Item | None]) -> None:
+    """Take committed changes into a partition's state: a None is a deleted item."""
+    for key, item in changes.items():
+        if item is None:
+            store.pop(key, None)
+        else:
+            store[key] = item
 
 
 def _drain(consumer: Consumer, timeout_s: float, limit: int = BATCH_MAX) -> list[Message]:

@@ -30,8 +30,14 @@ class FakeStateClient:
             self.commands.append(cmd)
             outcome = apply(self.items, cmd)
             for change in outcome.changes:
-                self.items[change.key] = change.item
+                if change.item is None:
+                    self.items.pop(change.key, None)
+                else:
+                    self.items[change.key] = change.item
             return outcome.reply
+
+    def call_many(self, cmds: list[Command]) -> list[Reply]:
+        return [self.call(cmd) for cmd in cmds]
 
     def scatter(self, cmd: Command) -> list[Reply]:
         return [self.call(cmd)]

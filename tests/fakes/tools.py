@@ -32,8 +32,10 @@ class FakeStateHandler:
                 step = {"semaphore get": 0, "semaphore increment": 1, "semaphore decrement": -1}.get(op)
                 self.semaphores[name] = self.semaphores.get(name, 0) + (int(args[1]) if step is None else step)
                 return OK, str(self.semaphores[name])
-            if op == "semaphore create":
+            if op == "semaphore create" and len(args) == 2:
                 self.semaphores[args[0]] = int(args[1])
+                return OK, ""
+            if op == "semaphore create":
                 return OK, ""
             if op == "variable set":
                 self.variables[args[0]] = args[1]

@@ -88,10 +88,13 @@ def read_all(kafka: str, topic: str, partitions: int) -> list:
 
 
 def changelog_state(kafka: str, topics: StateTopics) -> dict[Key, Item]:
-    """The state the changelog holds: each key's latest value, folded from the first record."""
+    """The state the changelog holds: each key's latest value, folded from the first record (a tombstone: gone)."""
     state: dict[Key, Item] = {}
     for m in read_all(kafka, topics.changelog, topics.partitions):
-        state[decode_key(m.key())] = Item.from_json(m.value())
+        if m.value() is None:
+            state.pop(decode_key(m.key()), None)
+        else:
+            state[decode_key(m.key())] = Item.from_json(m.value())
     return state
 
 

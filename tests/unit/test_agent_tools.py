@@ -66,6 +66,28 @@ def test_codes_and_output_follow_scalebox(served, shell):
     assert [c.task_id for _, _, c in handler.calls] == ["t-1"] * len(handler.calls)
 
 
+@pytest.mark.parametrize("shell", SHELLS, ids=lambda s: s[0])
+def test_a_sema_file_is_read_by_the_tool_and_forwarded_as_arguments(served, shell, tmp_path):
+    _, channel, handler = served
+    sema = tmp_path / "my sema.txt"
+    text = '"s1":1\n\n"$(touch pwned)`id`;x":2\n"a \\n b":3'
+    sema.write_text(text + "\n")
+    got = _tool(channel, "semaphore", "create", "--batch-size", "5", "--sema-file", str(sema), "--app-id=7",
+                shell=shell)
+    assert got.returncode == OK, got.stderr
+    op, args, _ = handler.calls[-1]
+    assert op == "semaphore create"
+    assert args == ["--batch-size", "5", f"--sema-file-name={sema}", f"--sema-file-text={text}", "--app-id=7"]
+    got = _tool(channel, "semaphore", "create", f"--sema-file={sema}", "--", "--sema-file", shell=shell)
+    assert handler.calls[-1][1] == [f"--sema-file-name={sema}", f"--sema-file-text={text}", "--", "--sema-file"]
+    calls = len(handler.calls)
+    for args in (["--sema-file", str(tmp_path / "missing.txt")], ["--sema-file"]):
+        got = _tool(channel, "semaphore", "create", *args, shell=shell)
+        assert got.returncode == ERROR and ("sema file" in got.stderr or "needs a file" in got.stderr)
+    assert len(handler.calls) == calls, "nothing reaches the agent"
+    assert not (tmp_path / "pwned").exists() and not os.path.exists("pwned")
+
+
 def test_headers_of_the_current_task_are_answered_by_the_agent(served):
     _, channel, handler = served
     assert _tool(channel, "task", "get-header", "sema_name").stdout == "s1\n"

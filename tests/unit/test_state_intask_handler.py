@@ -107,3 +107,47 @@ def test_parse_reads_options_anywhere_and_values_after_double_dash() -> None:
     assert (pos, flags, app) == (["s", "-3"], {"auto_create": True, "allow_negative": False}, "a1")
     pos, _, _ = parse(["s", "-3"], {})
     assert pos == ["s", "-3"]
+
+
+def test_add_value_is_increment_n_by_scalebox_name(handler, client) -> None:
+    assert handler.handle("semaphore add-value", ["s", "4"], Caller(env={"SEMAPHORE_AUTO_CREATE": "yes"})) == (0, "4")
+    assert handler.handle("semaphore add-value", ["s", "-3"], Caller()) == (0, "1")
+    code, text = handler.handle("semaphore add-value", ["s", "-2"], Caller())
+    assert code == 1 and "below zero" in text
+    assert handler.handle("semaphore add-value", ["s", "-2", "--allow-negative"], Caller()) == (0, "-1")
+    handler.handle("semaphore create", ["g:1", "1"], Caller())
+    handler.handle("semaphore create", ["g:2", "2"], Caller())
+    assert handler.handle("semaphore add-value", ["g:.*", "10"], Caller()) == (0, '{"g:1":11,"g:2":12}')
+    assert handler.handle("semaphore add-value", ["s", "x"], Caller())[0] == 1
+    assert handler.handle("semaphore add-value", ["s"], Caller())[0] == 1
+
+
+def test_delete_of_each_kind_and_not_found(handler, client) -> None:
+    handler.handle("semaphore create", ["s", "1"], Caller())
+    handler.handle("variable set", ["v", "x"], Caller())
+    handler.handle("global set", ["g", "y"], Caller())
+    for kind, name in (("semaphore", "s"), ("variable", "v"), ("global", "g")):
+        assert handler.handle(f"{kind} delete", [name], Caller()) == (0, "")
+        assert handler.handle(f"{kind} get", [name], Caller())[0] == 2
+        code, text = handler.handle(f"{kind} delete", [name], Caller())
+        assert code == 2 and "not found" in text
+    assert handler.handle("semaphore delete", [], Caller())[0] == 1
+
+
+def test_lists_take_a_prefix_and_leaves_only(handler, client) -> None:
+    for name, value in (("node:h1", 1), ("node:h1:s0", 2), ("node:h10", 3), ("vtask_size:m", 4), ("x.y", 5)):
+        handler.handle("semaphore create", [name, str(value)], Caller())
+    assert handler.handle("semaphore list", ["--prefix", "node:"], Caller()) == \
+        (0, '{"node:h1":1,"node:h10":3,"node:h1:s0":2}')
+    assert handler.handle("semaphore list", ["--leaf-only"], Caller()) == \
+        (0, '{"node:h10":3,"node:h1:s0":2,"vtask_size:m":4,"x.y":5}')
+    assert handler.handle("semaphore list", ["--prefix=x."], Caller()) == (0, '{"x.y":5}')
+    assert handler.handle("semaphore list", ["--prefix", "x"], Caller()) == (0, '{"x.y":5}')
+    assert handler.handle("semaphore list", ["--prefix", "."], Caller()) == (0, "{}"), "a prefix is no pattern"
+    handler.handle("variable set", ["a:b", "1"], Caller())
+    handler.handle("variable set", ["a:b:c", "2"], Caller())
+    handler.handle("variable set", ["--app-id", "other", "a:z", "3"], Caller())
+    assert handler.handle("variable list", ["--leaf-only"], Caller()) == (0, '{"a:b:c":"2"}')
+    assert handler.handle("variable list", ["--prefix", "a:"], Caller()) == (0, '{"a:b":"1","a:b:c":"2"}')
+    handler.handle("global set", ["gl:1", "v"], Caller())
+    assert handler.handle("global list", ["--prefix", "gl:"], Caller(app="another")) == (0, '{"gl:1":"v"}')

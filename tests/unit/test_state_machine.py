@@ -11,6 +11,7 @@ from scalebox_stream.state.model import (
     APP,
     BELOW_ZERO,
     CONFLICT,
+    DELETED,
     ERROR,
     EXISTS,
     GLOBAL,
@@ -204,3 +205,48 @@ def test_a_pattern_is_anchored_unless_it_starts_with_a_metacharacter() -> None:
 def test_an_item_lands_on_one_partition() -> None:
     assert partition_of("app", "x", 6) == partition_of("app", "x", 6)
     assert {partition_of("app", f"s{i}", 6) for i in range(100)} == set(range(6))
+
+
+def test_delete_leaves_a_tombstone_and_a_retry_gets_its_first_answer() -> None:
+    s = Store()
+    s.run("create", "x", value=5)
+    s.run("add", "x", n=1)
+    outcome = apply(s.items, Command("del-1", "delete", SEMAPHORE, "a", "x"))
+    assert outcome.reply.code == OK
+    gone, memory = outcome.changes
+    assert (gone.key, gone.op, gone.old, gone.item, gone.version, gone.event) == \
+        ((SEMAPHORE, "a", "x"), "delete", 6, None, 3, True)
+    assert (memory.key, memory.event, memory.item.recent) == (DELETED, False, {"del-1": [OK, None]})
+    for change in outcome.changes:
+        s.items[change.key] = change.item
+    assert s.run("get", "x").code == NOT_FOUND
+    assert s.run("delete", "x").code == NOT_FOUND
+    assert s.run("create", "x", value=1).code == OK and s.items[(SEMAPHORE, "a", "x")].version == 1
+    assert s.run("delete", "x", req="del-1").code == OK, "a retry gets the first answer"
+    assert s.value("x") == 1, "and deletes nothing: the re-created one stays"
+    assert s.run("scan", "").values == {"x": 1}
+
+
+def test_variables_and_globals_are_deleted_but_not_an_app_result() -> None:
+    s = Store()
+    s.run("set", "v", kind=VARIABLE, value="1")
+    s.run("set", "g", kind=GLOBAL, app="", value="2")
+    s.run("set", "result", kind=APP, value="3")
+    assert s.run("delete", "v", kind=VARIABLE).code == OK
+    assert s.run("delete", "g", kind=GLOBAL, app="").code == OK
+    assert s.run("get", "v", kind=VARIABLE).code == NOT_FOUND
+    assert s.run("get", "g", kind=GLOBAL, app="").code == NOT_FOUND
+    assert s.run("delete", "result", kind=APP).reason == INVALID
+    assert s.items[DELETED].value == 2, "the partition's delete memory counts its deletes"
+
+
+def test_an_overlay_s_delete_hides_the_committed_item() -> None:
+    store = {(SEMAPHORE, "a", "x"): Item(1), (SEMAPHORE, "a", "y"): Item(2)}
+    overlay: dict[Key, Item | None] = {}
+    view = ChainMap(overlay, store)
+    for change in apply(view, Command("d", "delete", SEMAPHORE, "a", "x")).changes:
+        overlay[change.key] = change.item
+    assert apply(view, Command("g", "get", SEMAPHORE, "a", "x")).reply.code == NOT_FOUND
+    assert apply(view, Command("s", "scan", SEMAPHORE, "a", "")).reply.values == {"y": 2}
+    assert apply(view, Command("m", "add_matching", SEMAPHORE, "a", ".*", n=1)).reply.values == {"y": 3}
+    assert (SEMAPHORE, "a", "x") in store

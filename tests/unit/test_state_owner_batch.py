@@ -242,3 +242,23 @@ def test_a_restore_moves_the_consumer_to_the_committed_offset_and_drops_what_it_
     o._restore_assigned(consumer)  # type: ignore[arg-type]
     assert consumer.seeks == [(p, 11)], "fetched again from the committed offset, the restored state's"
     assert o.batch == [] and o.unrestored == set()
+
+
+def test_a_delete_commits_a_tombstone_and_the_delete_memory_and_one_event() -> None:
+    from scalebox_stream.events import EventCodec
+    from scalebox_stream.state.model import DELETED
+
+    publisher = FakePublisher()
+    o = owner(publisher)
+    p, created = add("gone", 4, "r1")
+    o.batch = [command_at(p, 0, created),
+               command_at(p, 1, Command("r2", "delete", SEMAPHORE, "a", "gone", reply_to=0))]
+    o._commit(None)
+    records, _ = publisher.committed[0]
+    changelog = {tuple(json.loads(r.key)): r.value for r in records if r.topic == TOPICS.changelog}
+    assert changelog[(SEMAPHORE, "a", "gone")] is None, "a tombstone"
+    assert Item.from_json(changelog[DELETED]).recent == {"r2": [0, None]}
+    events = [EventCodec().decode(r.value).payload for r in records if r.topic == "sbx.events"]
+    assert [(e.op, e.value, e.old_value, e.version) for e in events] == [("add", "4", None, 1),
+                                                                         ("delete", "", "4", 2)]
+    assert (SEMAPHORE, "a", "gone") not in o.stores[p] and DELETED in o.stores[p]

@@ -100,11 +100,35 @@ sbx_limit() { # SECONDS COMMAND...
   if command -v timeout >/dev/null 2>&1; then timeout "$@"; else shift; "$@"; fi
 }
 
+# Send a state request; a `--sema-file FILE` is read here (the agent cannot open the task's files: a container's)
+# and forwarded as `--sema-file-name=FILE --sema-file-text=CONTENTS`, two arguments like any other.
+sbx_state_request() {
+  _sbx_n=$# _sbx_opts=1
+  while [ "$_sbx_n" -gt 0 ]; do # each argument is taken off the front and put back at the end
+    _sbx_a=$1; shift; _sbx_n=$((_sbx_n - 1))
+    case $_sbx_opts$_sbx_a in
+      1--) _sbx_opts=0; set -- "$@" "$_sbx_a" ;;
+      1--sema-file|1--sema-file=*)
+        if [ "$_sbx_a" = --sema-file ]; then
+          [ "$_sbx_n" -gt 0 ] || sbx_die 1 "scalebox semaphore create: --sema-file needs a file name"
+          _sbx_f=$1; shift; _sbx_n=$((_sbx_n - 1))
+        else
+          _sbx_f=${_sbx_a#--sema-file=}
+        fi
+        [ -f "$_sbx_f" ] && [ -r "$_sbx_f" ] || sbx_die 1 "scalebox semaphore create: cannot read the sema file $_sbx_f"
+        _sbx_t=$(cat "$_sbx_f") || sbx_die 1 "scalebox semaphore create: cannot read the sema file $_sbx_f"
+        set -- "$@" "--sema-file-name=$_sbx_f" "--sema-file-text=$_sbx_t" ;;
+      *) set -- "$@" "$_sbx_a" ;;
+    esac
+  done
+  sbx_request "$@"
+}
+
 # Send a request (the arguments) to the agent and print its answer; exit with its code.
 sbx_request() {
   _sbx_ch=${SBX_CHANNEL:-}
   [ -n "$_sbx_ch" ] && [ -p "$_sbx_ch/requests" ] \
-    || sbx_die 1 "scalebox $*: no agent to ask (SBX_CHANNEL is not a channel): not inside a task"
+    || sbx_die 1 "scalebox ${1:-} ${2:-}: no agent to ask (SBX_CHANNEL is not a channel): not inside a task"
   _sbx_id=$$
   _sbx_req="$_sbx_ch/$_sbx_id.req"
   _sbx_rep="$_sbx_ch/$_sbx_id.rep"
@@ -116,7 +140,7 @@ sbx_request() {
     "CONFLICT_ACTION=${CONFLICT_ACTION:-}" -- "$@" > "$_sbx_req" || sbx_die 1 "scalebox: cannot write the request"
   mkfifo "$_sbx_rep" || sbx_die 1 "scalebox: cannot make the reply FIFO"
   # read-write: the open never blocks (Linux), even if the agent is gone (then no answer comes, see below)
-  exec 4<>"$_sbx_ch/requests" || sbx_die 1 "scalebox $*: the agent does not take requests"
+  exec 4<>"$_sbx_ch/requests" || sbx_die 1 "scalebox ${1:-} ${2:-}: the agent does not take requests"
   printf '%s\n' "$_sbx_id" >&4 # one short write: never mixed with another tool's line
   exec 4>&-
   _sbx_out=$(sbx_limit "${SBX_TOOL_TIMEOUT:-120}" cat "$_sbx_rep"; echo .) # the dot keeps trailing newlines
@@ -124,7 +148,7 @@ sbx_request() {
   case $_sbx_out in
     [0-9]*"
 "*) ;;
-    *) sbx_die 1 "scalebox $*: no answer from the agent" ;;
+    *) sbx_die 1 "scalebox ${1:-} ${2:-}: no answer from the agent" ;;
   esac
   trap - EXIT
   _sbx_code=${_sbx_out%%"
