@@ -144,14 +144,17 @@ ON CONFLICT (app, module) DO UPDATE SET state = EXCLUDED.state, reason = EXCLUDE
     changed_at = EXCLUDED.changed_at WHERE module_states.changed_at <= EXCLUDED.changed_at
 """
 
-# A state change: its history row, the current value (a higher version wins), and an app's result on its row.
-_STATE_CHANGED = """
+_STATE_HISTORY = """
 WITH h AS (
     INSERT INTO state_history (event_id, kind, app, name, version, op, value, old_value, request_id, changed_at)
     VALUES (%(event_id)s, %(kind)s, %(app)s, %(name)s, %(version)s, %(op)s, %(value)s, %(old_value)s,
             %(request_id)s, to_timestamp(%(at)s))
     ON CONFLICT (event_id) DO NOTHING
-), v AS (
+)"""
+"""A state change's history row, the first part of both statements below."""
+
+# A state change: its history row, the current value (a higher version wins), and an app's result on its row.
+_STATE_CHANGED = _STATE_HISTORY + """, v AS (
     INSERT INTO state_values (kind, app, name, value, version, changed_at)
     VALUES (%(kind)s, %(app)s, %(name)s, %(value)s, %(version)s, to_timestamp(%(at)s))
     ON CONFLICT (kind, app, name) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version,
@@ -164,13 +167,7 @@ WHERE %(kind)s::text = 'app' AND app = %(app)s::text
 # A deleted item: its history row (op 'delete', the value it had as old_value) and its current value gone. The
 # delete's version is one past the item's, so a row only ever meets the delete of its own life (events of one
 # item are in log order: a re-created item's row comes after it).
-_STATE_DELETED = """
-WITH h AS (
-    INSERT INTO state_history (event_id, kind, app, name, version, op, value, old_value, request_id, changed_at)
-    VALUES (%(event_id)s, %(kind)s, %(app)s, %(name)s, %(version)s, %(op)s, %(value)s, %(old_value)s,
-            %(request_id)s, to_timestamp(%(at)s))
-    ON CONFLICT (event_id) DO NOTHING
-)
+_STATE_DELETED = _STATE_HISTORY + """
 DELETE FROM state_values WHERE kind = %(kind)s AND app = %(app)s AND name = %(name)s AND version < %(version)s
 """
 
@@ -240,8 +237,14 @@ def merge_staged(cur: psycopg.Cursor, f: Fold) -> None:
     if f.edges:
         cur.execute(_EDGE_MERGE)
     for e in f.rare:
-        deleted = e.event_type == "StateChanged" and e.payload.op == "delete"
-        cur.execute(_STATE_DELETED if deleted else _RARE[e.event_type], _rare_params(e))
+        cur.execute(_rare_statement(e), _rare_params(e))
+
+
+def _rare_statement(e: Event) -> str:
+    """The statement that projects a rare event (a state change that deletes its item has its own)."""
+    if e.event_type == "StateChanged" and e.payload.op == "delete":
+        return _STATE_DELETED
+    return _RARE[e.event_type]
 
 
 def _rare_params(e: Event) -> dict:
