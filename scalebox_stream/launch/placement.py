@@ -91,6 +91,28 @@ def started_here(plan: AgentPlan, child: Child) -> StartedAgent:
     return StartedAgent(plan.module, plan.host, "local", str(child.log_path), str(child.process.pid))
 
 
+@dataclass
+class AgentRecord:
+    """The agents a run or an app server started: those here (children, whose pid a restart changes) and those
+    away (over SSH, as Slurm jobs), written to `<log_dir>/agents.json`."""
+
+    log_dir: Path
+    cluster: ClusterDef
+    here: list[tuple[AgentPlan, Child]]
+    away: list[StartedAgent]
+
+    def write(self) -> list[StartedAgent]:
+        """Write the record; the agents in it."""
+        agents = [*(started_here(plan, child) for plan, child in self.here), *self.away]
+        write_record(self.log_dir, agents, self.cluster)
+        return agents
+
+    def after_restarts(self, restarted: list[Child]) -> None:
+        """Write the record again if an agent among `restarted` (from `Children.supervise`) has a new pid."""
+        if any(child.is_agent for child in restarted):
+            self.write()
+
+
 def record_path(log_dir: Path) -> Path:
     return log_dir / "agents.json"
 

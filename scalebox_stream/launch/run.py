@@ -20,12 +20,11 @@ from scalebox_stream.launch.deploy import deploy
 from scalebox_stream.launch.feed import Backlog, feed
 from scalebox_stream.launch.placement import (
     AgentPlan,
+    AgentRecord,
     StartedAgent,
     agent_argv,
     agent_log_name,
     plan_agents,
-    started_here,
-    write_record,
 )
 from scalebox_stream.launch.progress import RunState, wait_for_run
 from scalebox_stream.launch.remote import RemoteAgents
@@ -174,13 +173,8 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
             away = remote.start([plan for plan in plans if plan.start != "local"],
                                 lambda plan: agent_args(spec, request, plan))
 
-        def record_agents() -> list[StartedAgent]:
-            """Write the agents' record (again after a restart: the pid changed); the agents."""
-            agents = [*(started_here(plan, child) for plan, child in here_agents), *away]
-            write_record(children.log_dir, agents, cluster)
-            return agents
-
-        agents = record_agents()
+        record = AgentRecord(children.log_dir, cluster, here_agents, away)
+        agents = record.write()
         if remote is not None:
             console.print("agents on " + ", ".join(sorted({f"{a.host} ({a.start})" for a in agents})))
         if request.metrics_port is not None:
@@ -204,10 +198,8 @@ def run_app(spec: AppSpec, request: RunRequest, settings: CliSettings, conns: Co
         def check_children() -> None:
             """Restart children as the policy says (on this, the main thread, which started them); raise when it
             gives up on one. A restarted agent's new pid goes into the record."""
-            restarted = children.supervise(lambda line: console.print(line, markup=False, highlight=False,
-                                                                                  soft_wrap=True))
-            if any(child.is_agent for child in restarted):
-                record_agents()
+            record.after_restarts(children.supervise(lambda line: console.print(line, markup=False, highlight=False,
+                                                                                soft_wrap=True)))
 
         reaper = kit.reaper(conns.kafka)
         if watch is not None:

@@ -27,14 +27,13 @@ from scalebox_stream.launch.children import Child, Children, restart_policy
 from scalebox_stream.launch.errors import OperationError
 from scalebox_stream.launch.placement import (
     AgentPlan,
+    AgentRecord,
     PlacementError,
     StartedAgent,
     agent_argv,
     agent_log_name,
     plan_agents,
     record_path,
-    started_here,
-    write_record,
 )
 from scalebox_stream.launch.remote import RemoteAgents
 from scalebox_stream.launch.results import result_since
@@ -135,19 +134,13 @@ def serve_app(spec: AppSpec, app_file: Path, env_files: tuple[Path, ...], settin
             away = remote(cluster, spec.name, children.log_dir, conns.kafka)
             elsewhere = away.start(others, lambda plan: agent_argv(spec, app_file, env_files, plan))
 
-        def record_agents() -> list[StartedAgent]:
-            """Write the agents' record (again after a restart: the pid changed); the agents."""
-            agents = [*(started_here(plan, child) for plan, child in here), *elsewhere]
-            write_record(children.log_dir, agents, cluster)
-            return agents
-
-        agents = record_agents()
+        record = AgentRecord(children.log_dir, cluster, here, elsewhere)
+        agents = record.write()
         if away is not None:
             log.info("agents on %s", ", ".join(sorted({f"{a.host} ({a.start})" for a in agents})))
         while not stop.wait(poll_s):
             # (restarts happen here, on the main thread, which started the children: PR_SET_PDEATHSIG follows it)
-            if any(child.is_agent for child in children.supervise(log.warning)):
-                record_agents()
+            record.after_restarts(children.supervise(log.warning))
             if (text := finished(conns.pg, spec.name, started)) is not None:
                 if not children.wait_agents_gone(settings.children_grace_s):
                     log.warning("local agents still running %.0fs after the app finished: stopping them",
