@@ -98,24 +98,22 @@ def _semaphores_to_create(name: str | None, value: int | None, sema_file: Path |
         typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
 
+    text = None
+    if sema_file is not None:
+        try:
+            text = sema_file.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"cannot read the sema file {sema_file}: {exc}")
+    args = [str(a) for a in (name, value) if a is not None]
     try:
-        if sema_file is not None:
-            if name is not None:
-                fail("--sema-file takes no NAME or VALUE")
-            try:
-                text = sema_file.read_text()
-            except (OSError, UnicodeDecodeError) as exc:
-                fail(f"cannot read the sema file {sema_file}: {exc}")
-            return api.parse_semaphore_lines(text, str(sema_file))
-        if name is None:
-            fail("give NAME VALUE, a JSON map of semaphores, or --sema-file FILE")
-        if value is None:
-            if not name.lstrip().startswith("{"):
-                fail(f"semaphore create {name}: VALUE is missing")
-            return api.parse_semaphore_json(name)
-        return None
+        many = api.semaphores_to_create(args, text, str(sema_file))
     except ValueError as exc:
         fail(str(exc))
+    if many is None and name is None:
+        fail("give NAME VALUE, a JSON map of semaphores, or --sema-file FILE")
+    if many is None and value is None:
+        fail(f"semaphore create {name}: VALUE is missing")
+    return many
 
 
 @semaphore.command("get")

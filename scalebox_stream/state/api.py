@@ -147,6 +147,19 @@ def parse_semaphore_lines(text: str, source: str) -> dict[str, int]:
     return values
 
 
+def semaphores_to_create(args: list[str], sema_text: str | None, sema_source: str) -> dict[str, int] | None:
+    """The semaphores of a batch `semaphore create`: the text of a `--sema-file` (`sema_source` names it in
+    messages; no NAME or VALUE then), or one JSON argument. None: not a batch (`NAME VALUE`). Raises ValueError
+    naming what is wrong."""
+    if sema_text is not None:
+        if args:
+            raise ValueError("--sema-file takes no NAME or VALUE")
+        return parse_semaphore_lines(sema_text, sema_source)
+    if len(args) == 1 and args[0].lstrip().startswith("{"):
+        return parse_semaphore_json(args[0])
+    return None
+
+
 def semaphore_create_many(client: StateClient, app: str, values: dict[str, int], conflict: str = "error",
                           batch_size: int = BATCH_SIZE) -> Outcome:
     """`semaphore create JSON` / `--sema-file FILE`: creates each semaphore (CONFLICT_ACTION as for one), at most
@@ -183,12 +196,6 @@ def semaphore_add(client: StateClient, app: str, name: str, n: int, auto_create:
                                                      allow_negative=allow_negative)))
     return _single(client.call(client.command("add", SEMAPHORE, app, name, n=n, auto_create=auto_create,
                                               allow_negative=allow_negative)))
-
-
-def semaphore_list(client: StateClient, app: str, pattern: str = "", prefix: str = "",
-                   leaf_only: bool = False) -> Outcome:
-    """`semaphore list [PATTERN] [--prefix P] [--leaf-only]`: a JSON map of the app's semaphores."""
-    return list_items(client, SEMAPHORE, app, pattern, prefix, leaf_only)
 
 
 def list_items(client: StateClient, kind: str, app: str, pattern: str = "", prefix: str = "",

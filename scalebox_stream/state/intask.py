@@ -123,19 +123,13 @@ def _create(client: StateClient, app: str, pos: list[str], flags: dict[str, Any]
 
 def _semaphores_to_create(pos: list[str], flags: dict[str, Any]) -> dict[str, int] | Outcome | None:
     """The semaphores of a batch create (a forwarded --sema-file, or one JSON argument); None: NAME VALUE."""
+    if "sema_file" in flags:
+        return Outcome(ERROR, error="scalebox semaphore create: --sema-file reached the agent unread (the "
+                                    "in-task tool reads the file)")
     try:
-        if "sema_file" in flags:
-            return Outcome(ERROR, error="scalebox semaphore create: --sema-file reached the agent unread (the "
-                                        "in-task tool reads the file)")
-        if "sema_file_text" in flags:
-            if pos:
-                return Outcome(ERROR, error="scalebox semaphore create: --sema-file takes no NAME or VALUE")
-            return api.parse_semaphore_lines(flags["sema_file_text"], flags.get("sema_file_name") or "sema file")
-        if len(pos) == 1 and pos[0].lstrip().startswith("{"):
-            return api.parse_semaphore_json(pos[0])
+        return api.semaphores_to_create(pos, flags.get("sema_file_text"), flags.get("sema_file_name") or "sema file")
     except ValueError as exc:
         return Outcome(ERROR, error=f"scalebox semaphore create: {exc}")
-    return None
 
 
 @_arity("semaphore create", 2)

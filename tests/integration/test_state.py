@@ -95,7 +95,7 @@ def test_a_fresh_owner_restores_the_values_from_the_changelog(kafka_bootstrap: s
         assert ready.wait(60), "the fresh owner was not assigned its partitions"
         assert sum(fresh.stats.restored.values()) == len(expected) + 1
         with StateClient(kafka_bootstrap, fresh_topics) as client:
-            assert json.loads(api.semaphore_list(client, app).output) == expected
+            assert json.loads(api.list_items(client, SEMAPHORE, app).output) == expected
             assert api.variable_get(client, app, "router").output == "pos-7"
             assert client.call(client.command("add", SEMAPHORE, app, "s1", n=1)).value == expected["s1"] + 1
     finally:

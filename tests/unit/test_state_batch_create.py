@@ -56,6 +56,16 @@ def test_sema_file_lines_and_their_errors_name_the_file_and_line() -> None:
         api.parse_semaphore_lines("s1:1", "f.txt")
 
 
+def test_which_create_is_a_batch_the_cli_and_a_task_decide_alike() -> None:
+    assert api.semaphores_to_create(["s", "3"], None, "f") is None, "NAME VALUE: one create"
+    assert api.semaphores_to_create(['{"semaphores":{"a":1}}'], None, "f") == {"a": 1}
+    assert api.semaphores_to_create([], '"a":1\n"b":2\n', "my.sema") == {"a": 1, "b": 2}
+    with pytest.raises(ValueError, match="--sema-file takes no NAME or VALUE"):
+        api.semaphores_to_create(["s"], '"a":1', "my.sema")
+    with pytest.raises(ValueError, match="my.sema:1"):
+        api.semaphores_to_create([], "a=1", "my.sema")
+
+
 def test_all_created_is_0_and_batch_size_bounds_the_commands_in_flight() -> None:
     client = CountingClient()
     values = {f"s{i}": i for i in range(7)}
