@@ -1,17 +1,21 @@
 """Reading an app's events back from `sbx.events` and writing them to a topic of a test's own: the projection
-replay tests rebuild their tables from such a copy."""
+replay tests rebuild their tables from such a copy (`replayed_digests`)."""
 
 from __future__ import annotations
 
 import time
 import uuid
 
+import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from support import verify
 
 from scalebox_stream.events import DecodeError, Event, EventCodec
 from scalebox_stream.kafka.config import admin_config, producer_config, secured
 from scalebox_stream.kafka.topics import EVENTS_TOPIC, ensure_topics
+from scalebox_stream.projector.migrate import drop_projection
+from scalebox_stream.projector.service import Projector, ProjectorSettings
 
 
 def app_events(kafka: str, app: str, since_ms: int, timeout_s: float = 60) -> list[tuple[bytes, bytes, Event]]:
@@ -57,3 +61,14 @@ def copy_to_topic(kafka: str, records: list[tuple[bytes, bytes, Event]], topic: 
     for key, value, _ in records:
         producer.produce(topic, key=key, value=value)
     assert producer.flush(30) == 0
+
+
+def replayed_digests(kafka: str, dsn: str, topic: str, group: str) -> dict:
+    """What `scalebox replay --yes` does, on a test's own topic: drop the projection in `dsn`, project `topic`
+    from its start (batches of 1,000, consumer group `group`); the tables' digests then."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        drop_projection(conn)
+    Projector(kafka, dsn, ProjectorSettings(batch_size=1000), group=group, topic=topic).run(
+        until_caught_up=True, install_signals=False)
+    with psycopg.connect(dsn) as conn:
+        return verify.table_digests(conn)

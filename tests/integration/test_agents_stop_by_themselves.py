@@ -3,7 +3,6 @@ of `app create` and `scalebox run` carry on without them) and when their app is 
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import yaml
 from pipeline import list_tasks, scalebox, until
 
 from scalebox_stream.launch.state_service import stop_state_service
+from scalebox_stream.local.home import pid_alive
 
 TASK = '#!/bin/sh\nprintf "%s" "$1" > "$WORK_DIR/custom-out.txt"\n'
 
@@ -22,14 +22,6 @@ def _app(root: Path, name: str, modules: dict) -> Path:
     app = {"name": name, "modules": {m: {"command": "./task.sh", **keys} for m, keys in modules.items()}}
     (root / "app.yaml").write_text(yaml.safe_dump(app, sort_keys=False))
     return root / "app.yaml"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
 
 
 def test_served_agents_stop_when_idle_and_when_the_app_finishes(tmp_path, kafka_bootstrap, pg_dsn):
@@ -48,12 +40,12 @@ def test_served_agents_stop_when_idle_and_when_the_app_finishes(tmp_path, kafka_
         assert added.code == 0, added.stderr
         until("busy's task to succeed", lambda: [t for t in list_tasks(kafka_bootstrap, pg_dsn, name)
                                                   if t["status"] == "succeeded"], 60)
-        assert _alive(server), "an agent that stopped by itself is no failure of the server"
+        assert pid_alive(server), "an agent that stopped by itself is no failure of the server"
         finished = scalebox(["app", "set-finished", "--app-id", name, "ok"], kafka_bootstrap, pg_dsn, home=home)
         assert finished.code == 0, finished.stderr
         until("busy's agent to stop", lambda: "stopping by itself: app finished: ok" in
                (logs / "agent-busy.log").read_text(), 30)
-        until("the server to stop", lambda: not _alive(server), 30)
+        until("the server to stop", lambda: not pid_alive(server), 30)
         assert "finished: ok" in (logs / "serve.log").read_text()
     finally:
         scalebox(["app", "stop", name], kafka_bootstrap, pg_dsn, home=home)

@@ -4,6 +4,7 @@ goes on to finish every task once; a child that keeps dying ends the run with an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -19,6 +21,7 @@ from pipeline import REPO, list_tasks, scalebox, until
 
 from scalebox_stream.kafka.security import forwarded_env
 from scalebox_stream.launch.state_service import stop_state_service
+from scalebox_stream.local.home import pid_alive
 
 TASKS = [f"t{i:02d}" for i in range(12)]
 
@@ -36,13 +39,22 @@ def _app(root: Path, name: str, sleep_s: float) -> Path:
     return root / "app.yaml"
 
 
-def _run(app_file: Path, bodies: list[str], kafka: str, pg: str, home: Path, **env: str) -> subprocess.Popen:
-    """`scalebox run APP --module work BODIES`, in the background (the test kills its agent meanwhile)."""
+@contextlib.contextmanager
+def _running(app_file: Path, bodies: list[str], kafka: str, pg: str, home: Path,
+             **env: str) -> Iterator[subprocess.Popen]:
+    """`scalebox run APP --module work BODIES` in the background (the test kills its agent meanwhile); killed on
+    the way out if still running."""
     environ = {**os.environ, **forwarded_env(kafka), "SCALEBOX_KAFKA": kafka, "SCALEBOX_PG": pg,
                "SCALEBOX_HOME": str(home), **env}
-    return subprocess.Popen([sys.executable, "-m", "scalebox_stream.cli.main", "run", str(app_file), "--module",
-                             "work", *bodies], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=environ, cwd=REPO)
+    run = subprocess.Popen([sys.executable, "-m", "scalebox_stream.cli.main", "run", str(app_file), "--module",
+                            "work", *bodies], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=environ, cwd=REPO)
+    try:
+        yield run
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
 
 
 def _agent_pid(logs: Path) -> int | None:
@@ -52,14 +64,6 @@ def _agent_pid(logs: Path) -> int | None:
         return int(agent["ref"])
     except (OSError, ValueError, KeyError):
         return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
 
 
 def _await_started(marks: Path, count: int, timeout_s: float = 45.0) -> None:
@@ -74,16 +78,11 @@ def test_a_sigkilled_agent_is_restarted_and_the_run_finishes_every_task_once(tmp
     name, home = f"restart-{uuid.uuid4().hex[:6]}", tmp_path / "home"
     app_file = _app(tmp_path / "app", name, 0.3)
     logs = home / "logs" / name
-    run = _run(app_file, TASKS, kafka_bootstrap, pg_dsn, home)
-    try:
+    with _running(app_file, TASKS, kafka_bootstrap, pg_dsn, home) as run:
         _await_started(tmp_path / "app" / "started", 1)
         pid = until("the agent's record", lambda: _agent_pid(logs), 10)
         os.kill(pid, signal.SIGKILL)
         out, err = run.communicate(timeout=90)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
     assert run.returncode == 0, err
     assert "agent-work exited with code -9 (signal SIGKILL); restarting it in 1 s (restart 1 of 5 in 10 min)" in err
     log = (logs / "agent-work.log").read_text()
@@ -105,19 +104,14 @@ def test_a_child_that_keeps_dying_ends_the_run_with_an_error_naming_it(tmp_path,
     name, home = f"restart-fails-{uuid.uuid4().hex[:6]}", tmp_path / "home"
     app_file = _app(tmp_path / "app", name, 8)
     logs = home / "logs" / name
-    run = _run(app_file, ["long"], kafka_bootstrap, pg_dsn, home, SCALEBOX_CHILD_RESTARTS="1")
-    try:
+    with _running(app_file, ["long"], kafka_bootstrap, pg_dsn, home, SCALEBOX_CHILD_RESTARTS="1") as run:
         _await_started(tmp_path / "app" / "started", 1)
         first = until("the agent's record", lambda: _agent_pid(logs), 10)
         os.kill(first, signal.SIGKILL)
-        second = until("the restarted agent", lambda: (pid := _agent_pid(logs)) != first and pid and _alive(pid)
+        second = until("the restarted agent", lambda: (pid := _agent_pid(logs)) != first and pid and pid_alive(pid)
                        and pid, 20)
         os.kill(second, signal.SIGKILL)
         out, err = run.communicate(timeout=30)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
     assert run.returncode == 1, err
     assert "restarting it in 1 s (restart 1 of 1 in 10 min)" in err
     assert ("error: agent-work exited with code -9 (signal SIGKILL), not restarted (restarted 1 time(s) in 10 min "
@@ -134,7 +128,7 @@ def test_the_app_server_restarts_a_sigkilled_agent_and_serves_on(tmp_path, kafka
         assert created.code == 0, created.stderr
         first = until("the agent's record", lambda: _agent_pid(logs), 10)
         os.kill(first, signal.SIGKILL)
-        until("the restarted agent", lambda: (pid := _agent_pid(logs)) != first and pid and _alive(pid), 20)
+        until("the restarted agent", lambda: (pid := _agent_pid(logs)) != first and pid and pid_alive(pid), 20)
         assert ("agent-work exited with code -9 (signal SIGKILL); restarting it in 1 s (restart 1 of 5 in 10 min)"
                 in (logs / "serve.log").read_text())
         added = scalebox(["task", "add", "--app-id", name, "--sink-module", "work", "after"], kafka_bootstrap,

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import psycopg
 from pipeline import scalebox
-from replay_support import app_events, copy_to_topic
+from replay_support import app_events, copy_to_topic, replayed_digests
 from support import verify
 
-from scalebox_stream.projector.migrate import drop_projection
 from scalebox_stream.projector.service import Projector, ProjectorSettings
 
 SPLIT = """#!/bin/sh
@@ -102,14 +101,7 @@ def test_replay_rebuilds_identical_tables(kafka_bootstrap, pg_dsn, tmp_path):
             extras = {row[0]["item"]: row[0] for row in conn.execute(
                 "SELECT extra_attributes FROM task_runs WHERE extra_attributes IS NOT NULL")}
 
-        # `scalebox replay --yes` does exactly this: drop the projection, project the log from the start
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            drop_projection(conn)
-        replayed = Projector(kafka_bootstrap, dsn, ProjectorSettings(batch_size=1000), group=f"sbx.test.{app}.b",
-                             topic=topic)
-        replayed.run(until_caught_up=True, install_signals=False)
-        with psycopg.connect(dsn) as conn:
-            after = verify.table_digests(conn)
+        after = replayed_digests(kafka_bootstrap, dsn, topic, f"sbx.test.{app}.b")
     finally:
         verify.drop_database(pg_dsn, db)
 

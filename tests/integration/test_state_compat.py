@@ -16,11 +16,10 @@ import psycopg
 import pytest
 from cluster import Cluster
 from pipeline import list_tasks, scalebox
-from replay_support import app_events, copy_to_topic
+from replay_support import app_events, copy_to_topic, replayed_digests
 from state_support import OwnerProcess, changelog_state, private_topics, read_all
 from support import verify
 
-from scalebox_stream.projector.migrate import drop_projection
 from scalebox_stream.projector.service import Projector, ProjectorSettings
 from scalebox_stream.state.model import GLOBAL, SEMAPHORE, VARIABLE, StateTopics, decode_key
 
@@ -134,12 +133,7 @@ def test_delete_on_the_cli_on_the_changelog_after_a_restart_and_in_a_replayed_pr
             values = conn.execute("SELECT kind, app, name, value, version FROM state_values ORDER BY 1, 3").fetchall()
             history = conn.execute("SELECT kind, name, version, op, value, old_value FROM state_history "
                                    "ORDER BY kind, name, changed_at, version").fetchall()
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            drop_projection(conn)
-        Projector(kafka_bootstrap, dsn, ProjectorSettings(batch_size=1000), group=f"sbx.test.{app}.b",
-                  topic=topic).run(until_caught_up=True, install_signals=False)
-        with psycopg.connect(dsn) as conn:
-            after = verify.table_digests(conn)
+        after = replayed_digests(kafka_bootstrap, dsn, topic, f"sbx.test.{app}.b")
     finally:
         verify.drop_database(pg_dsn, db)
     assert values == [("semaphore", app, "s", "9", 1)], "deleted rows are gone; the re-created one is there"
