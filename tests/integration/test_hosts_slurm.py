@@ -38,7 +38,9 @@ def _jobs(prefix: str) -> set[str]:
 def test_primes_calc_as_slurm_jobs_on_two_hosts(tmp_path: Path, kafka_bootstrap, pg_dsn):
     app_dir = tmp_path / "primes"
     shutil.copytree(REPO / "examples" / "primes", app_dir)
-    (app_dir / "slow-calc.sh").write_text('#!/bin/sh\nsleep 0.5\nexec "$(dirname "$0")/calc/run.sh" "$@"\n')
+    # Slurm starts the two agent jobs seconds apart: each task lasts long enough (10 tasks x 1.5 s on 2 slots) that
+    # the first host cannot finish them all before the second joins (0.5 s once let h1 take all ten).
+    (app_dir / "slow-calc.sh").write_text('#!/bin/sh\nsleep 1.5\nexec "$(dirname "$0")/calc/run.sh" "$@"\n')
     (app_dir / "slow-calc.sh").chmod(0o755)
     app = yaml.safe_load((app_dir / "app-process.yaml").read_text())
     name = f"primes-slurm-{uuid.uuid4().hex[:6]}"
